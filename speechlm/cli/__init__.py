@@ -26,6 +26,7 @@ GROUPS: dict[str, str] = {
     "data": "speechlm.cli.data",
     "codec": "speechlm.cli.codec",
     "eval": "speechlm.cli.eval",
+    "asr": "speechlm.cli.asr",
 }
 
 
