@@ -1,0 +1,530 @@
+"""Text normalisation: what a reader would say, written out in words.
+
+:func:`normalize_text` (for TTS input and G2P) keeps case and sentence punctuation; it applies, in order:
+
+1. Unicode NFC (NFKC for ``cmn``/``ja``, which folds full-width digits and Latin), typographic quotes and dashes
+   to ASCII, whitespace collapsed.
+2. Abbreviations (English: Mr., Mrs., Dr., St., Prof., etc., e.g., i.e., vs., No. before a number, ...; a few
+   per language for de, fr, es, it).
+3. Numbers, through num2words: currency (``$3.50`` -> "three dollars and fifty cents", ``€5`` / ``5 €``),
+   percentages, times (``10:30`` -> "ten thirty", ``10:00`` -> "ten o'clock"), ordinals (``1st``; fr ``1er``/``2e``;
+   es/it/pt ``1º``/``1ª``), years (English four-digit numbers 1100-2099 read as years: ``1984`` -> "nineteen
+   eighty-four"), decimals (``3.14`` -> "three point one four"; ``3,14`` in languages with a decimal comma),
+   grouped thousands (``1,000,000`` / ``1.000.000`` / ``1 000 000``), negative numbers and plain cardinals.
+   Mandarin digits are left to espeak-ng, which reads them in Mandarin.
+
+Limits: no context-dependent readings (telephone numbers, dates like 3/4, Roman numerals, units other than
+``%`` and currency); German/Russian case and gender agreement of numbers is not attempted (the nominative
+cardinal is used).
+
+:func:`normalize_for_wer` is the comparison form used by the evaluation suite: the above, then lower case,
+punctuation removed, hyphens split, whitespace collapsed; for ``cmn``/``ja`` each CJK character becomes a "word",
+so a WER over it is a character error rate.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from decimal import Decimal
+
+from speechlm.errors import SpeechLMError
+
+# Languages with a num2words converter (our code -> num2words code).
+_NUM2WORDS_LANG = {
+    "en": "en",
+    "en-us": "en",
+    "en-gb": "en",
+    "de": "de",
+    "fr": "fr",
+    "es": "es",
+    "it": "it",
+    "ru": "ru",
+    "cs": "cs",
+    "nl": "nl",
+    "fi": "fi",
+    "pt": "pt",
+    "pl": "pl",
+    "ja": "ja",
+}
+SUPPORTED_LANGUAGES = (*_NUM2WORDS_LANG, "cmn")
+_DECIMAL_COMMA = {"de", "fr", "es", "it", "ru", "cs", "nl", "fi", "pt", "pl"}
+_POINT_WORD = {
+    "en": "point",
+    "de": "Komma",
+    "fr": "virgule",
+    "es": "coma",
+    "it": "virgola",
+    "ru": "запятая",
+    "cs": "celá",
+    "nl": "komma",
+    "fi": "pilkku",
+    "pt": "vírgula",
+    "pl": "przecinek",
+    "ja": "点",
+}
+_PERCENT_WORD = {
+    "en": "percent",
+    "de": "Prozent",
+    "fr": "pour cent",
+    "es": "por ciento",
+    "it": "per cento",
+    "ru": "процентов",
+    "cs": "procent",
+    "nl": "procent",
+    "fi": "prosenttia",
+    "pt": "por cento",
+    "pl": "procent",
+    "ja": "パーセント",
+    "cmn": "百分之",
+}
+_AND_WORD = {
+    "en": "and",
+    "de": "und",
+    "fr": "et",
+    "es": "y",
+    "it": "e",
+    "ru": "и",
+    "cs": "a",
+    "nl": "en",
+    "fi": "ja",
+    "pt": "e",
+    "pl": "i",
+}
+# symbol -> (singular, plural, cent singular, cent plural) per language; English is the default.
+_CURRENCY = {
+    "en": {
+        "$": ("dollar", "dollars", "cent", "cents"),
+        "€": ("euro", "euros", "cent", "cents"),
+        "£": ("pound", "pounds", "penny", "pence"),
+        "¥": ("yen", "yen", "sen", "sen"),
+    },
+    "de": {
+        "$": ("Dollar", "Dollar", "Cent", "Cent"),
+        "€": ("Euro", "Euro", "Cent", "Cent"),
+        "£": ("Pfund", "Pfund", "Penny", "Pence"),
+    },
+    "fr": {
+        "$": ("dollar", "dollars", "cent", "cents"),
+        "€": ("euro", "euros", "centime", "centimes"),
+        "£": ("livre", "livres", "penny", "pence"),
+    },
+    "es": {"$": ("dólar", "dólares", "centavo", "centavos"), "€": ("euro", "euros", "céntimo", "céntimos")},
+    "it": {
+        "$": ("dollaro", "dollari", "centesimo", "centesimi"),
+        "€": ("euro", "euro", "centesimo", "centesimi"),
+    },
+    "ru": {
+        "$": ("доллар", "долларов", "цент", "центов"),
+        "€": ("евро", "евро", "цент", "центов"),
+        "₽": ("рубль", "рублей", "копейка", "копеек"),
+    },
+    "nl": {"$": ("dollar", "dollar", "cent", "cent"), "€": ("euro", "euro", "cent", "cent")},
+    "pt": {"$": ("dólar", "dólares", "centavo", "centavos"), "€": ("euro", "euros", "cêntimo", "cêntimos")},
+    "pl": {
+        "$": ("dolar", "dolarów", "cent", "centów"),
+        "€": ("euro", "euro", "cent", "centów"),
+        "zł": ("złoty", "złotych", "grosz", "groszy"),
+    },
+    "cs": {
+        "$": ("dolar", "dolarů", "cent", "centů"),
+        "€": ("euro", "eur", "cent", "centů"),
+        "Kč": ("koruna", "korun", "haléř", "haléřů"),
+    },
+    "fi": {"$": ("dollari", "dollaria", "sentti", "senttiä"), "€": ("euro", "euroa", "sentti", "senttiä")},
+}
+_SCALE_WORDS = {"thousand", "million", "billion", "trillion"}
+
+_EN_ABBREV = {
+    "mr": "mister",
+    "mrs": "missus",
+    "ms": "miz",
+    "dr": "doctor",
+    "prof": "professor",
+    "jr": "junior",
+    "sr": "senior",
+    "capt": "captain",
+    "gen": "general",
+    "lt": "lieutenant",
+    "col": "colonel",
+    "sgt": "sergeant",
+    "rev": "reverend",
+    "hon": "honorable",
+    "gov": "governor",
+    "sen": "senator",
+    "rep": "representative",
+    "mt": "mount",
+    "ft": "fort",
+    "ave": "avenue",
+    "rd": "road",
+    "blvd": "boulevard",
+    "dept": "department",
+    "approx": "approximately",
+    "vs": "versus",
+    "etc": "et cetera",
+    "jan": "january",
+    "feb": "february",
+    "aug": "august",
+    "sept": "september",
+    "oct": "october",
+    "nov": "november",
+    "dec": "december",
+}
+_ABBREV = {
+    "de": {
+        "z.b.": "zum Beispiel",
+        "d.h.": "das heißt",
+        "usw.": "und so weiter",
+        "bzw.": "beziehungsweise",
+        "dr.": "Doktor",
+        "prof.": "Professor",
+        "nr.": "Nummer",
+        "ca.": "circa",
+        "hr.": "Herr",
+        "fr.": "Frau",
+        "str.": "Straße",
+        "u.a.": "unter anderem",
+        "evtl.": "eventuell",
+        "vgl.": "vergleiche",
+    },
+    "fr": {
+        "m.": "monsieur",
+        "mme": "madame",
+        "mlle": "mademoiselle",
+        "dr": "docteur",
+        "dr.": "docteur",
+        "etc.": "et cetera",
+        "p.ex.": "par exemple",
+        "av.": "avenue",
+        "bd": "boulevard",
+        "st": "saint",
+    },
+    "es": {
+        "sr.": "señor",
+        "sra.": "señora",
+        "srta.": "señorita",
+        "dr.": "doctor",
+        "dra.": "doctora",
+        "etc.": "etcétera",
+        "ud.": "usted",
+        "uds.": "ustedes",
+        "p.ej.": "por ejemplo",
+        "av.": "avenida",
+    },
+    "it": {
+        "sig.": "signor",
+        "sig.ra": "signora",
+        "dott.": "dottor",
+        "prof.": "professor",
+        "ecc.": "eccetera",
+        "p.es.": "per esempio",
+        "dr.": "dottor",
+    },
+}
+
+
+def _n2w(value: int | Decimal, lang: str, to: str = "cardinal") -> str:
+    from num2words import num2words
+
+    # num2words writes "one thousand, nine hundred": the commas would make espeak pause mid-number.
+    return num2words(value, lang=_NUM2WORDS_LANG[lang], to=to).replace(",", "")
+
+
+def _cardinal(digits: str, lang: str) -> str:
+    return _n2w(int(digits), lang)
+
+
+def _decimal(int_part: str, frac: str, lang: str) -> str:
+    """``3`` ``14`` -> "three point one four" (digits after the point read one by one, as people say them)."""
+    whole = _cardinal(int_part or "0", lang)
+    return " ".join([whole, _POINT_WORD[lang], *(_cardinal(d, lang) for d in frac)])
+
+
+def _lang_base(lang: str) -> str:
+    return "en" if lang.startswith("en") else lang
+
+
+def _number_pattern(lang: str) -> str:
+    """Regex source for a number with optional grouping and decimal part, in the language's convention."""
+    if lang in _DECIMAL_COMMA:
+        # 1.000.000 / 1 000 000 / 1'000 grouping, decimal comma
+        return r"\d{1,3}(?:[. \u00a0\u202f]\d{3})+(?:,\d+)?|\d+(?:,\d+)?"
+    return r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+
+
+def _split_number(s: str, lang: str) -> tuple[str, str]:
+    """'1,234.5' -> ('1234', '5') in the language's convention."""
+    dec, group = (",", ".") if lang in _DECIMAL_COMMA else (".", ",")
+    s = re.sub(r"[ \u00a0\u202f']", "", s).replace(group, "")
+    whole, _, frac = s.partition(dec)
+    return whole, frac
+
+
+def _read_number(s: str, lang: str) -> str:
+    whole, frac = _split_number(s, lang)
+    if frac:
+        return _decimal(whole, frac, lang)
+    return _cardinal(whole, lang)
+
+
+def _currency_words(symbol: str, amount: str, scale: str | None, lang: str) -> str:
+    table = _CURRENCY.get(lang, {}).get(symbol) or _CURRENCY["en"].get(symbol)
+    if table is None:  # a currency sign we have no words for: read the number, keep the sign
+        return f"{_read_number(amount, lang)} {symbol}"
+    one, many, cent_one, cent_many = table
+    whole, frac = _split_number(amount, lang)
+    if scale:  # "$5 million" -> "five million dollars"; "$1.5 billion" -> "one point five billion dollars"
+        return f"{_read_number(amount, lang)} {scale} {many}"
+    words = f"{_cardinal(whole or '0', lang)} {one if int(whole or 0) == 1 else many}"
+    if frac and int(frac):
+        cents = int((frac + "0")[:2])
+        cent_words = f"{_cardinal(str(cents), lang)} {cent_one if cents == 1 else cent_many}"
+        if not int(whole or 0):
+            return cent_words
+        return f"{words} {_AND_WORD.get(lang, '')} {cent_words}".replace("  ", " ")
+    return words
+
+
+def _en_year(n: int) -> str:
+    return _n2w(n, "en", to="year")
+
+
+def _en_time(h: int, m: int, suffix: str | None, sentence_end: bool = False) -> str:
+    hours = _cardinal(str(h), "en")
+    if m == 0:
+        words = f"{hours} o'clock" if not suffix else hours
+    elif m < 10:
+        words = f"{hours} oh {_cardinal(str(m), 'en')}"
+    else:
+        words = f"{hours} {_cardinal(str(m), 'en')}"
+    if suffix:
+        words += " " + " ".join(suffix.replace(".", "").lower())
+        if suffix.endswith(".") and sentence_end:  # "at 10 p.m." closing a sentence: the period was both
+            words += "."
+    return words
+
+
+_HOUR_WORD = {
+    "de": "Uhr",
+    "fr": "heures",
+    "nl": "uur",
+    "pl": "",
+    "ru": "",
+    "cs": "",
+    "fi": "",
+    "es": "",
+    "it": "",
+    "pt": "",
+    "ja": "時",
+}
+
+
+def _time(h: int, m: int, lang: str) -> str:
+    hour_word = _HOUR_WORD.get(lang, "")
+    parts = [_cardinal(str(h), lang), hour_word]
+    if m:
+        parts.append(_cardinal(str(m), lang) + ("分" if lang == "ja" else ""))
+    return " ".join(p for p in parts if p)
+
+
+def _sub(pattern: str, repl: Callable[[re.Match], str], text: str, flags: int = 0) -> str:
+    return re.sub(pattern, repl, text, flags=flags)
+
+
+def _expand_numbers(text: str, lang: str) -> str:
+    num = _number_pattern(lang)
+    symbols = "|".join(
+        re.escape(s) for s in sorted({s for t in _CURRENCY.values() for s in t}, key=len, reverse=True)
+    )
+    scale = r"(?:\s+(thousand|million|billion|trillion))?"
+
+    # Currency before the amount ($3.50, € 5, $5 million) and after it (5 €, 3,50 €, 20 zł).
+    text = _sub(
+        rf"({symbols})\s?({num}){scale}\b",
+        lambda m: _currency_words(m.group(1), m.group(2), m.group(3), lang),
+        text,
+    )
+    text = _sub(
+        rf"(?<![\w.,])({num})\s?({symbols})(?!\w)",
+        lambda m: _currency_words(m.group(2), m.group(1), None, lang),
+        text,
+    )
+    # Percentages.
+    text = _sub(
+        rf"(?<![\w.,])(-?)({num})\s?%",
+        lambda m: (
+            ("minus " if m.group(1) and lang == "en" else "")
+            + f"{_read_number(m.group(2), lang)} {_PERCENT_WORD[lang]}"
+        ),
+        text,
+    )
+    # Times 10:30, 7:05 pm.
+    if lang == "en":
+        text = _sub(
+            r"\b([01]?\d|2[0-3]):([0-5]\d)(?:\s*([ap]\.?m\.?+)(?=\W|$))?(?P<end>(?=\s*$|\s+(?-i:[A-Z])))?",
+            lambda m: _en_time(int(m.group(1)), int(m.group(2)), m.group(3), m.group("end") is not None),
+            text,
+            flags=re.I,
+        )
+    else:
+        text = _sub(
+            r"\b([01]?\d|2[0-3])[:h]([0-5]\d)\b(?:\s*Uhr\b)?",
+            lambda m: _time(int(m.group(1)), int(m.group(2)), lang),
+            text,
+        )
+    # Ordinals.
+    if lang == "en":
+        text = _sub(
+            r"\b(\d+)(st|nd|rd|th)\b", lambda m: _n2w(int(m.group(1)), lang, to="ordinal"), text, flags=re.I
+        )
+    elif lang == "fr":
+        text = _sub(r"\b(\d+)(er|re|e|ème|eme)\b", lambda m: _n2w(int(m.group(1)), lang, to="ordinal"), text)
+    elif lang in ("es", "it", "pt"):
+        text = _sub(r"\b(\d+)\s?[ºª°]", lambda m: _n2w(int(m.group(1)), lang, to="ordinal"), text)
+    # English years: a bare four-digit number 1100-2099 (no grouping comma, not a decimal).
+    if lang == "en":
+        text = _sub(
+            r"(?<![\w.,$£€])(1[1-9]\d\d|20\d\d)(s?)(?![\w%]|[.,]\d)",
+            lambda m: _plural_year(int(m.group(1))) if m.group(2) else _en_year(int(m.group(1))),
+            text,
+        )
+    # Negative numbers, then everything else.
+    text = _sub(
+        rf"(?<![\w.,])-({num})(?![\w])",
+        lambda m: ("minus " if lang == "en" else "") + _read_number(m.group(1), lang),
+        text,
+    )
+    # Japanese has no spaces: a number may follow a letter directly (東京に3人).
+    before = r"(?<![\d.,])" if lang == "ja" else r"(?<![\w])"
+    text = _sub(rf"{before}({num})", lambda m: _read_number(m.group(1), lang), text)
+    return text
+
+
+def _plural_year(n: int) -> str:
+    """1980s -> "nineteen eighties"."""
+    words = _en_year(n)
+    last = words.split(" ")[-1].split("-")[-1]
+    plural = last[:-1] + "ies" if last.endswith("y") else last + "s"
+    return words[: len(words) - len(last)] + plural
+
+
+def _expand_abbreviations(text: str, lang: str) -> str:
+    if lang == "en":
+        text = re.sub(r"\be\.g\.", "for example", text, flags=re.I)
+        text = re.sub(r"\bi\.e\.", "that is", text, flags=re.I)
+        # St. before a capitalised name is Saint, elsewhere Street.
+        text = re.sub(r"\bSt\.?(?=\s+[A-Z])", "Saint", text)
+        text = re.sub(r"\bSt\.", "Street", text)
+        text = re.sub(r"\bNo\.\s*(?=\d)", "number ", text)
+        text = re.sub(r"\s&\s", " and ", text)
+
+        def repl(m: re.Match) -> str:
+            word = _EN_ABBREV[m.group(1).lower()]
+            word = word.capitalize() if m.group(1)[0].isupper() else word
+            # "etc." closing a sentence keeps its full stop.
+            if m.group(1).lower() == "etc" and re.match(r"\s*($|[A-Z])", text[m.end() :]):
+                word += "."
+            return word
+
+        text = re.sub(r"\b(" + "|".join(_EN_ABBREV) + r")\.", repl, text, flags=re.I)
+        # British style without the period, only before a name: "Mr Smith", "Dr Who".
+        text = re.sub(r"\b(Mr|Mrs|Ms|Dr|Prof)\b(?=\s+[A-Z])", repl, text)
+        return text
+    table = _ABBREV.get(lang)
+    if not table:
+        return text
+    for abbr, full in sorted(table.items(), key=lambda kv: -len(kv[0])):
+        pat = r"(?<!\w)" + re.escape(abbr) + (r"(?=\s|$)" if not abbr.endswith(".") else r"(?=\s|$|,)")
+        text = re.sub(
+            pat, lambda m, full=full: full.capitalize() if m.group(0)[0].isupper() else full, text, flags=re.I
+        )
+    return text
+
+
+_QUOTES = str.maketrans(
+    {
+        "“": '"',
+        "”": '"',
+        "„": '"',
+        "‟": '"',
+        "«": '"',
+        "»": '"',
+        "‹": "'",
+        "›": "'",
+        "‘": "'",
+        "’": "'",
+        "‚": "'",
+        "‛": "'",
+        "`": "'",
+        "´": "'",
+        "–": "-",
+        "—": "-",
+        "‐": "-",
+        "‑": "-",
+        "‒": "-",
+        "−": "-",
+        "…": "...",
+        "\u00a0": " ",
+        "\u2009": " ",
+        "\u202f": " ",
+    }
+)
+
+
+def _check_lang(lang: str) -> str:
+    code = (lang or "").strip().lower().replace("_", "-")
+    if code not in SUPPORTED_LANGUAGES:
+        raise SpeechLMError(
+            f"unsupported language {lang!r} for text normalisation; supported: {', '.join(SUPPORTED_LANGUAGES)}"
+        )
+    return code
+
+
+def normalize_text(text: str, lang: str = "en") -> str:
+    """Normalise ``text`` for reading aloud: Unicode, quotes, whitespace, abbreviations, numbers (see module doc).
+
+    Case and sentence punctuation are kept. Unknown ``lang`` raises :class:`SpeechLMError`.
+    """
+    code = _check_lang(lang)
+    base = _lang_base(code)
+    text = unicodedata.normalize("NFKC" if base in ("cmn", "ja") else "NFC", text)
+    # Non-breaking and thin spaces inside numbers are kept until the number has been read.
+    text = text.translate(
+        {k: v for k, v in _QUOTES.items() if v != " "} if base in _DECIMAL_COMMA else _QUOTES
+    )
+    text = " ".join(text.split())
+    text = _expand_abbreviations(text, base)
+    if base != "cmn":  # espeak reads Mandarin digits itself, in Mandarin
+        text = _expand_numbers(text, base)
+    text = text.translate(_QUOTES)
+    # A dash between words (not inside a hyphenated word) is a pause: keep it readable.
+    text = re.sub(r"\s+-\s+", ", ", text)
+    return " ".join(text.split())
+
+
+_CJK_RE = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])")
+
+
+def normalize_for_wer(text: str, lang: str = "en") -> str:
+    """The comparison form of ``text`` for WER: normalised, lower case, no punctuation, single spaces.
+
+    Inner apostrophes are kept (``don't``), hyphens split words. For ``cmn``/``ja`` every CJK character is
+    separated by spaces, so WER over the result is a character error rate.
+    """
+    code = _check_lang(lang)
+    text = normalize_text(text, code).lower()
+    out = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if ch == "'":
+            out.append(ch)
+        elif cat[0] in "PSZC":  # punctuation, symbols, separators, controls -> space
+            out.append(" ")
+        else:
+            out.append(ch)
+    text = "".join(out)
+    text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)  # quotes, not apostrophes
+    if _lang_base(code) in ("cmn", "ja"):
+        text = _CJK_RE.sub(r" \1 ", text)
+    return " ".join(text.split())

@@ -1,0 +1,79 @@
+"""Text normalisation: numbers, years, currency, abbreviations, the WER form."""
+
+import pytest
+
+from speechlm.errors import SpeechLMError
+from speechlm.text.normalize import normalize_for_wer, normalize_text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("I have 3 cats.", "I have three cats."),
+        ("It was 1984.", "It was nineteen eighty-four."),
+        ("In 2005 and 1905.", "In two thousand and five and nineteen oh-five."),
+        ("The 1980s", "The nineteen eighties"),
+        ("It costs $3.50.", "It costs three dollars and fifty cents."),
+        ("It costs $1.", "It costs one dollar."),
+        ("A $5 million deal", "A five million dollars deal"),
+        ("Pay £2 or €1.01", "Pay two pounds or one euro and one cent"),
+        ("50% off", "fifty percent off"),
+        ("pi is 3.14", "pi is three point one four"),
+        ("1,000,000 people", "one million people"),
+        ("at 10:30 today", "at ten thirty today"),
+        ("at 7:05 pm.", "at seven oh five p m."),
+        ("at 9:00.", "at nine o'clock."),
+        ("the 1st and 22nd and 3rd", "the first and twenty-second and third"),
+        ("-5 degrees", "minus five degrees"),
+        ("Mr. Smith met Dr. Jones.", "Mister Smith met Doctor Jones."),
+        ("St. Paul lives on Baker St.", "Saint Paul lives on Baker Street"),
+        ("apples, pears, etc. are fruit", "apples, pears, et cetera are fruit"),
+        ("fruit, e.g. apples, i.e. food", "fruit, for example apples, that is food"),
+        ("cats vs. dogs", "cats versus dogs"),
+        ("No. 7 & No. 8", "number seven and number eight"),
+        ("“smart”  quotes’", '"smart" quotes\''),
+    ],
+)
+def test_english(text, expected):
+    assert normalize_text(text, "en") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "lang", "expected"),
+    [
+        (
+            "Ich habe 3,5 Euro und 21 Katzen, z.B. um 10:30 Uhr.",
+            "de",
+            "Ich habe drei Komma fünf Euro und einundzwanzig Katzen, zum Beispiel um zehn Uhr dreißig.",
+        ),
+        (
+            "Le 1er mai, M. Dupont a payé 12,50 €.",
+            "fr",
+            "Le premier mai, Monsieur Dupont a payé douze euros et cinquante centimes.",
+        ),
+        ("El Sr. García tiene 1.000 libros.", "es", "El Señor García tiene mil libros."),
+        ("Il sig. Rossi ha 25 anni, ecc.", "it", "Il signor Rossi ha venticinque anni, eccetera"),
+        ("У меня 25 рублей.", "ru", "У меня двадцать пять рублей."),
+        ("Mám 5 let.", "cs", "Mám pět let."),
+        ("Ik heb 42 appels.", "nl", "Ik heb tweeënveertig appels."),
+        ("Tenho 50% de 10.", "pt", "Tenho cinquenta por cento de dez."),
+        ("東京に3人", "ja", "東京に三人"),
+        ("我有３个", "cmn", "我有3个"),  # full-width folded; digits left to espeak's Mandarin
+    ],
+)
+def test_other_languages(text, lang, expected):
+    assert normalize_text(text, lang) == expected
+
+
+def test_wer_form():
+    assert normalize_for_wer("Hello, World! It's 1984 -- Mr. Smith's “test”.", "en") == (
+        "hello world it's nineteen eighty four mister smith's test"
+    )
+    assert normalize_for_wer("Das ist GROSS, oder?", "de") == "das ist gross oder"
+    assert normalize_for_wer("我有三个苹果。", "cmn") == "我 有 三 个 苹 果"
+    assert normalize_for_wer("  ", "en") == ""
+
+
+def test_unknown_language():
+    with pytest.raises(SpeechLMError, match="unsupported language 'xx'"):
+        normalize_text("hi", "xx")
