@@ -15,7 +15,7 @@ dev=0
 APT_RUN=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-itapc16k
          festvox-italp16k festvox-suopuhe-lj festvox-suopuhe-mv festvox-czech-dita festvox-czech-krb
          festvox-czech-machac festvox-czech-ph festvox-ru fortunes fortunes-de fortunes-es fortunes-it fortunes-ru
-         fortunes-cs opus-tools codec2 ffmpeg sox libsndfile1)
+         fortunes-cs fillets-ng-data opus-tools codec2 ffmpeg sox libsndfile1)
 APT_DEV=(chromium chromium-driver)
 
 pkgs=("${APT_RUN[@]}")
@@ -53,7 +53,8 @@ extras="train,eval"
 [[ $dev == 1 ]] && extras="dev"
 "${pip[@]}" -e ".[$extras]"
 # Packages that ship pretrained weights but pin old or heavy dependencies: installed without them
-# (their real needs — librosa, webrtcvad-wheels, onnxruntime — come from the eval extra above).
-"${pip[@]}" --no-deps resemblyzer==0.1.4 speechmos==0.0.1.1 pocketsphinx==5.1.1
+# (their real needs — librosa, webrtcvad-wheels, onnxruntime, einops — come from the eval extra above;
+# encodec is only timed by the codec benchmark, and would otherwise pull torchaudio and a CUDA torch).
+"${pip[@]}" --no-deps resemblyzer==0.1.4 speechmos==0.0.1.1 pocketsphinx==5.1.1 encodec==0.1.1
 echo "$want" > "$stamp"
 echo "setup: done"
