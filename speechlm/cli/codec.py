@@ -1,0 +1,203 @@
+"""``speechlm codec``: encode audio to tokens, decode tokens to audio, train, export and benchmark codecs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from speechlm.cli._common import add_command, add_group
+
+MODEL_HELP = (
+    "codec to use: 'default' (shipped in speechlm/assets), another asset name, a checkpoint folder, or "
+    "a training run folder (its newest checkpoint)"
+)
+
+
+THREADS_HELP = (
+    "torch threads (default 1: the model is small, one thread is > 100x real time and extra threads mostly "
+    "add synchronisation cost, badly so on a busy machine)"
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _, cmds = add_group(
+        sub,
+        "codec",
+        help="neural audio codec (acoustic tokenizer)",
+        description="Neural audio codec: 16 kHz speech <-> RVQ tokens [K, T] at 50 Hz.\n\n"
+        "  speechlm codec encode in.wav -o tokens.npz --bitrate 1.5\n"
+        "  speechlm codec decode tokens.npz -o out.wav",
+    )
+
+    p = add_command(
+        cmds,
+        "encode",
+        "encode an audio file to a tokens .npz",
+        _encode,
+        description="Encode audio (any format/rate; resampled, downmixed) to a tokens .npz with codes "
+        "[K, T]. Long files are streamed in blocks (bounded memory).",
+    )
+    p.add_argument("input", help="audio file")
+    p.add_argument("-o", "--output", required=True, help="tokens file to write (.npz)")
+    p.add_argument(
+        "--bitrate",
+        type=float,
+        default=None,
+        help="kbps; picks the number of codebooks (default: all). Shipped model: 0.5 kbps steps",
+    )
+    p.add_argument("--model", default=None, help=MODEL_HELP)
+    p.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
+
+    p = add_command(
+        cmds,
+        "decode",
+        "decode a tokens .npz to audio",
+        _decode,
+        description="Decode a tokens .npz back to a 16-bit .wav/.flac. The tokens must come from the "
+        "same codec (name and checkpoint hash are checked).",
+    )
+    p.add_argument("input", help="tokens file (.npz) from 'speechlm codec encode'")
+    p.add_argument("-o", "--output", required=True, help="audio file to write (.wav or .flac)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help=MODEL_HELP + " (default: the one named in the tokens file if it is shipped, else 'default')",
+    )
+    p.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
+
+    p = add_command(cmds, "info", "describe a codec (params, frame rate, bitrates, latency)", _info)
+    p.add_argument("--model", default=None, help=MODEL_HELP)
+
+    p = add_command(
+        cmds,
+        "train",
+        "train a codec (resumable; torchrun for DDP)",
+        _train,
+        description="Train a codec from a YAML preset (configs/codec/tiny|default|large.yaml) on one or "
+        "more manifests (utterances with split=train; split=valid for validation). "
+        "Rerunning with the same --out resumes. Multi-GPU/CPU: torchrun --nproc_per_node=N "
+        "-m speechlm.tokenizers.codec.train --config ... --data ... --out ...",
+    )
+    p.add_argument("--config", required=True, help="YAML preset")
+    p.add_argument("--data", action="append", required=True, help="manifest (repeatable)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, metrics.jsonl)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.max_steps=100 (repeatable)",
+    )
+
+    p = add_command(cmds, "export", "copy a trained checkpoint into an inference-only model folder", _export)
+    p.add_argument("run", help="training run or checkpoint folder")
+    p.add_argument(
+        "-o", "--output", required=True, help="destination folder (e.g. speechlm/assets/codec_default)"
+    )
+    p.add_argument("--name", default="codec_default", help="model name written into every tokens file")
+
+    p = add_command(
+        cmds,
+        "bench",
+        "benchmark against Opus, Codec2 and the EnCodec architecture",
+        _bench,
+        description="Quality (PESQ-WB, STOI, mel distance, SI-SDR, speaker similarity) and 1-thread "
+        "speed over the same clips, for our bitrates, Opus 6/8/12 kbps and Codec2 "
+        "3200/1600/700C; writes OUT.md and OUT.json.",
+    )
+    p.add_argument("--data", action="append", required=True, help="manifest (repeatable)")
+    p.add_argument("--split", default="test", help="manifest split to use ('all' for every line)")
+    p.add_argument("--bitrates", type=float, nargs="+", default=None, help="our bitrates in kbps")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
+    p.add_argument("--max-clips", type=int, default=40, help="clips per manifest (evenly spaced)")
+    p.add_argument("--max-seconds", type=float, default=8.0, help="crop clips to this length")
+    p.add_argument("-o", "--output", default="codec_bench", help="output path stem (writes .md and .json)")
+    p.add_argument("--no-baselines", action="store_true", help="skip Opus/Codec2/EnCodec")
+
+
+def _threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from speechlm.tokenizers.codec.api import Codec
+
+    _threads(args.threads)
+    codec = Codec.load(args.model)
+    tokens = codec.encode_file(args.input, bitrate=args.bitrate)
+    tokens.save(args.output)
+    print(
+        f"{args.output}: {tokens.num_codebooks} x {tokens.num_frames} codes, {tokens.bitrate:g} kbps, "
+        f"{tokens.duration:.2f} s, {tokens.tokenizer}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from speechlm.tokenizers.codec.api import Codec
+    from speechlm.tokenizers.tokens import load_tokens
+
+    _threads(args.threads)
+    tokens = load_tokens(args.input)
+    model = args.model
+    if model is None:
+        name = tokens.tokenizer.split("@")[0]
+        model = name.removeprefix("codec_") if name.startswith("codec_") else None
+        try:
+            from speechlm.tokenizers.codec.api import resolve_model_dir
+
+            resolve_model_dir(model)
+        except Exception:  # noqa: BLE001 - not a shipped name: fall back to the default (checked below)
+            model = None
+    codec = Codec.load(model)
+    codec.decode_to_file(tokens, args.output)
+    print(f"{args.output}: {tokens.duration:.2f} s at {codec.sample_rate} Hz", file=sys.stderr)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from speechlm.tokenizers.codec.api import Codec
+
+    c = Codec.load(args.model)
+    n = sum(p.numel() for p in c.model.parameters())
+    print(
+        f"tokenizer: {c.tokenizer_id}\nparams: {n / 1e6:.2f} M\nsample_rate: {c.sample_rate}\n"
+        f"frame_rate: {c.frame_rate:g} Hz\ncodebooks: {c.num_codebooks} x {c.cardinality}\n"
+        f"bitrates (kbps): {', '.join(f'{b:g}' for b in c.bitrates)}\n"
+        f"decoder: {c.config.decoder}\nalgorithmic latency: {c.latency_ms:g} ms"
+    )
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from speechlm.tokenizers.codec.train import train
+
+    metrics = train(args.config, args.data, args.out, args.set)
+    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from speechlm.tokenizers.codec.train import export_model
+
+    print(export_model(args.run, args.output, args.name))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from speechlm.tokenizers.codec.bench import run_bench
+
+    run_bench(
+        args.data,
+        args.output,
+        model=args.model,
+        bitrates=args.bitrates,
+        split=args.split,
+        max_clips=args.max_clips,
+        max_seconds=args.max_seconds,
+        baselines=not args.no_baselines,
+    )
+    return 0

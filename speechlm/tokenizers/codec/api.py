@@ -1,0 +1,272 @@
+"""The user-facing codec: ``Codec.load(name_or_dir)``, ``.encode(wav, sr, bitrate) -> Tokens``, ``.decode``.
+
+Audio at any rate is resampled to the model's; long inputs go through the streaming encoder/decoder in blocks:
+memory stays bounded (and the result is identical to one offline pass).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechlm.errors import AudioError, CheckpointError, SpeechLMError
+from speechlm.tokenizers.codec.builder import CodecConfig, build_codec, codec_config_from_dict
+from speechlm.tokenizers.codec.model import CodecModel
+from speechlm.tokenizers.codec.streaming import remove_weight_norm, streaming
+from speechlm.tokenizers.tokens import Tokens, TokensFileError, check_tokenizer
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+DEFAULT_MODEL = "default"
+BLOCK_FRAMES = 500  # frames per streamed block (10 s at 50 Hz): bounds memory for long inputs
+
+
+def resolve_model_dir(name_or_dir: str | os.PathLike | None) -> Path:
+    """``None``/``"default"`` -> the shipped model; ``NAME`` -> ``speechlm/assets/codec_NAME``; else a folder
+    (a checkpoint, or a training run whose newest checkpoint is used)."""
+    from speechlm.train.checkpoint import latest_checkpoint
+
+    name = str(name_or_dir) if name_or_dir is not None else DEFAULT_MODEL
+    p = Path(name)
+    if not p.exists() and "/" not in name and (ASSETS / f"codec_{name}").is_dir():
+        p = ASSETS / f"codec_{name}"
+    if not p.is_dir():
+        raise CheckpointError(f"codec model {name!r} not found (a name under speechlm/assets or a folder)")
+    if not (p / "model.safetensors").exists() and (p / "checkpoints").is_dir():
+        latest = latest_checkpoint(p)
+        if latest is None:
+            raise CheckpointError(f"{p}: training run has no complete checkpoint yet")
+        p = latest
+    return p
+
+
+class Codec:
+    """A loaded codec (inference only). Build with :meth:`load`."""
+
+    def __init__(self, model: CodecModel, config: CodecConfig, name: str, weights_hash: str) -> None:
+        self.model = model.eval()
+        self.config = config
+        self.name = name
+        self.weights_hash = weights_hash
+
+    # ---- construction ---------------------------------------------------------------------------
+    @classmethod
+    def load(cls, name_or_dir: str | os.PathLike | None = None) -> Codec:
+        """Load the shipped default (None / "default"), a named asset, a checkpoint folder or a run folder."""
+        from speechlm.train.checkpoint import load_checkpoint
+
+        path = resolve_model_dir(name_or_dir)
+        ckpt = load_checkpoint(path)
+        cfg_dict = ckpt.config.get("model", ckpt.config)
+        try:
+            cfg = codec_config_from_dict(cfg_dict)
+        except (SpeechLMError, TypeError) as exc:
+            raise CheckpointError(f"{path}: not a codec checkpoint ({exc})") from None
+        model = build_codec(cfg)
+        folded = str(ckpt.meta.get("extra", {}).get("weights", "")).startswith("folded")
+        if folded:  # exported: weight norm already folded into the weights (maybe stored as float16)
+            remove_weight_norm(model)
+        try:
+            model.load_state_dict(
+                {k: v.float() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}
+            )
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not fit the codec config ({str(exc)[:200]})") from None
+        remove_weight_norm(model)
+        name = ckpt.meta.get("extra", {}).get("name") or "codec"
+        return cls(model, cfg, str(name), ckpt.weights_sha256)
+
+    # ---- properties (the AudioTokenizer protocol) -------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.config.frame_rate
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.config.n_q
+
+    @property
+    def cardinality(self) -> int:
+        return self.config.codebook_size
+
+    @property
+    def tokenizer_id(self) -> str:
+        return f"{self.name}@{self.weights_hash[:16]}"
+
+    @property
+    def bitrates(self) -> list[float]:
+        """kbps of every usable number of codebooks (1..n_q)."""
+        return [round(k * self.config.kbps_per_codebook, 4) for k in range(1, self.num_codebooks + 1)]
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * self.model.latency_samples / self.sample_rate
+
+    def n_q_for(self, bitrate: float | None) -> int:
+        """Codebooks for ``bitrate`` kbps (the most that fit; all when None)."""
+        if bitrate is None:
+            return self.num_codebooks
+        per = self.config.kbps_per_codebook
+        n = int(math.floor(bitrate / per + 1e-6))
+        if n < 1 or n > self.num_codebooks:
+            raise SpeechLMError(
+                f"bitrate {bitrate:g} kbps is outside this codec's range "
+                f"{per:g}-{per * self.num_codebooks:g} kbps (steps of {per:g})"
+            )
+        return n
+
+    # ---- encoding -------------------------------------------------------------------------------
+    def _prepare(self, wav: np.ndarray, sr: int) -> np.ndarray:
+        from speechlm.audio.io import resample
+
+        wav = np.asarray(wav, dtype=np.float32)
+        if wav.ndim == 2:
+            wav = wav.mean(axis=0)
+        if wav.ndim != 1:
+            raise AudioError(f"expected audio [T] or [C, T], got shape {wav.shape}")
+        if not np.all(np.isfinite(wav)):
+            raise AudioError("audio contains NaN or Inf samples")
+        if sr != self.sample_rate:
+            wav = resample(wav, int(sr), self.sample_rate)
+        # The model saw [-1, 1] audio; hard-clipped or over-range float input is clamped, not rejected.
+        return np.clip(wav, -1.0, 1.0)
+
+    def encode(self, wav: np.ndarray, sr: int, bitrate: float | None = None) -> Tokens:
+        """wav ``[T]`` or ``[C, T]`` (downmixed) at ``sr`` -> :class:`Tokens`, codes ``[K, ceil(T'/hop)]``."""
+        wav = self._prepare(wav, sr)
+        step = BLOCK_FRAMES * self.model.hop
+        return self.encode_blocks((wav[i : i + step] for i in range(0, len(wav), step)), bitrate)
+
+    def encode_file(self, path: str | os.PathLike, bitrate: float | None = None) -> Tokens:
+        """Encode an audio file of any length in bounded memory (block by block)."""
+        from speechlm.audio.io import iter_audio_blocks
+
+        blocks = (
+            np.clip(b[0], -1.0, 1.0)
+            for b in iter_audio_blocks(path, sr=self.sample_rate, block_seconds=10.0, channels=1)
+        )
+        return self.encode_blocks(blocks, bitrate)
+
+    @torch.inference_mode()
+    def encode_blocks(self, blocks: Iterable[np.ndarray], bitrate: float | None = None) -> Tokens:
+        """Mono float blocks ``[t]`` at the model's rate -> Tokens (streaming encoder: bounded memory)."""
+        n_q = self.n_q_for(bitrate)
+        hop = self.model.hop
+        pending = np.zeros(0, np.float32)
+        codes: list[torch.Tensor] = []
+        n_samples = 0
+        with streaming(self.model.encoder):
+            for block in blocks:
+                n_samples += len(block)
+                pending = np.concatenate([pending, np.asarray(block, np.float32)])
+                n = (len(pending) // hop) * hop
+                if n:
+                    codes.append(self._enc(pending[:n], n_q))
+                    pending = pending[n:]
+            if len(pending):  # the last partial frame, zero-padded as in offline encoding
+                codes.append(self._enc(np.pad(pending, (0, hop - len(pending))), n_q))
+        if n_samples == 0:
+            raise AudioError("audio contains no samples")
+        c = torch.cat(codes, dim=-1)[0].numpy()
+        return Tokens(
+            codes=c.astype(np.int16 if self.cardinality <= 32768 else np.int32),
+            sample_rate=self.sample_rate,
+            frame_rate=self.frame_rate,
+            n_samples=n_samples,
+            tokenizer=self.tokenizer_id,
+            bitrate=round(n_q * self.config.kbps_per_codebook, 4),
+        )
+
+    def _enc(self, x: np.ndarray, n_q: int) -> torch.Tensor:
+        z = self.model.encoder(torch.from_numpy(np.ascontiguousarray(x))[None, None])
+        return self.model.quantizer.encode(z, n_q)
+
+    @torch.inference_mode()
+    def encode_batch(self, wavs: list[np.ndarray], sr: int, bitrate: float | None = None) -> list[Tokens]:
+        """Encode several clips in one padded batch; each result equals encoding that clip alone."""
+        n_q = self.n_q_for(bitrate)
+        prepared = [self._prepare(w, sr) for w in wavs]
+        lengths = torch.tensor([len(w) for w in prepared])
+        t = int(lengths.max())
+        batch = torch.zeros(len(prepared), 1, t)
+        for i, w in enumerate(prepared):
+            batch[i, 0, : len(w)] = torch.from_numpy(w)
+        codes, frames = self.model.encode(batch, n_q=n_q, lengths=lengths)
+        return [
+            Tokens(
+                codes=codes[i, :, : frames[i]].numpy().astype(np.int16),
+                sample_rate=self.sample_rate,
+                frame_rate=self.frame_rate,
+                n_samples=int(lengths[i]),
+                tokenizer=self.tokenizer_id,
+                bitrate=round(n_q * self.config.kbps_per_codebook, 4),
+            )
+            for i in range(len(prepared))
+        ]
+
+    # ---- decoding -------------------------------------------------------------------------------
+    def _check(self, tokens: Tokens) -> None:
+        check_tokenizer(tokens, self.tokenizer_id)
+        k = tokens.num_codebooks
+        if not 1 <= k <= self.num_codebooks:
+            raise TokensFileError(f"tokens have {k} codebooks; this codec has 1-{self.num_codebooks}")
+        if tokens.codes.size and (tokens.codes.min() < 0 or tokens.codes.max() >= self.cardinality):
+            raise TokensFileError(f"codes outside 0..{self.cardinality - 1}")
+        expected = math.ceil(tokens.n_samples / self.model.hop)
+        if tokens.num_frames != expected:
+            raise TokensFileError(
+                f"tokens have {tokens.num_frames} frames but n_samples={tokens.n_samples} needs {expected}"
+            )
+
+    @torch.inference_mode()
+    def decode_blocks(self, tokens: Tokens) -> Iterator[np.ndarray]:
+        """Yield float32 audio blocks ``[t]`` (streaming decoder); together they are ``n_samples`` long."""
+        self._check(tokens)
+        codes = torch.from_numpy(tokens.codes.astype(np.int64))[None]
+        remaining = tokens.n_samples
+        chunks = (codes[..., i : i + BLOCK_FRAMES] for i in range(0, codes.shape[-1], BLOCK_FRAMES))
+        for wav in self.model.decode_stream(chunks):
+            out = wav.reshape(-1)[:remaining].numpy()
+            remaining -= len(out)
+            if len(out):
+                yield out
+
+    def decode(self, tokens: Tokens) -> tuple[np.ndarray, int]:
+        """Tokens (from this codec) -> (wav float32 ``[n_samples]``, sample_rate)."""
+        blocks = list(self.decode_blocks(tokens))
+        wav = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+        return wav, self.sample_rate
+
+    def decode_to_file(self, tokens: Tokens, path: str | os.PathLike) -> None:
+        """Decode straight to a 16-bit WAV/FLAC file, block by block (bounded memory), atomically."""
+        import soundfile as sf
+
+        from speechlm.utils.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            with sf.SoundFile(
+                str(tmp),
+                "w",
+                samplerate=self.sample_rate,
+                channels=1,
+                subtype="PCM_16",
+                format=_sf_format(Path(path)),
+            ) as f:
+                for block in self.decode_blocks(tokens):
+                    f.write(np.clip(block, -1.0, 1.0))
+
+
+def _sf_format(path: Path) -> str:
+    ext = path.suffix.lower().lstrip(".")
+    fmts = {"wav": "WAV", "flac": "FLAC"}
+    if ext not in fmts:
+        raise SpeechLMError(f"decode writes .wav or .flac, not {path.suffix or 'no extension'}")
+    return fmts[ext]
