@@ -27,6 +27,8 @@ GROUPS: dict[str, str] = {
     "codec": "speechlm.cli.codec",
     "eval": "speechlm.cli.eval",
     "asr": "speechlm.cli.asr",
+    "semantic": "speechlm.cli.semantic",
+    "tokens": "speechlm.cli.tokens",
 }
 
 

@@ -1,0 +1,105 @@
+"""``speechlm semantic``: train the semantic tokenizer, encode audio to units, hear units through the bridge."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from speechlm.cli._common import add_command, add_group
+
+MODEL_HELP = ("semantic tokenizer: 'default' (shipped), another asset name ('mfcc': the MFCC k-means baseline), "
+              "a tokenizer folder, or a 'semantic train' run folder")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _, cmds = add_group(
+        sub,
+        "semantic",
+        help="semantic tokenizer (HuBERT-style k-means units)",
+        description="Semantic tokens: k-means units of a masked-prediction encoder, 50 Hz, one codebook.\n\n"
+        "  speechlm semantic encode in.wav -o units.npz [--dedup]\n"
+        "  speechlm semantic decode units.npz --prompt voice.wav -o out.wav",
+    )
+    p = add_command(
+        cmds, "train", "train a semantic tokenizer (MFCC k-means -> masked prediction -> k-means)", _train,
+        description="All stages of the HuBERT recipe in one resumable run (configs/semantic/tiny|default.yaml) on "
+        "the 'train' split of the manifests: MFCC k-means targets (OUT/mfcc_kmeans, also a tokenizer), the "
+        "masked-prediction encoder (OUT/checkpoints), k-means over one of its layers (OUT/tokenizer). "
+        "Iteration 2: --set semantic.targets_model=OUT/tokenizer with a new --out.",
+    )
+    p.add_argument("--config", required=True, help="YAML preset")
+    p.add_argument("--data", action="append", required=True, help="manifest (repeatable)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.max_steps=100 (repeatable)")
+
+    p = add_command(cmds, "encode", "encode audio to semantic tokens (.npz)", _encode,
+                    description="Encode audio (any format/rate) to a tokens .npz: codes [1, T] at 50 Hz. With "
+                    "--dedup, runs of the same unit collapse to one (codes [1, T'], frame_rate = T'/duration).")
+    p.add_argument("input", help="audio file")
+    p.add_argument("-o", "--output", required=True, help="tokens file to write (.npz)")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
+    p.add_argument("--dedup", action="store_true", help="run-length deduplicate the units")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
+    p = add_command(cmds, "decode", "hear semantic tokens: bridge to codec tokens in a prompt's voice", _decode,
+                    description="Map semantic tokens (+ a short voice prompt) to codec tokens with the bridge "
+                    "model, then decode them with the codec. Deduplicated tokens are refused.")
+    p.add_argument("input", help="tokens .npz from 'speechlm semantic encode' (not --dedup)")
+    p.add_argument("--prompt", required=True, help="audio of the voice to speak in (a few seconds)")
+    p.add_argument("-o", "--output", required=True, help="audio file to write (.wav or .flac)")
+    p.add_argument("--bridge", default=None, help="bridge model: 'default' (shipped), asset name or folder")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
+    p = add_command(cmds, "info", "describe a semantic tokenizer", _info)
+    p.add_argument("--model", default=None, help=MODEL_HELP)
+
+
+def _threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+def _train(args: argparse.Namespace) -> int:
+    from speechlm.tokenizers.semantic.train import train
+
+    metrics = train(args.config, args.data, args.out, args.set)
+    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+    return 0
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from speechlm.tokenizers.semantic.api import SemanticTokenizer
+
+    _threads(args.threads)
+    tok = SemanticTokenizer.load(args.model)
+    tokens = tok.encode_file(args.input, dedup=args.dedup)
+    tokens.save(args.output)
+    print(f"{args.output}: {tokens.num_frames} units ({tok.cardinality} clusters), {tokens.frame_rate:.4g} Hz, "
+          f"{tokens.bitrate:g} kbps, {tokens.duration:.2f} s, {tokens.tokenizer}", file=sys.stderr)
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from speechlm.tokenizers.semantic.bridge import Bridge
+    from speechlm.tokenizers.tokens import load_tokens
+
+    _threads(args.threads)
+    tokens = load_tokens(args.input)
+    bridge = Bridge.load(args.bridge)
+    bridge.decode_to_file(tokens, args.prompt, args.output, seed=args.seed)
+    print(f"{args.output}: {tokens.duration:.2f} s in the voice of {args.prompt}", file=sys.stderr)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from speechlm.tokenizers.semantic.api import SemanticTokenizer
+
+    t = SemanticTokenizer.load(args.model)
+    n = sum(p.numel() for p in t.encoder.parameters()) if t.encoder is not None else 0
+    print(f"tokenizer: {t.tokenizer_id}\nfeatures: {'encoder layer ' + str(t.layer) if t.encoder else 'mfcc'}\n"
+          f"encoder params: {n / 1e6:.2f} M\nclusters: {t.cardinality}\nframe_rate: {t.frame_rate:g} Hz\n"
+          f"bitrate: {t.bitrate:g} kbps")
+    return 0
