@@ -1,0 +1,242 @@
+"""Hybrid codec recipe: fine-tune a trained codec with a distillation loss on its first RVQ level.
+
+``python -m speechlm.tokenizers.hybrid.train --config configs/codec/hybrid.yaml --data MANIFEST --out DIR``
+
+The codec step (mel + STFT + VQ + adversarial losses, as in :mod:`speechlm.tokenizers.codec.train`) gets one more
+term: ``w_distill * (1 - cos(proj(q1), teacher))`` per frame, where ``q1`` is the output of RVQ level 1 (captured
+with a forward hook, so the codec's code is untouched) and ``teacher`` the semantic tokenizer's encoder features
+(layer ``layer`` of ``speechlm semantic``'s model) on the same audio, frame for frame (both 50 Hz). Level 1 is thus
+pushed toward content; later levels keep the residual (speaker, acoustics). ``proj`` (codec latent -> teacher
+dim) is trained with it and dropped at export. The base model is a codec run, checkpoint or shipped asset; its
+discriminator is reused when the checkpoint has one. Export with ``speechlm codec export DIR -o
+speechlm/assets/codec_hybrid --name codec_hybrid``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechlm.errors import SpeechLMError
+from speechlm.tokenizers.codec.builder import CodecConfig, build_codec, codec_config_from_dict
+from speechlm.tokenizers.codec.discriminators import CodecDiscriminator
+from speechlm.tokenizers.codec.losses import (
+    disc_hinge_loss,
+    feature_matching_loss,
+    gen_hinge_loss,
+    multiscale_mel_loss,
+    multiscale_stft_loss,
+)
+from speechlm.tokenizers.codec.train import AudioPool, CodecTrainConfig, CropDataset, codebook_stats
+from speechlm.train.config import load_config
+from speechlm.train.loop import TrainConfig, Trainer
+from speechlm.train.seed import seed_everything
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """What is distilled into level 1, from what base."""
+
+    base: str = "default"  # codec asset name, checkpoint or run folder
+    teacher: str = "default"  # semantic tokenizer (encoder features)
+    w_distill: float = 10.0
+    lr: float = 1e-4
+
+
+@dataclass(frozen=True)
+class HybridRecipeConfig:
+    """``configs/codec/hybrid*.yaml``: ``hybrid``, ``codec`` (the codec recipe's settings) and ``train``."""
+
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
+    codec: CodecTrainConfig = field(default_factory=CodecTrainConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class Level1Capture:
+    """A forward hook on RVQ level 1 keeping its latest output ``[B, D, F]`` (with its gradient path)."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        self.out: torch.Tensor | None = None
+        self.handle = layer.register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, inputs, output) -> None:
+        self.out = output[0]
+
+
+def load_base(base: str) -> tuple[nn.Module, CodecConfig, dict[str, torch.Tensor] | None]:
+    """(codec model with the base weights, its config, discriminator state or None)."""
+    import safetensors.torch
+
+    from speechlm.tokenizers.codec.api import resolve_model_dir
+    from speechlm.tokenizers.codec.streaming import remove_weight_norm
+    from speechlm.train.checkpoint import load_checkpoint
+
+    path = resolve_model_dir(base)
+    ckpt = load_checkpoint(path)
+    cfg = codec_config_from_dict(ckpt.config.get("model", ckpt.config))
+    model = build_codec(cfg)
+    if str(ckpt.meta.get("extra", {}).get("weights", "")).startswith("folded"):
+        remove_weight_norm(model)  # an exported asset: plain weights
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()})
+    disc = None
+    state = path / "train_state.safetensors"
+    if state.exists():
+        flat = safetensors.torch.load_file(str(state))
+        disc = {k[len("aux.disc."):]: v for k, v in flat.items() if k.startswith("aux.disc.")} or None
+    return model, cfg, disc
+
+
+def teacher_features(teacher, wav: torch.Tensor, frames: int) -> torch.Tensor:
+    """Semantic encoder features of a batch: wav ``[B, 1, T]`` -> ``[B, frames, dim]`` (no gradient)."""
+    from speechlm.tokenizers.semantic.features import encoder_input
+    from speechlm.tokenizers.semantic.train import layer_features
+
+    with torch.no_grad():
+        feats = [layer_features(teacher.encoder, encoder_input(w[0].cpu().numpy()), teacher.layer)
+                 for w in wav]
+    t = torch.from_numpy(np.stack([f[:frames] for f in feats]))
+    return t.to(wav.device)
+
+
+def make_train_step(cfg: HybridRecipeConfig, sr: int, teacher, capture: Level1Capture):
+    c, h = cfg.codec, cfg.hybrid
+
+    def step(trainer: Trainer, wav: torch.Tensor) -> dict[str, float]:
+        gen, disc, proj = trainer.modules["codec"], trainer.modules["disc"], trainer.modules["proj"]
+        adv = trainer.step >= c.adv_start
+        out = gen(wav)
+        q1 = capture.out  # [B, D, F]
+        target = teacher_features(teacher, wav, q1.shape[-1])
+        distill = (1 - F.cosine_similarity(proj(q1.transpose(1, 2)), target, dim=-1)).mean()
+        metrics: dict[str, float] = {}
+        if adv:
+            trainer.optimizers["disc"].zero_grad(set_to_none=True)
+            real_logits, _ = disc(wav)
+            fake_logits, _ = disc(out.wav.detach())
+            d_loss = disc_hinge_loss(real_logits, fake_logits)
+            d_loss.backward()
+            metrics["adv/disc"] = float(d_loss.detach())
+            trainer.clip_and_step("disc", ["disc"])
+        mel = multiscale_mel_loss(out.wav, wav, sr, c.mel_n_ffts)
+        stft = multiscale_stft_loss(out.wav, wav, c.stft_n_ffts) if c.w_stft else mel.new_zeros(())
+        loss = (c.w_mel * mel + c.w_stft * stft + c.w_commit * out.q.commit_loss + c.w_codebook * out.q.codebook_loss
+                + h.w_distill * distill)
+        if adv:
+            fake_logits, fake_feats = disc(out.wav)
+            with torch.no_grad():
+                _, real_feats = disc(wav)
+            g_adv, feat = gen_hinge_loss(fake_logits), feature_matching_loss(real_feats, fake_feats)
+            loss = loss + c.w_adv * g_adv + c.w_feat * feat
+            metrics["adv/gen"], metrics["adv/feat"] = float(g_adv.detach()), float(feat.detach())
+        if not torch.isfinite(loss):
+            raise SpeechLMError(f"step {trainer.step + 1}: loss is {float(loss)}; lower the learning rate")
+        trainer.optimizers["gen"].zero_grad(set_to_none=True)
+        loss.backward()
+        trainer.optimizers["disc"].zero_grad(set_to_none=True)
+        metrics["train/grad_norm"] = trainer.clip_and_step("gen", ["codec", "proj"])
+        metrics.update({"loss": float(loss.detach()), "rec/mel": float(mel.detach()),
+                        "distill/cos": float(1 - distill.detach())})
+        return metrics
+
+    return step
+
+
+def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Path, overrides: Sequence[str] = (),
+          show_progress: bool = True) -> dict:
+    from speechlm.tokenizers.semantic.api import SemanticTokenizer
+    from speechlm.train.distributed import ShardedBatchSampler
+
+    cfg = load_config(config, HybridRecipeConfig, overrides)
+    c, h = cfg.codec, cfg.hybrid
+    if c.num_threads:
+        torch.set_num_threads(c.num_threads)
+    seed_everything(cfg.train.seed)
+    teacher = SemanticTokenizer.load(h.teacher)
+    if teacher.encoder is None:
+        raise SpeechLMError(f"teacher {h.teacher!r} has no encoder features (an MFCC tokenizer)")
+    model, model_cfg, disc_state = load_base(h.base)
+    if abs(model_cfg.frame_rate - teacher.frame_rate) > 1e-6:
+        raise SpeechLMError(f"codec frames ({model_cfg.frame_rate:g} Hz) and teacher frames "
+                            f"({teacher.frame_rate:g} Hz) differ")
+    t0 = time.time()
+    pool = AudioPool.from_manifests(manifests, model_cfg.sample_rate, "train", c.max_hours, cfg.train.seed,
+                                    show_progress)
+    vrng = np.random.default_rng(12345)
+    seg = int(round(c.segment_seconds * model_cfg.sample_rate))
+    valid = [torch.from_numpy(pool.crop(vrng, 2 * seg))[None, None] for _ in range(c.valid_clips)]
+    print(f"data: {pool.hours:.2f} h ({time.time() - t0:.0f} s)", flush=True)
+    disc = CodecDiscriminator(c.mpd_periods, c.mpd_channels, c.stft_disc_ffts, c.stft_disc_channels)
+    if disc_state is not None:
+        disc.load_state_dict(disc_state)
+    proj = nn.Linear(model_cfg.dim, teacher.encoder.cfg.dim)
+    capture = Level1Capture(model.quantizer.layers[0])
+    opt_g = torch.optim.AdamW(list(model.parameters()) + list(proj.parameters()), lr=h.lr, betas=c.betas)
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=c.disc_lr * h.lr / c.lr, betas=c.betas)
+    n_items = cfg.train.max_steps * c.batch_size
+    ds = CropDataset(pool, n_items, seg, c.augment_prob, cfg.train.seed)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=ShardedBatchSampler(len(ds), c.batch_size,
+                                                                               seed=cfg.train.seed))
+    saved_cfg = {"model": dataclasses.asdict(model_cfg), **{k: v for k, v in
+                                                             dataclasses.asdict(cfg).items()}}
+    trainer = Trainer(out_dir, cfg.train, model={"codec": model, "disc": disc, "proj": proj},
+                      optimizer={"gen": opt_g, "disc": opt_d},
+                      train_step=make_train_step(cfg, model_cfg.sample_rate, teacher, capture),
+                      eval_fn=lambda tr: codebook_stats(tr.modules["codec"], valid), export="codec",
+                      model_config=saved_cfg,
+                      data_summary={"manifests": [str(m) for m in manifests], "train_hours": round(pool.hours, 3),
+                                    "base": h.base, "teacher": teacher.tokenizer_id})
+    result = trainer.fit(loader)
+    model.eval()
+    return {**result.metrics, **codebook_stats(model, valid), "checkpoint": str(result.checkpoint)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from speechlm.train.config import add_override_argument
+
+    p = argparse.ArgumentParser(description="Fine-tune a codec into the hybrid (semantic-distilled) codec.")
+    p.add_argument("--config", default=None)
+    p.add_argument("--data", action="append", required=True)
+    p.add_argument("--out", required=True)
+    add_override_argument(p)
+    a = p.parse_args(argv)
+    print(train(a.config, a.data, a.out, a.set))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+def export_hybrid(src: str | Path, dest: str | Path, name: str = "codec_hybrid") -> Path:
+    """Write the hybrid as an inference-only codec folder (``Codec.load(dest)``; fp16, weight norm folded)."""
+    from speechlm.tokenizers.codec.api import resolve_model_dir
+    from speechlm.tokenizers.codec.streaming import remove_weight_norm
+    from speechlm.tokenizers.codec.train import export_model
+    from speechlm.train.checkpoint import load_checkpoint, save_checkpoint
+
+    path = resolve_model_dir(src)
+    ckpt = load_checkpoint(path)
+    model_cfg = ckpt.config["model"]
+    model = build_codec(codec_config_from_dict(model_cfg))
+    try:
+        model.load_state_dict(ckpt.state_dict)
+    except RuntimeError:  # fine-tuned from an exported (already folded) base
+        remove_weight_norm(model)
+        model.load_state_dict(ckpt.state_dict)
+    else:
+        return export_model(path, dest, name)
+    sd = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    return save_checkpoint(dest, model=sd, config={"model": model_cfg}, step=ckpt.step,
+                           extra={"name": name, "weights": "folded-fp16", "source": str(ckpt.path),
+                                  "train_config": ckpt.config},
+                           data_summary=ckpt.meta.get("data_summary"))
