@@ -29,6 +29,9 @@ GROUPS: dict[str, str] = {
     "asr": "speechlm.cli.asr",
     "semantic": "speechlm.cli.semantic",
     "tokens": "speechlm.cli.tokens",
+    "lm": "speechlm.cli.lm",
+    "tts": "speechlm.cli.tts",
+    "edit": "speechlm.cli.edit",
 }
 
 

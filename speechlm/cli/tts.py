@@ -1,0 +1,58 @@
+"""``speechlm tts TEXT -o OUT.wav``: zero-shot text-to-speech with the codec LM."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from speechlm.cli._common import add_command
+
+LM_HELP = "codec LM: 'default' (shipped), an asset name, a checkpoint or a training run folder"
+
+
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same audio)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: greedy)")
+    p.add_argument("--top-k", type=int, default=50, help="sample among the k most likely codes (0: all)")
+    p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (1: off)")
+    p.add_argument("--model", default=None, help=LM_HELP)
+    p.add_argument("--codec", default=None, help="codec model (must be the one the LM was trained on)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(
+        sub, "tts", "speak text, optionally in the voice of a 3-10 s prompt (zero-shot)", _tts,
+        description="Text to speech with the codec LM. With --prompt REF.wav and --prompt-text (its "
+        "transcript) the voice of the prompt is continued; without, the model's default voice. Long text is "
+        "split into sentences and joined smoothly.\n\n"
+        "  speechlm tts \"Hello there.\" -o hello.wav\n"
+        "  speechlm tts \"Good morning.\" -o out.wav --prompt ref.wav --prompt-text \"what ref.wav says\"")
+    p.add_argument("text", help="the text to speak")
+    p.add_argument("-o", "--output", required=True, help="audio file to write (.wav, .flac, ...)")
+    p.add_argument("--prompt", default=None, help="voice prompt audio (1-20 s; 3-10 s works best)")
+    p.add_argument("--prompt-text", default=None, help="transcript of the prompt (required with --prompt)")
+    p.add_argument("--lang", default="en", help="language of the text and the prompt (espeak-ng code)")
+    p.add_argument("--description", default=None, help="style description (not used by the codec LM)")
+    p.add_argument("--max-chars", type=int, default=2000, help="refuse longer text (default 2000)")
+    p.add_argument("--no-transcript-check", action="store_true",
+                   help="skip the check that --prompt-text matches the prompt audio")
+    add_sampling_args(p)
+
+
+def _tts(args: argparse.Namespace) -> int:
+    import torch
+
+    from speechlm.audio.io import save_audio
+    from speechlm.tasks.tts import TTS
+
+    torch.set_num_threads(max(1, args.threads))
+    tts = TTS.load(args.model, args.codec)
+    res = tts.generate(args.text, prompt=args.prompt, prompt_text=args.prompt_text, lang=args.lang, seed=args.seed,
+                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, max_chars=args.max_chars,
+                       check_transcript=not args.no_transcript_check)
+    save_audio(args.output, res.wav, res.sample_rate)
+    capped = sum(res.hit_cap)
+    print(f"{args.output}: {res.duration:.2f} s, {len(res.chunks)} chunk(s), RTF {res.rtf:.2f}"
+          + (f", {capped} chunk(s) hit the length cap" if capped else ""), file=sys.stderr)
+    return 0

@@ -1,0 +1,183 @@
+"""Speech editing by token infilling: replace, insert or delete words of a recording.
+
+``edit(audio, transcript, target)``: word diff between the transcript and the target (on the G2P's words) ->
+word spans in the audio by forced alignment (:mod:`speechlm.asr`) -> codec frame spans (extended to the middle
+of the neighbouring pauses) -> the codec LM regenerates only those spans (VoiceCraft infilling: it sees the
+audio on both sides) -> the new audio of each span is spliced into the ORIGINAL waveform with short
+crossfades. Samples outside the edited spans and their crossfades are copied unchanged.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from speechlm.errors import SpeechLMError
+from speechlm.tasks.tts import TTS, TTSInputError
+
+XFADE_S = 0.01
+MAX_EDIT_S = 60.0
+
+
+class EditInputError(TTSInputError):
+    """An edit request that cannot be carried out."""
+
+
+@dataclass
+class EditResult:
+    """wav ``[T']``; spans: (start, end) samples of the regenerated parts in the output (before crossfades,
+    so within ``XFADE_S`` per earlier junction) and in the input."""
+
+    wav: np.ndarray
+    sample_rate: int
+    out_spans: list[tuple[int, int]]
+    in_spans: list[tuple[int, int]]
+    changes: list[tuple[str, str]]
+    hit_cap: bool
+    seconds: float
+
+
+def _words(tts: TTS, text: str, lang: str) -> list[tuple[str, list[str]]]:
+    from speechlm.text.g2p import phonemize_words
+    from speechlm.text.normalize import normalize_text
+
+    return [(w, list(p)) for w, p in phonemize_words(normalize_text(text, lang), lang) if p]
+
+
+def _key(w: str) -> str:
+    return "".join(ch for ch in w.lower() if ch.isalnum() or ch == "'")
+
+
+def word_diff(src: list[str], dst: list[str]) -> list[tuple[int, int, int, int]]:
+    """Changed regions ``(i1, i2, j1, j2)``: ``src[i1:i2]`` becomes ``dst[j1:j2]`` (case/punctuation ignored)."""
+    sm = difflib.SequenceMatcher(a=[_key(w) for w in src], b=[_key(w) for w in dst], autojunk=False)
+    return [(i1, i2, j1, j2) for op, i1, i2, j1, j2 in sm.get_opcodes() if op != "equal"]
+
+
+def frame_spans(changes: list[tuple[int, int, int, int]], starts: list[float], ends: list[float], duration: float,
+                frame_rate: float, n_frames: int, max_spans: int) -> list[tuple[int, int]]:
+    """Changed word ranges -> codec frame spans, each reaching to the middle of the pauses around it;
+    overlapping/touching spans are merged, and the closest are merged until at most ``max_spans`` remain."""
+    out = []
+    n = len(starts)
+    for i1, i2, _, _ in changes:
+        left = 0.0 if i1 == 0 else (ends[i1 - 1] + starts[i1]) / 2 if i1 < n else ends[-1]
+        if i2 > i1:
+            right = duration if i2 >= n else (ends[i2 - 1] + starts[i2]) / 2
+        else:  # pure insertion: a short gap at the boundary
+            right = left
+        s = max(0, int(np.floor(left * frame_rate)))
+        e = min(n_frames, int(np.ceil(right * frame_rate)))
+        if i1 == 0 and i2 > i1:
+            s = min(s, int(np.floor(starts[0] * frame_rate)))
+        out.append((s, max(e, s)))
+    out.sort()
+    merged: list[list[int]] = []
+    for s, e in out:
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    while len(merged) > max_spans:
+        gaps = [merged[i + 1][0] - merged[i][1] for i in range(len(merged) - 1)]
+        i = int(np.argmin(gaps))
+        merged[i] = [merged[i][0], merged[i + 1][1]]
+        del merged[i + 1]
+    return [(s, e) for s, e in merged]
+
+
+def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang: str = "en", seed: int = 0,
+         temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9) -> EditResult:
+    """Edit ``wav [T]`` (any rate; the output is at the codec's rate) so it says ``target``."""
+    from speechlm.asr.transcriber import get_transcriber
+    from speechlm.audio.io import resample
+    from speechlm.lm.data import text_ids
+    from speechlm.lm.generate import GenRequest, generate, max_frames_for
+    from speechlm.lm.sampling import SamplingConfig
+    from speechlm.lm.voicecraft import infill_context, unmask
+    from speechlm.text.g2p import format_phonemes, resolve_lang
+
+    t0 = time.perf_counter()
+    lang = resolve_lang(lang)
+    if tts.lm.config.layout != "voicecraft":
+        raise EditInputError("editing needs a VoiceCraft-layout LM (this one is VALL-E: TTS only)")
+    for name, t in (("transcript", transcript), ("target", target)):
+        if not t or not t.strip():
+            raise EditInputError(f"the {name} is empty")
+    wav = np.asarray(wav, np.float32)
+    if wav.ndim == 2:
+        wav = wav.mean(0)
+    sr_out = tts.codec.sample_rate
+    wav = resample(wav, sr, sr_out) if sr != sr_out else wav
+    dur = len(wav) / sr_out
+    if dur < 0.3 or dur > MAX_EDIT_S:
+        raise EditInputError(f"the audio is {dur:.2f} s long; editing takes 0.3-{MAX_EDIT_S:g} s")
+    src, dst = _words(tts, transcript, lang), _words(tts, target, lang)
+    if not src or not dst:
+        raise EditInputError("the transcript and the target need words to read")
+    changes = word_diff([w for w, _ in src], [w for w, _ in dst])
+    if not changes:
+        raise EditInputError("the target says the same words as the transcript: nothing to edit")
+    try:
+        al = get_transcriber().align(wav, " ".join(w for w, _ in src), lang, sr=sr_out,
+                                     phonemes=format_phonemes(src))
+    except SpeechLMError as exc:
+        raise EditInputError(f"cannot align the transcript to the audio ({exc})") from None
+    if len(al.words) != len(src):
+        raise EditInputError(f"the aligner placed {len(al.words)} of {len(src)} words; cannot locate the edit")
+    m = tts.lm.config
+    vocab = m.vocab
+    tok = tts.codec.encode(wav, sr_out)
+    codes = torch.from_numpy(tok.codes[: m.n_codebooks].astype(np.int64))
+    hop = tts.codec.model.hop
+    spans = frame_spans(changes, [w.start_s for w in al.words], [w.end_s for w in al.words], dur,
+                        tts.codec.frame_rate, codes.shape[1], vocab.n_masks)
+    sym = tts.symbols
+    ids = text_ids(sym.encode(format_phonemes(dst)), lang, m.langs, len(sym), sym.bos_id, sym.eos_id)
+    # the cap: the regenerated words' phones plus what the spans already cover
+    new_phones = sum(len(p) for i1, i2, j1, j2 in changes for _, p in dst[j1:j2])
+    cap = max_frames_for(new_phones, tts.lm.frames_per_phone) + sum(e - s for s, e in spans)
+    prefix, forced = infill_context(codes, spans, vocab)
+    cfg = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+    with torch.inference_mode():
+        res = generate(tts.lm.model, [GenRequest(ids, prefix, forced, cap)], vocab, cfg,
+                       torch.Generator().manual_seed(int(seed)))[0]
+        new_codes, new_spans = unmask(res.frames, vocab)
+        decoded = tts.decode(new_codes)
+    out, pos, out_spans = [], 0, []
+    x = int(XFADE_S * sr_out)
+    total = 0
+    for (s, e), (ns, ne) in zip(spans, new_spans):
+        a, b = s * hop, min(e * hop, len(wav))
+        keep = wav[pos:a]
+        piece = decoded[ns * hop : ne * hop]
+        out_start = total + len(keep)
+        out.append(keep)
+        out.append(piece)
+        total += len(keep) + len(piece)
+        out_spans.append((out_start, out_start + len(piece)))
+        pos = b
+    out.append(wav[pos:])
+    result = _crossfade_concat(out, x)
+    return EditResult(result, sr_out, out_spans, [(s * hop, min(e * hop, len(wav))) for s, e in spans],
+                      [(" ".join(w for w, _ in src[i1:i2]), " ".join(w for w, _ in dst[j1:j2]))
+                       for i1, i2, j1, j2 in changes], res.hit_cap, time.perf_counter() - t0)
+
+
+def _crossfade_concat(parts: list[np.ndarray], x: int) -> np.ndarray:
+    """Concatenate with an ``x``-sample linear crossfade at each junction (the parts overlap by ``x``), so the
+    original samples stay untouched except for the ``x`` samples before each junction."""
+    out = np.asarray(parts[0], np.float32).copy()
+    for p in parts[1:]:
+        p = np.asarray(p, np.float32).copy()
+        n = min(x, len(p), len(out))
+        if n:
+            ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
+            out[-n:] = out[-n:] * (1 - ramp) + p[:n] * ramp
+            p = p[n:]
+        out = np.concatenate([out, p])
+    return out

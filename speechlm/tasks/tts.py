@@ -1,0 +1,296 @@
+"""Zero-shot TTS with the codec LM: ``TTS.load().generate("text", prompt="ref.wav", prompt_text="...")``.
+
+The prompt's codec tokens are the audio context and its transcript's phonemes precede the target's, so the
+LM continues the prompt voice (VoiceCraft: one span at the end; VALL-E: AR + NAR). Without a prompt the
+model's shipped default voice (``prompt.npz`` + ``prompt.json`` beside the weights) is used, or, when the model
+has none, no audio context at all.
+
+Long text is split at sentence boundaries (and over-long sentences at word boundaries), the pieces are
+generated as one batch with the same prompt, and joined with short fades and pauses (no clicks).
+
+Bad input: empty text or text with nothing to read, text over ``max_chars`` (default 2000), a prompt shorter
+than 1 s or longer than 20 s, a silent prompt, a prompt without transcript, or a transcript that does not match
+the prompt audio (speaking rate or forced-alignment score implausible) raise :class:`TTSInputError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechlm.errors import SpeechLMError
+
+MIN_PROMPT_S, MAX_PROMPT_S = 1.0, 20.0
+SILENT_DBFS = -55.0
+MAX_PHONES_PER_CHUNK = 120
+MIN_ALIGN_SCORE = -1.2  # mean log-prob per aligner frame: matching synth_v2 test prompts score -0.2..-0.8
+PHONE_RATE = (2.0, 40.0)  # phones per second of speech that a matching transcript can have
+FADE_S, GAP_S = 0.01, 0.15
+
+
+class TTSInputError(SpeechLMError):
+    """Text or prompt that cannot be synthesised."""
+
+
+@dataclass
+class Prompt:
+    """A voice prompt: codes ``[K, P]`` of the model's codec, the transcript's phoneme ids, its language."""
+
+    codes: torch.Tensor
+    phones: list[int]
+    lang: str
+
+
+@dataclass
+class TTSResult:
+    """wav ``[T]`` float32 at ``sample_rate``; per-chunk texts, generated frames and cap hits; timings."""
+
+    wav: np.ndarray
+    sample_rate: int
+    chunks: list[str]
+    frames: list[int]
+    hit_cap: list[bool]
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return len(self.wav) / self.sample_rate
+
+    @property
+    def rtf(self) -> float:
+        return self.seconds / max(self.duration, 1e-9)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split at sentence-final punctuation followed by space (``. ! ? ; 。 ！ ？``); keeps the punctuation."""
+    parts = re.split(r"(?<=[.!?;。！？])\s+", " ".join(text.split()))
+    return [p for p in parts if p.strip()]
+
+
+def _rms_dbfs(wav: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(wav, dtype=np.float64))) + 1e-12))
+
+
+def fade_join(pieces: Sequence[np.ndarray], sr: int, fade_s: float = FADE_S, gap_s: float = GAP_S) -> np.ndarray:
+    """Join audio pieces ``[t_i]`` with ``fade_s`` fade-in/out each and ``gap_s`` silence between them."""
+    n = int(fade_s * sr)
+    out = []
+    for i, p in enumerate(pieces):
+        p = np.asarray(p, np.float32).copy()
+        m = min(n, len(p) // 2)
+        if m:
+            ramp = np.linspace(0.0, 1.0, m, dtype=np.float32)
+            p[:m] *= ramp
+            p[-m:] *= ramp[::-1]
+        if i:
+            out.append(np.zeros(int(gap_s * sr), np.float32))
+        out.append(p)
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+class TTS:
+    """A codec LM + its codec. Build with :meth:`load`."""
+
+    def __init__(self, lm, codec, default_prompt: Prompt | None = None) -> None:
+        lm.check_codec(codec.tokenizer_id)
+        lm.check_symbols()
+        self.lm, self.codec, self.default_prompt = lm, codec, default_prompt
+        from speechlm.text.symbols import default_symbols
+
+        self.symbols = default_symbols()
+
+    @classmethod
+    def load(cls, model: str | os.PathLike | None = None, codec: str | os.PathLike | None = None) -> TTS:
+        """Load an LM (default: the shipped ``lm_default``) and the codec (default: the shipped one)."""
+        from speechlm.lm.api import CodecLanguageModel
+        from speechlm.tokenizers.codec.api import Codec
+
+        lm = CodecLanguageModel.load(model)
+        tts = cls(lm, Codec.load(codec))
+        tts.default_prompt = tts._load_default_prompt(lm.path)
+        return tts
+
+    def _load_default_prompt(self, path: Path) -> Prompt | None:
+        from speechlm.tokenizers.tokens import check_tokenizer, load_tokens
+
+        npz, meta = path / "prompt.npz", path / "prompt.json"
+        if not (npz.is_file() and meta.is_file()):
+            return None
+        tok = load_tokens(npz)
+        check_tokenizer(tok, self.codec.tokenizer_id)
+        info = json.loads(meta.read_text())
+        k = self.lm.config.n_codebooks
+        return Prompt(torch.from_numpy(tok.codes[:k].astype(np.int64)), self.symbols.encode(info["phonemes"]),
+                      info["lang"])
+
+    # --- inputs -----------------------------------------------------------------------------------
+    def phonemes(self, text: str, lang: str) -> str:
+        from speechlm.text.g2p import phonemize
+        from speechlm.text.normalize import normalize_text
+
+        return phonemize([normalize_text(text, lang)], lang)[0]
+
+    def text_chunks(self, text: str, lang: str, max_chars: int = 2000) -> list[tuple[str, list[int]]]:
+        """text -> [(chunk text, phoneme ids)] (sentences; long ones split at words)."""
+        if not isinstance(text, str) or not text.strip():
+            raise TTSInputError("the text is empty")
+        if len(text) > max_chars:
+            raise TTSInputError(f"the text has {len(text)} characters; the limit is {max_chars} (split it, or "
+                                "raise the limit with --max-chars)")
+        chunks: list[tuple[str, list[int]]] = []
+        for sent in split_sentences(text):
+            ph = self.phonemes(sent, lang)
+            if not ph.strip():
+                continue
+            words = ph.split(" | ")
+            cur: list[str] = []
+            for w in words:
+                if cur and len(" ".join(cur).split()) + len(w.split()) > MAX_PHONES_PER_CHUNK:
+                    chunks.append((sent, self.symbols.encode(" | ".join(cur))))
+                    cur = []
+                cur.append(w)
+            chunks.append((sent, self.symbols.encode(" | ".join(cur))))
+        if not chunks:
+            raise TTSInputError(f"the text {text[:60]!r} has nothing to read aloud (only punctuation/symbols?)")
+        return chunks
+
+    def prepare_prompt(self, wav: np.ndarray, sr: int, text: str | None, lang: str,
+                       check_transcript: bool = True) -> Prompt:
+        """Validate a prompt (``wav [T]`` or ``[C, T]``) and its transcript; encode it with the codec."""
+        from speechlm.audio.io import resample
+
+        wav = np.asarray(wav, np.float32)
+        if wav.ndim == 2:
+            wav = wav.mean(0)
+        dur = len(wav) / sr
+        if dur < MIN_PROMPT_S:
+            raise TTSInputError(f"the prompt is {dur:.2f} s long; give {MIN_PROMPT_S:g}-{MAX_PROMPT_S:g} s "
+                                "(3-10 s works best)")
+        if dur > MAX_PROMPT_S:
+            raise TTSInputError(f"the prompt is {dur:.1f} s long; give at most {MAX_PROMPT_S:g} s (3-10 s works "
+                                "best)")
+        if _rms_dbfs(wav) < SILENT_DBFS:
+            raise TTSInputError(f"the prompt is silent ({_rms_dbfs(wav):.0f} dBFS)")
+        if not text or not text.strip():
+            raise TTSInputError("a prompt needs its transcript (--prompt-text)")
+        ph = self.phonemes(text, lang)
+        if not ph.strip():
+            raise TTSInputError(f"the prompt transcript {text!r} has nothing to read")
+        wav16 = resample(wav, sr, self.codec.sample_rate) if sr != self.codec.sample_rate else wav
+        if check_transcript:
+            self._check_transcript(wav16, text, ph, lang)
+        tok = self.codec.encode(wav16, self.codec.sample_rate)
+        k = self.lm.config.n_codebooks
+        return Prompt(torch.from_numpy(tok.codes[:k].astype(np.int64)), self.symbols.encode(ph), lang)
+
+    def _check_transcript(self, wav16: np.ndarray, text: str, ph: str, lang: str) -> None:
+        from speechlm.asr.transcriber import get_transcriber
+
+        n_ph = len([p for p in ph.split() if p != "|"])
+        frame = 320
+        e = np.array([np.mean(wav16[i : i + frame] ** 2) for i in range(0, len(wav16) - frame + 1, frame)])
+        speech_s = float((10 * np.log10(e + 1e-12) > 10 * np.log10(e.max() + 1e-12) - 40).sum() * frame / 16000)
+        rate = n_ph / max(speech_s, 1e-3)
+        if not PHONE_RATE[0] <= rate <= PHONE_RATE[1]:
+            raise TTSInputError(f"the prompt transcript does not fit the audio: {n_ph} phones in {speech_s:.1f} s "
+                                f"of speech ({rate:.0f}/s)")
+        try:
+            al = get_transcriber().align(wav16, text, lang, sr=16000, phonemes=ph)
+        except SpeechLMError as exc:
+            raise TTSInputError(f"the prompt transcript does not fit the audio ({exc})") from None
+        if al.score < MIN_ALIGN_SCORE:
+            raise TTSInputError(f"the prompt transcript does not match the audio (forced-alignment score "
+                                f"{al.score:.2f} < {MIN_ALIGN_SCORE}); check --prompt-text")
+
+    # --- generation -------------------------------------------------------------------------------
+    def generate(self, text: str, prompt: str | os.PathLike | np.ndarray | Prompt | None = None,
+                 prompt_text: str | None = None, lang: str = "en", seed: int = 0, temperature: float = 1.0,
+                 top_k: int = 50, top_p: float = 0.9, prompt_sr: int | None = None, max_chars: int = 2000,
+                 batch_size: int = 8, check_transcript: bool = True) -> TTSResult:
+        """Speak ``text`` in the prompt's voice (a file, a waveform with ``prompt_sr``, or a :class:`Prompt`)."""
+        from speechlm.lm.generate import GenRequest, generate, generate_valle, max_frames_for
+        from speechlm.lm.sampling import SamplingConfig
+        from speechlm.lm.voicecraft import infill_context, unmask
+        from speechlm.text.g2p import resolve_lang
+
+        lang = resolve_lang(lang)
+        t0 = time.perf_counter()
+        chunks = self.text_chunks(text, lang, max_chars)
+        if isinstance(prompt, Prompt):
+            pr = prompt
+        elif prompt is not None:
+            if isinstance(prompt, str | os.PathLike):
+                from speechlm.audio.io import load_audio
+
+                wav, sr = load_audio(prompt)
+                wav = wav[0]
+            else:
+                if prompt_sr is None:
+                    raise TTSInputError("a waveform prompt needs prompt_sr")
+                wav, sr = np.asarray(prompt, np.float32), prompt_sr
+            pr = self.prepare_prompt(wav, sr, prompt_text, lang, check_transcript)
+        else:
+            pr = self.default_prompt
+        cfg = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+        gen = torch.Generator().manual_seed(int(seed))
+        m = self.lm.config
+        vocab = m.vocab
+        from speechlm.lm.data import text_ids
+
+        sym = self.symbols
+        word = [sym.id("|")]
+        codes_out: list[torch.Tensor] = []
+        hit: list[bool] = []
+        k = m.n_codebooks
+        p_codes = pr.codes if pr is not None else torch.zeros(k, 0, dtype=torch.long)
+        p_phones = (pr.phones + word) if pr is not None else []
+        with torch.inference_mode():
+            if m.layout == "valle":
+                if pr is None:
+                    raise TTSInputError("the VALL-E layout needs a voice prompt (--prompt)")
+                for _, ph in chunks:
+                    ids = text_ids(p_phones + ph, lang, m.langs, len(sym), sym.bos_id, sym.eos_id)
+                    c, h = generate_valle(self.lm.model, ids, p_codes, vocab, cfg,
+                                          max_frames_for(len(ph), self.lm.frames_per_phone), gen)
+                    codes_out.append(c)
+                    hit.append(h)
+            else:
+                prefix, forced = infill_context(p_codes, [(p_codes.shape[1], p_codes.shape[1])], vocab)
+                reqs = [GenRequest(text_ids(p_phones + ph, lang, m.langs, len(sym), sym.bos_id, sym.eos_id),
+                                   prefix, forced, max_frames_for(len(ph), self.lm.frames_per_phone))
+                        for _, ph in chunks]
+                for i in range(0, len(reqs), batch_size):
+                    for res in generate(self.lm.model, reqs[i : i + batch_size], vocab, cfg, gen):
+                        full, spans = unmask(res.frames, vocab)
+                        codes_out.append(full[:, spans[0][0] : spans[0][1]])
+                        hit.append(res.hit_cap)
+            pieces = [self.decode(c, p_codes) for c in codes_out]
+        wav = fade_join(pieces, self.codec.sample_rate)
+        return TTSResult(wav, self.codec.sample_rate, [c for c, _ in chunks], [c.shape[1] for c in codes_out], hit,
+                         time.perf_counter() - t0)
+
+    def decode(self, codes: torch.Tensor, context: torch.Tensor | None = None) -> np.ndarray:
+        """codes ``[K, T]`` -> audio ``[T * hop]``; ``context`` frames (the prompt) are decoded first so the
+        causal decoder starts warm, then cut off."""
+        from speechlm.tokenizers.tokens import Tokens
+
+        ctx = context if context is not None else codes[:, :0]
+        allc = torch.cat([ctx, codes], dim=1).numpy()
+        hop = self.codec.model.hop
+        if allc.shape[1] == 0:
+            return np.zeros(0, np.float32)
+        tok = Tokens(codes=allc.astype(np.int16), sample_rate=self.codec.sample_rate,
+                     frame_rate=self.codec.frame_rate, n_samples=allc.shape[1] * hop,
+                     tokenizer=self.codec.tokenizer_id,
+                     bitrate=round(allc.shape[0] * self.codec.config.kbps_per_codebook, 4))
+        wav, _ = self.codec.decode(tok)
+        return wav[ctx.shape[1] * hop :]

@@ -1,0 +1,140 @@
+"""``speechlm tts`` / ``speechlm edit`` end to end with a tiny LM trained in seconds, and their bad input."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+from lm_helpers import make_shards, train_tiny
+
+from speechlm.errors import CheckpointError
+from speechlm.tasks.edit import EditInputError, edit, frame_spans, word_diff
+from speechlm.tasks.tts import TTS, TTSInputError, fade_join, split_sentences
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tts")
+    shards = make_shards(root)
+    train_tiny(shards, root / "run", steps=4)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tts(run):
+    return TTS.load(run / "run")
+
+
+def _speech(run, i: int = 1):
+    wav, sr = sf.read(str(run / f"u{i}.wav"), dtype="float32")
+    return wav, sr
+
+
+def test_generate_reproducible_and_bounded(tts) -> None:
+    a = tts.generate("Hello world. Good morning!", seed=3)
+    b = tts.generate("Hello world. Good morning!", seed=3)
+    c = tts.generate("Hello world. Good morning!", seed=4)
+    assert np.array_equal(a.wav, b.wav) and not np.array_equal(a.wav, c.wav)
+    assert len(a.chunks) == 2 and a.sample_rate == 16000 and np.isfinite(a.wav).all()
+    # an untrained-ish model rarely stops; the cap derived from the phoneme count bounds it
+    from speechlm.lm.generate import max_frames_for
+
+    for f, (_, ph) in zip(a.frames, tts.text_chunks("Hello world. Good morning!", "en")):
+        assert f <= max_frames_for(len(ph), tts.lm.frames_per_phone)
+
+
+def test_generate_with_prompt(tts, run) -> None:
+    wav, sr = _speech(run, 1)
+    res = tts.generate("Good morning.", prompt=wav, prompt_sr=sr, prompt_text="the cat sat on the mat", seed=0,
+                       check_transcript=False)
+    assert res.duration > 0 and len(res.hit_cap) == 1
+
+
+@pytest.mark.parametrize("text,match", [("", "empty"), ("   ", "empty"), ("?!... ,", "nothing to read"),
+                                        ("a" * 10_000, "limit")])
+def test_bad_text(tts, text, match) -> None:
+    with pytest.raises(TTSInputError, match=match):
+        tts.generate(text)
+
+
+def test_bad_prompts(tts, run) -> None:
+    wav, sr = _speech(run, 1)
+    with pytest.raises(TTSInputError, match="long"):
+        tts.generate("Hi.", prompt=wav[: int(0.2 * sr)], prompt_sr=sr, prompt_text="the")
+    with pytest.raises(TTSInputError, match="silent"):
+        tts.generate("Hi.", prompt=np.zeros(3 * sr, np.float32), prompt_sr=sr, prompt_text="hello")
+    with pytest.raises(TTSInputError, match="transcript"):
+        tts.generate("Hi.", prompt=wav, prompt_sr=sr, prompt_text=None)
+    with pytest.raises(TTSInputError, match="does not fit"):  # a paragraph for a 1.5 s clip
+        tts.generate("Hi.", prompt=wav, prompt_sr=sr, prompt_text="the cat sat on the mat " * 20)
+
+
+def test_codec_mismatch_refused(run) -> None:
+    from speechlm.lm.api import CodecLanguageModel
+    from speechlm.tokenizers.codec.api import Codec
+
+    lm = CodecLanguageModel.load(run / "run")
+    lm.tokenizer = "codec_old@0000000000000000"
+    with pytest.raises(CheckpointError, match="trained on codec tokens"):
+        TTS(lm, Codec.load())
+
+
+def test_edit_keeps_unedited_audio(tts, run) -> None:
+    from speechlm.audio.io import resample
+
+    wav, sr = _speech(run, 1)
+    wav, sr = resample(wav, sr, 16000), 16000  # at the codec's rate the kept samples are bit-identical
+    res = edit(tts, wav, sr, "the cat sat on the mat", "the dog sat on the mat", seed=0)
+    assert res.changes == [("cat", "dog")] and len(res.in_spans) == 1
+    s, e = res.in_spans[0]
+    x = int(0.01 * 16000)
+    ref = wav
+    assert np.array_equal(res.wav[: s - x], ref[: s - x])  # before the span: untouched
+    tail = len(ref) - e - x
+    assert np.array_equal(res.wav[len(res.wav) - tail :], ref[len(ref) - tail :])  # after it: untouched
+    with pytest.raises(EditInputError, match="nothing to edit"):
+        edit(tts, wav, sr, "the cat sat", "The cat, sat!")
+    with pytest.raises(EditInputError, match="empty"):
+        edit(tts, wav, sr, "the cat sat", "  ")
+
+
+def test_word_diff_and_spans() -> None:
+    src, dst = "the cat sat on the mat".split(), "the dog sat on a big mat".split()
+    changes = word_diff(src, dst)
+    assert changes == [(1, 2, 1, 2), (4, 5, 4, 6)]
+    starts = [0.1, 0.3, 0.6, 0.9, 1.1, 1.3]
+    ends = [0.25, 0.55, 0.85, 1.05, 1.25, 1.6]
+    spans = frame_spans(changes, starts, ends, 1.8, 50.0, 90, max_spans=4)
+    assert spans == [(13, 29), (53, 64)]  # (1.05 + 1.1) / 2 * 50 = 53.75, floored
+    assert frame_spans(changes, starts, ends, 1.8, 50.0, 90, max_spans=1) == [(13, 64)]
+
+
+def test_split_and_join() -> None:
+    assert split_sentences("One. Two!  Three? four") == ["One.", "Two!", "Three?", "four"]
+    out = fade_join([np.ones(1000, np.float32), np.ones(1000, np.float32)], 16000)
+    assert out[0] == 0 and out[-1] == 0 and len(out) == 2000 + int(0.15 * 16000)
+    assert np.abs(np.diff(out)).max() < 0.01  # no jump anywhere: fades, not clicks
+
+
+def test_cli_tts_and_edit(run, tmp_path) -> None:
+    out = tmp_path / "out.wav"
+    cmd = [sys.executable, "-m", "speechlm.cli", "tts", "Hello there.", "-o", str(out), "--model",
+           str(run / "run"), "--seed", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sf.info(str(out)).duration > 0
+    bad = tmp_path / "bad.wav"
+    r = subprocess.run(cmd[:4] + ["...", "-o", str(bad)] + cmd[7:], capture_output=True, text=True)
+    assert r.returncode == 2 and "nothing to read" in r.stderr and not bad.exists()
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([sys.executable, "-m", "speechlm.cli", "edit", str(run / "u1.wav"), "--transcript",
+                        "the cat sat on the mat", "--target", "the dog sat on the mat", "-o", str(tmp_path / "e.wav"),
+                        "--model", str(run / "run")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "e.wav").exists()
