@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from pathlib import Path
 
 import soundfile as sf
+import torch
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "lm"
 TEXTS = [
@@ -17,6 +19,17 @@ TEXTS = [
     "a small test of speech",
     "read the book again",
 ]
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Small models on a shared machine: one torch thread is faster and steadier (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def make_corpus(root: Path) -> Path:

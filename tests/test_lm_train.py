@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from lm_helpers import make_shards, train_tiny
+from lm_helpers import make_shards, one_thread, train_tiny
 
 from speechlm.errors import CheckpointError, SpeechLMError
 from speechlm.lm.api import CodecLanguageModel
@@ -17,8 +17,14 @@ from speechlm.train.metrics import read_metrics
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    with one_thread():
+        yield
+
+
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
+def shards(tmp_path_factory, _threads):
     return make_shards(tmp_path_factory.mktemp("lm_corpus"))
 
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from lm_helpers import make_shards, train_tiny
+from lm_helpers import make_shards, one_thread, train_tiny
 
 from speechlm.errors import CheckpointError
 from speechlm.tasks.edit import EditInputError, edit, frame_spans, word_diff
@@ -18,8 +18,14 @@ from speechlm.tasks.tts import TTS, TTSInputError, fade_join, split_sentences
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    with one_thread():
+        yield
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, _threads):
     root = tmp_path_factory.mktemp("tts")
     shards = make_shards(root)
     train_tiny(shards, root / "run", steps=4)
@@ -122,19 +128,26 @@ def test_split_and_join() -> None:
     assert np.abs(np.diff(out)).max() < 0.01  # no jump anywhere: fades, not clicks
 
 
-def test_cli_tts_and_edit(run, tmp_path) -> None:
+def test_cli_tts_and_edit(run, tmp_path, capsys) -> None:
+    from speechlm.cli import main
+
     out = tmp_path / "out.wav"
-    cmd = [sys.executable, "-m", "speechlm.cli", "tts", "Hello there.", "-o", str(out), "--model",
-           str(run / "run"), "--seed", "1"]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    common = ["--model", str(run / "run"), "--seed", "1"]
+    assert main(["tts", "Hi.", "-o", str(out), *common]) == 0
     assert sf.info(str(out)).duration > 0
     bad = tmp_path / "bad.wav"
-    r = subprocess.run(cmd[:4] + ["...", "-o", str(bad)] + cmd[7:], capture_output=True, text=True)
-    assert r.returncode == 2 and "nothing to read" in r.stderr and not bad.exists()
-    assert len(r.stderr.strip().splitlines()) == 1
-    r = subprocess.run([sys.executable, "-m", "speechlm.cli", "edit", str(run / "u1.wav"), "--transcript",
-                        "the cat sat on the mat", "--target", "the dog sat on the mat", "-o", str(tmp_path / "e.wav"),
-                        "--model", str(run / "run")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    capsys.readouterr()
+    assert main(["tts", "...", "-o", str(bad), *common]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to read" in err and len(err.strip().splitlines()) == 1 and not bad.exists()
+    assert main(["edit", str(run / "u1.wav"), "--transcript", "the cat sat on the mat", "--target",
+                 "the dog sat on the mat", "-o", str(tmp_path / "e.wav"), *common]) == 0
     assert (tmp_path / "e.wav").exists()
+    assert main(["edit", str(run / "u1.wav"), "--transcript", "the cat", "--target", "the cat", "-o",
+                 str(tmp_path / "same.wav"), *common]) == 2
+    assert not (tmp_path / "same.wav").exists()
+
+
+def test_cli_help_is_fast_and_lists_commands() -> None:
+    r = subprocess.run([sys.executable, "-m", "speechlm.cli", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and all(f"    {c} " in r.stdout for c in ("lm", "tts", "edit"))

@@ -121,14 +121,17 @@ class Transformer(nn.Module):
                 key_mask = torch.cat([cache.key_mask, key_mask], dim=1)
             cache.key_mask = key_mask
         total = past + t
-        mask = key_mask[:, None, None, :].expand(b, 1, t, total)
-        if self.causal:
-            causal = torch.ones(t, total, dtype=torch.bool, device=x.device).tril(past)
-            mask = mask & causal
-        # A padded query row with nothing to attend to would give NaN: let every row see its own key.
-        diag = torch.zeros(t, total, dtype=torch.bool, device=x.device)
-        diag[torch.arange(t), past + torch.arange(t)] = True
-        mask = mask | diag
+        if t == 1 and bool(key_mask.all()):
+            mask = None  # one query, nothing padded: attending to every key is exactly the causal mask
+        else:
+            mask = key_mask[:, None, None, :].expand(b, 1, t, total)
+            if self.causal:
+                causal = torch.ones(t, total, dtype=torch.bool, device=x.device).tril(past)
+                mask = mask & causal
+            # A padded query row with nothing to attend to would give NaN: let every row see its own key.
+            diag = torch.zeros(t, total, dtype=torch.bool, device=x.device)
+            diag[torch.arange(t), past + torch.arange(t)] = True
+            mask = mask | diag
         for i, blk in enumerate(self.blocks):
             x = blk(x, cos, sin, mask, cache, i)
         return self.norm(x)
