@@ -174,3 +174,19 @@ def test_latest_and_prune(tmp_path):
     prune_checkpoints(tmp_path, keep=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000015", "step_00000020"]
     assert latest_checkpoint(tmp_path / "empty") is None
+
+
+def test_atomic_writes_get_umask_modes(tmp_path) -> None:
+    import os
+
+    from speechlm.utils.atomic import atomic_dir, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "f").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
