@@ -81,6 +81,13 @@ def test_bad_prompts(tts, run) -> None:
         tts.generate("Hi.", prompt=wav, prompt_sr=sr, prompt_text="the cat sat on the mat " * 20)
 
 
+def test_wrong_prompt_transcript_refused(tts, run) -> None:
+    wav, sr = _speech(run, 0)  # "hello world"; measured gap -1.23 for this text, -0.35 for its own
+    with pytest.raises(TTSInputError, match="does not match"):
+        tts.generate("Hi.", prompt=wav, prompt_sr=sr, prompt_text="good morning to you")
+    tts.prepare_prompt(wav, sr, "hello world", "en")  # the right transcript passes
+
+
 def test_codec_mismatch_refused(run) -> None:
     from speechlm.lm.api import CodecLanguageModel
     from speechlm.tokenizers.codec.api import Codec

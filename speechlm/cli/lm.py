@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codec", default=None, help="codec model (default: the shipped one)")
     p.add_argument("--codebooks", type=int, default=None, help="keep only the first N codebooks (default all)")
     p.add_argument("--split", action="append", default=None, help="only these manifest splits (repeatable)")
+    p.add_argument("--max-seconds", type=float, default=None, help="leave out longer utterances")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
 
     p = add_command(cmds, "train", "train a codec LM (resumable; torchrun for DDP)", _train,
@@ -55,7 +56,8 @@ def _shards(args: argparse.Namespace) -> int:
     from speechlm.tokenizers.codec.api import Codec
 
     torch.set_num_threads(max(1, args.threads))
-    out = build_shards(args.data, args.output, Codec.load(args.codec), n_q=args.codebooks, splits=args.split)
+    out = build_shards(args.data, args.output, Codec.load(args.codec), n_q=args.codebooks, splits=args.split,
+                       max_seconds=args.max_seconds)
     print(out)
     return 0
 

@@ -59,11 +59,12 @@ def text_ids(phones: Sequence[int], lang: str, langs: Sequence[str], n_symbols: 
 
 def build_shards(manifests: Sequence[str | os.PathLike], out_dir: str | os.PathLike, encoder: Any,
                  n_q: int | None = None, shard_size: int = 2000, splits: Sequence[str] | None = None,
-                 show_progress: bool = True) -> Path:
+                 max_seconds: float | None = None, show_progress: bool = True) -> Path:
     """Encode every utterance of ``manifests`` (``split`` in ``splits``, all when None) into token shards.
 
     ``encoder`` is a :class:`~speechlm.tokenizers.codec.api.Codec` (``encode(wav, sr)``, ``tokenizer_id``,
-    ``frame_rate``). Phonemes come from the manifest's ``phonemes`` field, else from the G2P.
+    ``frame_rate``). Phonemes come from the manifest's ``phonemes`` field, else from the G2P. Utterances longer
+    than ``max_seconds`` (by the manifest's duration) are left out.
     """
     from tqdm import tqdm
 
@@ -77,7 +78,8 @@ def build_shards(manifests: Sequence[str | os.PathLike], out_dir: str | os.PathL
     items = []
     for m in manifests:
         root = manifest_root(m)
-        items += [(u, root) for u in read_manifest(m) if splits is None or u.split in splits]
+        items += [(u, root) for u in read_manifest(m) if (splits is None or u.split in splits)
+                  and (max_seconds is None or u.duration <= max_seconds)]
     if not items:
         raise SpeechLMError(f"no utterances in {', '.join(map(str, manifests))}")
     out = Path(out_dir)
