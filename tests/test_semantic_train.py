@@ -111,3 +111,13 @@ def test_bridge_trains_and_decodes_in_the_prompt_voice(run, corpus, tmp_path, ca
     rc = main(["semantic", "decode", str(dd), "--prompt", str(corpus.parent / "v1_0.wav"), "-o",
                str(tmp_path / "no.wav"), "--bridge", str(tmp_path / "bridge")])
     assert rc == 2 and "dedup" in capsys.readouterr().err and not (tmp_path / "no.wav").exists()
+
+
+def test_cluster_another_layer(run, corpus, tmp_path, capsys):
+    dest = tmp_path / "l2"
+    assert main(["semantic", "cluster", str(run), "--data", str(corpus), "-o", str(dest), "--layer", "2",
+                 "--clusters", "5", "--name", "semantic_l2"]) == 0
+    tok = SemanticTokenizer.load(dest)
+    assert tok.layer == 2 and tok.cardinality == 5 and tok.tokenizer_id.startswith("semantic_l2@")
+    assert main(["semantic", "cluster", str(run), "--data", str(corpus), "-o", str(tmp_path / "x"),
+                 "--layer", "9"]) == 2

@@ -33,6 +33,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.max_steps=100 (repeatable)")
 
+    p = add_command(cmds, "cluster", "new units: k-means over another layer of a trained run's encoder", _cluster,
+                    description="Iteration-2 units without retraining: k-means (--clusters) over the output of "
+                    "transformer layer --layer of RUN's newest encoder checkpoint, on the 'train' split of the "
+                    "manifests. Writes a tokenizer folder (ship it as speechlm/assets/semantic_NAME).")
+    p.add_argument("run", help="'semantic train' run folder")
+    p.add_argument("--data", action="append", required=True, help="manifest (repeatable)")
+    p.add_argument("-o", "--output", required=True, help="tokenizer folder to write")
+    p.add_argument("--layer", type=int, required=True, help="transformer layer (1 = first)")
+    p.add_argument("--clusters", type=int, default=500, help="k-means clusters (default 500)")
+    p.add_argument("--name", default=None, help="tokenizer name written into tokens files")
+    p.add_argument("--max-hours", type=float, default=None, help="train audio to cluster (default: recipe's)")
+
     p = add_command(cmds, "encode", "encode audio to semantic tokens (.npz)", _encode,
                     description="Encode audio (any format/rate) to a tokens .npz: codes [1, T] at 50 Hz. With "
                     "--dedup, runs of the same unit collapse to one (codes [1, T'], frame_rate = T'/duration).")
@@ -67,6 +79,14 @@ def _train(args: argparse.Namespace) -> int:
 
     metrics = train(args.config, args.data, args.out, args.set)
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+    return 0
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from speechlm.tokenizers.semantic.train import cluster
+
+    _threads(1)
+    print(cluster(args.run, args.data, args.output, args.layer, args.clusters, args.name, args.max_hours))
     return 0
 
 

@@ -329,12 +329,44 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
     model.eval()
     final = {"valid/acc": masked_accuracy(model, vpool, vtargets, s)}
 
-    feats = pool_features(model, pool, s.layer, s.kmeans_max_frames, cfg.train.seed, show_progress)
-    km = minibatch_kmeans(feats, s.clusters, batch_size=s.kmeans_batch, steps=s.kmeans_steps,
-                          seed=cfg.train.seed, show_progress=show_progress)
-    dest = save_tokenizer(out / "tokenizer", centroids=km.centroids, name=s.name, features="encoder",
-                          encoder=model, layer=s.layer, data_summary=summary, step=result.step)
-    return {**result.metrics, **final, "kmeans/inertia": km.inertia, "tokenizer": str(dest)}
+    dest, inertia = _cluster_and_save(model, pool, s, s.layer, s.clusters, out / "tokenizer", summary,
+                                      result.step, cfg.train.seed, show_progress)
+    return {**result.metrics, **final, "kmeans/inertia": inertia, "tokenizer": str(dest)}
+
+
+def _cluster_and_save(model: MaskedPredictionEncoder, pool: FeaturePool, s: SemanticTrainConfig, layer: int,
+                      clusters: int, dest: Path, summary: dict, step: int, seed: int, show_progress: bool
+                      ) -> tuple[Path, float]:
+    feats = pool_features(model, pool, layer, s.kmeans_max_frames, seed, show_progress)
+    km = minibatch_kmeans(feats, clusters, batch_size=s.kmeans_batch, steps=s.kmeans_steps, seed=seed,
+                          show_progress=show_progress)
+    path = save_tokenizer(dest, centroids=km.centroids, name=s.name, features="encoder", encoder=model,
+                          layer=layer, data_summary={**summary, "layer": layer, "clusters": clusters}, step=step)
+    return path, km.inertia
+
+
+def cluster(run: str | Path, manifests: Sequence[str], dest: str | Path, layer: int, clusters: int,
+            name: str | None = None, max_hours: float | None = None, show_progress: bool = True) -> Path:
+    """Iteration-2 units from an existing run: k-means (``clusters``) over layer ``layer`` of the run's newest
+    encoder checkpoint, on the ``train`` split of ``manifests`` -> a tokenizer folder ``dest``."""
+    from speechlm.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    ck_path = latest_checkpoint(run)
+    if ck_path is None:
+        raise SpeechLMError(f"{run}: no encoder checkpoint")
+    ckpt = load_checkpoint(ck_path)
+    cfg = load_config(ckpt.config, SemanticRecipeConfig)
+    if not 1 <= layer <= cfg.model.layers:
+        raise SpeechLMError(f"layer {layer} must be in 1..{cfg.model.layers}")
+    model = MaskedPredictionEncoder(cfg.model)
+    model.load_state_dict(ckpt.state_dict)
+    model.eval()
+    s = dataclasses.replace(cfg.semantic, name=name or cfg.semantic.name)
+    pool = load_pool(manifests, "train", max_hours or s.max_hours, cfg.train.seed, show_progress)
+    summary = {"manifests": [str(m) for m in manifests], "train_hours": round(pool.hours, 3)}
+    path, _ = _cluster_and_save(model, pool, s, layer, clusters, Path(dest), summary, ckpt.step, cfg.train.seed,
+                                show_progress)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
