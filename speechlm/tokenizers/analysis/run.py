@@ -117,6 +117,36 @@ def _resynth(tok, tokens_list, clips: list[Clip], k: int) -> dict:
     return {"pesq": float(np.nanmean(pesq)), "stoi": float(np.nanmean(stoi)), "resynth_utts": len(clips)}
 
 
+def _bridge_for(tok):
+    """The shipped bridge when it was trained for ``tok`` (its resynthesis path), else None."""
+    from speechlm.tokenizers.semantic.api import SemanticTokenizer
+
+    if not isinstance(tok, SemanticTokenizer):
+        return None
+    from speechlm.tokenizers.semantic.bridge import Bridge
+
+    try:
+        bridge = Bridge.load(None)
+    except SpeechLMError:
+        return None
+    return bridge if bridge.semantic.tokenizer_id == tok.tokenizer_id else None
+
+
+def _bridge_resynth(bridge, tokens_list, clips: list[Clip], all_clips: list[Clip]) -> dict:
+    """PESQ/STOI of semantic tokens heard through the bridge, the prompt being another utterance of the same
+    speaker (the voice comes from the prompt; timing and content from the tokens)."""
+    from speechlm.eval.metrics import pesq_score, stoi_score
+
+    pesq, stoi = [], []
+    for t, c in zip(tokens_list, clips):
+        others = [o for o in all_clips if o.speaker == c.speaker and o is not c] or [c]
+        y, _ = bridge.decode(t, others[0].wav, SR)
+        pesq.append(pesq_score(c.wav, y, SR))
+        stoi.append(stoi_score(c.wav, y, SR))
+    return {"pesq": float(np.nanmean(pesq)), "stoi": float(np.nanmean(stoi)), "resynth_utts": len(clips),
+            "resynth_via": bridge.codec.tokenizer_id}
+
+
 def analyze_tokenizer(spec: str, clips: list[Clip], lm_clips: list[Clip], resynth_utts: int,
                       show_progress: bool = True) -> list[dict]:
     """Rows for one tokenizer: one per cumulative codec level, or one for a single-codebook tokenizer."""
@@ -132,6 +162,7 @@ def analyze_tokenizer(spec: str, clips: list[Clip], lm_clips: list[Clip], resynt
     aligned = [i for i, c in enumerate(clips) if c.alignment is not None]
     labels = {i: clips[i].alignment.frame_labels(tok.frame_rate, codes[i].shape[1]) for i in aligned}
     can_decode = type(tok).__name__ == "Codec"
+    bridge = _bridge_for(tok) if resynth_utts > 0 else None
     rows, lm_bits = [], 0.0
     for k in range(1, tok.num_codebooks + 1):
         row: dict = {"tokenizer": spec, "id": tok.tokenizer_id, "codebooks": k,
@@ -155,6 +186,8 @@ def analyze_tokenizer(spec: str, clips: list[Clip], lm_clips: list[Clip], resynt
         row["lm_ppl"], row["lm_bits_per_s"] = ppl, lm_bits * tok.frame_rate
         if can_decode and resynth_utts > 0:
             row.update(_resynth(tok, enc[:resynth_utts], clips[:resynth_utts], k))
+        elif bridge is not None:
+            row.update(_bridge_resynth(bridge, enc[:resynth_utts], clips[:resynth_utts], clips))
         rows.append(row)
     return rows
 
@@ -208,6 +241,15 @@ def markdown_table(result: dict) -> str:
             f"{_f(r['speaker_acc_in_lang'], '.3f')} / {_f(r['speaker_chance_in_lang'], '.3f')} | "
             f"{_f(r['lm_ppl'], '.1f')} | {_f(r['lm_bits_per_s'], '.0f')} | {_f(r.get('pesq'), '.2f')} | "
             f"{_f(r.get('stoi'), '.3f')} |")
+    via = sorted({r["label"] for r in result["rows"] if r.get("resynth_via")})
+    if via:
+        lines += ["", f"PESQ/STOI of {', '.join(via)}: through the semantic-to-codec bridge, voice prompt = another "
+                  "utterance of the same speaker (timing and content come from the tokens)."]
+    lines += ["", "purity/PNMI: plug-in on all analysed frames (grows with the number of distinct units; the codec's "
+              "joint L1-k units are near-unique per frame); purity held-out: unit->phone map learnt on half the "
+              "utterances, scored on the other half. Speaker probe: 3-fold logistic regression on pooled unit "
+              "histograms; in-lang: one probe per language. Unit LM: bigram (absolute discounting) per codebook; "
+              "ppl of the newest codebook, LM bits/s summed over codebooks."]
     return "\n".join(lines) + "\n"
 
 

@@ -35,7 +35,7 @@ from speechlm.tokenizers.codec.losses import (
     multiscale_mel_loss,
     multiscale_stft_loss,
 )
-from speechlm.tokenizers.codec.train import AudioPool, CodecTrainConfig, CropDataset, codebook_stats
+from speechlm.tokenizers.codec.train import AudioPool, CodecTrainConfig, CropDataset, _lr_lambda, codebook_stats
 from speechlm.train.config import load_config
 from speechlm.train.loop import TrainConfig, Trainer
 from speechlm.train.seed import seed_everything
@@ -186,8 +186,11 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
                                                                                seed=cfg.train.seed))
     saved_cfg = {"model": dataclasses.asdict(model_cfg), **{k: v for k, v in
                                                              dataclasses.asdict(cfg).items()}}
+    lam = _lr_lambda(c.warmup_steps, cfg.train.max_steps, c.final_lr_ratio)
+    scheds = {"gen": torch.optim.lr_scheduler.LambdaLR(opt_g, lam),
+              "disc": torch.optim.lr_scheduler.LambdaLR(opt_d, lam)}
     trainer = Trainer(out_dir, cfg.train, model={"codec": model, "disc": disc, "proj": proj},
-                      optimizer={"gen": opt_g, "disc": opt_d},
+                      optimizer={"gen": opt_g, "disc": opt_d}, scheduler=scheds,
                       train_step=make_train_step(cfg, model_cfg.sample_rate, teacher, capture),
                       eval_fn=lambda tr: codebook_stats(tr.modules["codec"], valid), export="codec",
                       model_config=saved_cfg,
