@@ -98,3 +98,22 @@ def test_run_lengths_round_trip():
     v, d = run_lengths(u)
     assert v.tolist() == [3, 1, 4, 3] and d.tolist() == [3, 2, 1, 2]
     assert (np.repeat(v, d) == u).all()
+
+
+def test_shipped_layer_features_equal_the_full_models(tmp_path):
+    """A tokenizer keeps the encoder up to its layer: its features must be that layer's output in the full model
+    (regression: the final norm was once applied to the truncated encoder's last layer)."""
+    from speechlm.tokenizers.semantic.api import SemanticTokenizer
+    from speechlm.tokenizers.semantic.train import layer_features, save_tokenizer
+
+    torch.manual_seed(0)
+    model = MaskedPredictionEncoder(EncoderConfig(dim=32, layers=3, heads=2, pos_kernel=15, n_targets=5)).eval()
+    with torch.no_grad():
+        model.out_norm.weight.mul_(3.0)  # a trained final norm is not the identity
+    wav = np.random.default_rng(0).normal(0, 0.1, 8000).astype(np.float32)
+    full = layer_features(model, encoder_input(wav), 2)
+    save_tokenizer(tmp_path / "t", centroids=full[:4], name="t", features="encoder", encoder=model, layer=2,
+                   half=False)
+    tok = SemanticTokenizer.load(tmp_path / "t")
+    assert np.allclose(tok.features(wav, 16000), full, atol=1e-5)
+    assert (tok.encode(wav, 16000).codes[0] == assign(full, full[:4])).all()

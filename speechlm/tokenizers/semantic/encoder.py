@@ -52,8 +52,9 @@ class MaskedPredictionEncoder(nn.Module):
     def forward(self, mel: torch.Tensor, mask: torch.Tensor | None = None, n_layers: int | None = None
                 ) -> list[torch.Tensor]:
         """mel ``[B, n_mels, 2T]``, mask ``[B, T]`` bool (True: hidden) -> hidden states: index 0 is the front
-        end's output, index ``l`` the output of transformer layer ``l`` (``[B, T, dim]`` each); the last is
-        ``out_norm``-ed. ``n_layers`` stops early (feature extraction from an intermediate layer)."""
+        end's output, index ``l`` the raw output of transformer layer ``l`` (``[B, T, dim]`` each; the final
+        norm is applied only by :meth:`logits`, so a layer's features do not depend on how many layers follow
+        it). ``n_layers`` stops early (feature extraction from an intermediate layer)."""
         x = self.in_norm(self.frontend(mel).transpose(1, 2))
         if mask is not None:
             x = torch.where(mask[..., None], self.mask_emb.to(x.dtype), x)
@@ -63,13 +64,11 @@ class MaskedPredictionEncoder(nn.Module):
         for layer in self.layers[:last]:
             x = layer(x)
             states.append(x)
-        if last == len(self.layers):
-            states[-1] = self.out_norm(x)
         return states
 
     def logits(self, mel: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """mel ``[B, n_mels, 2T]`` -> target logits ``[B, T, n_targets]``."""
-        return self.head(self.forward(mel, mask)[-1])
+        return self.head(self.out_norm(self.forward(mel, mask)[-1]))
 
 
 def span_mask(batch: int, frames: int, prob: float, span: int, generator: torch.Generator | None = None
