@@ -146,6 +146,7 @@ def main() -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None)
+    p.add_argument("--codec", default=None, help="codec (default: the shipped one; must match the LM's)")
     p.add_argument("--manifest", default=MANIFEST)
     p.add_argument("--n-tts", type=int, default=30)
     p.add_argument("--n-edit", type=int, default=20)
@@ -158,7 +159,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     utts = [u for u in read_manifest(args.manifest) if u.split == "test"]
     root = manifest_root(args.manifest)
-    tts = TTS.load(args.model)
+    tts = TTS.load(args.model, args.codec)
     t0 = time.time()
     res: dict = {"model": str(tts.lm.path), "layout": tts.lm.config.layout, "params_M": tts.lm.n_params / 1e6,
                  "codec": tts.codec.tokenizer_id, "threads": args.threads}

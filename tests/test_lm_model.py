@@ -131,6 +131,10 @@ def test_generate_stops_at_eog() -> None:
     prefix, _ = infill_context(torch.randint(0, 16, (3, 4)), [(4, 4)], vocab)
     res = generate(model, [GenRequest([1], prefix, [], 50)], vocab, SamplingConfig(), torch.Generator())[0]
     assert res.generated == 0 and not res.hit_cap
+    # a length floor holds the stop token back for exactly that many frames
+    res = generate(model, [GenRequest([1], prefix, [], 50, min_frames=7)], vocab, SamplingConfig(),
+                   torch.Generator())[0]
+    assert res.generated == 7 and not res.hit_cap and res.frames[0, -1] == vocab.eog
 
 
 def test_losses_fall_on_one_batch() -> None:

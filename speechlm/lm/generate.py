@@ -24,12 +24,15 @@ from speechlm.lm.voicecraft import AudioVocab
 @dataclass
 class GenRequest:
     """text: token ids ``[L]``; prefix: known frames ``[K, F]`` (F >= 1); forced: frames ``[K, n]`` inserted
-    after each EOG but the last; max_frames: cap on generated frames (all spans together)."""
+    after each EOG but the last; max_frames: cap on generated frames (all spans together); min_frames: EOG is
+    not allowed before this many frames of the current span (a floor from the phoneme count: an undertrained
+    model otherwise stops at the stop token's marginal rate, long before the text is read)."""
 
     text: list[int]
     prefix: torch.Tensor
     forced: list[torch.Tensor] = field(default_factory=list)
     max_frames: int = 1000
+    min_frames: int = 0
 
 
 @dataclass
@@ -45,6 +48,11 @@ class GenResult:
 def max_frames_for(n_phones: int, frames_per_phone: float, factor: float = 3.0, extra: int = 25) -> int:
     """A generous length cap from the phoneme count (``factor`` x the training data's mean rate)."""
     return int(math.ceil(factor * frames_per_phone * max(n_phones, 1))) + extra
+
+
+def min_frames_for(n_phones: int, frames_per_phone: float, factor: float = 0.5) -> int:
+    """A length floor from the phoneme count (``factor`` x the training data's mean rate)."""
+    return int(factor * frames_per_phone * max(n_phones, 0))
 
 
 def pad_text(texts: Sequence[Sequence[int]], pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,8 +74,9 @@ class _Row:
         self.grid[:, : req.prefix.shape[1]] = req.prefix
         self.n = req.prefix.shape[1]  # frames whose codebook 0 is known
         self.forced = list(req.forced)
-        self.max_frames = req.max_frames
+        self.max_frames, self.min_frames = req.max_frames, req.min_frames
         self.generated = 0
+        self.span_len = 0
         self.history: list[int] = []
         self.end: int | None = None  # index of the final EOG frame
         self.hit_cap = False
@@ -93,8 +102,11 @@ def generate(model: CodecLM, requests: Sequence[GenRequest], vocab: AudioVocab, 
         col = torch.full((len(rows), k_cb), vocab.pad, dtype=torch.long)
         need0 = [b for b, r in enumerate(rows) if r.end is None and r.n == c]
         if need0:
+            allowed = allowed0.expand(len(need0), -1).clone()
+            for i, b in enumerate(need0):
+                allowed[i, vocab.eog] = rows[b].span_len >= rows[b].min_frames
             toks = repetition_aware_sample(logits[need0, 0], [rows[b].history for b in need0], cfg, generator,
-                                           allowed0)
+                                           allowed)
             for b, t in zip(need0, toks.tolist()):
                 r = rows[b]
                 if t != vocab.eog and r.generated >= r.max_frames:
@@ -103,6 +115,7 @@ def generate(model: CodecLM, requests: Sequence[GenRequest], vocab: AudioVocab, 
                     r.grid[:, c] = vocab.eog
                     r.n += 1
                     r.history = []
+                    r.span_len = 0
                     if r.forced:
                         f = r.forced.pop(0)
                         r.grid[:, r.n : r.n + f.shape[1]] = f
@@ -113,6 +126,7 @@ def generate(model: CodecLM, requests: Sequence[GenRequest], vocab: AudioVocab, 
                     r.grid[0, c] = t
                     r.n += 1
                     r.generated += 1
+                    r.span_len += 1
                     r.history.append(t)
         for k in range(1, k_cb):
             f = c - k
@@ -135,10 +149,11 @@ def generate(model: CodecLM, requests: Sequence[GenRequest], vocab: AudioVocab, 
 
 @torch.no_grad()
 def generate_valle(model: VallE, text: list[int], prompt: torch.Tensor, vocab: AudioVocab, cfg: SamplingConfig,
-                   max_frames: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, bool]:
+                   max_frames: int, generator: torch.Generator | None = None, min_frames: int = 0
+                   ) -> tuple[torch.Tensor, bool]:
     """VALL-E TTS: prompt codes ``[K, P]`` (P >= 1) -> (generated codes ``[K, G]``, hit_cap)."""
     model.eval()
-    res = generate(model.ar, [GenRequest(text, prompt[:1], [], max_frames)], vocab, cfg, generator)[0]
+    res = generate(model.ar, [GenRequest(text, prompt[:1], [], max_frames, min_frames)], vocab, cfg, generator)[0]
     c0 = res.frames[0, prompt.shape[1]:-1]  # drop the prompt and the EOG
     k_cb, p = prompt.shape[0], prompt.shape[1]
     audio = torch.full((1, k_cb, p + len(c0)), 0, dtype=torch.long)

@@ -96,7 +96,7 @@ def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang:
     from speechlm.asr.transcriber import get_transcriber
     from speechlm.audio.io import resample
     from speechlm.lm.data import text_ids
-    from speechlm.lm.generate import GenRequest, generate, max_frames_for
+    from speechlm.lm.generate import GenRequest, generate, max_frames_for, min_frames_for
     from speechlm.lm.sampling import SamplingConfig
     from speechlm.lm.voicecraft import infill_context, unmask
     from speechlm.text.g2p import format_phonemes, resolve_lang
@@ -144,7 +144,8 @@ def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang:
     prefix, forced = infill_context(codes, spans, vocab)
     cfg = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
     with torch.inference_mode():
-        res = generate(tts.lm.model, [GenRequest(ids, prefix, forced, cap)], vocab, cfg,
+        floor = min_frames_for(new_phones // len(spans), tts.lm.frames_per_phone)
+        res = generate(tts.lm.model, [GenRequest(ids, prefix, forced, cap, floor)], vocab, cfg,
                        torch.Generator().manual_seed(int(seed)))[0]
         new_codes, new_spans = unmask(res.frames, vocab)
         decoded = tts.decode(new_codes)

@@ -222,7 +222,7 @@ class TTS:
                  top_k: int = 50, top_p: float = 0.9, prompt_sr: int | None = None, max_chars: int = 2000,
                  batch_size: int = 8, check_transcript: bool = True) -> TTSResult:
         """Speak ``text`` in the prompt's voice (a file, a waveform with ``prompt_sr``, or a :class:`Prompt`)."""
-        from speechlm.lm.generate import GenRequest, generate, generate_valle, max_frames_for
+        from speechlm.lm.generate import GenRequest, generate, generate_valle, max_frames_for, min_frames_for
         from speechlm.lm.sampling import SamplingConfig
         from speechlm.lm.voicecraft import infill_context, unmask
         from speechlm.text.g2p import resolve_lang
@@ -265,13 +265,15 @@ class TTS:
                 for _, ph in chunks:
                     ids = text_ids(p_phones + ph, lang, m.langs, len(sym), sym.bos_id, sym.eos_id)
                     c, h = generate_valle(self.lm.model, ids, p_codes, vocab, cfg,
-                                          max_frames_for(len(ph), self.lm.frames_per_phone), gen)
+                                          max_frames_for(len(ph), self.lm.frames_per_phone), gen,
+                                          min_frames_for(len(ph), self.lm.frames_per_phone))
                     codes_out.append(c)
                     hit.append(h)
             else:
                 prefix, forced = infill_context(p_codes, [(p_codes.shape[1], p_codes.shape[1])], vocab)
                 reqs = [GenRequest(text_ids(p_phones + ph, lang, m.langs, len(sym), sym.bos_id, sym.eos_id),
-                                   prefix, forced, max_frames_for(len(ph), self.lm.frames_per_phone))
+                                   prefix, forced, max_frames_for(len(ph), self.lm.frames_per_phone),
+                                   min_frames_for(len(ph), self.lm.frames_per_phone))
                         for _, ph in chunks]
                 for i in range(0, len(reqs), batch_size):
                     for res in generate(self.lm.model, reqs[i : i + batch_size], vocab, cfg, gen):
