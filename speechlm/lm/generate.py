@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from speechlm.lm.delay import delay
@@ -70,8 +71,8 @@ def pad_text(texts: Sequence[Sequence[int]], pad: int = 0) -> tuple[torch.Tensor
 class _Row:
     def __init__(self, req: GenRequest, k: int, card: int) -> None:
         cap = req.prefix.shape[1] + req.max_frames + sum(f.shape[1] for f in req.forced) + len(req.forced) + 2
-        self.grid = torch.full((k, cap), -1, dtype=torch.long)
-        self.grid[:, : req.prefix.shape[1]] = req.prefix
+        self.grid = np.full((k, cap), -1, dtype=np.int64)  # numpy: cheap element access in the step loop
+        self.grid[:, : req.prefix.shape[1]] = req.prefix.numpy()
         self.n = req.prefix.shape[1]  # frames whose codebook 0 is known
         self.forced = list(req.forced)
         self.max_frames, self.min_frames = req.max_frames, req.min_frames
@@ -99,7 +100,6 @@ def generate(model: CodecLM, requests: Sequence[GenRequest], vocab: AudioVocab, 
     allowed0[vocab.eog] = True
     c = common
     while any(r.end is None or c <= r.end + k_cb - 2 for r in rows):
-        col = torch.full((len(rows), k_cb), vocab.pad, dtype=torch.long)
         need0 = [b for b, r in enumerate(rows) if r.end is None and r.n == c]
         if need0:
             allowed = allowed0.expand(len(need0), -1).clone()
@@ -118,7 +118,7 @@ def generate(model: CodecLM, requests: Sequence[GenRequest], vocab: AudioVocab, 
                     r.span_len = 0
                     if r.forced:
                         f = r.forced.pop(0)
-                        r.grid[:, r.n : r.n + f.shape[1]] = f
+                        r.grid[:, r.n : r.n + f.shape[1]] = f.numpy()
                         r.n += f.shape[1]
                     else:
                         r.end = c
@@ -128,23 +128,25 @@ def generate(model: CodecLM, requests: Sequence[GenRequest], vocab: AudioVocab, 
                     r.generated += 1
                     r.span_len += 1
                     r.history.append(t)
-        for k in range(1, k_cb):
-            f = c - k
-            need = [b for b, r in enumerate(rows) if 0 <= f < r.grid.shape[1] and r.grid[k, f] < 0 and f < r.n]
-            if need:
-                toks = sample(logits[need, k], cfg, generator, allowed_rest)
-                for b, t in zip(need, toks.tolist()):
-                    rows[b].grid[k, f] = t
+        need = [(b, k) for k in range(1, k_cb) for b, r in enumerate(rows)
+                if 0 <= c - k < r.n and r.grid[k, c - k] < 0]
+        if need:  # all codebooks > 0 in one call
+            toks = sample(logits[[b for b, _ in need], [k for _, k in need]], cfg, generator, allowed_rest)
+            for (b, k), t in zip(need, toks.tolist()):
+                rows[b].grid[k, c - k] = t
+        cols = np.full((len(rows), k_cb), vocab.pad, dtype=np.int64)
         for b, r in enumerate(rows):
             for k in range(k_cb):
                 f = c - k
                 if 0 <= f < r.grid.shape[1] and r.grid[k, f] >= 0:
-                    col[b, k] = r.grid[k, f]
+                    cols[b, k] = r.grid[k, f]
+        col = torch.from_numpy(cols)
         if all(r.end is not None and c >= r.end + k_cb - 2 for r in rows):
             break
         logits = model.step(col, cache)
         c += 1
-    return [GenResult(r.grid[:, : (r.end or 0) + 1].clone(), r.generated, r.hit_cap) for r in rows]
+    return [GenResult(torch.from_numpy(r.grid[:, : (r.end or 0) + 1].copy()), r.generated, r.hit_cap)
+            for r in rows]
 
 
 @torch.no_grad()

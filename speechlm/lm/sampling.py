@@ -67,7 +67,16 @@ def sample(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator
     if cfg.temperature == 0:
         masked = filter_logits(logits, allowed=allowed)
         return masked.argmax(-1)
-    filtered = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p, allowed)
+    x = logits.float() / cfg.temperature
+    if allowed is not None:
+        x = x.masked_fill(~allowed.expand_as(x), float("-inf"))
+    if cfg.top_k and cfg.top_k < x.shape[-1]:
+        # top-p only ever keeps a prefix of the top-k: filter and sample among the k (same distribution, cheaper)
+        vals, idx = torch.topk(x, cfg.top_k, dim=-1)
+        vals = filter_logits(vals, 0, cfg.top_p)
+        pick = torch.multinomial(vals.softmax(-1), 1, generator=generator)
+        return idx.gather(-1, pick)[:, 0]
+    filtered = filter_logits(x, 0, cfg.top_p)
     return torch.multinomial(filtered.softmax(-1), 1, generator=generator)[:, 0]
 
 

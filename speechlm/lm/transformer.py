@@ -36,23 +36,36 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class KVCache:
-    """Keys/values of every layer so far (``[B, H, T, Dh]`` each) and the key mask ``[B, T]`` (True = attend)."""
+    """Keys/values of every layer so far (``[B, H, T, Dh]`` each) and the key mask ``[B, T]`` (True = attend).
+
+    Stored in buffers that grow by doubling, so appending one step costs O(1) copies, not O(T).
+    """
 
     def __init__(self, n_layers: int) -> None:
-        self.k: list[torch.Tensor | None] = [None] * n_layers
-        self.v: list[torch.Tensor | None] = [None] * n_layers
+        self._k: list[torch.Tensor | None] = [None] * n_layers
+        self._v: list[torch.Tensor | None] = [None] * n_layers
+        self._len = [0] * n_layers
         self.key_mask: torch.Tensor | None = None
 
     @property
     def length(self) -> int:
-        return 0 if self.k[0] is None else int(self.k[0].shape[2])
+        return self._len[0]
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.k[layer] is not None:
-            k = torch.cat([self.k[layer], k], dim=2)
-            v = torch.cat([self.v[layer], v], dim=2)
-        self.k[layer], self.v[layer] = k, v
-        return k, v
+        n, t = self._len[layer], k.shape[2]
+        buf = self._k[layer]
+        if buf is None or n + t > buf.shape[2]:
+            cap = max(2 * (n + t), 64)
+            new_k = k.new_empty(k.shape[0], k.shape[1], cap, k.shape[3])
+            new_v = v.new_empty(v.shape[0], v.shape[1], cap, v.shape[3])
+            if buf is not None:
+                new_k[:, :, :n] = buf[:, :, :n]
+                new_v[:, :, :n] = self._v[layer][:, :, :n]
+            self._k[layer], self._v[layer] = new_k, new_v
+        self._k[layer][:, :, n : n + t] = k
+        self._v[layer][:, :, n : n + t] = v
+        self._len[layer] = n + t
+        return self._k[layer][:, :, : n + t], self._v[layer][:, :, : n + t]
 
 
 class Attention(nn.Module):
