@@ -89,7 +89,7 @@ def test_analyze_cli_end_to_end(tmp_path, capsys):
         assert 0 <= r["pnmi"] <= 1 and 0 <= r["purity"] <= 1 and r["lm_ppl"] >= 1
         assert r["kbps"] > 0 and 0 <= r["speaker_acc"] <= 1
     codec_rows = [r for r in res["rows"] if r["tokenizer"].startswith("codec")]
-    assert all("pesq" in r and "stoi" in r for r in codec_rows)
+    assert all("pesq" in r and "stoi" in r and r["mel_dist"] >= 0 for r in codec_rows)
     assert [r["kbps"] for r in codec_rows] == sorted(r["kbps"] for r in codec_rows)
     md = out.with_suffix(".md").read_text()
     assert md.count("\n| ") == len(res["rows"]) + 1

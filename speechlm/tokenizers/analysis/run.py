@@ -106,15 +106,17 @@ def _probe(hists: np.ndarray, clips: list[Clip]) -> dict:
 
 
 def _resynth(tok, tokens_list, clips: list[Clip], k: int) -> dict:
-    from speechlm.eval.metrics import pesq_score, stoi_score
+    from speechlm.eval.metrics import mel_distance, pesq_score, stoi_score
 
-    pesq, stoi = [], []
+    pesq, stoi, mel = [], [], []
     for t, c in zip(tokens_list, clips):
         t = dataclasses.replace(t, codes=t.codes[:k], bitrate=round(t.bitrate * k / t.num_codebooks, 4))
         y, _ = tok.decode(t)
         pesq.append(pesq_score(c.wav, y, SR))
         stoi.append(stoi_score(c.wav, y, SR))
-    return {"pesq": float(np.nanmean(pesq)), "stoi": float(np.nanmean(stoi)), "resynth_utts": len(clips)}
+        mel.append(mel_distance(c.wav, y, SR))
+    return {"pesq": float(np.nanmean(pesq)), "stoi": float(np.nanmean(stoi)), "mel_dist": float(np.nanmean(mel)),
+            "resynth_utts": len(clips)}
 
 
 def _bridge_for(tok):
@@ -135,15 +137,17 @@ def _bridge_for(tok):
 def _bridge_resynth(bridge, tokens_list, clips: list[Clip], all_clips: list[Clip]) -> dict:
     """PESQ/STOI of semantic tokens heard through the bridge, the prompt being another utterance of the same
     speaker (the voice comes from the prompt; timing and content from the tokens)."""
-    from speechlm.eval.metrics import pesq_score, stoi_score
+    from speechlm.eval.metrics import mel_distance, pesq_score, stoi_score
 
-    pesq, stoi = [], []
+    pesq, stoi, mel = [], [], []
     for t, c in zip(tokens_list, clips):
         others = [o for o in all_clips if o.speaker == c.speaker and o is not c] or [c]
         y, _ = bridge.decode(t, others[0].wav, SR)
         pesq.append(pesq_score(c.wav, y, SR))
         stoi.append(stoi_score(c.wav, y, SR))
-    return {"pesq": float(np.nanmean(pesq)), "stoi": float(np.nanmean(stoi)), "resynth_utts": len(clips),
+        mel.append(mel_distance(c.wav, y, SR))
+    return {"pesq": float(np.nanmean(pesq)), "stoi": float(np.nanmean(stoi)), "mel_dist": float(np.nanmean(mel)),
+            "resynth_utts": len(clips),
             "resynth_via": bridge.codec.tokenizer_id}
 
 
@@ -228,10 +232,10 @@ def _f(x, fmt: str) -> str:
 def markdown_table(result: dict) -> str:
     """The analysis as one markdown table (plus a line on the data)."""
     head = ("| tokenizer | Hz | kbps | units seen | util | entropy (bits) | purity | purity held-out | PNMI | "
-            "spk acc / chance | spk acc in-lang / chance | unit-LM ppl | LM bits/s | PESQ | STOI |")
+            "spk acc / chance | spk acc in-lang / chance | unit-LM ppl | LM bits/s | PESQ | STOI | mel dist |")
     lines = [f"Data: {', '.join(result['manifests'])} split={result['split']}: {result['utterances']} utterances "
              f"({result['aligned']} aligned), {result['speakers']} speakers; unit LM trained on "
-             f"{result['lm_train_utterances']} train utterances.", "", head, "|" + "---|" * 15]
+             f"{result['lm_train_utterances']} train utterances.", "", head, "|" + "---|" * 16]
     for r in result["rows"]:
         lines.append(
             f"| {r['label']} | {r['frame_rate']:g} | {r['kbps']:g} | {r.get('units_seen', '–')} | "
@@ -240,7 +244,7 @@ def markdown_table(result: dict) -> str:
             f"{_f(r['speaker_acc'], '.3f')} / {_f(r['speaker_chance'], '.3f')} | "
             f"{_f(r['speaker_acc_in_lang'], '.3f')} / {_f(r['speaker_chance_in_lang'], '.3f')} | "
             f"{_f(r['lm_ppl'], '.1f')} | {_f(r['lm_bits_per_s'], '.0f')} | {_f(r.get('pesq'), '.2f')} | "
-            f"{_f(r.get('stoi'), '.3f')} |")
+            f"{_f(r.get('stoi'), '.3f')} | {_f(r.get('mel_dist'), '.3f')} |")
     via = sorted({r["label"] for r in result["rows"] if r.get("resynth_via")})
     if via:
         lines += ["", f"PESQ/STOI of {', '.join(via)}: through the semantic-to-codec bridge, voice prompt = another "
