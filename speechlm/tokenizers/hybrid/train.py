@@ -8,8 +8,8 @@ with a forward hook, so the codec's code is untouched) and ``teacher`` the seman
 (layer ``layer`` of ``speechlm semantic``'s model) on the same audio, frame for frame (both 50 Hz). Level 1 is thus
 pushed toward content; later levels keep the residual (speaker, acoustics). ``proj`` (codec latent -> teacher
 dim) is trained with it and dropped at export. The base model is a codec run, checkpoint or shipped asset; its
-discriminator is reused when the checkpoint has one. Export with ``speechlm codec export DIR -o
-speechlm/assets/codec_hybrid --name codec_hybrid``.
+discriminator is reused when the checkpoint has one. ``--export speechlm/assets/codec_hybrid`` writes the
+inference folder (:func:`export_hybrid`; ``speechlm codec export`` cannot fold a base that was already folded).
 """
 
 from __future__ import annotations
@@ -211,8 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", action="append", required=True)
     p.add_argument("--out", required=True)
     add_override_argument(p)
+    p.add_argument("--export", default=None, metavar="DIR", help="then write the inference folder here")
+    p.add_argument("--name", default="codec_hybrid", help="model name written into tokens files")
     a = p.parse_args(argv)
     print(train(a.config, a.data, a.out, a.set))
+    if a.export:
+        print(export_hybrid(a.out, a.export, a.name))
     return 0
 
 
