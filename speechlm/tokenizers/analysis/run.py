@@ -263,18 +263,21 @@ def plot_tradeoffs(result: dict, path: str | os.PathLike) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from speechlm.utils.atomic import atomic_path
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     for ax, key, name in zip(axes, ("pnmi", "speaker_acc_in_lang", "pesq"),
                              ("PNMI (phones)", "speaker-probe accuracy (within language)", "PESQ-WB resynthesis")):
-        for tok in dict.fromkeys(r["tokenizer"] for r in result["rows"]):
+        for i, tok in enumerate(dict.fromkeys(r["tokenizer"] for r in result["rows"])):
             rs = [r for r in result["rows"] if r["tokenizer"] == tok and r.get(key) is not None
                   and math.isfinite(r[key])]
-            if rs:
-                ax.plot([r["kbps"] for r in rs], [r[key] for r in rs], "o-", label=tok)
+            if rs:  # one colour per tokenizer in every panel
+                ax.plot([r["kbps"] for r in rs], [r[key] for r in rs], "o-", color=f"C{i}", label=tok)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_xlabel("bitrate (kbps)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
