@@ -20,6 +20,18 @@ from speechlm.tokenizers.analysis.metrics import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models on a shared machine: extra torch threads only spin (25x slower under load); the recipes set
+    one thread too, so restore the caller's setting afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_purity_and_pnmi_bounds():
     rng = np.random.default_rng(0)
     phones = rng.choice(list("abcdef"), 5000)
