@@ -52,3 +52,42 @@ def test_tiny_train_resume_and_load(manifest, tmp_path):
     assert codec.tokenizer_id.startswith("tiny_test@")
     wav, sr = codec.decode(codec.encode(np.zeros(4000, np.float32), 16000))
     assert sr == 16000 and wav.shape == (4000,)
+
+
+def test_decoder_finetune_keeps_the_token_space(manifest, tmp_path):
+    """freeze_tokens: only the decoder changes, so the exported codec has the same tokenizer_id and the same
+    codes as the one it started from, while its decoder (and the audio it makes) moved."""
+    from speechlm.tokenizers.codec.api import Codec
+    from speechlm.tokenizers.codec.train import export_model, train
+
+    base = tmp_path / "base"
+    train("configs/codec/tiny.yaml", [str(manifest)], base, ["train.max_steps=2"], show_progress=False)
+    ft = tmp_path / "ft"
+    over = [f"codec.init={base}", "codec.freeze_tokens=true", "codec.adv_start=0", "train.max_steps=2",
+            "codec.lr=0.01"]
+    m = train("configs/codec/tiny.yaml", [str(manifest)], ft, over, show_progress=False)
+    assert "adv/disc" in m
+    export_model(base, tmp_path / "a", "tiny_test")
+    export_model(ft, tmp_path / "b", "tiny_test")
+    a, b = Codec.load(tmp_path / "a"), Codec.load(tmp_path / "b")
+    assert a.tokenizer_id == b.tokenizer_id
+    x = 0.3 * np.sin(2 * np.pi * 200 * np.arange(8000) / 16000).astype(np.float32)
+    ta, tb = a.encode(x, 16000), b.encode(x, 16000)
+    np.testing.assert_array_equal(ta.codes, tb.codes)
+    wa, _ = a.decode(ta)
+    wb, _ = b.decode(ta)  # a tokens file of the old codec decodes with the new one
+    assert np.abs(wa - wb).max() > 1e-4
+    # From an exported (weight norm folded, fp16) codec too: plain convolutions train and export the same way.
+    over[0] = f"codec.init={tmp_path / 'a'}"
+    train("configs/codec/tiny.yaml", [str(manifest)], tmp_path / "ft2", over, show_progress=False)
+    export_model(tmp_path / "ft2", tmp_path / "c", "tiny_test")
+    assert Codec.load(tmp_path / "c").tokenizer_id == a.tokenizer_id
+
+
+def test_freeze_tokens_needs_init(manifest, tmp_path):
+    from speechlm.errors import SpeechLMError
+    from speechlm.tokenizers.codec.train import train
+
+    with pytest.raises(SpeechLMError, match="needs codec.init"):
+        train("configs/codec/tiny.yaml", [str(manifest)], tmp_path / "r", ["codec.freeze_tokens=true"],
+              show_progress=False)

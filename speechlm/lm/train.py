@@ -237,15 +237,9 @@ def _write_default_prompt(dest: Path, audio: str, text: str | None, lang: str, t
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from speechlm.train.config import recipe_parser
 
-    from speechlm.train.config import add_override_argument
-
-    p = argparse.ArgumentParser(description="Train a speechlm codec LM (python -m / torchrun entry point).")
-    p.add_argument("--config", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-    add_override_argument(p)
+    p = recipe_parser("Train a speechlm codec LM (python -m / torchrun entry point).", many_data=False)
     a = p.parse_args(argv)
     print(train(a.config, a.data, a.out, a.set))
     return 0

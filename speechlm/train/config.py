@@ -88,6 +88,20 @@ def add_override_argument(parser: argparse.ArgumentParser) -> None:
                         help="override one config value, e.g. --set train.max_steps=100 (repeatable)")
 
 
+def recipe_parser(description: str, config_required: bool = True, many_data: bool = True) -> argparse.ArgumentParser:
+    """The ``python -m`` / ``torchrun`` entry point every recipe shares: ``--config``, ``--data``, ``--out``,
+    ``--set``. Parse it and call the recipe's ``train(args.config, args.data, args.out, args.set)``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", required=config_required, default=None)
+    if many_data:
+        p.add_argument("--data", action="append", required=True, help="a manifest (repeatable)")
+    else:
+        p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True, help="run folder (resumes from its newest checkpoint)")
+    add_override_argument(p)
+    return p
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A JSON-friendly dict of a dataclass config (tuples become lists); mappings copied; None gives {}."""
     if config is None:

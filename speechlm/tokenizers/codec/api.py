@@ -44,6 +44,19 @@ def resolve_model_dir(name_or_dir: str | os.PathLike | None) -> Path:
     return p
 
 
+def token_space_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """Content hash of what fixes the tokens: the encoder and the quantizer's projections and codebooks.
+
+    The decoder is left out on purpose: a decoder fine-tuned on a frozen token space (``codec.freeze_tokens``)
+    reads every tokens file and LM made for the codec it started from.
+    """
+    from speechlm.train.checkpoint import weights_sha256
+
+    keep = {k: v for k, v in state_dict.items()
+            if k.startswith(("encoder.", "quantizer.")) and not k.endswith(("unused_steps", "initialized"))}
+    return weights_sha256(keep)
+
+
 class Codec:
     """A loaded codec (inference only). Build with :meth:`load`."""
 
@@ -78,7 +91,7 @@ class Codec:
             raise CheckpointError(f"{path}: weights do not fit the codec config ({str(exc)[:200]})") from None
         remove_weight_norm(model)
         name = ckpt.meta.get("extra", {}).get("name") or "codec"
-        return cls(model, cfg, str(name), ckpt.weights_sha256)
+        return cls(model, cfg, str(name), token_space_sha256(ckpt.state_dict))
 
     # ---- properties (the AudioTokenizer protocol) -------------------------------------------------
     @property

@@ -58,9 +58,20 @@ class CodecModel(nn.Module):
     def forward(self, wav: torch.Tensor, n_q: int | None = None) -> CodecOutput:
         """wav ``[B, 1, T]`` -> :class:`CodecOutput` (quantizer dropout in training if ``n_q`` is None)."""
         t = wav.shape[-1]
-        z = self.encoder(self._pad(wav))
-        q = self.quantizer(z, n_q=n_q)
+        # A frozen token space (decoder fine-tuning): no graph through the encoder and quantizer.
+        tokens_trainable = any(p.requires_grad for p in (*self.encoder.parameters(), *self.quantizer.parameters()))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and tokens_trainable):
+            z = self.encoder(self._pad(wav))
+            q = self.quantizer(z, n_q=n_q)
         return CodecOutput(wav=self.decoder(q.z)[..., :t], q=q)
+
+    def freeze_tokens(self) -> None:
+        """Hold the token space fixed (encoder, quantizer projections and codebooks): only the decoder trains,
+        so tokens made before stay valid (see :attr:`speechlm.tokenizers.codec.api.Codec.tokenizer_id`)."""
+        for p in (*self.encoder.parameters(), *self.quantizer.parameters()):
+            p.requires_grad_(False)
+        for layer in self.quantizer.layers:
+            layer.frozen = True
 
     @torch.no_grad()
     def encode(

@@ -65,6 +65,8 @@ class VectorQuantizer(nn.Module):
         # Steps since each code was last chosen (training only); saved so resume keeps restarting correctly.
         self.register_buffer("unused_steps", torch.zeros(codebook_size, dtype=torch.long))
         self.register_buffer("initialized", torch.tensor(False))
+        # Frozen (fine-tuning a decoder on a fixed token space): no k-means init, no dead-code restarts.
+        self.frozen = False
 
     def _lookup(self, ze: torch.Tensor) -> torch.Tensor:
         """ze ``[N, d]`` -> nearest codes ``[N]`` by cosine similarity."""
@@ -113,7 +115,7 @@ class VectorQuantizer(nn.Module):
         ze = self.in_proj(z)  # [B, d, T]
         b, d, t = ze.shape
         flat = ze.transpose(1, 2).reshape(-1, d)
-        if self.training:
+        if self.training and not self.frozen:
             self._maintain(flat.detach(), self._lookup(flat.detach()))
         codes = self._lookup(flat.detach())
         # Codes and latents both live on the unit sphere: the losses stay bounded whatever scale the encoder

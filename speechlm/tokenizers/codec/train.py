@@ -64,6 +64,8 @@ class CodecTrainConfig:
     valid_clips: int = 16
     num_threads: int = 0  # torch threads per process (0: leave torch's default)
     num_workers: int = 0  # DataLoader processes preparing (augmenting) crops
+    init: str = ""  # start from this codec (asset name, checkpoint or run folder); its discriminators too if saved
+    freeze_tokens: bool = False  # train the decoder only: tokens, LMs and bridges made for `init` stay valid
 
 
 @dataclass(frozen=True)
@@ -289,9 +291,20 @@ def train(
     if dist.is_main:
         print(f"data: {pool.hours:.2f} h in memory ({time.time() - t0:.0f} s to load)", flush=True)
 
-    model = build_codec(cfg.model)
     disc = CodecDiscriminator(c.mpd_periods, c.mpd_channels, c.stft_disc_ffts, c.stft_disc_channels)
-    opt_g = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=c.betas)
+    if c.init:
+        model, init_cfg, disc_state = load_codec(c.init)
+        if init_cfg != cfg.model:
+            raise SpeechLMError(f"codec.init {c.init} has another model config than --config's model section")
+        if disc_state is not None:
+            disc.load_state_dict(disc_state)
+    else:
+        model = build_codec(cfg.model)
+    if c.freeze_tokens:
+        if not c.init:
+            raise SpeechLMError("codec.freeze_tokens needs codec.init (a trained token space to keep)")
+        model.freeze_tokens()
+    opt_g = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=c.lr, betas=c.betas)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=c.disc_lr, betas=c.betas)
     lam = _lr_lambda(c.warmup_steps, cfg.train.max_steps, c.final_lr_ratio)
     scheds = {
@@ -302,7 +315,8 @@ def train(
     ds = CropDataset(pool, n_items, seg, c.augment_prob, cfg.train.seed)
     sampler = ShardedBatchSampler(len(ds), c.batch_size, seed=cfg.train.seed)
     loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=c.num_workers)
-    summary = {"manifests": [str(m) for m in manifests], "train_hours": round(pool.hours, 3)}
+    summary = {"manifests": [str(m) for m in manifests], "train_hours": round(pool.hours, 3),
+               **({"init": c.init, "freeze_tokens": c.freeze_tokens} if c.init else {})}
     trainer = Trainer(
         out_dir,
         cfg.train,
@@ -331,6 +345,31 @@ def train(
     return {**result.metrics, **final, "checkpoint": str(result.checkpoint)}
 
 
+def load_codec(src: str) -> tuple[nn.Module, CodecConfig, dict[str, torch.Tensor] | None]:
+    """A trainable codec from an asset name, checkpoint or run folder: (model, config, discriminator state or
+    None). Exported assets have weight norm folded; their model trains as plain convolutions."""
+    import safetensors.torch
+
+    from speechlm.tokenizers.codec.api import resolve_model_dir
+    from speechlm.tokenizers.codec.builder import codec_config_from_dict
+    from speechlm.tokenizers.codec.streaming import remove_weight_norm
+    from speechlm.train.checkpoint import load_checkpoint
+
+    path = resolve_model_dir(src)
+    ckpt = load_checkpoint(path)
+    cfg = codec_config_from_dict(ckpt.config.get("model", ckpt.config))
+    model = build_codec(cfg)
+    if str(ckpt.meta.get("extra", {}).get("weights", "")).startswith("folded"):
+        remove_weight_norm(model)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()})
+    disc = None
+    state = path / "train_state.safetensors"
+    if state.exists():
+        flat = safetensors.torch.load_file(str(state))
+        disc = {k[len("aux.disc."):]: v for k, v in flat.items() if k.startswith("aux.disc.")} or None
+    return model, cfg, disc
+
+
 def export_model(src: str | Path, dest: str | Path, name: str, half: bool = True) -> Path:
     """Write an inference-only model folder (e.g. speechlm/assets/codec_NAME) from a run or checkpoint.
 
@@ -345,7 +384,11 @@ def export_model(src: str | Path, dest: str | Path, name: str, half: bool = True
     ckpt = load_checkpoint(resolve_model_dir(src))
     model_cfg = ckpt.config.get("model", ckpt.config)
     model = build_codec(codec_config_from_dict(model_cfg))
-    model.load_state_dict(ckpt.state_dict)
+    try:
+        model.load_state_dict(ckpt.state_dict)
+    except RuntimeError:  # trained from an exported (already folded) codec: plain weights
+        remove_weight_norm(model)
+        model.load_state_dict(ckpt.state_dict)
     remove_weight_norm(model)
     sd = {k: v.half() if half and v.is_floating_point() else v for k, v in model.state_dict().items()}
     save_checkpoint(
@@ -365,15 +408,9 @@ def export_model(src: str | Path, dest: str | Path, name: str, half: bool = True
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from speechlm.train.config import recipe_parser
 
-    from speechlm.train.config import add_override_argument
-
-    p = argparse.ArgumentParser(description="Train a speechlm codec (python -m / torchrun entry point).")
-    p.add_argument("--config", required=True)
-    p.add_argument("--data", action="append", required=True)
-    p.add_argument("--out", required=True)
-    add_override_argument(p)
+    p = recipe_parser("Train a speechlm codec (python -m / torchrun entry point).")
     a = p.parse_args(argv)
     print(train(a.config, a.data, a.out, a.set))
     return 0

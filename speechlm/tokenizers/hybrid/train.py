@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechlm.errors import SpeechLMError
-from speechlm.tokenizers.codec.builder import CodecConfig, build_codec, codec_config_from_dict
 from speechlm.tokenizers.codec.discriminators import CodecDiscriminator
 from speechlm.tokenizers.codec.losses import (
     disc_hinge_loss,
@@ -35,7 +34,14 @@ from speechlm.tokenizers.codec.losses import (
     multiscale_mel_loss,
     multiscale_stft_loss,
 )
-from speechlm.tokenizers.codec.train import AudioPool, CodecTrainConfig, CropDataset, _lr_lambda, codebook_stats
+from speechlm.tokenizers.codec.train import (
+    AudioPool,
+    CodecTrainConfig,
+    CropDataset,
+    _lr_lambda,
+    codebook_stats,
+    load_codec,
+)
 from speechlm.train.config import load_config
 from speechlm.train.loop import TrainConfig, Trainer
 from speechlm.train.seed import seed_everything
@@ -69,29 +75,6 @@ class Level1Capture:
 
     def _hook(self, module: nn.Module, inputs, output) -> None:
         self.out = output[0]
-
-
-def load_base(base: str) -> tuple[nn.Module, CodecConfig, dict[str, torch.Tensor] | None]:
-    """(codec model with the base weights, its config, discriminator state or None)."""
-    import safetensors.torch
-
-    from speechlm.tokenizers.codec.api import resolve_model_dir
-    from speechlm.tokenizers.codec.streaming import remove_weight_norm
-    from speechlm.train.checkpoint import load_checkpoint
-
-    path = resolve_model_dir(base)
-    ckpt = load_checkpoint(path)
-    cfg = codec_config_from_dict(ckpt.config.get("model", ckpt.config))
-    model = build_codec(cfg)
-    if str(ckpt.meta.get("extra", {}).get("weights", "")).startswith("folded"):
-        remove_weight_norm(model)  # an exported asset: plain weights
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()})
-    disc = None
-    state = path / "train_state.safetensors"
-    if state.exists():
-        flat = safetensors.torch.load_file(str(state))
-        disc = {k[len("aux.disc."):]: v for k, v in flat.items() if k.startswith("aux.disc.")} or None
-    return model, cfg, disc
 
 
 def teacher_features(teacher, wav: torch.Tensor, frames: int) -> torch.Tensor:
@@ -162,7 +145,7 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
     teacher = SemanticTokenizer.load(h.teacher)
     if teacher.encoder is None:
         raise SpeechLMError(f"teacher {h.teacher!r} has no encoder features (an MFCC tokenizer)")
-    model, model_cfg, disc_state = load_base(h.base)
+    model, model_cfg, disc_state = load_codec(h.base)
     if abs(model_cfg.frame_rate - teacher.frame_rate) > 1e-6:
         raise SpeechLMError(f"codec frames ({model_cfg.frame_rate:g} Hz) and teacher frames "
                             f"({teacher.frame_rate:g} Hz) differ")
@@ -201,16 +184,17 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
     return {**result.metrics, **codebook_stats(model, valid), "checkpoint": str(result.checkpoint)}
 
 
+def export_hybrid(src: str | Path, dest: str | Path, name: str = "codec_hybrid") -> Path:
+    """Write the hybrid as an inference-only codec folder (``Codec.load(dest)``; fp16, weight norm folded)."""
+    from speechlm.tokenizers.codec.train import export_model
+
+    return export_model(src, dest, name)
+
+
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from speechlm.train.config import recipe_parser
 
-    from speechlm.train.config import add_override_argument
-
-    p = argparse.ArgumentParser(description="Fine-tune a codec into the hybrid (semantic-distilled) codec.")
-    p.add_argument("--config", default=None)
-    p.add_argument("--data", action="append", required=True)
-    p.add_argument("--out", required=True)
-    add_override_argument(p)
+    p = recipe_parser("Fine-tune a codec into the hybrid (semantic-distilled) codec.", config_required=False)
     p.add_argument("--export", default=None, metavar="DIR", help="then write the inference folder here")
     p.add_argument("--name", default="codec_hybrid", help="model name written into tokens files")
     a = p.parse_args(argv)
@@ -222,28 +206,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-def export_hybrid(src: str | Path, dest: str | Path, name: str = "codec_hybrid") -> Path:
-    """Write the hybrid as an inference-only codec folder (``Codec.load(dest)``; fp16, weight norm folded)."""
-    from speechlm.tokenizers.codec.api import resolve_model_dir
-    from speechlm.tokenizers.codec.streaming import remove_weight_norm
-    from speechlm.tokenizers.codec.train import export_model
-    from speechlm.train.checkpoint import load_checkpoint, save_checkpoint
-
-    path = resolve_model_dir(src)
-    ckpt = load_checkpoint(path)
-    model_cfg = ckpt.config["model"]
-    model = build_codec(codec_config_from_dict(model_cfg))
-    try:
-        model.load_state_dict(ckpt.state_dict)
-    except RuntimeError:  # fine-tuned from an exported (already folded) base
-        remove_weight_norm(model)
-        model.load_state_dict(ckpt.state_dict)
-    else:
-        return export_model(path, dest, name)
-    sd = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    return save_checkpoint(dest, model=sd, config={"model": model_cfg}, step=ckpt.step,
-                           extra={"name": name, "weights": "folded-fp16", "source": str(ckpt.path),
-                                  "train_config": ckpt.config},
-                           data_summary=ckpt.meta.get("data_summary"))

@@ -202,15 +202,9 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from speechlm.train.config import recipe_parser
 
-    from speechlm.train.config import add_override_argument
-
-    p = argparse.ArgumentParser(description="Train the semantic-to-codec bridge.")
-    p.add_argument("--config", default=None)
-    p.add_argument("--data", action="append", required=True)
-    p.add_argument("--out", required=True)
-    add_override_argument(p)
+    p = recipe_parser("Train the semantic-to-codec bridge.", config_required=False)
     a = p.parse_args(argv)
     print(train(a.config, a.data, a.out, a.set))
     return 0

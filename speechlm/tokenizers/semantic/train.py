@@ -370,15 +370,9 @@ def cluster(run: str | Path, manifests: Sequence[str], dest: str | Path, layer: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from speechlm.train.config import recipe_parser
 
-    from speechlm.train.config import add_override_argument
-
-    p = argparse.ArgumentParser(description="Train a speechlm semantic tokenizer.")
-    p.add_argument("--config", required=True)
-    p.add_argument("--data", action="append", required=True)
-    p.add_argument("--out", required=True)
-    add_override_argument(p)
+    p = recipe_parser("Train a speechlm semantic tokenizer.")
     a = p.parse_args(argv)
     print(train(a.config, a.data, a.out, a.set))
     return 0
