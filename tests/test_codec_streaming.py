@@ -89,11 +89,14 @@ def test_overlap_add_reconstructs_constant():
     torch.testing.assert_close(y[:, 64:-64], torch.ones_like(y[:, 64:-64]), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("decoder", ["conv", "istft"])
-def test_codec_streaming_equals_offline(decoder):
+@pytest.mark.parametrize("decoder,harmonics", [("conv", 0), ("istft", 0), ("istft", 8)])
+def test_codec_streaming_equals_offline(decoder, harmonics):
     torch.manual_seed(0)
-    model = build_codec(CodecConfig(decoder=decoder, **TINY)).eval()
+    model = build_codec(CodecConfig(decoder=decoder, harmonics=harmonics, **TINY)).eval()
     remove_weight_norm(model)
+    if harmonics:  # loud oscillators, so a phase carried wrongly from chunk to chunk would show
+        with torch.no_grad():
+            model.decoder.controls.proj.bias[2] = 2.0
     hop = model.hop
     wav = 0.3 * torch.randn(2, 1, hop * 23)
     codes, _ = model.encode(wav)
@@ -102,7 +105,10 @@ def test_codec_streaming_equals_offline(decoder):
     assert torch.equal(stream_codes, codes)
     ref = model.decode(codes)
     out = torch.cat([w.reshape(2, 1, -1) for w in model.decode_stream(_chunks(codes, [1, 4, 2]))], dim=-1)
-    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    # The oscillators' phase sums F0 over every frame so far: float32 rounding differences of chunked
+    # convolutions (~1e-6 of F0) add up to ~1e-4 rad per partial; at unit amplitude that is the tolerance.
+    tol = 2e-3 if harmonics else 1e-4
+    torch.testing.assert_close(out, ref, atol=tol, rtol=tol)
     assert ref.shape[-1] == wav.shape[-1]
 
 
@@ -111,3 +117,27 @@ def test_latency_stated():
     istft = build_codec(CodecConfig(decoder="istft", **TINY))
     assert conv.latency_samples == conv.hop
     assert istft.latency_samples == istft.hop + istft.decoder.n_fft - istft.decoder.stft_hop
+
+
+def test_harmonic_frames_make_a_continuous_sinusoid():
+    """A constant F0 with one partial, overlap-added, is a clean sinusoid at that F0 (phase continuous)."""
+    from speechlm.tokenizers.codec.harmonic import HarmonicFrames
+    from speechlm.tokenizers.codec.streaming import OverlapAdd
+
+    sr, hop, n_fft, n = 16000, 160, 640, 60
+    osc, ola = HarmonicFrames(n_fft, hop, sr), OverlapAdd(n_fft, hop)
+    f0 = torch.full((1, n), 200.0)
+    amps = torch.zeros(1, 3, n)
+    amps[:, 0] = 0.5
+    y = ola(osc(f0, amps))[0, 4 * hop : -4 * hop]
+    spec = torch.fft.rfft(y * torch.hann_window(len(y)))
+    peak_hz = float(spec.abs().argmax()) * sr / len(y)
+    assert abs(peak_hz - 200.0) < sr / len(y)
+    assert abs(float(y.abs().max()) - 0.5) < 0.02  # no beating or cancellation between frames
+
+
+def test_harmonic_needs_istft():
+    from speechlm.errors import SpeechLMError
+
+    with pytest.raises(SpeechLMError, match="istft"):
+        build_codec(CodecConfig(decoder="conv", harmonics=4, **TINY))

@@ -91,3 +91,20 @@ def test_freeze_tokens_needs_init(manifest, tmp_path):
     with pytest.raises(SpeechLMError, match="needs codec.init"):
         train("configs/codec/tiny.yaml", [str(manifest)], tmp_path / "r", ["codec.freeze_tokens=true"],
               show_progress=False)
+
+
+def test_harmonic_codec_trains_with_pitch_losses_and_warm_starts(manifest, tmp_path):
+    """A harmonic decoder gets YIN-supervised F0/voicing losses; warm-starting it from a plain codec loads every
+    plain weight and starts only the new branch fresh."""
+    from speechlm.tokenizers.codec.train import load_codec, train
+
+    base = tmp_path / "base"
+    train("configs/codec/tiny.yaml", [str(manifest)], base, ["train.max_steps=1"], show_progress=False)
+    over = [f"codec.init={base}", "model.harmonics=4", "train.max_steps=2", "codec.adv_start=100"]
+    m = train("configs/codec/tiny.yaml", [str(manifest)], tmp_path / "h", over, show_progress=False)
+    assert np.isfinite(m["pitch/f0"]) and np.isfinite(m["pitch/voicing"])
+    plain, _, _ = load_codec(str(base))
+    harm, cfg, _ = load_codec(str(tmp_path / "h"))
+    assert cfg.harmonics == 4
+    a, b = plain.state_dict(), harm.state_dict()
+    assert set(a) < set(b) and all(k.startswith("decoder.controls.") for k in set(b) - set(a))

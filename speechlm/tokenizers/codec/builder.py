@@ -26,6 +26,7 @@ class CodecConfig:
     istft_width: int = 256
     istft_blocks: int = 4
     istft_upsample: int = 2
+    harmonics: int = 0  # iSTFT decoder: partials of the harmonic oscillator bank (0: none)
     n_q: int = 8
     codebook_size: int = 1024
     codebook_dim: int = 8
@@ -87,8 +88,11 @@ def build_codec(cfg: CodecConfig):
             last_residual=cfg.full_rate_residual,
         )
     elif cfg.decoder == "istft":
-        dec = ISTFTDecoder(cfg.dim, cfg.istft_width, cfg.istft_blocks, cfg.hop, cfg.istft_upsample)
+        dec = ISTFTDecoder(cfg.dim, cfg.istft_width, cfg.istft_blocks, cfg.hop, cfg.istft_upsample,
+                           cfg.harmonics, cfg.sample_rate)
     else:
         raise SpeechLMError(f"unknown decoder {cfg.decoder!r} (conv or istft)")
+    if cfg.harmonics and cfg.decoder != "istft":
+        raise SpeechLMError("harmonics needs the istft decoder")
     q = ResidualVQ(cfg.dim, cfg.n_q, cfg.codebook_size, cfg.codebook_dim, cfg.q_dropout, cfg.restart_after)
     return CodecModel(enc, q, dec, cfg.sample_rate)

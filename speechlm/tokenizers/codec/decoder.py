@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from speechlm.tokenizers.codec.encoder import ConvNeXtBlock, ResidualUnit
+from speechlm.tokenizers.codec.harmonic import HarmonicControls, HarmonicFrames
 from speechlm.tokenizers.codec.streaming import CausalConv1d, CausalConvTranspose1d, OverlapAdd
 
 
@@ -62,9 +63,12 @@ class ISTFTDecoder(nn.Module):
         hop: samples per latent frame (the encoder's hop).
         upsample: latent frames are upsampled by this (transposed conv) first, so the iSTFT hop is
             ``hop // upsample`` and ``n_fft = 4 * that``.
+        harmonics: if > 0, a harmonic oscillator bank with this many partials adds a phase-continuous voiced
+            source to every frame (:mod:`speechlm.tokenizers.codec.harmonic`); needs ``sample_rate``.
     """
 
-    def __init__(self, dim: int, width: int, n_blocks: int, hop: int, upsample: int = 2) -> None:
+    def __init__(self, dim: int, width: int, n_blocks: int, hop: int, upsample: int = 2, harmonics: int = 0,
+                 sample_rate: int = 16000) -> None:
         super().__init__()
         if hop % upsample:
             raise ValueError("hop must be divisible by upsample")
@@ -79,17 +83,33 @@ class ISTFTDecoder(nn.Module):
         self.head = nn.Linear(width, self.n_fft + 2)
         self.ola = OverlapAdd(self.n_fft, self.stft_hop)
         self.lookahead = self.n_fft - self.stft_hop
+        self.sample_rate = sample_rate
+        self.harmonics = harmonics
+        if harmonics:
+            self.controls = HarmonicControls(width, harmonics)
+            self.oscillators = HarmonicFrames(self.n_fft, self.stft_hop, sample_rate)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """z ``[B, dim, F]`` -> wav ``[B, 1, F * hop]`` (streaming: less until the look-ahead fills)."""
+    def forward(self, z: torch.Tensor, return_controls: bool = False, f0_ref: torch.Tensor | None = None):
+        """z ``[B, dim, F]`` -> wav ``[B, 1, F * hop]`` (streaming: less until the look-ahead fills).
+
+        With ``return_controls`` (harmonic decoders): ``(wav, controls)``, controls holding ``f0`` (Hz),
+        ``voiced_logit`` ``[B, F']`` and ``amps`` ``[B, K, F']`` at the iSTFT frame rate; frame ``i`` is centred
+        on output sample ``(i - 1) * stft_hop`` (the look-ahead). ``f0_ref`` ``[B, F']``: known F0 for the
+        oscillators (teacher forcing; 0 = use the prediction).
+        """
         h = self.blocks(self.up(self.inp(z)))
-        h = self.head(self.norm(h.transpose(1, 2)))  # [B, F', n_fft + 2]
-        logmag, phase = h.chunk(2, dim=-1)
+        h = self.norm(h.transpose(1, 2))  # [B, F', width]
+        logmag, phase = self.head(h).chunk(2, dim=-1)
         # exp of a clamped log-magnitude keeps early training from overflowing (as in Vocos).
         mag = torch.exp(logmag.clamp(max=6.0))
         spec = torch.polar(mag, phase)  # [B, F', n_fft/2 + 1]
         frames = torch.fft.irfft(spec, n=self.n_fft, dim=-1).transpose(1, 2)  # [B, n_fft, F']
-        return self.ola(frames).unsqueeze(1)
+        controls = None
+        if self.harmonics:
+            controls = self.controls(h, self.sample_rate, f0_ref)
+            frames = frames + self.oscillators(controls["f0_osc"], controls["amps"])
+        wav = self.ola(frames).unsqueeze(1)
+        return (wav, controls) if return_controls else wav
 
     def flush(self) -> torch.Tensor:
         """End of a stream: the held-back samples ``[B, 1, n]``."""

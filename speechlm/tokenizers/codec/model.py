@@ -20,10 +20,12 @@ class CodecOutput:
     Attributes:
         wav: reconstruction ``[B, 1, T]`` (same T as the input).
         q: the quantizer's output (codes ``[B, K, F]``, commitment/codebook losses, n_q per item).
+        controls: a harmonic decoder's F0 / voicing / amplitudes (see ``ISTFTDecoder.forward``), else None.
     """
 
     wav: torch.Tensor
     q: QuantizerOutput
+    controls: dict[str, torch.Tensor] | None = None
 
 
 class CodecModel(nn.Module):
@@ -55,14 +57,19 @@ class CodecModel(nn.Module):
         rem = (-wav.shape[-1]) % self.hop
         return F.pad(wav, (0, rem)) if rem else wav
 
-    def forward(self, wav: torch.Tensor, n_q: int | None = None) -> CodecOutput:
-        """wav ``[B, 1, T]`` -> :class:`CodecOutput` (quantizer dropout in training if ``n_q`` is None)."""
+    def forward(self, wav: torch.Tensor, n_q: int | None = None, f0_ref: torch.Tensor | None = None) -> CodecOutput:
+        """wav ``[B, 1, T]`` -> :class:`CodecOutput` (quantizer dropout in training if ``n_q`` is None).
+
+        ``f0_ref``: a harmonic decoder's oscillator F0 per iSTFT frame (teacher forcing, see ``ISTFTDecoder``)."""
         t = wav.shape[-1]
         # A frozen token space (decoder fine-tuning): no graph through the encoder and quantizer.
         tokens_trainable = any(p.requires_grad for p in (*self.encoder.parameters(), *self.quantizer.parameters()))
         with torch.set_grad_enabled(torch.is_grad_enabled() and tokens_trainable):
             z = self.encoder(self._pad(wav))
             q = self.quantizer(z, n_q=n_q)
+        if getattr(self.decoder, "harmonics", 0):
+            wav, controls = self.decoder(q.z, return_controls=True, f0_ref=f0_ref)
+            return CodecOutput(wav=wav[..., :t], q=q, controls=controls)
         return CodecOutput(wav=self.decoder(q.z)[..., :t], q=q)
 
     def freeze_tokens(self) -> None:

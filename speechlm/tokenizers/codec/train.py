@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from speechlm.errors import SpeechLMError
@@ -53,6 +54,9 @@ class CodecTrainConfig:
     w_feat: float = 2.0
     w_commit: float = 0.25
     w_codebook: float = 1.0
+    w_f0: float = 2.0  # harmonic decoders: L1 of log F0 against YIN on voiced frames
+    w_voicing: float = 0.5  # harmonic decoders: voicing BCE against YIN's decision
+    f0_teacher_forcing: float = 0.5  # harmonic decoders: share of steps whose oscillators run at YIN's F0
     mel_n_ffts: tuple[int, ...] = (256, 512, 1024, 2048)
     stft_n_ffts: tuple[int, ...] = (512, 1024)
     mpd_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
@@ -196,6 +200,34 @@ def codebook_stats(model: nn.Module, clips: Sequence[torch.Tensor]) -> dict[str,
 # ---- the step ------------------------------------------------------------------------------------------
 
 
+def yin_targets(wav: torch.Tensor, sr: int, hop: int, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """YIN F0 (Hz, 0 unvoiced) and voicing ``[B, n_frames]`` of ``wav`` ``[B, 1, T]`` on a harmonic decoder's
+    frames: decoder frame ``i`` is centred on sample ``(i - 1) * hop``, YIN frame ``j`` on ``j * hop``, so frame
+    ``i`` gets YIN frame ``i - 1`` (frame 0 gets 0)."""
+    from speechlm.audio.features import f0 as yin
+
+    ref = np.zeros((wav.shape[0], n_frames), np.float32)
+    vref = np.zeros_like(ref)
+    for b, xi in enumerate(wav[:, 0].detach().cpu().numpy()):
+        f, v = yin(xi, sr, hop)
+        n = min(n_frames - 1, len(f))
+        ref[b, 1 : n + 1] = np.where(v[:n] & (np.nan_to_num(f[:n]) > 0), np.nan_to_num(f[:n]), 0.0)
+        vref[b, 1 : n + 1] = ref[b, 1 : n + 1] > 0
+    return torch.from_numpy(ref).to(wav.device), torch.from_numpy(vref).to(wav.device)
+
+
+def pitch_losses(
+    controls: dict[str, torch.Tensor], ref: torch.Tensor, vref: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-F0 L1 on voiced frames, voicing BCE) of a harmonic decoder against :func:`yin_targets`."""
+    n = ref.shape[1]
+    pred = controls["f0"][:, :n]
+    logit = controls["voiced_logit"][:, :n]
+    mask = vref > 0.5
+    f0_loss = (pred[mask].log() - ref[mask].log()).abs().mean() if mask.any() else pred.sum() * 0
+    return f0_loss, F.binary_cross_entropy_with_logits(logit, vref)
+
+
 def make_train_step(cfg: CodecRecipeConfig):
     c = cfg.codec
     sr = cfg.model.sample_rate
@@ -203,8 +235,14 @@ def make_train_step(cfg: CodecRecipeConfig):
     def step(trainer: Trainer, wav: torch.Tensor) -> dict[str, float]:
         gen, disc = trainer.modules["codec"], trainer.modules["disc"]
         adv = trainer.step >= c.adv_start
+        f0_ref = vref = None
+        decoder = unwrap(gen).decoder
+        if getattr(decoder, "harmonics", 0):
+            n_frames = -(-wav.shape[-1] // unwrap(gen).hop) * (unwrap(gen).hop // decoder.stft_hop)
+            f0_ref, vref = yin_targets(wav, sr, decoder.stft_hop, n_frames)
         with trainer.autocast():
-            out = gen(wav)
+            forced = f0_ref is not None and torch.rand(()) < c.f0_teacher_forcing
+            out = gen(wav, f0_ref=f0_ref if forced else None)
         metrics: dict[str, float] = {}
         if adv:  # discriminator first, on detached fakes
             trainer.optimizers["disc"].zero_grad(set_to_none=True)
@@ -222,6 +260,10 @@ def make_train_step(cfg: CodecRecipeConfig):
             + c.w_commit * out.q.commit_loss
             + c.w_codebook * out.q.codebook_loss
         )
+        if out.controls is not None:
+            f0_loss, voicing_loss = pitch_losses(out.controls, f0_ref, vref)
+            loss = loss + c.w_f0 * f0_loss + c.w_voicing * voicing_loss
+            metrics["pitch/f0"], metrics["pitch/voicing"] = float(f0_loss.detach()), float(voicing_loss.detach())
         if adv:
             fake_logits, fake_feats = disc(out.wav)
             with torch.no_grad():
@@ -293,9 +335,7 @@ def train(
 
     disc = CodecDiscriminator(c.mpd_periods, c.mpd_channels, c.stft_disc_ffts, c.stft_disc_channels)
     if c.init:
-        model, init_cfg, disc_state = load_codec(c.init)
-        if init_cfg != cfg.model:
-            raise SpeechLMError(f"codec.init {c.init} has another model config than --config's model section")
+        model, _, disc_state = load_codec(c.init, cfg.model)
         if disc_state is not None:
             disc.load_state_dict(disc_state)
     else:
@@ -345,9 +385,15 @@ def train(
     return {**result.metrics, **final, "checkpoint": str(result.checkpoint)}
 
 
-def load_codec(src: str) -> tuple[nn.Module, CodecConfig, dict[str, torch.Tensor] | None]:
+def load_codec(
+    src: str, model_cfg: CodecConfig | None = None
+) -> tuple[nn.Module, CodecConfig, dict[str, torch.Tensor] | None]:
     """A trainable codec from an asset name, checkpoint or run folder: (model, config, discriminator state or
-    None). Exported assets have weight norm folded; their model trains as plain convolutions."""
+    None). Exported assets have weight norm folded; their model trains as plain convolutions.
+
+    With ``model_cfg`` the model is built from it instead (e.g. the same codec plus a harmonic branch): every
+    weight of ``src`` must fit, and only parameters ``src`` lacks start fresh (listed on stdout).
+    """
     import safetensors.torch
 
     from speechlm.tokenizers.codec.api import resolve_model_dir
@@ -358,10 +404,21 @@ def load_codec(src: str) -> tuple[nn.Module, CodecConfig, dict[str, torch.Tensor
     path = resolve_model_dir(src)
     ckpt = load_checkpoint(path)
     cfg = codec_config_from_dict(ckpt.config.get("model", ckpt.config))
-    model = build_codec(cfg)
+    model = build_codec(model_cfg or cfg)
     if str(ckpt.meta.get("extra", {}).get("weights", "")).startswith("folded"):
         remove_weight_norm(model)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()})
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=model_cfg is None or model_cfg == cfg)
+    except RuntimeError as exc:
+        raise SpeechLMError(f"codec.init {src}: its weights do not fit this model ({str(exc)[:300]})") from None
+    if unexpected:
+        raise SpeechLMError(f"codec.init {src}: weights the model does not have: {', '.join(unexpected[:5])}")
+    if missing:
+        more = ", ..." if len(missing) > 4 else ""
+        print(f"codec.init {src}: {len(missing)} new tensors start fresh ({', '.join(missing[:4])}{more})")
+    if model_cfg is not None:
+        cfg = model_cfg
     disc = None
     state = path / "train_state.safetensors"
     if state.exists():
