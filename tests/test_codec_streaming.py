@@ -89,16 +89,21 @@ def test_overlap_add_reconstructs_constant():
     torch.testing.assert_close(y[:, 64:-64], torch.ones_like(y[:, 64:-64]), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("decoder,harmonics", [("conv", 0), ("istft", 0), ("istft", 8)])
-def test_codec_streaming_equals_offline(decoder, harmonics):
+@pytest.mark.parametrize("decoder,harmonics,pitch", [("conv", 0, False), ("istft", 0, False), ("istft", 8, True)])
+def test_codec_streaming_equals_offline(decoder, harmonics, pitch):
     torch.manual_seed(0)
-    model = build_codec(CodecConfig(decoder=decoder, harmonics=harmonics, **TINY)).eval()
+    model = build_codec(CodecConfig(decoder=decoder, harmonics=harmonics, pitch_input=pitch, **TINY)).eval()
     remove_weight_norm(model)
-    if harmonics:  # loud oscillators, so a phase carried wrongly from chunk to chunk would show
-        with torch.no_grad():
+    with torch.no_grad():
+        if harmonics:  # loud oscillators, so a phase carried wrongly from chunk to chunk would show
             model.decoder.controls.proj.bias[2] = 2.0
+        if pitch:  # pitch features that matter to the codes
+            model.encoder.pitch_proj.weight.normal_()
     hop = model.hop
     wav = 0.3 * torch.randn(2, 1, hop * 23)
+    if pitch:  # voiced input with a gliding F0 in one item, noise in the other
+        t = torch.arange(hop * 23) / 16000
+        wav[0, 0] = 0.3 * torch.sin(2 * torch.pi * torch.cumsum(120 + 80 * t, 0) / 16000)
     codes, _ = model.encode(wav)
     # Chunks of whole frames of irregular sizes.
     stream_codes = torch.cat(list(model.encode_stream(_chunks(wav, [hop, 5 * hop, 2 * hop]))), dim=-1)
@@ -141,3 +146,28 @@ def test_harmonic_needs_istft():
 
     with pytest.raises(SpeechLMError, match="istft"):
         build_codec(CodecConfig(decoder="conv", harmonics=4, **TINY))
+
+
+def test_pitch_features_track_a_glide_causally():
+    """YIN per latent frame on the 2 hops ending at the frame's end: F0 of a 120->180 Hz glide within 2 %,
+    silence unvoiced, and chunked (streamed) features equal the offline ones."""
+    import math
+
+    from speechlm.tokenizers.codec.pitch import LOG_F0_MEAN, LOG_F0_SCALE, PitchFeatures
+    from speechlm.tokenizers.codec.streaming import streaming
+
+    sr, hop = 16000, 320
+    t = torch.arange(sr) / sr
+    f = 120 + 60 * t
+    x = torch.cat([torch.zeros(hop * 5), 0.3 * torch.sin(2 * math.pi * torch.cumsum(f, 0) / sr)])[None, None]
+    p = PitchFeatures(hop, sr)
+    feats = p(x)
+    assert feats.shape == (1, 3, x.shape[-1] // hop)
+    assert feats[0, 2, :5].sum() == 0  # silence: unvoiced
+    f0 = torch.exp(feats[0, 0, 7:] * LOG_F0_SCALE + LOG_F0_MEAN)
+    ends = 5 * hop + (torch.arange(7, feats.shape[-1]) - 5 + 1) * hop  # frame ends, in samples
+    centre_hz = 120 + 60 * (ends - 5 * hop - hop) / sr  # the analysed 2 hops are centred a hop before the end
+    assert torch.allclose(f0, centre_hz.float(), rtol=0.02)
+    with streaming(p):
+        parts = [p(x[..., a:b]) for a, b in [(0, hop), (hop, 7 * hop), (7 * hop, x.shape[-1])]]
+    torch.testing.assert_close(torch.cat(parts, -1), feats)

@@ -27,6 +27,7 @@ class CodecConfig:
     istft_blocks: int = 4
     istft_upsample: int = 2
     harmonics: int = 0  # iSTFT decoder: partials of the harmonic oscillator bank (0: none)
+    pitch_input: bool = False  # encoder: add causal YIN features to the latent (codes carry F0)
     n_q: int = 8
     codebook_size: int = 1024
     codebook_dim: int = 8
@@ -76,6 +77,8 @@ def build_codec(cfg: CodecConfig):
         cfg.enc_blocks,
         cfg.max_channels,
         first_residual=cfg.full_rate_residual,
+        pitch=cfg.pitch_input,
+        sample_rate=cfg.sample_rate,
     )
     if cfg.decoder == "conv":
         dec = ConvDecoder(

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from speechlm.tokenizers.codec.pitch import N_PITCH_FEATURES, PitchFeatures
 from speechlm.tokenizers.codec.streaming import CausalConv1d
 
 
@@ -56,6 +57,8 @@ class Encoder(nn.Module):
         n_residual: residual units per stage (dilations 1, 3, 9, ...).
         n_blocks: ConvNeXt blocks at the frame rate (cheap capacity: they run at e.g. 50 Hz).
         first_residual: also put residual units in the first (full sample rate) stage.
+        pitch: add a learned projection of causal YIN features (:mod:`speechlm.tokenizers.codec.pitch`) to the
+            latent, so the codes carry F0 (needs ``sample_rate``).
     """
 
     def __init__(
@@ -68,6 +71,8 @@ class Encoder(nn.Module):
         max_channels: int = 512,
         kernel_size: int = 7,
         first_residual: bool = False,
+        pitch: bool = False,
+        sample_rate: int = 16000,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [CausalConv1d(1, channels, kernel_size)]
@@ -90,7 +95,15 @@ class Encoder(nn.Module):
         self.hop = 1
         for s in strides:
             self.hop *= s
+        self.pitch = PitchFeatures(self.hop, sample_rate) if pitch else None
+        if pitch:  # starts silent: a trained encoder warm-starts unchanged
+            self.pitch_proj = nn.Conv1d(N_PITCH_FEATURES, dim, 1)
+            nn.init.zeros_(self.pitch_proj.weight)
+            nn.init.zeros_(self.pitch_proj.bias)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """wav ``[B, 1, T]`` (T a multiple of the hop) -> ``[B, dim, T // hop]``."""
-        return self.net(wav)
+        z = self.net(wav)
+        if self.pitch is not None:
+            z = z + self.pitch_proj(self.pitch(wav))
+        return z
