@@ -47,6 +47,11 @@ class ConvNeXtBlock(nn.Module):
         return x + h.transpose(1, 2)
 
 
+# The latent's frames have norms in the hundreds; Adam moves a weight by ~lr per step whatever its scale, so the
+# pitch projection is scaled up to let its contribution reach that size within a few hundred steps.
+PITCH_GAIN = 64.0
+
+
 class Encoder(nn.Module):
     """Waveform ``[B, 1, T]`` -> latent ``[B, dim, T // prod(strides)]``, causal.
 
@@ -105,5 +110,5 @@ class Encoder(nn.Module):
         """wav ``[B, 1, T]`` (T a multiple of the hop) -> ``[B, dim, T // hop]``."""
         z = self.net(wav)
         if self.pitch is not None:
-            z = z + self.pitch_proj(self.pitch(wav))
+            z = z + PITCH_GAIN * self.pitch_proj(self.pitch(wav))
         return z

@@ -30,16 +30,19 @@ class HarmonicControls(nn.Module):
         super().__init__()
         self.n_harmonics = n_harmonics
         self.proj = nn.Linear(width, 3 + n_harmonics)
-        with torch.no_grad():  # start quiet: the branch joins a trained decoder without disturbing it
+        # Not silent at the start: a magnitude loss's gradient for the amplitude of a component added to an
+        # uncorrelated signal is proportional to that amplitude, so a branch started near zero stays there.
+        with torch.no_grad():
             self.proj.bias.zero_()
-            self.proj.bias[2] = -4.0
 
     def forward(self, h: torch.Tensor, sample_rate: int, f0_ref: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``f0_ref`` ``[B, F']`` (Hz, 0 where unknown) replaces the predicted F0 of the oscillators where > 0
         (teacher forcing in training); ``f0`` in the result stays the prediction (for its loss)."""
         p = self.proj(h)  # [B, F', 3 + K]
         f0 = F0_MIN * (F0_MAX / F0_MIN) ** torch.sigmoid(p[..., 0])
-        f0_osc = f0 if f0_ref is None else torch.where(f0_ref > 0, f0_ref.clamp(F0_MIN, F0_MAX), f0)
+        # The oscillators get F0 without a gradient: through sin(k * phase) the reconstruction loss's gradient
+        # with respect to F0 is large and oscillating, and drowns the F0 loss (F0 stopped learning with it).
+        f0_osc = f0.detach() if f0_ref is None else torch.where(f0_ref > 0, f0_ref.clamp(F0_MIN, F0_MAX), f0.detach())
         voiced_logit = p[..., 1]
         loudness = F.softplus(p[..., 2])
         k = torch.arange(1, self.n_harmonics + 1, device=h.device, dtype=h.dtype)
@@ -78,7 +81,7 @@ class HarmonicFrames(StreamingModule):
         if self._state is not None:
             self._state["psi"] = psi[:, -1:]
             self._state["f0"] = f64[:, -1:]
-        # Phase inside frame i: psi_i (no gradient: F0 is learnt from its own loss) + the F0 ramp (gradient).
+        # Phase inside frame i: psi_i + the F0 ramp around the frame centre.
         ramp = math.tau * f0[:, None, :] * self.offsets[None, :, None] / self.sample_rate  # [B, n_fft, F']
         theta = psi.to(f0.dtype)[:, None, :] + ramp
         k = torch.arange(1, amps.shape[1] + 1, device=f0.device, dtype=f0.dtype)
