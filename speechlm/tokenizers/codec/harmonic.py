@@ -57,7 +57,8 @@ class HarmonicFrames(StreamingModule):
 
     Frame ``i`` holds ``sum_k A[k, i] sin(k * (psi_i + 2 pi f0_i (n - n_fft / 2) / sr))`` for ``n < n_fft``, with
     ``psi_i = psi_{i-1} + 2 pi hop (f0_{i-1} + f0_i) / (2 sr)`` (``psi_0 = 0``). Streaming carries ``psi`` and
-    the last F0 (the phase sum runs in float64, wrapped to one turn, so chunked equals offline).
+    the last F0 (the phase sum runs in float64, wrapped to one turn, so chunked equals offline up to the float32
+    rounding of the F0 it is given).
     """
 
     def __init__(self, n_fft: int, hop: int, sample_rate: int) -> None:
@@ -84,6 +85,7 @@ class HarmonicFrames(StreamingModule):
         # Phase inside frame i: psi_i + the F0 ramp around the frame centre.
         ramp = math.tau * f0[:, None, :] * self.offsets[None, :, None] / self.sample_rate  # [B, n_fft, F']
         theta = psi.to(f0.dtype)[:, None, :] + ramp
-        k = torch.arange(1, amps.shape[1] + 1, device=f0.device, dtype=f0.dtype)
-        waves = torch.sin(k[None, :, None, None] * theta[:, None])  # [B, K, n_fft, F']
-        return (waves * amps[:, :, None, :]).sum(dim=1)
+        out = torch.zeros_like(theta)
+        for k in range(amps.shape[1]):  # one partial at a time: memory stays at one [B, n_fft, F'] buffer
+            out = out + amps[:, k, None, :] * torch.sin((k + 1) * theta)
+        return out
