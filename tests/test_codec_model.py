@@ -166,3 +166,29 @@ def test_shipped_default_round_trip():
     assert toks.codes.shape == (3, 50) and toks.tokenizer == codec.tokenizer_id
     out, sr = codec.decode(toks)
     assert sr == 16000 and out.shape == wav.shape and np.all(np.isfinite(out))
+
+
+def test_shipped_pitch_codec_keeps_voicing_and_pitch():
+    """codec_pitch (harmonic decoder + pitch input) resynthesises a voiced 140 -> 220 Hz glide as voiced speech at
+    the right pitch; the plain default whispers it (the failure codec_pitch was made to fix)."""
+    from speechlm.audio.features import f0 as yin
+
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    f = 140 + 40 * t
+    phase = 2 * np.pi * np.cumsum(f) / sr
+    wav = sum(0.3 / k * np.sin(k * phase) for k in range(1, 12)).astype(np.float32)  # a buzzy glottal-like source
+
+    def voiced_and_cents(codec):
+        out, _ = codec.decode(codec.encode(wav, sr))
+        fi, vi = yin(wav, sr, 320)
+        fo, vo = yin(out, sr, 320)
+        n = min(len(fi), len(fo))
+        both = vi[:n] & vo[:n] & (fi[:n] > 0) & (fo[:n] > 0)
+        cents = np.median(np.abs(1200 * np.log2(fo[:n][both] / fi[:n][both]))) if both.any() else np.inf
+        return (vi[:n] & vo[:n]).sum() / max(vi[:n].sum(), 1), cents
+
+    kept, cents = voiced_and_cents(Codec.load("pitch"))
+    assert kept > 0.5 and cents < 100, (kept, cents)
+    kept_default, _ = voiced_and_cents(Codec.load())
+    assert kept_default < kept

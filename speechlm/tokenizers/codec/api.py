@@ -26,16 +26,20 @@ BLOCK_FRAMES = 500  # frames per streamed block (10 s at 50 Hz): bounds memory f
 
 
 def resolve_model_dir(name_or_dir: str | os.PathLike | None) -> Path:
-    """``None``/``"default"`` -> the shipped model; ``NAME`` -> ``speechlm/assets/codec_NAME``; else a folder
-    (a checkpoint, or a training run whose newest checkpoint is used)."""
+    """``None``/``"default"`` -> the shipped model; ``NAME`` or ``codec_NAME`` -> ``speechlm/assets/codec_NAME``;
+    else a folder (a checkpoint, or a training run whose newest checkpoint is used)."""
     from speechlm.train.checkpoint import latest_checkpoint
 
     name = str(name_or_dir) if name_or_dir is not None else DEFAULT_MODEL
     p = Path(name)
-    if not p.exists() and "/" not in name and (ASSETS / f"codec_{name}").is_dir():
-        p = ASSETS / f"codec_{name}"
+    if not p.exists() and "/" not in name:
+        for cand in (ASSETS / f"codec_{name}", ASSETS / name if name.startswith("codec_") else None):
+            if cand is not None and cand.is_dir():
+                p = cand
+                break
     if not p.is_dir():
-        raise CheckpointError(f"codec model {name!r} not found (a name under speechlm/assets or a folder)")
+        names = sorted(d.name.removeprefix("codec_") for d in ASSETS.glob("codec_*") if d.is_dir())
+        raise CheckpointError(f"codec model {name!r} not found (shipped: {', '.join(names)}; or a folder)")
     if not (p / "model.safetensors").exists() and (p / "checkpoints").is_dir():
         latest = latest_checkpoint(p)
         if latest is None:
