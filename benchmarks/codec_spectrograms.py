@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 
@@ -48,8 +49,6 @@ def main() -> int:
         ax.set_ylabel("Hz")
     axes[-1].set_xlabel("s")
     fig.tight_layout()
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=70)
     atomic_write_bytes(a.output, buf.getvalue())

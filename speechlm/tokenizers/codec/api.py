@@ -32,11 +32,9 @@ def resolve_model_dir(name_or_dir: str | os.PathLike | None) -> Path:
 
     name = str(name_or_dir) if name_or_dir is not None else DEFAULT_MODEL
     p = Path(name)
-    if not p.exists() and "/" not in name:
-        for cand in (ASSETS / f"codec_{name}", ASSETS / name if name.startswith("codec_") else None):
-            if cand is not None and cand.is_dir():
-                p = cand
-                break
+    asset = ASSETS / f"codec_{name.removeprefix('codec_')}"
+    if not p.exists() and "/" not in name and asset.is_dir():
+        p = asset
     if not p.is_dir():
         names = sorted(d.name.removeprefix("codec_") for d in ASSETS.glob("codec_*") if d.is_dir())
         raise CheckpointError(f"codec model {name!r} not found (shipped: {', '.join(names)}; or a folder)")

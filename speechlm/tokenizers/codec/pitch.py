@@ -6,6 +6,10 @@ whispers. This module hands it pitch explicitly: for latent frame ``t`` (samples
 it runs YIN (de Cheveigne & Kawahara 2002) on the ``2 * hop`` samples ending at the frame's end, so it needs no
 look-ahead, and returns ``[normalised log F0 (0 when unvoiced), voicing strength, voiced flag]``. The encoder adds
 a learned projection of them to its output before quantization, so the codes (and every token stream) carry F0.
+
+:func:`speechlm.audio.features.f0` is the project's YIN for analysis (numpy, centred frames, parabolic
+refinement); this one runs in torch on causal frames inside the model, streams, and also returns the
+aperiodicity. ``codec_pitch`` was trained on exactly these features, so the two are kept apart.
 """
 
 from __future__ import annotations
@@ -66,14 +70,11 @@ class PitchFeatures(StreamingModule):
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         x = wav[:, 0].detach()
-        if self._state is None:
-            prev = x.new_zeros(x.shape[0], self.hop)
-        else:
-            prev = self._state.get("prev", x.new_zeros(x.shape[0], self.hop))
-            self._state["prev"] = x[:, -self.hop :] if x.shape[-1] >= self.hop else torch.cat([prev, x], -1)[
-                :, -self.hop :
-            ]
+        zeros = x.new_zeros(x.shape[0], self.hop)
+        prev = zeros if self._state is None else self._state.get("prev", zeros)
         xp = torch.cat([prev, x], dim=-1)
+        if self._state is not None:
+            self._state["prev"] = xp[:, -self.hop :]
         if xp.shape[-1] < 2 * self.hop:
             return x.new_zeros(x.shape[0], N_PITCH_FEATURES, 0)
         frames = xp.unfold(-1, 2 * self.hop, self.hop)  # [B, F, 2 hop]
