@@ -146,7 +146,7 @@ def main() -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None)
-    p.add_argument("--codec", default=None, help="codec (default: the shipped one; must match the LM's)")
+    p.add_argument("--codec", default=None, help="codec (default: the shipped codec the LM was trained on)")
     p.add_argument("--manifest", default=MANIFEST)
     p.add_argument("--n-tts", type=int, default=30)
     p.add_argument("--n-edit", type=int, default=20)

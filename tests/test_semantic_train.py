@@ -134,3 +134,33 @@ def test_cluster_another_layer(run, corpus, tmp_path, capsys):
     assert tok.layer == 2 and tok.cardinality == 5 and tok.tokenizer_id.startswith("semantic_l2@")
     assert main(["semantic", "cluster", str(run), "--data", str(corpus), "-o", str(tmp_path / "x"),
                  "--layer", "9"]) == 2
+
+
+def test_warm_started_iteration_two_with_vtlp(run, corpus, tmp_path, capsys):
+    """``semantic.init`` copies the encoder (not the head: other targets) and ``semantic.vtlp`` warps only the
+    student's input."""
+    import numpy as np
+    import torch
+
+    from speechlm.tokenizers.semantic.features import vtlp_matrix
+    from speechlm.tokenizers.semantic.train import CropDataset, FeaturePool, train
+    from speechlm.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    assert np.allclose(vtlp_matrix(1.0), np.eye(80), atol=1e-6)
+    w = vtlp_matrix(1.1)
+    assert np.allclose(w.sum(1), 1.0) and w[40].argmax() < 40  # a longer-reaching bin reads lower frequencies
+    pool = FeaturePool(np.random.default_rng(0).normal(size=(80, 40)).astype(np.float16),
+                       np.zeros((20, 39), np.float32), np.array([0]), np.array([20]))
+    tg = np.arange(20)
+    plain, warped = CropDataset(pool, tg, 2, 20, 0)[0], CropDataset(pool, tg, 2, 20, 0, vtlp=0.15)[0]
+    assert torch.equal(plain[1], warped[1]) and not torch.allclose(plain[0], warped[0])
+
+    it2 = train(CONFIGS / "semantic" / "tiny.yaml", [str(corpus)], tmp_path / "warm",
+                [f"semantic.targets_model={run / 'tokenizer'}", f"semantic.init={run}", "semantic.vtlp=0.1",
+                 "train.max_steps=1"], show_progress=False)
+    assert "warm start from" in capsys.readouterr().out
+    teacher = load_checkpoint(latest_checkpoint(run)).state_dict
+    # after one step the copied weights moved by at most one optimiser step; a fresh init would be far away
+    student = load_checkpoint(latest_checkpoint(tmp_path / "warm")).state_dict
+    assert (student["layers.0.linear1.weight"] - teacher["layers.0.linear1.weight"]).abs().max() < 0.05
+    assert SemanticTokenizer.load(it2["tokenizer"]).cardinality == 8

@@ -158,3 +158,18 @@ def test_cli_tts_and_edit(run, tmp_path, capsys) -> None:
 def test_cli_help_is_fast_and_lists_commands() -> None:
     r = subprocess.run([sys.executable, "-m", "speechlm.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and all(f"    {c} " in r.stdout for c in ("lm", "tts", "edit"))
+
+
+def test_tts_finds_the_lms_codec_by_tokenizer_id(run) -> None:
+    """Without --codec the LM's own codec is loaded (by the name in its tokenizer id); a stale hash is refused."""
+    from speechlm.lm.api import CodecLanguageModel
+    from speechlm.tokenizers.codec.api import Codec
+
+    lm = CodecLanguageModel.load(run / "run")
+    assert Codec.for_tokenizer(lm.tokenizer).tokenizer_id == lm.tokenizer
+    pitch = Codec.load("pitch")
+    assert Codec.for_tokenizer(pitch.tokenizer_id).name == "codec_pitch"
+    with pytest.raises(CheckpointError, match="not codec_pitch@0000"):
+        Codec.for_tokenizer("codec_pitch@0000000000000000")
+    with pytest.raises(CheckpointError, match="not found"):
+        Codec.for_tokenizer("codec_nosuch@0000000000000000")

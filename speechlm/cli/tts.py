@@ -16,7 +16,7 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=50, help="sample among the k most likely codes (0: all)")
     p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (1: off)")
     p.add_argument("--model", default=None, help=LM_HELP)
-    p.add_argument("--codec", default=None, help="codec model (must be the one the LM was trained on)")
+    p.add_argument("--codec", default=None, help="codec model (default: the shipped codec the LM was trained on)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: the model is small; on a busy machine more threads mostly add "
                    "synchronisation cost)")

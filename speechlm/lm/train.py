@@ -44,6 +44,7 @@ class LMTrainConfig:
     max_frames: int = 600  # longer utterances are left out (12 s at 50 Hz)
     valid_items: int = 32
     num_threads: int = 0
+    codec: str = "default"  # codec that encodes a manifest given as --data (a shard folder carries its own)
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,9 @@ def _lr_lambda(warmup: int, total: int, final: float):
     return f
 
 
-def resolve_data(data: str | Path, out_dir: Path, n_q: int, show_progress: bool = True) -> Path:
-    """A shard folder as is; a manifest (``.jsonl``) is encoded with the shipped codec into ``out/shards``."""
+def resolve_data(data: str | Path, out_dir: Path, n_q: int, show_progress: bool = True,
+                 codec: str = "default") -> Path:
+    """A shard folder as is; a manifest (``.jsonl``) is encoded with ``codec`` (``lm.codec``) into ``out/shards``."""
     p = Path(data)
     if p.is_dir():
         return p
@@ -85,7 +87,7 @@ def resolve_data(data: str | Path, out_dir: Path, n_q: int, show_progress: bool 
             from speechlm.lm.data import build_shards
             from speechlm.tokenizers.codec.api import Codec
 
-            build_shards([p], shards, Codec.load(), n_q=n_q, show_progress=show_progress)
+            build_shards([p], shards, Codec.load(codec), n_q=n_q, show_progress=show_progress)
         return shards
     raise SpeechLMError(f"--data {data}: not a token shard folder or a .jsonl manifest")
 
@@ -122,7 +124,7 @@ def train(config: str | Path | None, data: str | Path, out_dir: str | Path, over
     dist = init_distributed()
     seed_everything(cfg.train.seed, dist.rank)
     out_dir = Path(out_dir)
-    shard_dir = resolve_data(data, out_dir, cfg.model.n_codebooks, show_progress and dist.is_main)
+    shard_dir = resolve_data(data, out_dir, cfg.model.n_codebooks, show_progress and dist.is_main, cfg.lm.codec)
     t0 = time.time()
     all_data = TokenData.load(shard_dir)
     index = all_data.index
@@ -226,9 +228,7 @@ def _write_default_prompt(dest: Path, audio: str, text: str | None, lang: str, t
 
     if not text:
         raise SpeechLMError("a default prompt needs its transcript")
-    codec = Codec.load()
-    if tokenizer and codec.tokenizer_id != tokenizer:
-        raise SpeechLMError(f"the shipped codec is {codec.tokenizer_id} but the LM was trained on {tokenizer}")
+    codec = Codec.for_tokenizer(tokenizer) if tokenizer else Codec.load()
     wav, sr = load_audio(audio, sr=codec.sample_rate)
     codec.encode(wav[0], sr).save(dest / "prompt.npz")
     info = {"text": text, "lang": lang, "phonemes": phonemize([normalize_text(text, lang)], lang)[0],

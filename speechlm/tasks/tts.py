@@ -113,12 +113,13 @@ class TTS:
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, codec: str | os.PathLike | None = None) -> TTS:
-        """Load an LM (default: the shipped ``lm_default``) and the codec (default: the shipped one)."""
+        """Load an LM (default: the shipped ``lm_default``) and its codec (default: the shipped codec whose
+        token space the LM was trained on, found from the LM's tokenizer id)."""
         from speechlm.lm.api import CodecLanguageModel
         from speechlm.tokenizers.codec.api import Codec
 
         lm = CodecLanguageModel.load(model)
-        tts = cls(lm, Codec.load(codec))
+        tts = cls(lm, Codec.load(codec) if codec is not None else Codec.for_tokenizer(lm.tokenizer))
         tts.default_prompt = tts._load_default_prompt(lm.path)
         return tts
 

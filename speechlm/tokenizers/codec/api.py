@@ -95,6 +95,21 @@ class Codec:
         name = ckpt.meta.get("extra", {}).get("name") or "codec"
         return cls(model, cfg, str(name), token_space_sha256(ckpt.state_dict))
 
+    @classmethod
+    def for_tokenizer(cls, tokenizer_id: str) -> Codec:
+        """The shipped codec whose token space is ``tokenizer_id`` (``NAME@HASH``, as recorded by LMs and shards).
+
+        Refuses, with the reason, a name that is not shipped or whose weights hash differs.
+        """
+        name = tokenizer_id.split("@", 1)[0]
+        if not name or "/" in name:
+            raise CheckpointError(f"tokenizer id {tokenizer_id!r} does not name a shipped codec")
+        codec = cls.load(name)
+        if codec.tokenizer_id != tokenizer_id:
+            raise CheckpointError(f"the shipped {name} is {codec.tokenizer_id}, not {tokenizer_id}; "
+                                  "pass the codec it was made with (--codec DIR) or retrain on this one")
+        return codec
+
     # ---- properties (the AudioTokenizer protocol) -------------------------------------------------
     @property
     def sample_rate(self) -> int:

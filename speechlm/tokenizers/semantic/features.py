@@ -67,3 +67,26 @@ def encoder_input(wav: np.ndarray) -> np.ndarray:
     n = num_frames(len(wav))
     m = log_mel(np.asarray(wav, np.float32), SAMPLE_RATE, n_fft=400, hop_length=HOP // 2, n_mels=N_MELS)
     return _cmvn(_fit(m, 2 * n)).numpy().astype(np.float32)
+
+
+def vtlp_matrix(alpha: float, n_mels: int = N_MELS, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Vocal-tract-length perturbation as a linear map on log-mel bins: ``W [n_mels, n_mels]``, ``W @ mel``.
+
+    Output bin ``i`` (centre ``f_i``) reads the input at ``f_i / alpha``, linearly interpolated between bin
+    centres (edges clamped): ``alpha > 1`` moves spectral structure up (a shorter vocal tract), ``< 1`` down.
+    Applied to the normalised log-mel it approximates warping before normalisation, which is all an augmentation
+    needs.
+    """
+    from speechlm.audio.features import hz_to_mel, mel_to_hz
+
+    top = hz_to_mel(sample_rate / 2)
+    centres = mel_to_hz(np.linspace(0.0, top, n_mels + 2)[1:-1])
+    src = np.interp(hz_to_mel(np.clip(centres / alpha, centres[0], centres[-1])) / top * (n_mels + 1) - 1,
+                    np.arange(n_mels), np.arange(n_mels))
+    lo = np.floor(src).astype(int).clip(0, n_mels - 1)
+    hi = (lo + 1).clip(0, n_mels - 1)
+    w = np.zeros((n_mels, n_mels), np.float32)
+    frac = (src - lo).astype(np.float32)
+    w[np.arange(n_mels), lo] += 1 - frac
+    w[np.arange(n_mels), hi] += frac
+    return w

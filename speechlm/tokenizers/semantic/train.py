@@ -27,7 +27,7 @@ import torch
 
 from speechlm.errors import SpeechLMError
 from speechlm.tokenizers.semantic.encoder import EncoderConfig, MaskedPredictionEncoder, span_mask
-from speechlm.tokenizers.semantic.features import SAMPLE_RATE, encoder_input, mfcc_features
+from speechlm.tokenizers.semantic.features import SAMPLE_RATE, encoder_input, mfcc_features, vtlp_matrix
 from speechlm.tokenizers.semantic.kmeans import assign, minibatch_kmeans
 from speechlm.train.config import load_config
 from speechlm.train.loop import TrainConfig, Trainer
@@ -47,6 +47,8 @@ class SemanticTrainConfig:
     mask_span: int = 10
     mfcc_clusters: int = 100
     targets_model: str = ""  # a semantic tokenizer folder: its units are the targets (iteration 2)
+    init: str = ""  # warm start: a semantic run/tokenizer folder whose encoder seeds this one (the head restarts)
+    vtlp: float = 0.0  # speaker perturbation: the student's input is warped by alpha in [1 - vtlp, 1 + vtlp]
     clusters: int = 500
     layer: int = 4  # k-means over the output of this transformer layer
     kmeans_steps: int = 300
@@ -131,9 +133,11 @@ def load_pool(manifests: Sequence[str], split: str, max_hours: float, seed: int,
 class CropDataset(torch.utils.data.Dataset):
     """Item ``i``: a deterministic (seeded by i) crop -> (mel ``[n_mels, 2F]``, targets ``[F]``; -100 = pad)."""
 
-    def __init__(self, pool: FeaturePool, targets: np.ndarray, n_items: int, frames: int, seed: int) -> None:
+    def __init__(self, pool: FeaturePool, targets: np.ndarray, n_items: int, frames: int, seed: int,
+                 vtlp: float = 0.0) -> None:
         self.pool, self.targets, self.n_items, self.frames, self.seed = pool, targets, n_items, frames, seed
         self.p = pool.lengths / pool.lengths.sum()
+        self.vtlp = vtlp
 
     def __len__(self) -> int:
         return self.n_items
@@ -147,6 +151,8 @@ class CropDataset(torch.utils.data.Dataset):
         s = int(self.pool.starts[u]) + off
         mel = np.zeros((self.pool.mel.shape[0], 2 * self.frames), np.float32)
         mel[:, : 2 * f] = self.pool.mel[:, 2 * s : 2 * (s + f)]
+        if self.vtlp > 0:  # ContentVec-style: the input's voice moves, the (clean-audio) targets do not
+            mel[:, : 2 * f] = vtlp_matrix(float(rng.uniform(1 - self.vtlp, 1 + self.vtlp))) @ mel[:, : 2 * f]
         tgt = np.full(self.frames, -100, np.int64)
         tgt[:f] = self.targets[s : s + f]
         return torch.from_numpy(mel), torch.from_numpy(tgt)
@@ -312,10 +318,12 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
     cfg = dataclasses.replace(cfg, model=model_cfg)
 
     model = MaskedPredictionEncoder(model_cfg)
+    if s.init:
+        _warm_start(model, s.init)
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, betas=(0.9, 0.98), weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(s.warmup_steps, cfg.train.max_steps,
                                                               s.final_lr_ratio))
-    ds = CropDataset(pool, targets, cfg.train.max_steps * s.batch_size, s.crop_frames, cfg.train.seed)
+    ds = CropDataset(pool, targets, cfg.train.max_steps * s.batch_size, s.crop_frames, cfg.train.seed, s.vtlp)
     from speechlm.train.distributed import ShardedBatchSampler
 
     loader = torch.utils.data.DataLoader(ds, batch_sampler=ShardedBatchSampler(len(ds), s.batch_size,
@@ -332,6 +340,24 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
     dest, inertia = _cluster_and_save(model, pool, s, s.layer, s.clusters, out / "tokenizer", summary,
                                       result.step, cfg.train.seed, show_progress)
     return {**result.metrics, **final, "kmeans/inertia": inertia, "tokenizer": str(dest)}
+
+
+def _warm_start(model: MaskedPredictionEncoder, source: str) -> None:
+    """Copy the encoder weights of a semantic run (newest checkpoint) or tokenizer folder into ``model``; the
+    prediction head (other targets) and what a tokenizer does not ship (the final norm) keep their fresh init."""
+    from speechlm.tokenizers.semantic.api import resolve_model_dir
+    from speechlm.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    p = Path(source)
+    ck = latest_checkpoint(p) if (p / "checkpoints").is_dir() else None
+    ckpt = load_checkpoint(ck if ck is not None else resolve_model_dir(source))
+    sd = {k.removeprefix("encoder."): v.float() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}
+    own = model.state_dict()
+    take = {k: v for k, v in sd.items() if k in own and not k.startswith("head.") and v.shape == own[k].shape}
+    if not take:
+        raise SpeechLMError(f"semantic.init={source}: no encoder weights fit this model")
+    model.load_state_dict({**own, **take})
+    print(f"warm start from {source}: {len(take)} of {len(own)} tensors", flush=True)
 
 
 def _cluster_and_save(model: MaskedPredictionEncoder, pool: FeaturePool, s: SemanticTrainConfig, layer: int,
