@@ -192,3 +192,33 @@ def test_undelay_of_generated_is_consistent() -> None:
 def test_bad_config(bad) -> None:
     with pytest.raises(ValueError):
         LMConfig(**bad)
+
+
+def test_generate_until_stop_redraws_only_rows_at_the_cap(monkeypatch) -> None:
+    """Rows that ran to their cap are drawn again (batched, only those rows) until one stops or retries run out."""
+    import speechlm.lm.generate as g
+
+    calls: list[list[int]] = []
+    # request i stops on its draw number stops_at[i] (0 = first); request 2 never stops
+    stops_at = {0: 0, 1: 1, 2: 99}
+    draws = {0: 0, 1: 0, 2: 0}
+
+    def fake_generate(model, requests, vocab, cfg, generator=None):
+        calls.append([r.max_frames for r in requests])
+        out = []
+        for r in requests:
+            i = r.max_frames
+            hit = draws[i] < stops_at[i]
+            draws[i] += 1
+            out.append(g.GenResult(torch.full((1, 1), draws[i]), 1, hit))
+        return out
+
+    monkeypatch.setattr(g, "generate", fake_generate)
+    reqs = [g.GenRequest([1], torch.zeros(1, 1, dtype=torch.long), [], max_frames=i) for i in range(3)]
+    res = g.generate_until_stop(None, reqs, None, None, None, retries=2)
+    assert calls == [[0, 1, 2], [1, 2], [2]]  # the stopped rows are not redrawn
+    assert [r.hit_cap for r in res] == [False, False, True]
+    assert [int(r.frames[0, 0]) for r in res] == [1, 2, 3]  # each row keeps its latest draw
+    calls.clear()
+    g.generate_until_stop(None, reqs, None, None, None, retries=0)
+    assert len(calls) == 1

@@ -150,12 +150,30 @@ def generate(model: CodecLM, requests: Sequence[GenRequest], vocab: AudioVocab, 
 
 
 @torch.no_grad()
+def generate_until_stop(model: CodecLM, requests: Sequence[GenRequest], vocab: AudioVocab, cfg: SamplingConfig,
+                        generator: torch.Generator | None = None, retries: int = 2) -> list[GenResult]:
+    """:func:`generate`, then resample (batched, same generator: still seeded) the rows that ran to their cap,
+    up to ``retries`` times; a row keeps the first draw that ends with its own EOG (else the last, ``hit_cap``).
+
+    A draw that reaches the cap is usually a loop the sampler fell into; a fresh draw rarely repeats it.
+    """
+    results = generate(model, requests, vocab, cfg, generator)
+    for _ in range(max(0, retries)):
+        todo = [i for i, r in enumerate(results) if r.hit_cap]
+        if not todo:
+            break
+        for i, r in zip(todo, generate(model, [requests[i] for i in todo], vocab, cfg, generator)):
+            results[i] = r
+    return results
+
+
 def generate_valle(model: VallE, text: list[int], prompt: torch.Tensor, vocab: AudioVocab, cfg: SamplingConfig,
-                   max_frames: int, generator: torch.Generator | None = None, min_frames: int = 0
-                   ) -> tuple[torch.Tensor, bool]:
+                   max_frames: int, generator: torch.Generator | None = None, min_frames: int = 0,
+                   retries: int = 0) -> tuple[torch.Tensor, bool]:
     """VALL-E TTS: prompt codes ``[K, P]`` (P >= 1) -> (generated codes ``[K, G]``, hit_cap)."""
     model.eval()
-    res = generate(model.ar, [GenRequest(text, prompt[:1], [], max_frames, min_frames)], vocab, cfg, generator)[0]
+    res = generate_until_stop(model.ar, [GenRequest(text, prompt[:1], [], max_frames, min_frames)], vocab, cfg,
+                              generator, retries)[0]
     c0 = res.frames[0, prompt.shape[1]:-1]  # drop the prompt and the EOG
     k_cb, p = prompt.shape[0], prompt.shape[1]
     audio = torch.full((1, k_cb, p + len(c0)), 0, dtype=torch.long)

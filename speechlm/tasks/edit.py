@@ -91,12 +91,13 @@ def frame_spans(changes: list[tuple[int, int, int, int]], starts: list[float], e
 
 
 def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang: str = "en", seed: int = 0,
-         temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9) -> EditResult:
-    """Edit ``wav [T]`` (any rate; the output is at the codec's rate) so it says ``target``."""
+         temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9, retries: int = 2) -> EditResult:
+    """Edit ``wav [T]`` (any rate; the output is at the codec's rate) so it says ``target``; a draw that runs to
+    the length cap is drawn again, up to ``retries`` times."""
     from speechlm.asr.transcriber import get_transcriber
     from speechlm.audio.io import resample
     from speechlm.lm.data import text_ids
-    from speechlm.lm.generate import GenRequest, generate, max_frames_for, min_frames_for
+    from speechlm.lm.generate import GenRequest, generate_until_stop, max_frames_for, min_frames_for
     from speechlm.lm.sampling import SamplingConfig
     from speechlm.lm.voicecraft import infill_context, unmask
     from speechlm.text.g2p import format_phonemes, resolve_lang
@@ -145,8 +146,8 @@ def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang:
     cfg = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
     with torch.inference_mode():
         floor = min_frames_for(new_phones // len(spans), tts.lm.frames_per_phone)
-        res = generate(tts.lm.model, [GenRequest(ids, prefix, forced, cap, floor)], vocab, cfg,
-                       torch.Generator().manual_seed(int(seed)))[0]
+        res = generate_until_stop(tts.lm.model, [GenRequest(ids, prefix, forced, cap, floor)], vocab, cfg,
+                                  torch.Generator().manual_seed(int(seed)), retries)[0]
         new_codes, new_spans = unmask(res.frames, vocab)
         decoded = tts.decode(new_codes)
     out, pos, out_spans = [], 0, []

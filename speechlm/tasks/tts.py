@@ -221,9 +221,11 @@ class TTS:
     def generate(self, text: str, prompt: str | os.PathLike | np.ndarray | Prompt | None = None,
                  prompt_text: str | None = None, lang: str = "en", seed: int = 0, temperature: float = 1.0,
                  top_k: int = 50, top_p: float = 0.9, prompt_sr: int | None = None, max_chars: int = 2000,
-                 batch_size: int = 8, check_transcript: bool = True) -> TTSResult:
-        """Speak ``text`` in the prompt's voice (a file, a waveform with ``prompt_sr``, or a :class:`Prompt`)."""
-        from speechlm.lm.generate import GenRequest, generate, generate_valle, max_frames_for, min_frames_for
+                 batch_size: int = 8, check_transcript: bool = True, retries: int = 2) -> TTSResult:
+        """Speak ``text`` in the prompt's voice (a file, a waveform with ``prompt_sr``, or a :class:`Prompt`).
+
+        A chunk whose draw runs to the length cap (no stop token) is drawn again, up to ``retries`` times."""
+        from speechlm.lm.generate import GenRequest, generate_until_stop, generate_valle, max_frames_for, min_frames_for
         from speechlm.lm.sampling import SamplingConfig
         from speechlm.lm.voicecraft import infill_context, unmask
         from speechlm.text.g2p import resolve_lang
@@ -267,7 +269,7 @@ class TTS:
                     ids = text_ids(p_phones + ph, lang, m.langs, len(sym), sym.bos_id, sym.eos_id)
                     c, h = generate_valle(self.lm.model, ids, p_codes, vocab, cfg,
                                           max_frames_for(len(ph), self.lm.frames_per_phone), gen,
-                                          min_frames_for(len(ph), self.lm.frames_per_phone))
+                                          min_frames_for(len(ph), self.lm.frames_per_phone), retries)
                     codes_out.append(c)
                     hit.append(h)
             else:
@@ -277,7 +279,8 @@ class TTS:
                                    min_frames_for(len(ph), self.lm.frames_per_phone))
                         for _, ph in chunks]
                 for i in range(0, len(reqs), batch_size):
-                    for res in generate(self.lm.model, reqs[i : i + batch_size], vocab, cfg, gen):
+                    for res in generate_until_stop(self.lm.model, reqs[i : i + batch_size], vocab, cfg, gen,
+                                                   retries):
                         full, spans = unmask(res.frames, vocab)
                         codes_out.append(full[:, spans[0][0] : spans[0][1]])
                         hit.append(res.hit_cap)
