@@ -36,7 +36,7 @@ def _edit(args: argparse.Namespace) -> int:
     wav, sr = load_audio(args.input)
     tts = TTS.load(args.model, args.codec)
     res = edit(tts, wav[0], sr, args.transcript, args.target, lang=args.lang, seed=args.seed,
-               temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+               temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, retries=args.retries)
     save_audio(args.output, res.wav, res.sample_rate)
     changes = "; ".join(f"{a or '∅'} -> {b or '∅'}" for a, b in res.changes)
     print(f"{args.output}: {changes}; {len(res.in_spans)} span(s) regenerated in {res.seconds:.1f} s",

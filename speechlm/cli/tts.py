@@ -15,6 +15,8 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: greedy)")
     p.add_argument("--top-k", type=int, default=50, help="sample among the k most likely codes (0: all)")
     p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (1: off)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="draw a chunk again when it runs to the length cap without a stop token (default 2)")
     p.add_argument("--model", default=None, help=LM_HELP)
     p.add_argument("--codec", default=None, help="codec model (default: the shipped codec the LM was trained on)")
     p.add_argument("--threads", type=int, default=1,
@@ -52,7 +54,7 @@ def _tts(args: argparse.Namespace) -> int:
     tts = TTS.load(args.model, args.codec)
     res = tts.generate(args.text, prompt=args.prompt, prompt_text=args.prompt_text, lang=args.lang, seed=args.seed,
                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, max_chars=args.max_chars,
-                       check_transcript=not args.no_transcript_check)
+                       check_transcript=not args.no_transcript_check, retries=args.retries)
     save_audio(args.output, res.wav, res.sample_rate)
     capped = sum(res.hit_cap)
     print(f"{args.output}: {res.duration:.2f} s, {len(res.chunks)} chunk(s), RTF {res.rtf:.2f}"
