@@ -167,6 +167,7 @@ def generate_until_stop(model: CodecLM, requests: Sequence[GenRequest], vocab: A
     return results
 
 
+@torch.no_grad()
 def generate_valle(model: VallE, text: list[int], prompt: torch.Tensor, vocab: AudioVocab, cfg: SamplingConfig,
                    max_frames: int, generator: torch.Generator | None = None, min_frames: int = 0,
                    retries: int = 0) -> tuple[torch.Tensor, bool]:
