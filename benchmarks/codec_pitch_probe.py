@@ -26,6 +26,7 @@ import json
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 
 def probe(x: np.ndarray, voiced: np.ndarray, f0: np.ndarray) -> float:
@@ -49,8 +50,6 @@ def measure(model: str, manifest: str, max_utts: int) -> dict:
     hop = codec.model.hop
     root = manifest_root(manifest)
     utts = [u for u in read_manifest(manifest) if u.split == "test"][::7][:max_utts]
-    from tqdm import tqdm
-
     lat, mel, fx, vx, fy, vy = [], [], [], [], [], []
     for u in tqdm(utts, desc=f"probe {model}", unit="utt"):
         wav, _ = load_audio(u.audio_path(root), sr=codec.sample_rate)
@@ -98,8 +97,6 @@ def quality(model: str, manifest: str, n_clips: int) -> dict:
     root = manifest_root(manifest)
     utts = list(read_manifest(manifest))
     utts = utts[:: max(1, len(utts) // n_clips)][:n_clips]
-    from tqdm import tqdm
-
     rows = []
     for u in tqdm(utts, desc=f"PESQ/STOI {model}", unit="clip"):
         wav, _ = load_audio(u.audio_path(root), sr=sr)
