@@ -117,6 +117,39 @@ def test_codec_streaming_equals_offline(decoder, harmonics, pitch):
     assert ref.shape[-1] == wav.shape[-1]
 
 
+@pytest.mark.parametrize("decoder,harmonics", [("conv", 0), ("istft", 0), ("istft", 8)])
+@pytest.mark.parametrize("n_ctx", [0, 2, 37])
+def test_warm_state_continues_like_one_decode(decoder, harmonics, n_ctx):
+    """A decoder state kept after a context (a TTS voice prompt) decodes what follows as one pass would."""
+    import numpy as np
+
+    from speechlm.tokenizers.codec.api import Codec
+    from speechlm.tokenizers.tokens import Tokens
+
+    torch.manual_seed(0)
+    cfg = CodecConfig(decoder=decoder, harmonics=harmonics, **TINY)
+    model = build_codec(cfg).eval()
+    remove_weight_norm(model)
+    if harmonics:
+        with torch.no_grad():
+            model.decoder.controls.proj.bias[2] = 2.0
+    codec = Codec(model, cfg, "tiny", "0" * 16)
+    rng = np.random.default_rng(n_ctx)
+    ctx, a, b = (rng.integers(0, 64, (3, n)) for n in (n_ctx, 11, 5))
+    state = codec.warm_state(ctx)
+    for codes in (a, b, a):  # the state is reused, never consumed
+        both = np.concatenate([ctx, codes], 1)
+        tok = Tokens(codes=both.astype(np.int16), sample_rate=cfg.sample_rate, frame_rate=codec.frame_rate,
+                     n_samples=both.shape[1] * model.hop, tokenizer=codec.tokenizer_id,
+                     bitrate=round(3 * cfg.kbps_per_codebook, 4))
+        ref = codec.decode(tok)[0][n_ctx * model.hop :]
+        out = codec.decode_after(state, codes)
+        assert out.shape == ref.shape == (codes.shape[1] * model.hop,)
+        np.testing.assert_allclose(out, ref, atol=2e-3 if harmonics else 1e-4)
+    with pytest.raises(Exception, match="like the warm context"):
+        codec.decode_after(state, a[:2])
+
+
 def test_latency_stated():
     conv = build_codec(CodecConfig(decoder="conv", **TINY))
     istft = build_codec(CodecConfig(decoder="istft", **TINY))

@@ -9,10 +9,11 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from lm_helpers import make_shards, one_thread, train_tiny
 
 from speechlm.errors import CheckpointError
-from speechlm.tasks.edit import EditInputError, edit, frame_spans, word_diff
+from speechlm.tasks.edit import EditInputError, edit, frame_spans, pick_draw, word_diff
 from speechlm.tasks.tts import TTS, TTSInputError, fade_join, split_sentences
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
@@ -126,6 +127,20 @@ def test_word_diff_and_spans() -> None:
     spans = frame_spans(changes, starts, ends, 1.8, 50.0, 90, max_spans=4)
     assert spans == [(13, 29), (53, 64)]  # (1.05 + 1.1) / 2 * 50 = 53.75, floored
     assert frame_spans(changes, starts, ends, 1.8, 50.0, 90, max_spans=1) == [(13, 64)]
+
+
+def test_pick_draw_prefers_a_stopped_draw_near_the_expected_length() -> None:
+    from speechlm.lm.generate import GenResult
+
+    def d(n: int, cap: bool = False) -> GenResult:
+        return GenResult(torch.zeros(1, n + 1, dtype=torch.long), n, cap)
+
+    draws = [d(90, cap=True), d(60), d(22), d(12)]
+    assert pick_draw(draws, 20.0) is draws[2]
+    assert pick_draw(draws, 55.0) is draws[1]
+    assert pick_draw(draws, 15.0) is draws[3]  # 12 is nearer than 22 in ratio (1.25 vs 1.47)
+    only_caps = [d(90, cap=True), d(91, cap=True)]
+    assert pick_draw(only_caps, 20.0) is only_caps[0]
 
 
 def test_split_and_join() -> None:

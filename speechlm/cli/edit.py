@@ -23,20 +23,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="audio file to write")
     p.add_argument("--lang", default="en", help="language (espeak-ng code)")
     add_sampling_args(p)
+    p.add_argument("--draws", type=int, default=4,
+                   help="candidates sampled in one batch; the one that stops nearest the expected length is kept")
 
 
 def _edit(args: argparse.Namespace) -> int:
     import torch
 
     from speechlm.audio.io import load_audio, save_audio
+    from speechlm.errors import SpeechLMError
     from speechlm.tasks.edit import edit
     from speechlm.tasks.tts import TTS
 
     torch.set_num_threads(max(1, args.threads))
     wav, sr = load_audio(args.input)
+    if args.draws < 1:
+        raise SpeechLMError(f"--draws must be at least 1, got {args.draws}")
     tts = TTS.load(args.model, args.codec)
     res = edit(tts, wav[0], sr, args.transcript, args.target, lang=args.lang, seed=args.seed,
-               temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, retries=args.retries)
+               temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, retries=args.retries,
+               draws=args.draws)
     save_audio(args.output, res.wav, res.sample_rate)
     changes = "; ".join(f"{a or '∅'} -> {b or '∅'}" for a, b in res.changes)
     print(f"{args.output}: {changes}; {len(res.in_spans)} span(s) regenerated in {res.seconds:.1f} s",

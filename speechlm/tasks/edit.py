@@ -91,9 +91,14 @@ def frame_spans(changes: list[tuple[int, int, int, int]], starts: list[float], e
 
 
 def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang: str = "en", seed: int = 0,
-         temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9, retries: int = 2) -> EditResult:
-    """Edit ``wav [T]`` (any rate; the output is at the codec's rate) so it says ``target``; a draw that runs to
-    the length cap is drawn again, up to ``retries`` times."""
+         temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9, retries: int = 2,
+         draws: int = 4) -> EditResult:
+    """Edit ``wav [T]`` (any rate; the output is at the codec's rate) so it says ``target``.
+
+    ``draws`` candidates are sampled in one batch (VoiceCraft's recipe: an infill often overshoots, so sample
+    several and choose); among those that end with their own stop token the one whose length is closest to
+    the expected length (the spans' length, plus the phones added or removed at the speaker's rate) is kept.
+    A draw that runs to the length cap is drawn again, up to ``retries`` times."""
     from speechlm.asr.transcriber import get_transcriber
     from speechlm.audio.io import resample
     from speechlm.lm.data import text_ids
@@ -144,10 +149,18 @@ def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang:
     cap = max_frames_for(new_phones, tts.lm.frames_per_phone) + sum(e - s for s, e in spans)
     prefix, forced = infill_context(codes, spans, vocab)
     cfg = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+    # The length the spans should have: what they cover now, plus the phones added or removed at the
+    # speaker's own rate (frames per phone over the aligned words).
+    old_phones = sum(len(p) for i1, i2, j1, j2 in changes for _, p in src[i1:i2])
+    spoken = sum(w.end_s - w.start_s for w in al.words) * tts.codec.frame_rate
+    rate = spoken / max(1, sum(len(p) for _, p in src))
+    expected = max(1.0, sum(e - s for s, e in spans) + (new_phones - old_phones) * rate)
     with torch.inference_mode():
         floor = min_frames_for(new_phones // len(spans), tts.lm.frames_per_phone)
-        res = generate_until_stop(tts.lm.model, [GenRequest(ids, prefix, forced, cap, floor)], vocab, cfg,
-                                  torch.Generator().manual_seed(int(seed)), retries)[0]
+        req = GenRequest(ids, prefix, forced, cap, floor)
+        draws_out = generate_until_stop(tts.lm.model, [req] * max(1, draws), vocab, cfg,
+                                        torch.Generator().manual_seed(int(seed)), retries)
+        res = pick_draw(draws_out, expected)
         new_codes, new_spans = unmask(res.frames, vocab)
         decoded = tts.decode(new_codes)
     out, pos, out_spans = [], 0, []
@@ -168,6 +181,16 @@ def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang:
     return EditResult(result, sr_out, out_spans, [(s * hop, min(e * hop, len(wav))) for s, e in spans],
                       [(" ".join(w for w, _ in src[i1:i2]), " ".join(w for w, _ in dst[j1:j2]))
                        for i1, i2, j1, j2 in changes], res.hit_cap, time.perf_counter() - t0)
+
+
+def pick_draw(draws: list, expected: float):
+    """The draw (a :class:`~speechlm.lm.generate.GenResult`) to keep: among those that stopped by themselves,
+    the one whose generated length is closest to ``expected`` frames (in ratio); if all ran to the cap, the
+    first."""
+    ok = [d for d in draws if not d.hit_cap]
+    if not ok:
+        return draws[0]
+    return min(ok, key=lambda d: abs(np.log(max(d.generated, 1) / expected)))
 
 
 def _crossfade_concat(parts: list[np.ndarray], x: int) -> np.ndarray:

@@ -107,6 +107,7 @@ class TTS:
         lm.check_codec(codec.tokenizer_id)
         lm.check_symbols()
         self.lm, self.codec, self.default_prompt = lm, codec, default_prompt
+        self._warm: tuple[bytes, object] | None = None  # (prompt codes, the codec decoder's state after them)
         from speechlm.text.symbols import default_symbols
 
         self.symbols = default_symbols()
@@ -289,19 +290,18 @@ class TTS:
         return TTSResult(wav, self.codec.sample_rate, [c for c, _ in chunks], [c.shape[1] for c in codes_out], hit,
                          time.perf_counter() - t0)
 
-    def decode(self, codes: torch.Tensor, context: torch.Tensor | None = None) -> np.ndarray:
-        """codes ``[K, T]`` -> audio ``[T * hop]``; ``context`` frames (the prompt) are decoded first so the
-        causal decoder starts warm, then cut off."""
-        from speechlm.tokenizers.tokens import Tokens
+    def clear_cache(self) -> None:
+        """Forget the decoder state kept for the last prompt (the next call decodes its prompt again)."""
+        self._warm = None
 
-        ctx = context if context is not None else codes[:, :0]
-        allc = torch.cat([ctx, codes], dim=1).numpy()
-        hop = self.codec.model.hop
-        if allc.shape[1] == 0:
+    def decode(self, codes: torch.Tensor, context: torch.Tensor | None = None) -> np.ndarray:
+        """codes ``[K, T]`` -> audio ``[T * hop]``. With ``context`` (the prompt's codes) the causal decoder
+        starts from its state after the context, as if ``[context; codes]`` were decoded and the context's
+        audio cut off; that state is computed once per prompt and kept (the last prompt only)."""
+        if codes.shape[1] == 0:
             return np.zeros(0, np.float32)
-        tok = Tokens(codes=allc.astype(np.int16), sample_rate=self.codec.sample_rate,
-                     frame_rate=self.codec.frame_rate, n_samples=allc.shape[1] * hop,
-                     tokenizer=self.codec.tokenizer_id,
-                     bitrate=round(allc.shape[0] * self.codec.config.kbps_per_codebook, 4))
-        wav, _ = self.codec.decode(tok)
-        return wav[ctx.shape[1] * hop :]
+        ctx = context if context is not None else codes[:, :0]
+        key = ctx.numpy().astype(np.int16).tobytes() + bytes(str(tuple(ctx.shape)), "ascii")
+        if self._warm is None or self._warm[0] != key:
+            self._warm = (key, self.codec.warm_state(ctx))
+        return self.codec.decode_after(self._warm[1], codes)

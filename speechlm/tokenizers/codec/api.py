@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 from speechlm.errors import AudioError, CheckpointError, SpeechLMError
 from speechlm.tokenizers.codec.builder import CodecConfig, build_codec, codec_config_from_dict
 from speechlm.tokenizers.codec.model import CodecModel
-from speechlm.tokenizers.codec.streaming import remove_weight_norm, streaming
+from speechlm.tokenizers.codec.streaming import load_stream_state, remove_weight_norm, stream_state, streaming
 from speechlm.tokenizers.tokens import Tokens, TokensFileError, check_tokenizer
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -57,6 +58,15 @@ def token_space_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     keep = {k: v for k, v in state_dict.items()
             if k.startswith(("encoder.", "quantizer.")) and not k.endswith(("unused_steps", "initialized"))}
     return weights_sha256(keep)
+
+
+@dataclass(frozen=True)
+class DecoderState:
+    """The streaming decoder's carried state after ``n_frames`` context frames of ``n_q`` codebooks."""
+
+    modules: list
+    n_q: int
+    n_frames: int
 
 
 class Codec:
@@ -268,6 +278,39 @@ class Codec:
             remaining -= len(out)
             if len(out):
                 yield out
+
+    @torch.inference_mode()
+    def warm_state(self, context: np.ndarray | torch.Tensor) -> DecoderState:
+        """Decode ``context`` codes ``[K, T]`` (e.g. a voice prompt) and keep the decoder's carried state, so
+        what follows the context can be decoded again and again without decoding the context each time."""
+        ctx = torch.as_tensor(np.asarray(context), dtype=torch.long)
+        if ctx.ndim != 2 or not 1 <= ctx.shape[0] <= self.num_codebooks:
+            raise SpeechLMError(f"context codes must be [K, T] with 1 <= K <= {self.num_codebooks}")
+        dec = self.model.decoder
+        with streaming(dec):
+            for i in range(0, ctx.shape[1], BLOCK_FRAMES):
+                dec(self.model.quantizer.decode(ctx[None, :, i : i + BLOCK_FRAMES]))
+            return DecoderState(stream_state(dec), int(ctx.shape[0]), int(ctx.shape[1]))
+
+    @torch.inference_mode()
+    def decode_after(self, state: DecoderState, codes: np.ndarray | torch.Tensor) -> np.ndarray:
+        """codes ``[K, T]`` that follow a warm state's context -> audio ``[T * hop]``, equal to decoding
+        ``[context; codes]`` with :meth:`decode` and cutting the context's samples off (test_codec_streaming)."""
+        c = torch.as_tensor(np.asarray(codes), dtype=torch.long)
+        if c.ndim != 2 or c.shape[0] != state.n_q:
+            raise SpeechLMError(f"codes must be [{state.n_q}, T] like the warm context, got {tuple(c.shape)}")
+        dec = self.model.decoder
+        with streaming(dec):
+            load_stream_state(dec, state.modules)
+            outs = [dec(self.model.quantizer.decode(c[None, :, i : i + BLOCK_FRAMES]))
+                    for i in range(0, c.shape[1], BLOCK_FRAMES)]
+            if hasattr(dec, "flush"):
+                outs.append(dec.flush())
+        wav = torch.cat([o.reshape(-1) for o in outs]) if outs else torch.zeros(0)
+        # The stream has now given every sample of [context; codes] after the context's; the samples the
+        # context's decode held back (overlap-add look-ahead) come first: keep the last T * hop.
+        n = c.shape[1] * self.model.hop
+        return wav[wav.numel() - n :].numpy() if n else np.zeros(0, np.float32)
 
     def decode(self, tokens: Tokens) -> tuple[np.ndarray, int]:
         """Tokens (from this codec) -> (wav float32 ``[n_samples]``, sample_rate)."""

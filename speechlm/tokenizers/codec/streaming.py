@@ -176,3 +176,18 @@ class OverlapAdd(StreamingModule):
         tail = self._state["tail"]
         skip = int(self._state.get("skip", torch.tensor(0)))
         return tail[:, skip : self.delay]
+
+
+def stream_state(model: nn.Module) -> list[dict[str, torch.Tensor] | None]:
+    """A copy of every streaming module's carried state, in module order (restore it with :func:`load_stream_state`)."""
+    return [None if m._state is None else {k: v.clone() for k, v in m._state.items()}
+            for m in model.modules() if isinstance(m, StreamingModule)]
+
+
+def load_stream_state(model: nn.Module, state: list[dict[str, torch.Tensor] | None]) -> None:
+    """Put back a state taken by :func:`stream_state` from the same model (copied, so it can be reused)."""
+    mods = [m for m in model.modules() if isinstance(m, StreamingModule)]
+    if len(mods) != len(state):
+        raise ValueError(f"stream state has {len(state)} modules, the model {len(mods)}")
+    for m, s in zip(mods, state, strict=True):
+        m._state = None if s is None else {k: v.clone() for k, v in s.items()}
