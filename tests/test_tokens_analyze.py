@@ -103,7 +103,10 @@ def test_analyze_cli_end_to_end(tmp_path, capsys):
     codec_rows = [r for r in res["rows"] if r["tokenizer"].startswith("codec")]
     assert all("pesq" in r and "stoi" in r and r["mel_dist"] >= 0 for r in codec_rows)
     assert [r["kbps"] for r in codec_rows] == sorted(r["kbps"] for r in codec_rows)
+    cp = res["content_probe"]
+    assert 0 <= cp["speaker_acc"] <= 1 and cp["speaker_chance"] == 0.5
     md = out.with_suffix(".md").read_text()
+    assert "Content floor" in md
     assert md.count("\n| ") == len(res["rows"]) + 1
     assert out.with_suffix(".png").stat().st_size > 1000
     rc = main(["tokens", "analyze", "--tokenizers", "nonsense:x", "--data", str(manifest), "-o", str(tmp_path / "b")])

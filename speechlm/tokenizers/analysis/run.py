@@ -105,6 +105,20 @@ def _probe(hists: np.ndarray, clips: list[Clip]) -> dict:
             "speaker_chance_in_lang": chance_w / n_w if n_w else float("nan")}
 
 
+def content_probe(clips: list[Clip], frame_rate: float = 50.0) -> dict:
+    """The speaker probe on the aligned phones' histograms: what the words alone (and their timing) give away
+    about the speaker, the floor a perfectly speaker-free unit inventory would still reach."""
+    idx = [i for i, c in enumerate(clips) if c.alignment is not None]
+    if not idx:
+        return {}
+    labels = [np.asarray(clips[i].alignment.frame_labels(frame_rate, int(len(clips[i].wav) * frame_rate / SR)))
+              for i in idx]
+    names = sorted({str(p) for lab in labels for p in lab})
+    ids = {p: j for j, p in enumerate(names)}
+    seqs = [np.array([[ids[str(p)] for p in lab]], np.int64) for lab in labels]
+    return _probe(unit_histograms(seqs, len(names)), [clips[i] for i in idx])
+
+
 def _resynth(tok, tokens_list, clips: list[Clip], k: int) -> dict:
     from speechlm.eval.metrics import mel_distance, pesq_score, stoi_score
 
@@ -212,7 +226,7 @@ def analyze(specs: Sequence[str], manifests: Sequence[str], out: str | os.PathLi
         rows += analyze_tokenizer(spec, clips, lm_clips, resynth_utts, show_progress)
     result = {"split": split, "manifests": [str(m) for m in manifests], "utterances": len(clips),
               "aligned": sum(c.alignment is not None for c in clips), "speakers": len({c.speaker for c in clips}),
-              "lm_train_utterances": len(lm_clips), "rows": rows}
+              "lm_train_utterances": len(lm_clips), "content_probe": content_probe(clips), "rows": rows}
     out = Path(out)
     from speechlm.utils.atomic import atomic_path
 
@@ -245,6 +259,12 @@ def markdown_table(result: dict) -> str:
             f"{_f(r['speaker_acc_in_lang'], '.3f')} / {_f(r['speaker_chance_in_lang'], '.3f')} | "
             f"{_f(r['lm_ppl'], '.1f')} | {_f(r['lm_bits_per_s'], '.0f')} | {_f(r.get('pesq'), '.2f')} | "
             f"{_f(r.get('stoi'), '.3f')} | {_f(r.get('mel_dist'), '.3f')} |")
+    cp = result.get("content_probe")
+    if cp:
+        lines += ["", f"Content floor of the speaker probe (the same probe on histograms of the aligned phones, "
+                  f"which carry no voice): {_f(cp['speaker_acc'], '.3f')} / {_f(cp['speaker_chance'], '.3f')} "
+                  f"overall (the words give the language away), {_f(cp['speaker_acc_in_lang'], '.3f')} / "
+                  f"{_f(cp['speaker_chance_in_lang'], '.3f')} within a language."]
     via = sorted({r["label"] for r in result["rows"] if r.get("resynth_via")})
     if via:
         lines += ["", f"PESQ/STOI of {', '.join(via)}: through the semantic-to-codec bridge, voice prompt = another "
