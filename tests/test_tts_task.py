@@ -61,6 +61,28 @@ def test_generate_with_prompt(tts, run) -> None:
     res = tts.generate("Good morning.", prompt=wav, prompt_sr=sr, prompt_text="the cat sat on the mat", seed=0,
                        check_transcript=False)
     assert res.duration > 0 and len(res.hit_cap) == 1
+    # no stop before min_length x the length at the prompt's pace
+    pr = tts.prepare_prompt(wav, sr, "the cat sat on the mat", "en", check_transcript=False)
+    pace = pr.frames_per_phone(tts.lm.frames_per_phone)
+    assert 0.5 * tts.lm.frames_per_phone <= pace <= 2 * tts.lm.frames_per_phone
+    (_, ph), = tts.text_chunks("Good morning.", "en")
+    import speechlm.lm.generate as gen_mod
+
+    seen = []
+    real = gen_mod.generate_until_stop
+
+    def spy(model, reqs, *a, **k):
+        seen.extend(r.min_frames for r in reqs)
+        return real(model, reqs, *a, **k)
+
+    gen_mod.generate_until_stop = spy
+    try:
+        long = tts.generate("Good morning.", prompt=pr, seed=0, min_length=1.5)
+        tts.generate("Good morning.", prompt=pr, seed=0, min_length=0.0)
+    finally:
+        gen_mod.generate_until_stop = real
+    assert seen == [int(1.5 * pace * len(ph)), 0]
+    assert long.frames[0] >= seen[0]
 
 
 @pytest.mark.parametrize("text,match", [("", "empty"), ("   ", "empty"), ("?!... ,", "nothing to read"),

@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-chars", type=int, default=2000, help="refuse longer text (default 2000)")
     p.add_argument("--no-transcript-check", action="store_true",
                    help="skip the check that --prompt-text matches the prompt audio")
+    p.add_argument("--min-length", type=float, default=None,
+                   help="no stop before this fraction of the length the text takes at the prompt's pace "
+                   "(default 0.8; the model alone tends to stop early, at a pause)")
     add_sampling_args(p)
 
 
@@ -48,13 +51,18 @@ def _tts(args: argparse.Namespace) -> int:
     import torch
 
     from speechlm.audio.io import save_audio
-    from speechlm.tasks.tts import TTS
+    from speechlm.errors import SpeechLMError
+    from speechlm.tasks.tts import MIN_LENGTH, TTS
 
+    min_length = MIN_LENGTH if args.min_length is None else args.min_length
+    if not 0 <= min_length <= 2:
+        raise SpeechLMError(f"--min-length must be within 0-2, got {min_length}")
     torch.set_num_threads(max(1, args.threads))
     tts = TTS.load(args.model, args.codec)
     res = tts.generate(args.text, prompt=args.prompt, prompt_text=args.prompt_text, lang=args.lang, seed=args.seed,
                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, max_chars=args.max_chars,
-                       check_transcript=not args.no_transcript_check, retries=args.retries)
+                       check_transcript=not args.no_transcript_check, retries=args.retries,
+                       min_length=min_length)
     save_audio(args.output, res.wav, res.sample_rate)
     capped = sum(res.hit_cap)
     print(f"{args.output}: {res.duration:.2f} s, {len(res.chunks)} chunk(s), RTF {res.rtf:.2f}"

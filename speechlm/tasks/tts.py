@@ -31,6 +31,7 @@ from speechlm.errors import SpeechLMError
 MIN_PROMPT_S, MAX_PROMPT_S = 1.0, 20.0
 SILENT_DBFS = -55.0
 MAX_PHONES_PER_CHUNK = 120
+MIN_LENGTH = 0.8  # default floor on a chunk's length, as a fraction of the length at the prompt's pace
 # Forced-alignment score minus the unconstrained (best phone per frame) score, per frame: matching transcripts
 # gave -0.02..-0.42 on synth_v2 test prompts and -0.38..-0.72 on real telephone prompts; transcripts of other
 # sentences gave -0.38..-7.6 (2/3 of them below -1.0). A weak check: it catches clearly wrong transcripts.
@@ -50,6 +51,13 @@ class Prompt:
     codes: torch.Tensor
     phones: list[int]
     lang: str
+
+    def frames_per_phone(self, reference: float) -> float:
+        """The prompt's pace (codec frames per phoneme symbol, pauses included), kept within 0.5-2x
+        ``reference`` (the training data's mean) so a prompt with long silences cannot set an absurd pace."""
+        if not self.phones or self.codes.shape[1] == 0:
+            return reference
+        return float(np.clip(self.codes.shape[1] / len(self.phones), 0.5 * reference, 2.0 * reference))
 
 
 @dataclass
@@ -222,9 +230,12 @@ class TTS:
     def generate(self, text: str, prompt: str | os.PathLike | np.ndarray | Prompt | None = None,
                  prompt_text: str | None = None, lang: str = "en", seed: int = 0, temperature: float = 1.0,
                  top_k: int = 50, top_p: float = 0.9, prompt_sr: int | None = None, max_chars: int = 2000,
-                 batch_size: int = 8, check_transcript: bool = True, retries: int = 2) -> TTSResult:
+                 batch_size: int = 8, check_transcript: bool = True, retries: int = 2,
+                 min_length: float = MIN_LENGTH) -> TTSResult:
         """Speak ``text`` in the prompt's voice (a file, a waveform with ``prompt_sr``, or a :class:`Prompt`).
 
+        ``min_length``: no stop token before this fraction of the length the text would take at the prompt's
+        pace (the model alone stops too early: its stop probability spikes at pauses).
         A chunk whose draw runs to the length cap (no stop token) is drawn again, up to ``retries`` times."""
         from speechlm.lm.generate import GenRequest, generate_until_stop, generate_valle, max_frames_for, min_frames_for
         from speechlm.lm.sampling import SamplingConfig
@@ -252,6 +263,8 @@ class TTS:
         cfg = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
         gen = torch.Generator().manual_seed(int(seed))
         m = self.lm.config
+        fpp = self.lm.frames_per_phone
+        pace = pr.frames_per_phone(fpp) if pr is not None else fpp
         vocab = m.vocab
         from speechlm.lm.data import text_ids
 
@@ -269,15 +282,15 @@ class TTS:
                 for _, ph in chunks:
                     ids = text_ids(p_phones + ph, lang, m.langs, len(sym), sym.bos_id, sym.eos_id)
                     c, h = generate_valle(self.lm.model, ids, p_codes, vocab, cfg,
-                                          max_frames_for(len(ph), self.lm.frames_per_phone), gen,
-                                          min_frames_for(len(ph), self.lm.frames_per_phone), retries)
+                                          max_frames_for(len(ph), max(fpp, pace)), gen,
+                                          min_frames_for(len(ph), pace, min_length), retries)
                     codes_out.append(c)
                     hit.append(h)
             else:
                 prefix, forced = infill_context(p_codes, [(p_codes.shape[1], p_codes.shape[1])], vocab)
                 reqs = [GenRequest(text_ids(p_phones + ph, lang, m.langs, len(sym), sym.bos_id, sym.eos_id),
-                                   prefix, forced, max_frames_for(len(ph), self.lm.frames_per_phone),
-                                   min_frames_for(len(ph), self.lm.frames_per_phone))
+                                   prefix, forced, max_frames_for(len(ph), max(fpp, pace)),
+                                   min_frames_for(len(ph), pace, min_length))
                         for _, ph in chunks]
                 for i in range(0, len(reqs), batch_size):
                     for res in generate_until_stop(self.lm.model, reqs[i : i + batch_size], vocab, cfg, gen,
