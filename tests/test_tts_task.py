@@ -165,6 +165,20 @@ def test_pick_draw_prefers_a_stopped_draw_near_the_expected_length() -> None:
     assert pick_draw(only_caps, 20.0) is only_caps[0]
 
 
+def test_active_fraction() -> None:
+    from speechlm.tasks.tts import active_fraction
+
+    t = np.arange(16000) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    assert active_fraction(tone) == 1.0
+    assert active_fraction(np.zeros(16000, np.float32)) == 0.0
+    assert active_fraction(0.003 * tone) == 0.0  # -53 dBFS RMS: near silence
+    half = tone.copy()
+    half[8000:] = 0
+    assert active_fraction(half) == pytest.approx(0.5, abs=0.03)
+    assert active_fraction(np.zeros(10, np.float32)) == 0.0
+
+
 def test_split_and_join() -> None:
     assert split_sentences("One. Two!  Three? four") == ["One.", "Two!", "Three?", "four"]
     out = fade_join([np.ones(1000, np.float32), np.ones(1000, np.float32)], 16000)

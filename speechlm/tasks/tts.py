@@ -31,6 +31,8 @@ from speechlm.errors import SpeechLMError
 MIN_PROMPT_S, MAX_PROMPT_S = 1.0, 20.0
 SILENT_DBFS = -55.0
 MAX_PHONES_PER_CHUNK = 120
+# A generated chunk with fewer than MIN_ACTIVE of its 20 ms frames above ACTIVE_DBFS is (near) silence: drawn again.
+ACTIVE_DBFS, MIN_ACTIVE = -40.0, 0.1
 MIN_LENGTH = 0.8  # default floor on a chunk's length, as a fraction of the length at the prompt's pace
 # Forced-alignment score minus the unconstrained (best phone per frame) score, per frame: matching transcripts
 # gave -0.02..-0.42 on synth_v2 test prompts and -0.38..-0.72 on real telephone prompts; transcripts of other
@@ -85,6 +87,15 @@ def split_sentences(text: str) -> list[str]:
     """Split at sentence-final punctuation followed by space (``. ! ? ; 。 ！ ？``); keeps the punctuation."""
     parts = re.split(r"(?<=[.!?;。！？])\s+", " ".join(text.split()))
     return [p for p in parts if p.strip()]
+
+
+def active_fraction(wav: np.ndarray, frame: int = 320, floor_dbfs: float = ACTIVE_DBFS) -> float:
+    """Fraction of ``frame``-sample frames of ``wav [T]`` whose RMS is above ``floor_dbfs`` (0 for empty)."""
+    n = len(wav) // frame
+    if n == 0:
+        return 0.0
+    rms = np.sqrt(np.mean(np.square(wav[: n * frame].reshape(n, frame), dtype=np.float64), axis=1))
+    return float(np.mean(20 * np.log10(rms + 1e-12) > floor_dbfs))
 
 
 def _rms_dbfs(wav: np.ndarray) -> float:
@@ -270,35 +281,45 @@ class TTS:
 
         sym = self.symbols
         word = [sym.id("|")]
-        codes_out: list[torch.Tensor] = []
-        hit: list[bool] = []
         k = m.n_codebooks
         p_codes = pr.codes if pr is not None else torch.zeros(k, 0, dtype=torch.long)
         p_phones = (pr.phones + word) if pr is not None else []
-        with torch.inference_mode():
+        lens = [(max_frames_for(len(ph), max(fpp, pace)), min_frames_for(len(ph), pace, min_length))
+                for _, ph in chunks]
+
+        def draw(which: list[int]) -> list[tuple[torch.Tensor, bool]]:
+            """(codes ``[K, T]``, hit_cap) for the chunks ``which``, batched."""
+            out: list[tuple[torch.Tensor, bool]] = []
             if m.layout == "valle":
                 if pr is None:
                     raise TTSInputError("the VALL-E layout needs a voice prompt (--prompt)")
-                for _, ph in chunks:
-                    ids = text_ids(p_phones + ph, lang, m.langs, len(sym), sym.bos_id, sym.eos_id)
-                    c, h = generate_valle(self.lm.model, ids, p_codes, vocab, cfg,
-                                          max_frames_for(len(ph), max(fpp, pace)), gen,
-                                          min_frames_for(len(ph), pace, min_length), retries)
-                    codes_out.append(c)
-                    hit.append(h)
-            else:
-                prefix, forced = infill_context(p_codes, [(p_codes.shape[1], p_codes.shape[1])], vocab)
-                reqs = [GenRequest(text_ids(p_phones + ph, lang, m.langs, len(sym), sym.bos_id, sym.eos_id),
-                                   prefix, forced, max_frames_for(len(ph), max(fpp, pace)),
-                                   min_frames_for(len(ph), pace, min_length))
-                        for _, ph in chunks]
-                for i in range(0, len(reqs), batch_size):
-                    for res in generate_until_stop(self.lm.model, reqs[i : i + batch_size], vocab, cfg, gen,
-                                                   retries):
-                        full, spans = unmask(res.frames, vocab)
-                        codes_out.append(full[:, spans[0][0] : spans[0][1]])
-                        hit.append(res.hit_cap)
+                for i in which:
+                    ids = text_ids(p_phones + chunks[i][1], lang, m.langs, len(sym), sym.bos_id, sym.eos_id)
+                    out.append(generate_valle(self.lm.model, ids, p_codes, vocab, cfg, lens[i][0], gen, lens[i][1],
+                                              retries))
+                return out
+            prefix, forced = infill_context(p_codes, [(p_codes.shape[1], p_codes.shape[1])], vocab)
+            reqs = [GenRequest(text_ids(p_phones + chunks[i][1], lang, m.langs, len(sym), sym.bos_id, sym.eos_id),
+                               prefix, forced, *lens[i]) for i in which]
+            for j in range(0, len(reqs), batch_size):
+                for res in generate_until_stop(self.lm.model, reqs[j : j + batch_size], vocab, cfg, gen, retries):
+                    full, spans = unmask(res.frames, vocab)
+                    out.append((full[:, spans[0][0] : spans[0][1]], res.hit_cap))
+            return out
+
+        with torch.inference_mode():
+            drawn = draw(list(range(len(chunks))))
+            codes_out, hit = [c for c, _ in drawn], [h for _, h in drawn]
             pieces = [self.decode(c, p_codes) for c in codes_out]
+            # A chunk drawn as (near) silence is drawn again, up to `retries` times; the most active draw is kept.
+            for _ in range(max(0, retries)):
+                quiet = [i for i, p in enumerate(pieces) if active_fraction(p) < MIN_ACTIVE]
+                if not quiet:
+                    break
+                for i, (c, h) in zip(quiet, draw(quiet)):
+                    piece = self.decode(c, p_codes)
+                    if active_fraction(piece) > active_fraction(pieces[i]):
+                        codes_out[i], hit[i], pieces[i] = c, h, piece
         wav = fade_join(pieces, self.codec.sample_rate)
         return TTSResult(wav, self.codec.sample_rate, [c for c, _ in chunks], [c.shape[1] for c in codes_out], hit,
                          time.perf_counter() - t0)
