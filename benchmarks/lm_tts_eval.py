@@ -83,6 +83,7 @@ def run_tts(args, tts, utts, root, out: Path) -> dict:
         rep = evaluate_tts(sub, dirs[cond], asr="ctc", prompts_dir=dirs["prompts"], groups=("asr", "speaker"),
                            n_resamples=200)
         result[f"{cond}/wer_ctc"] = rep.metric("wer").value
+        result[f"{cond}/cer_ctc"] = rep.metric("cer").value
         result[f"{cond}/spk_sim"] = rep.metric("spk_sim").value
         if any(r.lang == "en" and not r.speaker.startswith("espeak") for r in rows):
             en = out / "targets_en.jsonl"
@@ -96,7 +97,7 @@ def run_tts(args, tts, utts, root, out: Path) -> dict:
 def run_edits(args, tts, utts, root, out: Path) -> dict:
     from speechlm.audio.io import load_audio, save_audio
     from speechlm.eval.asr import transcribe
-    from speechlm.eval.wer import word_errors
+    from speechlm.eval.wer import char_errors, word_errors
     from speechlm.tasks.edit import XFADE_S, edit
 
     rng = np.random.default_rng(args.seed)
@@ -104,6 +105,7 @@ def run_edits(args, tts, utts, root, out: Path) -> dict:
     idx = np.linspace(0, len(cands) - 1, min(args.n_edit, len(cands))).astype(int)
     (out / "edits").mkdir(parents=True, exist_ok=True)
     corr, err_e, n_e, err_o, n_o, secs, caps, failures = [], 0, 0, 0, 0, 0.0, 0, []
+    cerr_e = cn_e = cerr_o = cn_o = 0
     from tqdm import tqdm
 
     for i in tqdm(idx, desc="edit", unit="utt"):
@@ -132,12 +134,15 @@ def run_edits(args, tts, utts, root, out: Path) -> dict:
         got = np.concatenate([res.wav[head], res.wav[len(res.wav) - tail_n :]])
         if len(orig) > 100:
             corr.append(float(np.corrcoef(orig, got)[0, 1]))
-        we = word_errors(target, transcribe(res.wav, 16000, "ctc", None, u.lang), u.lang)
-        wo = word_errors(u.text, transcribe(x, 16000, "ctc", None, u.lang), u.lang)
+        hyp_e, hyp_o = transcribe(res.wav, 16000, "ctc", None, u.lang), transcribe(x, 16000, "ctc", None, u.lang)
+        we, wo = word_errors(target, hyp_e, u.lang), word_errors(u.text, hyp_o, u.lang)
+        ce, co = char_errors(target, hyp_e, u.lang), char_errors(u.text, hyp_o, u.lang)
         err_e, n_e, err_o, n_o = err_e + we.errors, n_e + we.ref_len, err_o + wo.errors, n_o + wo.ref_len
+        cerr_e, cn_e, cerr_o, cn_o = cerr_e + ce.errors, cn_e + ce.ref_len, cerr_o + co.errors, cn_o + co.ref_len
     return {"n": len(corr), "failures": failures, "corr_min": min(corr) if corr else None,
             "corr_mean": float(np.mean(corr)) if corr else None, "wer_edited_ctc": err_e / max(n_e, 1),
-            "wer_original_ctc": err_o / max(n_o, 1), "cap_hits": caps, "seconds": secs}
+            "wer_original_ctc": err_o / max(n_o, 1), "cer_edited_ctc": cerr_e / max(cn_e, 1),
+            "cer_original_ctc": cerr_o / max(cn_o, 1), "cap_hits": caps, "seconds": secs}
 
 
 def main() -> int:
