@@ -41,6 +41,24 @@ def test_shards_roundtrip(shards) -> None:
     assert {x.split for x in data.utts} == {"train", "valid"}
 
 
+def test_shards_leave_out_unreadable_languages(shards, tmp_path, capsys) -> None:
+    """An utterance whose language the G2P does not support is left out and reported, not fatal."""
+    from speechlm.lm.data import build_shards
+    from speechlm.tokenizers.codec.api import Codec
+
+    src = shards.parent / "manifest.jsonl"
+    rows = [json.loads(line) for line in src.read_text().splitlines()]
+    for r in rows:
+        r["audio"] = str(shards.parent / r["audio"])
+    rows[2] = {**rows[2], "lang": "ar", "text": "مرحبا"}
+    m = tmp_path / "mixed.jsonl"
+    m.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = build_shards([m], tmp_path / "shards", Codec.load(), n_q=2, show_progress=False)
+    index = json.loads((out / "index.json").read_text())
+    assert index["n_utterances"] == 5 and index["skipped"] == 1
+    assert "left out 1 utterance(s)" in capsys.readouterr().out
+
+
 def test_train_loss_falls_resume_and_export(shards, tmp_path) -> None:
     run = tmp_path / "run"
     train_tiny(shards, run, steps=8, extra=("lm.lr=1e-2",))

@@ -64,7 +64,8 @@ def build_shards(manifests: Sequence[str | os.PathLike], out_dir: str | os.PathL
 
     ``encoder`` is a :class:`~speechlm.tokenizers.codec.api.Codec` (``encode(wav, sr)``, ``tokenizer_id``,
     ``frame_rate``). Phonemes come from the manifest's ``phonemes`` field, else from the G2P. Utterances longer
-    than ``max_seconds`` (by the manifest's duration) are left out.
+    than ``max_seconds`` (by the manifest's duration), whose text the G2P cannot read (e.g. a language it does not
+    support) or whose audio cannot be read are left out, counted (``skipped`` in the index) and reported.
     """
     from tqdm import tqdm
 
@@ -101,8 +102,14 @@ def build_shards(manifests: Sequence[str | os.PathLike], out_dir: str | os.PathL
         shards.append(name)
         buf.clear()
 
+    refused: dict[str, int] = {}  # why the G2P could not read an utterance -> how many
     for u, root in tqdm(items, desc="encoding", unit="utt", disable=not show_progress):
-        ph = u.phonemes or phonemize([normalize_text(u.text, u.lang)], u.lang)[0]
+        try:
+            ph = u.phonemes or phonemize([normalize_text(u.text, u.lang)], u.lang)[0]
+        except SpeechLMError as exc:  # e.g. a language without text normalisation/G2P: leave it out
+            refused[str(exc)] = refused.get(str(exc), 0) + 1
+            skipped += 1
+            continue
         ids = symbols.encode(ph)
         if not ids:
             skipped += 1
@@ -123,6 +130,8 @@ def build_shards(manifests: Sequence[str | os.PathLike], out_dir: str | os.PathL
             flush()
     if buf:
         flush()
+    for why, n in refused.items():
+        print(f"left out {n} utterance(s): {why}", flush=True)
     if not shards:
         raise SpeechLMError("no utterance could be encoded")
     index = {"format": FORMAT, "tokenizer": encoder.tokenizer_id, "frame_rate": float(encoder.frame_rate),
