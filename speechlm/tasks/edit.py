@@ -12,12 +12,16 @@ from __future__ import annotations
 import difflib
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from speechlm.errors import SpeechLMError
 from speechlm.tasks.tts import TTS, TTSInputError
+
+if TYPE_CHECKING:
+    from speechlm.lm.generate import GenResult
 
 XFADE_S = 0.01
 MAX_EDIT_S = 60.0
@@ -183,7 +187,7 @@ def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang:
                        for i1, i2, j1, j2 in changes], res.hit_cap, time.perf_counter() - t0)
 
 
-def pick_draw(draws: list, expected: float):
+def pick_draw(draws: list[GenResult], expected: float) -> GenResult:
     """The draw (a :class:`~speechlm.lm.generate.GenResult`) to keep: among those that stopped by themselves,
     the one whose generated length is closest to ``expected`` frames (in ratio); if all ran to the cap, the
     first."""

@@ -22,11 +22,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from speechlm.errors import SpeechLMError
+
+if TYPE_CHECKING:
+    from speechlm.tokenizers.codec.api import DecoderState
 
 MIN_PROMPT_S, MAX_PROMPT_S = 1.0, 20.0
 SILENT_DBFS = -55.0
@@ -126,7 +130,7 @@ class TTS:
         lm.check_codec(codec.tokenizer_id)
         lm.check_symbols()
         self.lm, self.codec, self.default_prompt = lm, codec, default_prompt
-        self._warm: tuple[bytes, object] | None = None  # (prompt codes, the codec decoder's state after them)
+        self._warm: tuple[bytes, DecoderState] | None = None  # (prompt codes, the codec decoder's state after them)
         from speechlm.text.symbols import default_symbols
 
         self.symbols = default_symbols()
