@@ -7,8 +7,8 @@ import sys
 
 from speechlm.cli._common import add_command, add_group
 
-MODEL_HELP = ("semantic tokenizer: 'default' (shipped), another asset name ('mfcc': the MFCC k-means baseline), "
-              "a tokenizer folder, or a 'semantic train' run folder")
+MODEL_HELP = ("semantic tokenizer: 'default' (shipped), another asset name ('mfcc': the MFCC k-means baseline, "
+              "'asr': k-means over the CTC ASR's layer 3), a tokenizer folder, or a 'semantic train' run folder")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +44,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clusters", type=int, default=500, help="k-means clusters (default 500)")
     p.add_argument("--name", default=None, help="tokenizer name written into tokens files")
     p.add_argument("--max-hours", type=float, default=None, help="train audio to cluster (default: recipe's)")
+
+    p = add_command(cmds, "cluster-asr", "supervised units: k-means over a layer of the CTC ASR", _cluster_asr,
+                    description="Supervised semantic units (CosyVoice-style): k-means (--clusters) over the output "
+                    "of conformer block --layer of a CTC ASR model ('speechlm asr'; default: the shipped one), on "
+                    "the 'train' split of the manifests. The tokenizer folder embeds the ASR's blocks up to that "
+                    "layer, so its tokens never change with a later ASR.")
+    p.add_argument("--data", action="append", required=True, help="manifest (repeatable)")
+    p.add_argument("-o", "--output", required=True, help="tokenizer folder to write")
+    p.add_argument("--asr", default=None, help="ASR model folder (default: the shipped asr_default)")
+    p.add_argument("--layer", type=int, default=3, help="conformer block, 1 = first (default 3)")
+    p.add_argument("--clusters", type=int, default=500, help="k-means clusters (default 500)")
+    p.add_argument("--name", default="semantic_asr", help="tokenizer name written into tokens files")
+    p.add_argument("--max-hours", type=float, default=3.0, help="train audio to cluster (default 3)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
     p = add_command(cmds, "encode", "encode audio to semantic tokens (.npz)", _encode,
                     description="Encode audio (any format/rate) to a tokens .npz: codes [1, T] at 50 Hz. With "
@@ -90,6 +104,15 @@ def _cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster_asr(args: argparse.Namespace) -> int:
+    from speechlm.tokenizers.semantic.supervised import cluster_asr
+
+    _threads(args.threads)
+    print(cluster_asr(args.data, args.output, asr=args.asr, layer=args.layer, clusters=args.clusters,
+                      name=args.name, max_hours=args.max_hours))
+    return 0
+
+
 def _encode(args: argparse.Namespace) -> int:
     from speechlm.tokenizers.semantic.api import SemanticTokenizer
 
@@ -118,8 +141,10 @@ def _info(args: argparse.Namespace) -> int:
     from speechlm.tokenizers.semantic.api import SemanticTokenizer
 
     t = SemanticTokenizer.load(args.model)
-    n = sum(p.numel() for p in t.encoder.parameters()) if t.encoder is not None else 0
-    print(f"tokenizer: {t.tokenizer_id}\nfeatures: {'encoder layer ' + str(t.layer) if t.encoder else 'mfcc'}\n"
+    net = t.asr if t.asr is not None else t.encoder
+    n = sum(p.numel() for p in net.parameters()) if net is not None else 0
+    kind = {"asr": f"CTC ASR layer {t.layer}", "encoder": f"encoder layer {t.layer}"}.get(t.features_kind, "mfcc")
+    print(f"tokenizer: {t.tokenizer_id}\nfeatures: {kind}\n"
           f"encoder params: {n / 1e6:.2f} M\nclusters: {t.cardinality}\nframe_rate: {t.frame_rate:g} Hz\n"
           f"bitrate: {t.bitrate:g} kbps")
     return 0

@@ -51,14 +51,16 @@ def run_lengths(units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class SemanticTokenizer:
-    """k-means units of MFCCs (``features="mfcc"``) or of a masked-prediction encoder's layer. Build with
-    :meth:`load`."""
+    """k-means units of MFCCs (``features="mfcc"``), of a masked-prediction encoder's layer (``"encoder"``) or
+    of the CTC ASR's layer (``"asr"``, :mod:`speechlm.tokenizers.semantic.supervised`). Build with :meth:`load`."""
 
     def __init__(self, centroids: np.ndarray, name: str, weights_hash: str,
-                 encoder: MaskedPredictionEncoder | None = None, layer: int = 0) -> None:
+                 encoder: MaskedPredictionEncoder | None = None, layer: int = 0, asr: torch.nn.Module | None = None
+                 ) -> None:
         self.centroids = np.asarray(centroids, np.float32)
         self.name, self.weights_hash = name, weights_hash
         self.encoder = encoder.eval() if encoder is not None else None
+        self.asr = asr.eval() if asr is not None else None
         self.layer = layer
 
     @classmethod
@@ -71,8 +73,16 @@ class SemanticTokenizer:
         if not isinstance(cfg, dict) or "centroids" not in ckpt.state_dict:
             raise CheckpointError(f"{path}: not a semantic tokenizer checkpoint")
         sd = {k: v.float() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}
-        encoder = None
-        if cfg.get("features") == "encoder":
+        encoder = asr = None
+        if cfg.get("features") == "asr":
+            from speechlm.tokenizers.semantic.supervised import ASRLayers
+
+            try:
+                asr = ASRLayers(cfg["asr"]["model"], cfg["asr"]["features"], int(cfg["layer"]))
+                asr.load_state_dict({k[len("asr."):]: v for k, v in sd.items() if k.startswith("asr.")})
+            except (TypeError, KeyError, RuntimeError, SpeechLMError) as exc:
+                raise CheckpointError(f"{path}: ASR weights do not fit its config ({str(exc)[:200]})") from None
+        elif cfg.get("features") == "encoder":
             try:
                 encoder = MaskedPredictionEncoder(EncoderConfig(**cfg["encoder"]))
                 own = encoder.state_dict()
@@ -85,7 +95,7 @@ class SemanticTokenizer:
         elif cfg.get("features") != "mfcc":
             raise CheckpointError(f"{path}: unknown semantic features {cfg.get('features')!r}")
         name = ckpt.meta.get("extra", {}).get("name") or "semantic"
-        return cls(sd["centroids"].numpy(), str(name), ckpt.weights_sha256, encoder, int(cfg.get("layer", 0)))
+        return cls(sd["centroids"].numpy(), str(name), ckpt.weights_sha256, encoder, int(cfg.get("layer", 0)), asr)
 
     # ---- the AudioTokenizer protocol --------------------------------------------------------------
     @property
@@ -106,7 +116,13 @@ class SemanticTokenizer:
 
     @property
     def uses_encoder(self) -> bool:
+        """Whether units come from a masked-prediction encoder's mel input (:meth:`units_from_mel` works)."""
         return self.encoder is not None
+
+    @property
+    def features_kind(self) -> str:
+        """``"mfcc"``, ``"encoder"`` or ``"asr"``."""
+        return "asr" if self.asr is not None else "encoder" if self.encoder is not None else "mfcc"
 
     @property
     def tokenizer_id(self) -> str:
@@ -146,6 +162,8 @@ class SemanticTokenizer:
     def features(self, wav: np.ndarray, sr: int) -> np.ndarray:
         """wav ``[T]`` or ``[C, T]`` -> the clustered features ``[ceil(n/320), D]`` (MFCC or encoder layer)."""
         x = self._prepare(wav, sr)
+        if self.asr is not None:
+            return self.asr(x)
         if self.encoder is None:
             return mfcc_features(x)
         return self.features_from_mel(encoder_input(x))

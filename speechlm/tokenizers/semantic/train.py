@@ -202,9 +202,11 @@ def pool_features(model: MaskedPredictionEncoder, pool: FeaturePool, layer: int,
 
 def save_tokenizer(dest: str | Path, *, centroids: np.ndarray, name: str, features: str,
                    encoder: MaskedPredictionEncoder | None = None, layer: int = 0, half: bool = True,
-                   data_summary: dict | None = None, step: int = 0) -> Path:
+                   data_summary: dict | None = None, step: int = 0, asr: torch.nn.Module | None = None) -> Path:
     """Write a semantic tokenizer folder: ``model.safetensors`` (``centroids`` [K, D] and, for
-    ``features="encoder"``, the encoder's weights up to ``layer``) + ``config.json``."""
+    ``features="encoder"``, the encoder's weights up to ``layer``; for ``features="asr"``, the ASR's front end
+    and blocks up to ``layer``, an :class:`~speechlm.tokenizers.semantic.supervised.ASRLayers`) +
+    ``config.json``."""
     from speechlm.train.checkpoint import save_checkpoint
 
     sd: dict[str, torch.Tensor] = {"centroids": torch.from_numpy(np.asarray(centroids, np.float32))}
@@ -218,6 +220,9 @@ def save_tokenizer(dest: str | Path, *, centroids: np.ndarray, name: str, featur
             if k.startswith("layers.") and int(k.split(".")[1]) >= layer:
                 continue
             sd[f"encoder.{k}"] = v.detach().clone()
+    if asr is not None:
+        cfg["asr"] = {"model": asr.cfg.to_dict(), "features": dict(asr.features)}
+        sd.update({f"asr.{k}": v.detach().clone() for k, v in asr.state_dict().items()})
     sd = {k: v.half() if half and v.is_floating_point() else v for k, v in sd.items()}
     return save_checkpoint(dest, model=sd, config={"semantic": cfg}, step=step,
                            extra={"name": name, "kind": "semantic"}, data_summary=data_summary)
@@ -295,6 +300,9 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
     # iteration-1 (or -2) targets
     if s.targets_model:
         teacher = SemanticTokenizer.load(s.targets_model)
+        if teacher.features_kind == "asr":
+            raise SpeechLMError(f"{s.targets_model}: ASR units as masked-prediction targets are not supported "
+                                "(the feature pool keeps mel and MFCC, not audio)")
         targets = np.concatenate([teacher.units_from_mel(pool.utterance_mel(i)) if teacher.uses_encoder
                                   else assign(pool.mfcc[pool.starts[i]: pool.starts[i] + n], teacher.centroids)
                                   for i, n in enumerate(pool.lengths)])

@@ -1,0 +1,156 @@
+"""Supervised semantic units: k-means over a hidden layer of the CTC ASR (CosyVoice's "supervised semantic tokens").
+
+A model trained to recognise phonemes keeps what separates them and drops much of what separates voices, so its
+hidden layers cluster into units that follow the phones more closely than a small self-supervised encoder's
+(measured in the README's tokenizer table). The price: the units inherit the ASR's languages and its errors.
+
+The tokenizer is self-contained: its checkpoint holds the ASR's front end and its first ``layer`` conformer blocks
+(the rest and the CTC heads are dropped) and the ASR's feature settings, so a later ``asr_default`` never changes
+its tokens, and the tokens file names this exact network (the tokenizer id hashes these weights).
+
+Frame grid: the ASR reads 100 Hz log-mel and subsamples by 2, so its frames are the codec's 50 Hz grid; the output
+is cropped or edge-padded to ``ceil(n / 320)`` frames like every semantic tokenizer. Long inputs run the conformer
+blocks in windows of ``WINDOW`` frames with ``CONTEXT`` frames of context on each side (bounded attention memory);
+the per-utterance feature normalisation is computed over the whole input first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from speechlm.errors import SpeechLMError
+
+WINDOW = 1000  # frames (20 s) per windowed pass
+CONTEXT = 100  # frames of context on each side of a window
+
+
+class ASRLayers(nn.Module):
+    """The ASR's front end + its first ``layer`` conformer blocks: 16 kHz audio -> ``[ceil(n/320), d_model]``.
+
+    Parameter names match :class:`speechlm.asr.model.ConformerCTC` (``frontend.*``, ``blocks.{i}.*``), so the
+    state dict of a full ASR model loads with :meth:`load_from_asr`.
+    """
+
+    def __init__(self, model_cfg: dict, features: dict, layer: int) -> None:
+        super().__init__()
+        # Only the ASR's torch-only network module is used (not its transcriber or aligner), imported here so
+        # that loading the other semantic tokenizers never imports the ASR package.
+        from speechlm.asr.model import ConformerBlock, ConvSubsampler, CTCModelConfig
+
+        cfg = CTCModelConfig.from_dict(model_cfg)
+        if not 1 <= layer <= cfg.n_layers:
+            raise SpeechLMError(f"layer {layer} must be in 1..{cfg.n_layers} (the ASR's conformer blocks)")
+        if int(features["sample_rate"]) != 16000 or int(features["hop_length"]) * cfg.subsample != 320:
+            raise SpeechLMError("the ASR's frames must be the 50 Hz grid at 16 kHz (hop_length x subsample = 320)")
+        self.cfg, self.features, self.layer = cfg, dict(features), int(layer)
+        self.frontend = ConvSubsampler(cfg.n_mels, cfg.d_model, cfg.subsample)
+        self.blocks = nn.ModuleList(
+            ConformerBlock(cfg.d_model, cfg.n_heads, cfg.ff_mult, cfg.conv_kernel, 0.0) for _ in range(layer)
+        )
+        self.eval()
+
+    @property
+    def dim(self) -> int:
+        return self.cfg.d_model
+
+    def load_from_asr(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Copy the matching tensors of a full ASR state dict (heads and later blocks are ignored)."""
+        own = self.state_dict()
+        take = {k: v.float() for k, v in state_dict.items() if k in own}
+        missing = sorted(set(own) - set(take))
+        if missing:
+            raise SpeechLMError(f"the ASR checkpoint lacks {len(missing)} tensors (e.g. {missing[0]})")
+        self.load_state_dict(take)
+
+    @torch.inference_mode()
+    def forward(self, wav: np.ndarray) -> np.ndarray:
+        """16 kHz mono ``[n]`` -> float32 ``[ceil(n / 320), d_model]``."""
+        from speechlm.asr.model import lengths_to_mask, normalize_features
+        from speechlm.audio.features import log_mel
+        from speechlm.tokenizers.semantic.features import num_frames
+
+        f = self.features
+        x = np.asarray(wav, np.float32)
+        if x.size < 400:  # shorter than one analysis window
+            x = np.pad(x, (0, 400 - x.size))
+        mel = log_mel(torch.from_numpy(x), f["sample_rate"], n_fft=f["n_fft"], hop_length=f["hop_length"],
+                      n_mels=f["n_mels"])[None]  # [1, n_mels, F]
+        lengths = torch.tensor([mel.shape[-1]])
+        h, out_len = self.frontend(normalize_features(mel, lengths), lengths)  # [1, T', d]
+        t = h.shape[1]
+        outs = []
+        for a in range(0, t, WINDOW):
+            lo, hi = max(0, a - CONTEXT), min(t, a + WINDOW + CONTEXT)
+            g = h[:, lo:hi]
+            mask = lengths_to_mask(torch.tensor([hi - lo]), hi - lo)
+            for block in self.blocks:
+                g = block(g, mask)
+            outs.append(g[0, a - lo : a - lo + min(WINDOW, t - a)])
+        out = torch.cat(outs)
+        n = num_frames(len(wav))
+        if len(out) < n:
+            out = torch.cat([out, out[-1:].expand(n - len(out), -1)])
+        return out[:n].float().numpy()
+
+
+def asr_layers_from_model(asr: str | os.PathLike | None, layer: int) -> ASRLayers:
+    """:class:`ASRLayers` cut from an ASR checkpoint folder (None: the shipped ``asr_default``)."""
+    from speechlm.asr.transcriber import resolve_model_dir
+    from speechlm.train.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(resolve_model_dir(asr))
+    if "model" not in ck.config or "features" not in ck.config:
+        raise SpeechLMError(f"{asr}: not a speechlm CTC ASR checkpoint")
+    net = ASRLayers(ck.config["model"], ck.config["features"], layer)
+    net.load_from_asr(ck.state_dict)
+    return net
+
+
+def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str | os.PathLike | None = None,
+                layer: int = 3, clusters: int = 500, name: str = "semantic_asr", max_hours: float = 3.0,
+                max_frames: int = 400000, seed: int = 0, show_progress: bool = True) -> Path:
+    """k-means (``clusters``) over layer ``layer`` of the ASR on the ``train`` split of ``manifests`` (random
+    utterances up to ``max_hours``; at most ``max_frames`` frames clustered) -> a tokenizer folder ``dest``."""
+    from tqdm import tqdm
+
+    from speechlm.audio.io import load_audio
+    from speechlm.data.manifest import manifest_root, read_manifest
+    from speechlm.tokenizers.semantic.kmeans import minibatch_kmeans
+    from speechlm.tokenizers.semantic.train import save_tokenizer
+
+    if clusters < 2:
+        raise SpeechLMError(f"clusters must be >= 2, got {clusters}")
+    net = asr_layers_from_model(asr, layer)
+    items = []
+    for m in manifests:
+        root = manifest_root(m)
+        items += [u.audio_path(root) for u in read_manifest(m) if u.split == "train"]
+    if not items:
+        raise SpeechLMError(f"no train utterances in {', '.join(map(str, manifests))}")
+    rng = np.random.default_rng(seed)
+    rng.shuffle(items)
+    feats, seconds = [], 0.0
+    for path in tqdm(items, desc=f"ASR layer-{layer} features", disable=not show_progress, unit="utt"):
+        if seconds >= max_hours * 3600:
+            break
+        try:
+            wav, _ = load_audio(path, sr=16000)
+        except SpeechLMError as exc:  # one bad file must not stop a long run
+            print(f"skipping {path}: {exc}", flush=True)
+            continue
+        feats.append(net(np.clip(wav.mean(0), -1, 1)))
+        seconds += wav.shape[-1] / 16000
+    x = np.concatenate(feats)
+    if len(x) > max_frames:
+        x = x[np.sort(rng.choice(len(x), max_frames, replace=False))]
+    km = minibatch_kmeans(x, clusters, seed=seed, show_progress=show_progress)
+    summary = {"manifests": [str(m) for m in manifests], "train_hours": round(seconds / 3600, 3),
+               "asr": str(asr or "default"), "layer": layer, "clusters": clusters}
+    return save_tokenizer(dest, centroids=km.centroids, name=name, features="asr", asr=net, layer=layer,
+                          data_summary=summary)
