@@ -112,3 +112,19 @@ def test_asr_units_are_refused_as_masked_prediction_targets(tok_dir, corpus, tmp
     with pytest.raises(SpeechLMError, match="ASR units"):
         train(CONFIGS / "semantic" / "tiny.yaml", [str(corpus)], tmp_path / "run",
               [f"semantic.targets_model={tok_dir}", "train.max_steps=1"])
+
+
+def test_shipped_asr_units(corpus, tmp_path, capsys):
+    """``semantic:asr`` ships with its own copy of the ASR's first three blocks; CLI encode works on it."""
+    from speechlm.tokenizers.semantic.api import ASSETS
+
+    if not (ASSETS / "semantic_asr" / "model.safetensors").exists():
+        pytest.skip("no shipped semantic_asr")
+    tok = load_tokenizer("semantic:asr")
+    assert tok.features_kind == "asr" and tok.layer == 3 and tok.cardinality == 500
+    out = tmp_path / "u.npz"
+    assert main(["semantic", "encode", str(corpus.parent / "v0_2.wav"), "-o", str(out), "--model", "asr"]) == 0
+    from speechlm.tokenizers.tokens import load_tokens
+
+    t = load_tokens(out)
+    assert t.tokenizer == tok.tokenizer_id and t.codes.shape[0] == 1 and len(np.unique(t.codes)) > 5

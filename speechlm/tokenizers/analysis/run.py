@@ -134,18 +134,24 @@ def _resynth(tok, tokens_list, clips: list[Clip], k: int) -> dict:
 
 
 def _bridge_for(tok):
-    """The shipped bridge when it was trained for ``tok`` (its resynthesis path), else None."""
+    """A shipped bridge (``speechlm/assets/bridge_*``) trained for ``tok`` (its resynthesis path), else None."""
     from speechlm.tokenizers.semantic.api import SemanticTokenizer
 
     if not isinstance(tok, SemanticTokenizer):
         return None
-    from speechlm.tokenizers.semantic.bridge import Bridge
+    from speechlm.tokenizers.semantic.bridge import ASSETS, Bridge
 
-    try:
-        bridge = Bridge.load(None)
-    except SpeechLMError:
-        return None
-    return bridge if bridge.semantic.tokenizer_id == tok.tokenizer_id else None
+    for folder in sorted(ASSETS.glob("bridge_*")):
+        try:
+            meta = json.loads((folder / "config.json").read_text())["config"].get("bridge_meta") or {}
+        except (OSError, ValueError, KeyError):
+            continue
+        if meta.get("semantic_id") == tok.tokenizer_id:
+            try:
+                return Bridge.load(folder)
+            except SpeechLMError:
+                return None
+    return None
 
 
 def _bridge_resynth(bridge, tokens_list, clips: list[Clip], all_clips: list[Clip]) -> dict:
