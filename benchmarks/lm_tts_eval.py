@@ -65,7 +65,7 @@ def run_tts(args, tts, utts, root, out: Path) -> dict:
                    16000)
         try:
             res = tts.generate(u.text, prompt=str(p.audio_path(root)), prompt_text=p.text, lang=u.lang,
-                               seed=args.seed)
+                               seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
         except Exception as exc:  # noqa: BLE001 - a benchmark row, reported
             failures.append(f"{u.id}: {exc}")
             continue
@@ -74,7 +74,7 @@ def run_tts(args, tts, utts, root, out: Path) -> dict:
         audio_s += res.duration
         caps += sum(res.hit_cap)
         rows.append(Utterance(id=u.id, audio=str(u.audio_path(root)), text=u.text, lang=u.lang, speaker=u.speaker,
-                              duration=u.duration, split="test"))
+                              duration=u.duration, split=args.split))
     sub = out / "targets.jsonl"
     write_manifest(sub, rows)
     result: dict = {"n": len(rows), "failures": failures, "cap_hits": caps, "rtf": gen_s / max(audio_s, 1e-9),
@@ -157,17 +157,22 @@ def main() -> int:
     p.add_argument("--n-edit", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="test", help="manifest split to draw sentences from (tune on 'valid')")
+    p.add_argument("--temperature", type=float, default=1.0, help="TTS sampling temperature (speechlm tts's default)")
+    p.add_argument("--top-k", type=int, default=50)
+    p.add_argument("--top-p", type=float, default=0.9)
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    utts = [u for u in read_manifest(args.manifest) if u.split == "test"]
+    utts = [u for u in read_manifest(args.manifest) if u.split == args.split]
     root = manifest_root(args.manifest)
     tts = TTS.load(args.model, args.codec)
     t0 = time.time()
     res: dict = {"model": str(tts.lm.path), "layout": tts.lm.config.layout, "params_M": tts.lm.n_params / 1e6,
-                 "codec": tts.codec.tokenizer_id, "threads": args.threads}
+                 "codec": tts.codec.tokenizer_id, "threads": args.threads, "split": args.split,
+                 "sampling": {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}}
     if args.n_tts:
         res["tts"] = run_tts(args, tts, utts, root, out)
     if args.n_edit:
