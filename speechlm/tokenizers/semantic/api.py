@@ -160,7 +160,7 @@ class SemanticTokenizer:
         return layer_features(self.encoder, mel, self.layer)
 
     def features(self, wav: np.ndarray, sr: int) -> np.ndarray:
-        """wav ``[T]`` or ``[C, T]`` -> the clustered features ``[ceil(n/320), D]`` (MFCC or encoder layer)."""
+        """wav ``[T]`` or ``[C, T]`` -> the clustered features ``[ceil(n/320), D]`` (MFCC, encoder or ASR layer)."""
         x = self._prepare(wav, sr)
         if self.asr is not None:
             return self.asr(x)

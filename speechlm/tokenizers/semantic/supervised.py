@@ -82,7 +82,7 @@ class ASRLayers(nn.Module):
         mel = log_mel(torch.from_numpy(x), f["sample_rate"], n_fft=f["n_fft"], hop_length=f["hop_length"],
                       n_mels=f["n_mels"])[None]  # [1, n_mels, F]
         lengths = torch.tensor([mel.shape[-1]])
-        h, out_len = self.frontend(normalize_features(mel, lengths), lengths)  # [1, T', d]
+        h, _ = self.frontend(normalize_features(mel, lengths), lengths)  # [1, T', d]
         t = h.shape[1]
         outs = []
         for a in range(0, t, WINDOW):
