@@ -55,10 +55,6 @@ class ASRLayers(nn.Module):
         )
         self.eval()
 
-    @property
-    def dim(self) -> int:
-        return self.cfg.d_model
-
     def load_from_asr(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Copy the matching tensors of a full ASR state dict (heads and later blocks are ignored)."""
         own = self.state_dict()
@@ -146,6 +142,8 @@ def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str |
             continue
         feats.append(net(np.clip(wav.mean(0), -1, 1)))
         seconds += wav.shape[-1] / 16000
+    if not feats:
+        raise SpeechLMError("no train audio could be read")
     x = np.concatenate(feats)
     if len(x) > max_frames:
         x = x[np.sort(rng.choice(len(x), max_frames, replace=False))]
