@@ -143,8 +143,10 @@ def _bridge_for(tok):
 
     for folder in sorted(ASSETS.glob("bridge_*")):
         try:
-            meta = json.loads((folder / "config.json").read_text())["config"].get("bridge_meta") or {}
-        except (OSError, ValueError, KeyError):
+            saved = json.loads((folder / "config.json").read_text())
+            # where Bridge.load reads it: the config's bridge_meta, else the checkpoint's extra
+            meta = (saved.get("config") or {}).get("bridge_meta") or saved.get("extra") or {}
+        except (OSError, ValueError, AttributeError):
             continue
         if meta.get("semantic_id") == tok.tokenizer_id:
             try:
