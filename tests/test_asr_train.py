@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from speechlm.asr.align import Alignment
 from speechlm.asr.train import ASRTrainConfig, train
@@ -93,3 +94,29 @@ def test_tiny_recipe_trains_exports_and_resumes(corpus, tmp_path):
     train(cfg2, [corpus], run, show=False)
     steps = [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
     assert steps[-1] == 25 and 21 not in steps[:4]
+
+
+def test_warm_start_keeps_the_exported_model_and_labels(corpus, tmp_path):
+    cfg = load_config(CONFIGS / "tiny.yaml", ASRTrainConfig)
+    first = train(cfg, [corpus], tmp_path / "a", show=False)
+    # a recipe with another width and a near-zero learning rate: the warm start's shape wins, weights carry over
+    warm = load_config(
+        CONFIGS / "tiny.yaml",
+        ASRTrainConfig,
+        [f"init={first}", "model.d_model=48", "optim.lr=1e-9", "train.max_steps=2"],
+    )
+    second = train(warm, [corpus], tmp_path / "b", show=False)
+    from speechlm.train.checkpoint import load_checkpoint
+
+    a, b = load_checkpoint(first), load_checkpoint(second)
+    assert b.config["model"] == a.config["model"]
+    assert b.meta["extra"]["phone_labels"] == a.meta["extra"]["phone_labels"]
+    for k, v in a.state_dict.items():
+        assert torch.allclose(v.float(), b.state_dict[k].float(), atol=1e-3), k
+    assert losses(tmp_path / "b")[0] < 0.8 * losses(tmp_path / "a")[0]
+
+    from speechlm.errors import SpeechLMError
+
+    with pytest.raises(SpeechLMError):
+        train(load_config(CONFIGS / "tiny.yaml", ASRTrainConfig, [f"init={tmp_path}"]), [corpus], tmp_path / "c",
+              show=False)

@@ -53,7 +53,7 @@ def test_distillation_pulls_level_one_toward_the_teacher(setup):
     cos = []
     for _ in range(25):
         model(x, n_q=4)
-        target = teacher_features(teacher, x, cap.out.shape[-1])
+        target = teacher_features(teacher, x, cap.out.shape[-1], 16000)
         c = F.cosine_similarity(proj(cap.out.transpose(1, 2)), target, dim=-1).mean()
         opt.zero_grad()
         (1 - c).backward()
@@ -72,3 +72,18 @@ def test_recipe_runs_and_exports_a_codec(setup, tmp_path):
     assert c.tokenizer_id.startswith("codec_hybrid_tiny@") and c.num_codebooks == 4
     t = c.encode(np.random.default_rng(0).normal(0, 0.1, 8000).astype(np.float32), 16000)
     assert t.codes.shape == (4, 25) and len(c.decode(t)[0]) == 8000
+
+
+def test_an_asr_teacher_gives_its_block_features_frame_for_frame(setup):
+    from speechlm.tokenizers.hybrid.train import teacher_dim
+
+    manifest, _, _ = setup
+    teacher = SemanticTokenizer.load("asr")  # the shipped supervised tokenizer: ASR front end + blocks
+    import soundfile as sf
+
+    wav, _ = sf.read(manifest.parent / "v0_0.wav", dtype="float32")
+    x = torch.from_numpy(np.stack([np.resize(wav, 12800), np.resize(wav[::-1], 12800)]))[:, None]
+    t = teacher_features(teacher, x, 40, 16000)
+    assert teacher_dim(teacher) == t.shape[-1] == 128 and t.shape == (2, 40, 128)
+    np.testing.assert_allclose(t[1].numpy(), teacher.features(x[1, 0].numpy(), 16000)[:40], atol=1e-5)
+    assert not torch.allclose(t[0], t[1])

@@ -80,6 +80,7 @@ class ASRTrainConfig:
     max_valid_utts: int = 200
     langs: tuple[str, ...] = ()  # () = every language in the manifests
     num_threads: int = 1
+    init: str = ""  # warm start: an exported ASR (asset name or folder); its model shape and label sets are kept
 
 
 @dataclass
@@ -460,6 +461,17 @@ def export_model(
     return save_checkpoint(out_dir, model=sd, config=cfg, step=step, extra=extra, data_summary=data_summary)
 
 
+def _init_checkpoint(source: str):
+    """The exported ASR named by ``source`` (asset name or folder) for a warm start; not an ASR -> SpeechLMError."""
+    from speechlm.asr.transcriber import resolve_model_dir
+    from speechlm.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(resolve_model_dir(source))
+    if ckpt.meta.get("extra", {}).get("kind") != MODEL_KIND:
+        raise SpeechLMError(f"init: {ckpt.path} is not an exported ASR model")
+    return ckpt
+
+
 def _time_steps(model: ConformerCTC, stream: BatchStream, n: int = 8) -> float:
     """Seconds per training step (forward + backward) on a copy of the model, for the wall-clock budget.
 
@@ -486,6 +498,7 @@ def train(
 ) -> Path:
     """Train (or resume) on ``manifests`` and export; returns the exported model folder (``OUT/final``)."""
     from speechlm.train.checkpoint import latest_checkpoint, load_checkpoint
+    from speechlm.train.config import load_config
     from speechlm.train.loop import Trainer
     from speechlm.train.seed import seed_everything
 
@@ -495,10 +508,17 @@ def train(
     char_set = default_char_labels()
     phone_set = None
     resume = latest_checkpoint(out_dir) if cfg.train.resume else None
+    init = _init_checkpoint(cfg.init) if cfg.init else None
     if resume is not None:  # the label sets are part of the model: take them from the run, not built again
         saved = load_checkpoint(resume).meta["data_summary"]
         phone_set = LabelSet(tuple(saved["phone_labels"]))
         char_set = LabelSet(tuple(saved.get("char_labels") or char_set.labels))
+    elif init is not None:
+        phone_set = LabelSet(tuple(init.meta["extra"]["phone_labels"]))
+        char_set = LabelSet(tuple(init.meta["extra"]["char_labels"]))
+    if init is not None:  # the warm start's architecture wins over the recipe's
+        saved_model = load_config(init.config["model"], CTCModelConfig)
+        cfg = replace(cfg, model=saved_model)
     t0 = time.time()
     train_ex, phone_set, summary = load_corpus(
         manifests,
@@ -525,6 +545,9 @@ def train(
         file=sys.stderr,
     )
     model, cfg = build_model(cfg, phone_set, char_set)
+    if init is not None and resume is None:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init.state_dict.items()})
+        print(f"asr: warm start from {init.path} (step {init.step})", file=sys.stderr)
     oc = cfg.optim
     max_frames = int(oc.batch_seconds * cfg.features.sample_rate / cfg.features.hop_length)
     stream = BatchStream(train_ex, max_frames, cfg.train.seed, cfg.spec_augment)

@@ -1,14 +1,15 @@
 """Hybrid codec recipe: fine-tune a trained codec with a distillation loss on its first RVQ level.
 
-``python -m speechlm.tokenizers.hybrid.train --config configs/codec/hybrid.yaml --data MANIFEST --out DIR``
+``python -m speechlm.tokenizers.hybrid.train --config configs/hybrid/default.yaml --data MANIFEST --out DIR``
 
 The codec step (mel + STFT + VQ + adversarial losses, as in :mod:`speechlm.tokenizers.codec.train`) gets one more
 term: ``w_distill * (1 - cos(proj(q1), teacher))`` per frame, where ``q1`` is the output of RVQ level 1 (captured
-with a forward hook, so the codec's code is untouched) and ``teacher`` the semantic tokenizer's encoder features
-(layer ``layer`` of ``speechlm semantic``'s model) on the same audio, frame for frame (both 50 Hz). Level 1 is thus
-pushed toward content; later levels keep the residual (speaker, acoustics). ``proj`` (codec latent -> teacher
-dim) is trained with it and dropped at export. The base model is a codec run, checkpoint or shipped asset; its
-discriminator is reused when the checkpoint has one. ``--export speechlm/assets/codec_hybrid`` writes the
+with a forward hook, so the codec's code is untouched) and ``teacher`` the features a semantic tokenizer clusters
+(layer ``layer`` of ``speechlm semantic``'s encoder, or the ASR block of a supervised ``semantic:asr``) on the same
+audio, frame for frame (both 50 Hz). Level 1 is thus pushed toward content; later levels keep the residual
+(speaker, acoustics). ``proj`` (codec latent -> teacher dim) is trained with it and dropped at export.
+The base model is a codec run, checkpoint or shipped asset; its discriminator
+is reused when the checkpoint has one. ``--export speechlm/assets/codec_hybrid`` writes the
 inference folder (:func:`export_hybrid`; ``speechlm codec export`` cannot fold a base that was already folded).
 """
 
@@ -77,16 +78,20 @@ class Level1Capture:
         self.out = output[0]
 
 
-def teacher_features(teacher, wav: torch.Tensor, frames: int) -> torch.Tensor:
-    """Semantic encoder features of a batch: wav ``[B, 1, T]`` -> ``[B, frames, dim]`` (no gradient)."""
-    from speechlm.tokenizers.semantic.features import encoder_input
-    from speechlm.tokenizers.semantic.train import layer_features
+def teacher_features(teacher, wav: torch.Tensor, frames: int, sr: int) -> torch.Tensor:
+    """The teacher's clustered features of a batch: wav ``[B, 1, T]`` at ``sr`` -> ``[B, frames, dim]`` (no grad).
 
+    Any semantic tokenizer with learnt features works: a masked-prediction encoder layer or an ASR block."""
     with torch.no_grad():
-        feats = [layer_features(teacher.encoder, encoder_input(w[0].cpu().numpy()), teacher.layer)
-                 for w in wav]
+        feats = [teacher.features(w[0].cpu().numpy(), sr) for w in wav]
     t = torch.from_numpy(np.stack([f[:frames] for f in feats]))
     return t.to(wav.device)
+
+
+def teacher_dim(teacher) -> int:
+    """Width of the teacher's features (from 0.2 s of silence)."""
+    sr = teacher.sample_rate
+    return int(teacher.features(np.zeros(sr // 5, dtype=np.float32), sr).shape[1])
 
 
 def make_train_step(cfg: HybridRecipeConfig, sr: int, teacher, capture: Level1Capture):
@@ -97,7 +102,7 @@ def make_train_step(cfg: HybridRecipeConfig, sr: int, teacher, capture: Level1Ca
         adv = trainer.step >= c.adv_start
         out = gen(wav)
         q1 = capture.out  # [B, D, F]
-        target = teacher_features(teacher, wav, q1.shape[-1])
+        target = teacher_features(teacher, wav, q1.shape[-1], sr)
         distill = (1 - F.cosine_similarity(proj(q1.transpose(1, 2)), target, dim=-1)).mean()
         metrics: dict[str, float] = {}
         if adv:
@@ -143,8 +148,8 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
         torch.set_num_threads(c.num_threads)
     seed_everything(cfg.train.seed)
     teacher = SemanticTokenizer.load(h.teacher)
-    if teacher.encoder is None:
-        raise SpeechLMError(f"teacher {h.teacher!r} has no encoder features (an MFCC tokenizer)")
+    if teacher.features_kind == "mfcc":
+        raise SpeechLMError(f"teacher {h.teacher!r} has no learnt features (an MFCC tokenizer)")
     model, model_cfg, disc_state = load_codec(h.base)
     if abs(model_cfg.frame_rate - teacher.frame_rate) > 1e-6:
         raise SpeechLMError(f"codec frames ({model_cfg.frame_rate:g} Hz) and teacher frames "
@@ -159,7 +164,7 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
     disc = CodecDiscriminator(c.mpd_periods, c.mpd_channels, c.stft_disc_ffts, c.stft_disc_channels)
     if disc_state is not None:
         disc.load_state_dict(disc_state)
-    proj = nn.Linear(model_cfg.dim, teacher.encoder.cfg.dim)
+    proj = nn.Linear(model_cfg.dim, teacher_dim(teacher))
     capture = Level1Capture(model.quantizer.layers[0])
     opt_g = torch.optim.AdamW(list(model.parameters()) + list(proj.parameters()), lr=h.lr, betas=c.betas)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=c.disc_lr * h.lr / c.lr, betas=c.betas)
