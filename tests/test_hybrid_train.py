@@ -87,3 +87,63 @@ def test_an_asr_teacher_gives_its_block_features_frame_for_frame(setup):
     assert teacher_dim(teacher) == t.shape[-1] == 128 and t.shape == (2, 40, 128)
     np.testing.assert_allclose(t[1].numpy(), teacher.features(x[1, 0].numpy(), 16000)[:40], atol=1e-5)
     assert not torch.allclose(t[0], t[1])
+
+
+def test_unit_targets_make_level_one_pick_the_teachers_units(setup, tmp_path):
+    from speechlm.errors import SpeechLMError
+    from speechlm.tokenizers.hybrid.train import level1_scores, seed_level1_codes, teacher_units
+    from speechlm.train.checkpoint import save_checkpoint
+
+    manifest, sem, codec = setup
+    teacher = SemanticTokenizer.load(sem)
+    k = teacher.cardinality  # 8 units: a codec with 8 codes per level
+    cfg = {**TINY_CODEC, "codebook_size": k}
+    torch.manual_seed(0)
+    model = build_codec(CodecConfig(**cfg))
+    model.quantizer.layers[0].restart_after = 1 << 62
+    cap = Level1Capture(model.quantizer.layers[0])
+    import soundfile as sf
+
+    crops = []
+    for i in range(4):
+        wav, _ = sf.read(manifest.parent / f"v{i % 2}_{i}.wav", dtype="float32")
+        crops.append(torch.from_numpy(np.resize(wav, 16000))[None, None])
+
+    def agreement() -> float:
+        hits = n = 0
+        for x in crops:
+            model(x, n_q=1)
+            scores = level1_scores(model.quantizer.layers[0], cap.inp)
+            units = teacher_units(teacher, teacher_features(teacher, x, scores.shape[1], 16000))
+            hits += int((scores.argmax(-1) == units).sum())
+            n += units.numel()
+        return hits / n
+
+    before = agreement()
+    assert seed_level1_codes(model, cap, teacher, crops, 16000) > 0.5
+    seeded = agreement()
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(30):
+        for x in crops:
+            model(x, n_q=1)
+            scores = level1_scores(model.quantizer.layers[0], cap.inp)
+            units = teacher_units(teacher, teacher_features(teacher, x, scores.shape[1], 16000))
+            loss = F.cross_entropy(scores.flatten(0, 1) / 0.1, units.flatten())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    after = agreement()
+    assert seeded > before and after > seeded and after > max(0.5, 2 * seeded), (before, seeded, after)
+
+    # the recipe: the teacher's unit count must equal level 1's codes; a matching codec trains and logs agreement
+    with pytest.raises(SpeechLMError, match="units"):
+        train(CONFIGS / "hybrid" / "tiny.yaml", [str(manifest)], tmp_path / "bad",
+              [f"hybrid.base={codec}", f"hybrid.teacher={sem}", "hybrid.w_units=1.0"], show_progress=False)
+    base = tmp_path / "codec8"
+    torch.manual_seed(0)
+    save_checkpoint(base, model=build_codec(CodecConfig(**cfg)), config={"model": cfg}, step=0,
+                    extra={"name": "tiny_codec8"})
+    res = train(CONFIGS / "hybrid" / "tiny.yaml", [str(manifest)], tmp_path / "run",
+                [f"hybrid.base={base}", f"hybrid.teacher={sem}", "hybrid.w_units=1.0", "hybrid.seed_crops=4"],
+                show_progress=False)
+    assert 0 <= res["units/acc"] <= 1 and np.isfinite(res["units/ce"])
