@@ -56,12 +56,6 @@ class HybridConfig:
     teacher: str = "default"  # semantic tokenizer (encoder features)
     w_distill: float = 10.0
     lr: float = 1e-4
-    # > 0: level 1 is taught to pick the teacher's unit itself (code i <-> unit i; the teacher has as many units as
-    # level 1 has codes): cross-entropy over the codes' cosine scores / unit_temperature. Its codes start at the
-    # mean latent of their unit and are never restarted.
-    w_units: float = 0.0
-    unit_temperature: float = 0.1
-    seed_crops: int = 200  # 3.2 s crops (at 0.8 s segments) whose latents seed the level-1 codes
 
 
 @dataclass(frozen=True)
@@ -74,55 +68,14 @@ class HybridRecipeConfig:
 
 
 class Level1Capture:
-    """A forward hook on RVQ level 1 keeping its latest input (the latent) and output ``[B, D, F]`` (with their
-    gradient paths)."""
+    """A forward hook on RVQ level 1 keeping its latest output ``[B, D, F]`` (with its gradient path)."""
 
     def __init__(self, layer: nn.Module) -> None:
         self.out: torch.Tensor | None = None
-        self.inp: torch.Tensor | None = None
         self.handle = layer.register_forward_hook(self._hook)
 
     def _hook(self, module: nn.Module, inputs, output) -> None:
-        self.inp, self.out = inputs[0], output[0]
-
-
-def level1_scores(layer: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """Cosine of every frame's latent to every level-1 code: z ``[B, D, F]`` -> ``[B, F, K]`` (the argmax over K
-    is the code the quantizer picks)."""
-    ze = F.normalize(layer.in_proj(z), dim=1)
-    return torch.einsum("bdf,kd->bfk", ze, F.normalize(layer.codebook.weight, dim=1))
-
-
-def teacher_units(teacher, feats: torch.Tensor) -> torch.Tensor:
-    """The teacher's units of its features: ``[B, F, dim]`` -> int64 ``[B, F]``."""
-    from speechlm.tokenizers.semantic.kmeans import assign
-
-    b, f, d = feats.shape
-    return torch.from_numpy(assign(feats.reshape(-1, d).cpu().numpy(), teacher.centroids)).view(b, f)
-
-
-@torch.no_grad()
-def seed_level1_codes(model: nn.Module, capture: Level1Capture, teacher, crops: Sequence[torch.Tensor],
-                      sr: int) -> float:
-    """Set level-1 code i to the mean (unit-sphere) latent of the frames whose teacher unit is i, over ``crops``
-    (each ``[1, 1, T]``); codes of units never seen keep their values. Returns the share of units seen."""
-    layer = model.quantizer.layers[0]
-    k = layer.codebook_size
-    d = layer.codebook.weight.shape[1]
-    sums, counts = torch.zeros(k, d), torch.zeros(k)
-    was_training = model.training
-    model.eval()
-    for wav in crops:
-        model(wav, n_q=1)
-        ze = F.normalize(layer.in_proj(capture.inp), dim=1)[0].t()  # [F, d]
-        units = teacher_units(teacher, teacher_features(teacher, wav, ze.shape[0], sr))[0]
-        sums.index_add_(0, units, ze)
-        counts += torch.bincount(units, minlength=k).float()
-    seen = counts > 0
-    layer.codebook.weight.data[seen] = F.normalize(sums[seen] / counts[seen, None], dim=1)
-    layer.initialized.fill_(True)  # no k-means init over these codes on the first training step
-    model.train(was_training)
-    return float(seen.float().mean())
+        self.out = output[0]
 
 
 def teacher_features(teacher, wav: torch.Tensor, frames: int, sr: int) -> torch.Tensor:
@@ -152,12 +105,6 @@ def make_train_step(cfg: HybridRecipeConfig, sr: int, teacher, capture: Level1Ca
         target = teacher_features(teacher, wav, q1.shape[-1], sr)
         distill = (1 - F.cosine_similarity(proj(q1.transpose(1, 2)), target, dim=-1)).mean()
         metrics: dict[str, float] = {}
-        units_ce = distill.new_zeros(())
-        if h.w_units > 0:
-            scores = level1_scores(gen.quantizer.layers[0], capture.inp)  # [B, F, K]
-            units = teacher_units(teacher, target).to(scores.device)
-            units_ce = F.cross_entropy(scores.flatten(0, 1) / h.unit_temperature, units.flatten())
-            metrics["units/acc"] = float((scores.argmax(-1) == units).float().mean())
         if adv:
             trainer.optimizers["disc"].zero_grad(set_to_none=True)
             real_logits, _ = disc(wav)
@@ -169,7 +116,7 @@ def make_train_step(cfg: HybridRecipeConfig, sr: int, teacher, capture: Level1Ca
         mel = multiscale_mel_loss(out.wav, wav, sr, c.mel_n_ffts)
         stft = multiscale_stft_loss(out.wav, wav, c.stft_n_ffts) if c.w_stft else mel.new_zeros(())
         loss = (c.w_mel * mel + c.w_stft * stft + c.w_commit * out.q.commit_loss + c.w_codebook * out.q.codebook_loss
-                + h.w_distill * distill + h.w_units * units_ce)
+                + h.w_distill * distill)
         if adv:
             fake_logits, fake_feats = disc(out.wav)
             with torch.no_grad():
@@ -185,8 +132,6 @@ def make_train_step(cfg: HybridRecipeConfig, sr: int, teacher, capture: Level1Ca
         metrics["train/grad_norm"] = trainer.clip_and_step("gen", ["codec", "proj"])
         metrics.update({"loss": float(loss.detach()), "rec/mel": float(mel.detach()),
                         "distill/cos": float(1 - distill.detach())})
-        if h.w_units > 0:
-            metrics["units/ce"] = float(units_ce.detach())
         return metrics
 
     return step
@@ -195,7 +140,6 @@ def make_train_step(cfg: HybridRecipeConfig, sr: int, teacher, capture: Level1Ca
 def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Path, overrides: Sequence[str] = (),
           show_progress: bool = True) -> dict:
     from speechlm.tokenizers.semantic.api import SemanticTokenizer
-    from speechlm.train.checkpoint import latest_checkpoint
     from speechlm.train.distributed import ShardedBatchSampler
 
     cfg = load_config(config, HybridRecipeConfig, overrides)
@@ -222,16 +166,6 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
         disc.load_state_dict(disc_state)
     proj = nn.Linear(model_cfg.dim, teacher_dim(teacher))
     capture = Level1Capture(model.quantizer.layers[0])
-    if h.w_units > 0:
-        if teacher.cardinality != model_cfg.codebook_size:
-            raise SpeechLMError(f"w_units: the teacher has {teacher.cardinality} units and level 1 "
-                                f"{model_cfg.codebook_size} codes; cluster the teacher with as many units")
-        model.quantizer.layers[0].restart_after = 1 << 62  # code i stays unit i
-        if latest_checkpoint(out_dir) is None:  # a fresh run (a resumed one restores its codes)
-            srng = np.random.default_rng(54321)
-            crops = [torch.from_numpy(pool.crop(srng, 4 * seg))[None, None] for _ in range(h.seed_crops)]
-            seen = seed_level1_codes(model, capture, teacher, crops, model_cfg.sample_rate)
-            print(f"level 1: codes seeded from the teacher's units ({seen:.0%} of units seen)", flush=True)
     opt_g = torch.optim.AdamW(list(model.parameters()) + list(proj.parameters()), lr=h.lr, betas=c.betas)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=c.disc_lr * h.lr / c.lr, betas=c.betas)
     n_items = cfg.train.max_steps * c.batch_size
