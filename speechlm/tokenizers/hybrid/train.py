@@ -7,10 +7,10 @@ term: ``w_distill * (1 - cos(proj(q1), teacher))`` per frame, where ``q1`` is th
 with a forward hook, so the codec's code is untouched) and ``teacher`` the features a semantic tokenizer clusters
 (layer ``layer`` of ``speechlm semantic``'s encoder, or the ASR block of a supervised ``semantic:asr``) on the same
 audio, frame for frame (both 50 Hz). Level 1 is thus pushed toward content; later levels keep the residual
-(speaker, acoustics). ``proj`` (codec latent -> teacher dim) is trained with it and dropped at export.
-The base model is a codec run, checkpoint or shipped asset; its discriminator
-is reused when the checkpoint has one. ``--export speechlm/assets/codec_hybrid`` writes the
-inference folder (:func:`export_hybrid`; ``speechlm codec export`` cannot fold a base that was already folded).
+(speaker, acoustics). ``proj`` (codec latent -> teacher dim) is trained with it and dropped at export. The base
+model is a codec run, checkpoint or shipped asset; its discriminator is reused when the checkpoint has one.
+``--export speechlm/assets/codec_hybrid`` writes the inference folder (:func:`export_hybrid`; ``speechlm codec
+export`` cannot fold a base that was already folded).
 """
 
 from __future__ import annotations

@@ -95,8 +95,9 @@ class ASRLayers(nn.Module):
         return out[:n].float().numpy()
 
 
-def asr_layers_from_model(asr: str | os.PathLike | None, layer: int) -> ASRLayers:
-    """:class:`ASRLayers` cut from an ASR checkpoint folder (None: the shipped ``asr_default``)."""
+def asr_layers_from_model(asr: str | os.PathLike | None, layer: int) -> tuple[ASRLayers, str]:
+    """:class:`ASRLayers` cut from an ASR checkpoint folder (None: the shipped ``asr_default``), and the ASR's
+    weights hash (which ASR it was, whatever the folder is called later)."""
     from speechlm.asr.transcriber import resolve_model_dir
     from speechlm.train.checkpoint import load_checkpoint
 
@@ -105,7 +106,7 @@ def asr_layers_from_model(asr: str | os.PathLike | None, layer: int) -> ASRLayer
         raise SpeechLMError(f"{asr}: not a speechlm CTC ASR checkpoint")
     net = ASRLayers(ck.config["model"], ck.config["features"], layer)
     net.load_from_asr(ck.state_dict)
-    return net
+    return net, ck.weights_sha256
 
 
 def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str | os.PathLike | None = None,
@@ -122,7 +123,7 @@ def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str |
 
     if clusters < 2:
         raise SpeechLMError(f"clusters must be >= 2, got {clusters}")
-    net = asr_layers_from_model(asr, layer)
+    net, asr_sha256 = asr_layers_from_model(asr, layer)
     items = []
     for m in manifests:
         root = manifest_root(m)
@@ -149,6 +150,6 @@ def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str |
         x = x[np.sort(rng.choice(len(x), max_frames, replace=False))]
     km = minibatch_kmeans(x, clusters, seed=seed, show_progress=show_progress)
     summary = {"manifests": [str(m) for m in manifests], "train_hours": round(seconds / 3600, 3),
-               "asr": str(asr or "default"), "layer": layer, "clusters": clusters}
+               "asr": str(asr or "default"), "asr_weights_sha256": asr_sha256, "layer": layer, "clusters": clusters}
     return save_tokenizer(dest, centroids=km.centroids, name=name, features="asr", asr=net, layer=layer,
                           data_summary=summary)
