@@ -111,6 +111,7 @@ def test_warm_start_keeps_the_exported_model_and_labels(corpus, tmp_path):
     a, b = load_checkpoint(first), load_checkpoint(second)
     assert b.config["model"] == a.config["model"]
     assert b.meta["extra"]["phone_labels"] == a.meta["extra"]["phone_labels"]
+    assert b.meta["data_summary"]["init_weights_sha256"] == a.weights_sha256
     for k, v in a.state_dict.items():
         assert torch.allclose(v.float(), b.state_dict[k].float(), atol=1e-3), k
     assert losses(tmp_path / "b")[0] < 0.8 * losses(tmp_path / "a")[0]

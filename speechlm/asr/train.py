@@ -538,6 +538,8 @@ def train(
     except SpeechLMError:
         valid_ex = []
     summary["phone_labels"] = list(phone_set.labels)
+    if init is not None:  # "default" names another model once a new one ships: keep which weights it was
+        summary["init_weights_sha256"] = init.weights_sha256
     summary["char_labels"] = list(char_set.labels)
     print(
         f"asr: {len(train_ex)} training items ({summary['hours']} h, aug copies {summary['aug_copies']}), "
