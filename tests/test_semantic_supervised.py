@@ -128,3 +128,19 @@ def test_shipped_asr_units(corpus, tmp_path, capsys):
 
     t = load_tokens(out)
     assert t.tokenizer == tok.tokenizer_id and t.codes.shape[0] == 1 and len(np.unique(t.codes)) > 5
+
+
+def test_per_utterance_normalisation_is_kept_with_the_tokenizer(corpus, tmp_path):
+    dest = tmp_path / "mean"
+    supervised.cluster_asr([str(corpus)], dest, layer=2, clusters=6, norm="mean", show_progress=False)
+    tok = SemanticTokenizer.load(dest)
+    assert tok.asr.norm == "mean"
+    from speechlm.audio.io import load_audio
+
+    wav = load_audio(corpus.parent / "v0_1.wav", sr=16000)[0].mean(0)
+    f = tok.features(wav, 16000)
+    plain = supervised.asr_layers_from_model(None, 2)[0](wav)
+    assert np.abs(f.mean(0)).max() < 1e-3 < np.abs(plain.mean(0)).max()
+    assert np.allclose(f, plain - plain.mean(0), atol=2e-2)  # the same block, centred (fp16 weights)
+    with pytest.raises(SpeechLMError, match="norm"):
+        supervised.asr_layers_from_model(None, 2, "median")

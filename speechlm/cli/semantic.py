@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clusters", type=int, default=500, help="k-means clusters (default 500)")
     p.add_argument("--name", default="semantic_asr", help="tokenizer name written into tokens files")
     p.add_argument("--max-hours", type=float, default=3.0, help="train audio to cluster (default 3)")
+    p.add_argument("--norm", choices=("none", "mean", "utterance"), default="none",
+                   help="per-utterance normalisation of the features before k-means: 'mean' removes the "
+                   "utterance mean, 'utterance' also scales to unit variance (default none)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
     p = add_command(cmds, "encode", "encode audio to semantic tokens (.npz)", _encode,
@@ -109,7 +112,7 @@ def _cluster_asr(args: argparse.Namespace) -> int:
 
     _threads(args.threads)
     print(cluster_asr(args.data, args.output, asr=args.asr, layer=args.layer, clusters=args.clusters,
-                      name=args.name, max_hours=args.max_hours))
+                      name=args.name, max_hours=args.max_hours, norm=args.norm))
     return 0
 
 

@@ -55,8 +55,9 @@ def token_space_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     """
     from speechlm.train.checkpoint import weights_sha256
 
+    tokens = ("encoder.", "quantizer.", "unit_level.")
     keep = {k: v for k, v in state_dict.items()
-            if k.startswith(("encoder.", "quantizer.")) and not k.endswith(("unused_steps", "initialized"))}
+            if k.startswith(tokens) and not k.endswith(("unused_steps", "initialized"))}
     return weights_sha256(keep)
 
 
@@ -183,11 +184,23 @@ class Codec:
         """wav ``[T]`` or ``[C, T]`` (downmixed) at ``sr`` -> :class:`Tokens`, codes ``[K, ceil(T'/hop)]``."""
         wav = self._prepare(wav, sr)
         step = BLOCK_FRAMES * self.model.hop
-        return self.encode_blocks((wav[i : i + step] for i in range(0, len(wav), step)), bitrate)
+        units = self._units(wav)
+        return self.encode_blocks((wav[i : i + step] for i in range(0, len(wav), step)), bitrate, units)
+
+    def _units(self, wav: np.ndarray) -> np.ndarray | None:
+        """A unit codec's level-1 units of the whole input ``[ceil(n / hop)]`` (None for other codecs)."""
+        if self.model.unit_level is None or not len(wav):
+            return None
+        return self.model.unit_level.units_1d(wav)
 
     def encode_file(self, path: str | os.PathLike, bitrate: float | None = None) -> Tokens:
-        """Encode an audio file of any length in bounded memory (block by block)."""
-        from speechlm.audio.io import iter_audio_blocks
+        """Encode an audio file of any length in bounded memory (block by block; a unit codec reads the
+        whole file, since its units need it)."""
+        from speechlm.audio.io import iter_audio_blocks, load_audio
+
+        if self.model.unit_level is not None:
+            wav, _ = load_audio(path, sr=self.sample_rate)
+            return self.encode(wav, self.sample_rate, bitrate)
 
         blocks = (
             np.clip(b[0], -1.0, 1.0)
@@ -196,9 +209,15 @@ class Codec:
         return self.encode_blocks(blocks, bitrate)
 
     @torch.inference_mode()
-    def encode_blocks(self, blocks: Iterable[np.ndarray], bitrate: float | None = None) -> Tokens:
-        """Mono float blocks ``[t]`` at the model's rate -> Tokens (streaming encoder: bounded memory)."""
+    def encode_blocks(self, blocks: Iterable[np.ndarray], bitrate: float | None = None,
+                      units: np.ndarray | None = None) -> Tokens:
+        """Mono float blocks ``[t]`` at the model's rate -> Tokens (streaming encoder: bounded memory).
+
+        A unit codec needs ``units`` of the whole input (:meth:`encode` computes them)."""
         n_q = self.n_q_for(bitrate)
+        if self.model.unit_level is not None and units is None:
+            raise SpeechLMError("this codec's first codebook is a semantic unit: encode whole inputs (encode)")
+        done = 0  # frames emitted so far
         hop = self.model.hop
         pending = np.zeros(0, np.float32)
         codes: list[torch.Tensor] = []
@@ -209,10 +228,11 @@ class Codec:
                 pending = np.concatenate([pending, np.asarray(block, np.float32)])
                 n = (len(pending) // hop) * hop
                 if n:
-                    codes.append(self._enc(pending[:n], n_q))
+                    codes.append(self._enc(pending[:n], n_q, units, done))
+                    done += n // hop
                     pending = pending[n:]
             if len(pending):  # the last partial frame, zero-padded as in offline encoding
-                codes.append(self._enc(np.pad(pending, (0, hop - len(pending))), n_q))
+                codes.append(self._enc(np.pad(pending, (0, hop - len(pending))), n_q, units, done))
         if n_samples == 0:
             raise AudioError("audio contains no samples")
         c = torch.cat(codes, dim=-1)[0].numpy()
@@ -225,9 +245,10 @@ class Codec:
             bitrate=round(n_q * self.config.kbps_per_codebook, 4),
         )
 
-    def _enc(self, x: np.ndarray, n_q: int) -> torch.Tensor:
+    def _enc(self, x: np.ndarray, n_q: int, units: np.ndarray | None = None, start: int = 0) -> torch.Tensor:
         z = self.model.encoder(torch.from_numpy(np.ascontiguousarray(x))[None, None])
-        return self.model.quantizer.encode(z, n_q)
+        u = None if units is None else torch.from_numpy(np.asarray(units[start : start + z.shape[-1]]))[None]
+        return self.model.quantize(z, n_q, u)
 
     @torch.inference_mode()
     def encode_batch(self, wavs: list[np.ndarray], sr: int, bitrate: float | None = None) -> list[Tokens]:
@@ -289,7 +310,7 @@ class Codec:
         dec = self.model.decoder
         with streaming(dec):
             for i in range(0, ctx.shape[1], BLOCK_FRAMES):
-                dec(self.model.quantizer.decode(ctx[None, :, i : i + BLOCK_FRAMES]))
+                dec(self.model.dequantize(ctx[None, :, i : i + BLOCK_FRAMES]))
             return DecoderState(stream_state(dec), int(ctx.shape[0]), int(ctx.shape[1]))
 
     @torch.inference_mode()
@@ -302,7 +323,7 @@ class Codec:
         dec = self.model.decoder
         with streaming(dec):
             load_stream_state(dec, state.modules)
-            outs = [dec(self.model.quantizer.decode(c[None, :, i : i + BLOCK_FRAMES]))
+            outs = [dec(self.model.dequantize(c[None, :, i : i + BLOCK_FRAMES]))
                     for i in range(0, c.shape[1], BLOCK_FRAMES)]
             if hasattr(dec, "flush"):
                 outs.append(dec.flush())

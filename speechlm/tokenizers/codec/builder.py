@@ -33,6 +33,8 @@ class CodecConfig:
     codebook_dim: int = 8
     q_dropout: float = 0.5
     restart_after: int = 100
+    # RVQ level 1 given by supervised semantic units (speechlm.tokenizers.hybrid.units); n_q counts it
+    unit_level: dict | None = None
 
     @property
     def hop(self) -> int:
@@ -97,5 +99,13 @@ def build_codec(cfg: CodecConfig):
         raise SpeechLMError(f"unknown decoder {cfg.decoder!r} (conv or istft)")
     if cfg.harmonics and cfg.decoder != "istft":
         raise SpeechLMError("harmonics needs the istft decoder")
-    q = ResidualVQ(cfg.dim, cfg.n_q, cfg.codebook_size, cfg.codebook_dim, cfg.q_dropout, cfg.restart_after)
-    return CodecModel(enc, q, dec, cfg.sample_rate)
+    unit_level = None
+    if cfg.unit_level is not None:
+        from speechlm.tokenizers.hybrid.units import UnitLevel
+
+        unit_level = UnitLevel(cfg.unit_level, cfg.dim)
+        if unit_level.clusters != cfg.codebook_size or cfg.n_q < 2:
+            raise SpeechLMError("unit_level needs as many units as codes per codebook, and n_q >= 2")
+    q = ResidualVQ(cfg.dim, cfg.n_q - (unit_level is not None), cfg.codebook_size, cfg.codebook_dim,
+                   cfg.q_dropout, cfg.restart_after)
+    return CodecModel(enc, q, dec, cfg.sample_rate, unit_level)

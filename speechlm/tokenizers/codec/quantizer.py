@@ -157,10 +157,13 @@ class ResidualVQ(nn.Module):
             [VectorQuantizer(dim, codebook_size, codebook_dim, restart_after) for _ in range(n_q)]
         )
 
-    def forward(self, z: torch.Tensor, n_q: int | None = None) -> QuantizerOutput:
-        """z ``[B, D, T]`` -> :class:`QuantizerOutput`; ``n_q`` fixes the stages (else: dropout)."""
+    def forward(self, z: torch.Tensor, n_q: int | None = None, nq: torch.Tensor | None = None) -> QuantizerOutput:
+        """z ``[B, D, T]`` -> :class:`QuantizerOutput`; ``n_q`` fixes the stages (else: dropout); ``nq`` ``[B]``
+        gives each item its own number of stages (0..n_q; overrides both)."""
         b = z.shape[0]
-        if n_q is not None:
+        if nq is not None:
+            nq = nq.to(z.device)
+        elif n_q is not None:
             nq = torch.full((b,), n_q, device=z.device)
         elif self.training and self.dropout > 0:
             nq = torch.full((b,), self.n_q, device=z.device)

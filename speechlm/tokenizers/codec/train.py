@@ -182,7 +182,7 @@ class CropDataset(torch.utils.data.Dataset):
 def codebook_stats(model: nn.Module, clips: Sequence[torch.Tensor]) -> dict[str, float]:
     """Mel distance at full bitrate and perplexity of every codebook over ``clips`` ([1, 1, T] each)."""
     model = unwrap(model)
-    counts = torch.zeros(model.quantizer.n_q, model.quantizer.codebook_size)
+    counts = torch.zeros(model.n_q, model.quantizer.codebook_size)
     mel = 0.0
     for x in clips:
         codes, _ = model.encode(x)

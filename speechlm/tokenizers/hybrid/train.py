@@ -11,6 +11,10 @@ audio, frame for frame (both 50 Hz). Level 1 is thus pushed toward content; late
 model is a codec run, checkpoint or shipped asset; its discriminator is reused when the checkpoint has one.
 ``--export speechlm/assets/codec_hybrid`` writes the inference folder (:func:`export_hybrid`; ``speechlm codec
 export`` cannot fold a base that was already folded).
+
+``hybrid.level1: units`` makes the other kind of hybrid (:mod:`speechlm.tokenizers.hybrid.units`): level 1 is the
+teacher's own unit (a ``semantic:asr`` tokenizer clustered into as many units as the codec has codes), later
+levels the residual; there is no distillation term, the recipe fine-tunes the codec around the given level 1.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ class HybridConfig:
     teacher: str = "default"  # semantic tokenizer (encoder features)
     w_distill: float = 10.0
     lr: float = 1e-4
+    level1: str = "distill"  # "distill" (pull level 1 toward the teacher) or "units" (level 1 = its units)
+    init_clips: int = 300  # units mode: 4 s clips over which each unit's embedding starts at the mean latent
 
 
 @dataclass(frozen=True)
@@ -94,17 +100,22 @@ def teacher_dim(teacher) -> int:
     return int(teacher.features(np.zeros(sr // 5, dtype=np.float32), sr).shape[1])
 
 
-def make_train_step(cfg: HybridRecipeConfig, sr: int, teacher, capture: Level1Capture):
+def make_train_step(cfg: HybridRecipeConfig, sr: int, teacher, capture: Level1Capture | None):
+    """The codec step plus the distillation term (none when ``capture`` is None: the units mode)."""
     c, h = cfg.codec, cfg.hybrid
 
     def step(trainer: Trainer, wav: torch.Tensor) -> dict[str, float]:
-        gen, disc, proj = trainer.modules["codec"], trainer.modules["disc"], trainer.modules["proj"]
+        gen, disc = trainer.modules["codec"], trainer.modules["disc"]
         adv = trainer.step >= c.adv_start
         out = gen(wav)
-        q1 = capture.out  # [B, D, F]
-        target = teacher_features(teacher, wav, q1.shape[-1], sr)
-        distill = (1 - F.cosine_similarity(proj(q1.transpose(1, 2)), target, dim=-1)).mean()
         metrics: dict[str, float] = {}
+        distill = wav.new_zeros(())
+        if capture is not None:
+            q1 = capture.out  # [B, D, F]
+            target = teacher_features(teacher, wav, q1.shape[-1], sr)
+            proj = trainer.modules["proj"]
+            distill = (1 - F.cosine_similarity(proj(q1.transpose(1, 2)), target, dim=-1)).mean()
+            metrics["distill/cos"] = float(1 - distill.detach())
         if adv:
             trainer.optimizers["disc"].zero_grad(set_to_none=True)
             real_logits, _ = disc(wav)
@@ -129,9 +140,9 @@ def make_train_step(cfg: HybridRecipeConfig, sr: int, teacher, capture: Level1Ca
         trainer.optimizers["gen"].zero_grad(set_to_none=True)
         loss.backward()
         trainer.optimizers["disc"].zero_grad(set_to_none=True)
-        metrics["train/grad_norm"] = trainer.clip_and_step("gen", ["codec", "proj"])
-        metrics.update({"loss": float(loss.detach()), "rec/mel": float(mel.detach()),
-                        "distill/cos": float(1 - distill.detach())})
+        metrics["train/grad_norm"] = trainer.clip_and_step("gen", [m for m in ("codec", "proj")
+                                                                   if m in trainer.modules])
+        metrics.update({"loss": float(loss.detach()), "rec/mel": float(mel.detach())})
         return metrics
 
     return step
@@ -150,7 +161,13 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
     teacher = SemanticTokenizer.load(h.teacher)
     if teacher.features_kind == "mfcc":
         raise SpeechLMError(f"teacher {h.teacher!r} has no learnt features (an MFCC tokenizer)")
+    if h.level1 not in ("distill", "units"):
+        raise SpeechLMError(f"hybrid.level1 must be distill or units, got {h.level1!r}")
     model, model_cfg, disc_state = load_codec(h.base)
+    if h.level1 == "units" and model_cfg.unit_level is None:
+        from speechlm.tokenizers.hybrid.units import unit_spec
+
+        unit_spec(teacher)  # refuses a teacher without ASR units before the data is read
     if abs(model_cfg.frame_rate - teacher.frame_rate) > 1e-6:
         raise SpeechLMError(f"codec frames ({model_cfg.frame_rate:g} Hz) and teacher frames "
                             f"({teacher.frame_rate:g} Hz) differ")
@@ -164,9 +181,21 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
     disc = CodecDiscriminator(c.mpd_periods, c.mpd_channels, c.stft_disc_ffts, c.stft_disc_channels)
     if disc_state is not None:
         disc.load_state_dict(disc_state)
-    proj = nn.Linear(model_cfg.dim, teacher_dim(teacher))
-    capture = Level1Capture(model.quantizer.layers[0])
-    opt_g = torch.optim.AdamW(list(model.parameters()) + list(proj.parameters()), lr=h.lr, betas=c.betas)
+    modules: dict[str, nn.Module] = {}
+    capture = None
+    if h.level1 == "units":
+        if model_cfg.unit_level is None:  # a plain base: give it the teacher's units as level 1
+            from speechlm.tokenizers.hybrid.units import unit_codec_from
+
+            irng = np.random.default_rng(cfg.train.seed + 1)
+            clips = [pool.crop(irng, 4 * model_cfg.sample_rate) for _ in range(h.init_clips)]
+            model, model_cfg = unit_codec_from(model, model_cfg, teacher, clips)
+        modules["codec"] = model
+    else:
+        modules.update(codec=model, proj=nn.Linear(model_cfg.dim, teacher_dim(teacher)))
+        capture = Level1Capture(model.quantizer.layers[0])
+    params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
+    opt_g = torch.optim.AdamW(params, lr=h.lr, betas=c.betas)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=c.disc_lr * h.lr / c.lr, betas=c.betas)
     n_items = cfg.train.max_steps * c.batch_size
     ds = CropDataset(pool, n_items, seg, c.augment_prob, cfg.train.seed)
@@ -177,7 +206,7 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
     lam = _lr_lambda(c.warmup_steps, cfg.train.max_steps, c.final_lr_ratio)
     scheds = {"gen": torch.optim.lr_scheduler.LambdaLR(opt_g, lam),
               "disc": torch.optim.lr_scheduler.LambdaLR(opt_d, lam)}
-    trainer = Trainer(out_dir, cfg.train, model={"codec": model, "disc": disc, "proj": proj},
+    trainer = Trainer(out_dir, cfg.train, model={**modules, "disc": disc},
                       optimizer={"gen": opt_g, "disc": opt_d}, scheduler=scheds,
                       train_step=make_train_step(cfg, model_cfg.sample_rate, teacher, capture),
                       eval_fn=lambda tr: codebook_stats(tr.modules["codec"], valid), export="codec",

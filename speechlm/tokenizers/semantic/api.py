@@ -78,7 +78,8 @@ class SemanticTokenizer:
             from speechlm.tokenizers.semantic.supervised import ASRLayers
 
             try:
-                asr = ASRLayers(cfg["asr"]["model"], cfg["asr"]["features"], int(cfg["layer"]))
+                asr = ASRLayers(cfg["asr"]["model"], cfg["asr"]["features"], int(cfg["layer"]),
+                                cfg["asr"].get("norm", "none"))
                 asr.load_state_dict({k[len("asr."):]: v for k, v in sd.items() if k.startswith("asr.")})
             except (TypeError, KeyError, RuntimeError, SpeechLMError) as exc:
                 raise CheckpointError(f"{path}: ASR weights do not fit its config ({str(exc)[:200]})") from None

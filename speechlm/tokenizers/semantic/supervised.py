@@ -12,6 +12,10 @@ Frame grid: the ASR reads 100 Hz log-mel and subsamples by 2, so its frames are 
 is cropped or edge-padded to ``ceil(n / 320)`` frames like every semantic tokenizer. Long inputs run the conformer
 blocks in windows of ``WINDOW`` frames with ``CONTEXT`` frames of context on each side (bounded attention memory);
 the per-utterance feature normalisation is computed over the whole input first.
+
+Optional output normalisation (``norm``): ``"utterance"`` standardises each feature over the utterance (mean 0,
+std 1 per dimension), ``"mean"`` only removes the utterance mean. Both remove a per-voice offset before k-means
+(cepstral mean normalisation one level up); they need the whole input, so they suit offline encoding.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from speechlm.errors import SpeechLMError
 
 WINDOW = 1000  # frames (20 s) per windowed pass
 CONTEXT = 100  # frames of context on each side of a window
+NORMS = ("none", "mean", "utterance")
 
 
 class ASRLayers(nn.Module):
@@ -37,7 +42,7 @@ class ASRLayers(nn.Module):
     state dict of a full ASR model loads with :meth:`load_from_asr`.
     """
 
-    def __init__(self, model_cfg: dict, features: dict, layer: int) -> None:
+    def __init__(self, model_cfg: dict, features: dict, layer: int, norm: str = "none") -> None:
         super().__init__()
         # Only the ASR's torch-only network module is used (not its transcriber or aligner), imported here so
         # that loading the other semantic tokenizers never imports the ASR package.
@@ -48,7 +53,9 @@ class ASRLayers(nn.Module):
             raise SpeechLMError(f"layer {layer} must be in 1..{cfg.n_layers} (the ASR's conformer blocks)")
         if int(features["sample_rate"]) != 16000 or int(features["hop_length"]) * cfg.subsample != 320:
             raise SpeechLMError("the ASR's frames must be the 50 Hz grid at 16 kHz (hop_length x subsample = 320)")
-        self.cfg, self.features, self.layer = cfg, dict(features), int(layer)
+        if norm not in NORMS:
+            raise SpeechLMError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        self.cfg, self.features, self.layer, self.norm = cfg, dict(features), int(layer), norm
         self.frontend = ConvSubsampler(cfg.n_mels, cfg.d_model, cfg.subsample)
         self.blocks = nn.ModuleList(
             ConformerBlock(cfg.d_model, cfg.n_heads, cfg.ff_mult, cfg.conv_kernel, 0.0) for _ in range(layer)
@@ -88,14 +95,18 @@ class ASRLayers(nn.Module):
             for block in self.blocks:
                 g = block(g, mask)
             outs.append(g[0, a - lo : a - lo + min(WINDOW, t - a)])
-        out = torch.cat(outs)
+        out = torch.cat(outs).float()
+        if self.norm != "none":
+            out = out - out.mean(0, keepdim=True)
+            if self.norm == "utterance" and len(out) > 1:
+                out = out / (out.std(0, keepdim=True) + 1e-3)
         n = num_frames(len(wav))
         if len(out) < n:
             out = torch.cat([out, out[-1:].expand(n - len(out), -1)])
         return out[:n].float().numpy()
 
 
-def asr_layers_from_model(asr: str | os.PathLike | None, layer: int) -> tuple[ASRLayers, str]:
+def asr_layers_from_model(asr: str | os.PathLike | None, layer: int, norm: str = "none") -> tuple[ASRLayers, str]:
     """:class:`ASRLayers` cut from an ASR checkpoint folder (None: the shipped ``asr_default``), and the ASR's
     weights hash (which ASR it was, whatever the folder is called later)."""
     from speechlm.asr.transcriber import resolve_model_dir
@@ -104,16 +115,17 @@ def asr_layers_from_model(asr: str | os.PathLike | None, layer: int) -> tuple[AS
     ck = load_checkpoint(resolve_model_dir(asr))
     if "model" not in ck.config or "features" not in ck.config:
         raise SpeechLMError(f"{asr}: not a speechlm CTC ASR checkpoint")
-    net = ASRLayers(ck.config["model"], ck.config["features"], layer)
+    net = ASRLayers(ck.config["model"], ck.config["features"], layer, norm)
     net.load_from_asr(ck.state_dict)
     return net, ck.weights_sha256
 
 
 def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str | os.PathLike | None = None,
                 layer: int = 3, clusters: int = 500, name: str = "semantic_asr", max_hours: float = 3.0,
-                max_frames: int = 400000, seed: int = 0, show_progress: bool = True) -> Path:
+                max_frames: int = 400000, seed: int = 0, norm: str = "none", show_progress: bool = True) -> Path:
     """k-means (``clusters``) over layer ``layer`` of the ASR on the ``train`` split of ``manifests`` (random
-    utterances up to ``max_hours``; at most ``max_frames`` frames clustered) -> a tokenizer folder ``dest``."""
+    utterances up to ``max_hours``; at most ``max_frames`` frames clustered) -> a tokenizer folder ``dest``.
+    ``norm``: the per-utterance output normalisation (module docstring), stored with the tokenizer."""
     from tqdm import tqdm
 
     from speechlm.audio.io import load_audio
@@ -123,7 +135,7 @@ def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str |
 
     if clusters < 2:
         raise SpeechLMError(f"clusters must be >= 2, got {clusters}")
-    net, asr_sha256 = asr_layers_from_model(asr, layer)
+    net, asr_sha256 = asr_layers_from_model(asr, layer, norm)
     items = []
     for m in manifests:
         root = manifest_root(m)
@@ -150,6 +162,7 @@ def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str |
         x = x[np.sort(rng.choice(len(x), max_frames, replace=False))]
     km = minibatch_kmeans(x, clusters, seed=seed, show_progress=show_progress)
     summary = {"manifests": [str(m) for m in manifests], "train_hours": round(seconds / 3600, 3),
-               "asr": str(asr or "default"), "asr_weights_sha256": asr_sha256, "layer": layer, "clusters": clusters}
+               "asr": str(asr or "default"), "asr_weights_sha256": asr_sha256, "layer": layer,
+               "clusters": clusters, "norm": norm}
     return save_tokenizer(dest, centroids=km.centroids, name=name, features="asr", asr=net, layer=layer,
                           data_summary=summary)

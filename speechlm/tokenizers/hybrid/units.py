@@ -1,0 +1,144 @@
+"""A codec whose RVQ level 1 *is* a supervised semantic unit (``semantic:asr``), and later levels the residual.
+
+The distilled hybrid (:mod:`speechlm.tokenizers.hybrid.train`, SpeechTokenizer-style) pulls level 1's output
+toward the teacher's features, but its codes are still chosen by nearest neighbour in an 8-dimensional code space
+of the codec latent, and they stay acoustic (README: level-1 PNMI 1.04x the plain codec's). Here level 1 is chosen
+by the teacher itself: the k-means unit of the ASR block (the ``semantic:asr`` recipe, clustered with as many
+units as the codec has codes). Its embedding (``[K, dim]``, learnt, initialised at the mean codec latent of each
+unit) is subtracted from the latent, and the codec's RVQ levels 2..n_q quantise what is left: speaker, pitch and
+recording detail. Level 1 thus carries exactly the semantic units, so an LM over level 1 models content.
+
+The price: the unit needs the whole utterance (the ASR's per-utterance normalisation and conformer attention), so
+a codec with a unit level encodes offline (``encode_stream`` refuses; decoding still streams), and the encoder
+carries the ASR's front end and first blocks (1.25 M parameters for the shipped ASR).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from speechlm.errors import SpeechLMError
+
+
+class UnitLevel(nn.Module):
+    """Level 1 of a unit codec: audio -> unit ids ``[B, F]`` (frozen ASR block + k-means), ids -> ``[B, dim, F]``.
+
+    ``spec`` (saved in the codec config as ``unit_level``): ``{"asr": {"model": ..., "features": ...},
+    "layer": int, "norm": str, "clusters": K}``, as a ``semantic:asr`` tokenizer stores them.
+    """
+
+    def __init__(self, spec: dict, dim: int) -> None:
+        super().__init__()
+        from speechlm.tokenizers.semantic.supervised import ASRLayers
+
+        try:
+            self.asr = ASRLayers(spec["asr"]["model"], spec["asr"]["features"], int(spec["layer"]),
+                                 spec.get("norm", "none"))
+            k = int(spec["clusters"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SpeechLMError(f"codec unit_level spec is incomplete ({exc})") from None
+        self.spec = dict(spec)
+        self.register_buffer("centroids", torch.zeros(k, self.asr.cfg.d_model))
+        self.embed = nn.Embedding(k, dim)
+        for p in self.asr.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def clusters(self) -> int:
+        return int(self.centroids.shape[0])
+
+    def train(self, mode: bool = True) -> UnitLevel:
+        super().train(mode)
+        self.asr.eval()  # frozen: no dropout, whatever the codec is doing
+        return self
+
+    @torch.no_grad()
+    def units_1d(self, wav: np.ndarray) -> np.ndarray:
+        """16 kHz mono ``[n]`` -> unit ids int64 ``[ceil(n / 320)]`` (the whole input at once)."""
+        from speechlm.tokenizers.semantic.kmeans import assign
+
+        return assign(self.asr(np.asarray(wav, np.float32)), self.centroids.float().cpu().numpy())
+
+    @torch.no_grad()
+    def units(self, wav: torch.Tensor, frames: int, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """wav ``[B, 1, T]`` (each item valid up to ``lengths``) -> unit ids ``[B, frames]`` (0 past an item's end)."""
+        b, _, t = wav.shape
+        out = torch.zeros(b, frames, dtype=torch.long, device=wav.device)
+        for i in range(b):
+            n = int(lengths[i]) if lengths is not None else t
+            u = torch.from_numpy(self.units_1d(wav[i, 0, :n].detach().float().cpu().numpy()))[:frames]
+            out[i, : len(u)] = u.to(wav.device)
+        return out
+
+    def decode(self, units: torch.Tensor) -> torch.Tensor:
+        """unit ids ``[B, F]`` -> level-1 latent ``[B, dim, F]``."""
+        return self.embed(units).transpose(1, 2)
+
+
+def unit_spec(tokenizer) -> tuple[dict, dict[str, torch.Tensor], np.ndarray]:
+    """(spec, ASR-block state dict, centroids ``[K, d]``) of a loaded ``semantic:asr``
+    :class:`~speechlm.tokenizers.semantic.api.SemanticTokenizer`."""
+    if tokenizer.features_kind != "asr":
+        raise SpeechLMError(f"{tokenizer.tokenizer_id}: a unit level needs an ASR-unit tokenizer "
+                            "('speechlm semantic cluster-asr'), not one over MFCCs or the masked-prediction encoder")
+    asr = tokenizer.asr
+    spec = {"asr": {"model": asr.cfg.to_dict(), "features": dict(asr.features)}, "layer": asr.layer,
+            "norm": getattr(asr, "norm", "none"), "clusters": int(len(tokenizer.centroids)),
+            "tokenizer": tokenizer.tokenizer_id}
+    return spec, {k: v.detach().clone() for k, v in asr.state_dict().items()}, tokenizer.centroids
+
+
+def unit_codec_from(base: nn.Module, base_cfg, tokenizer, init_audio: list[np.ndarray] | None = None):
+    """A unit codec (config with ``unit_level``) made from a trained plain codec and a ``semantic:asr`` tokenizer.
+
+    Encoder and decoder are the base's; the base's RVQ levels 2..n_q become levels 1..n_q-1 of the residual
+    quantizer (they quantised a residual after a level 1 before too); the unit embeddings start at the mean base
+    latent of each unit over ``init_audio`` (16 kHz clips; units never seen start at the overall mean).
+    Returns (model, config)."""
+    import dataclasses
+
+    from speechlm.tokenizers.codec.builder import build_codec
+
+    spec, asr_state, centroids = unit_spec(tokenizer)
+    if spec["clusters"] != base_cfg.codebook_size:
+        raise SpeechLMError(f"the tokenizer has {spec['clusters']} units but the codec's codebooks have "
+                            f"{base_cfg.codebook_size} codes; cluster with --clusters {base_cfg.codebook_size}")
+    if base_cfg.n_q < 2:
+        raise SpeechLMError("a unit codec needs a base with at least 2 codebooks")
+    cfg = dataclasses.replace(base_cfg, unit_level=spec)
+    model = build_codec(cfg)
+    if not any("parametrizations" in k for k in base.state_dict()):  # an exported base: weight norm folded
+        from speechlm.tokenizers.codec.streaming import remove_weight_norm
+
+        remove_weight_norm(model)
+    sd = {}
+    for k, v in base.state_dict().items():
+        if k.startswith("quantizer.layers."):
+            i = int(k.split(".")[2])
+            if i == 0:
+                continue
+            k = k.replace(f"quantizer.layers.{i}.", f"quantizer.layers.{i - 1}.", 1)
+        sd[k] = v
+    sd.update({f"unit_level.asr.{k}": v for k, v in asr_state.items()})
+    sd["unit_level.centroids"] = torch.from_numpy(np.asarray(centroids, np.float32))
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if unexpected or [m for m in missing if m != "unit_level.embed.weight"]:
+        raise SpeechLMError(f"base codec does not fit the unit codec (missing {missing[:3]}, unexpected "
+                            f"{unexpected[:3]})")
+    with torch.no_grad():
+        model.eval()
+        dim, k = model.unit_level.embed.weight.shape[1], spec["clusters"]
+        sums, counts = torch.zeros(k, dim), torch.zeros(k)
+        for x in init_audio or []:
+            w = torch.from_numpy(np.asarray(x, np.float32))[None, None]
+            z = base.encoder(base._pad(w))[0].T  # [F, dim]
+            u = model.unit_level.units(w, z.shape[0])[0]
+            sums.index_add_(0, u, z)
+            counts += torch.bincount(u, minlength=k).float()
+        mean = sums.sum(0) / counts.sum().clamp(min=1)
+        model.unit_level.embed.weight.copy_(torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None],
+                                                        mean[None]))
+        model.train()
+    return model, cfg
