@@ -55,6 +55,14 @@ def test_kmeans_recovers_separated_blobs():
     assert res.inertia < 0.3**2 * 5 * 1.5
 
 
+def test_lloyd_passes_lower_the_inertia_of_a_short_minibatch_run():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(20000, 8)).astype(np.float32)  # no clusters to find: the centroids' placement is all
+    short = minibatch_kmeans(x, 64, batch_size=200, steps=5, init_size=2000, seed=0)
+    refined = minibatch_kmeans(x, 64, batch_size=200, steps=5, init_size=2000, seed=0, lloyd_iters=5)
+    assert refined.inertia < 0.95 * short.inertia
+
+
 def test_assign_is_the_nearest_centroid():
     rng = np.random.default_rng(1)
     x, c = rng.normal(size=(300, 4)).astype(np.float32), rng.normal(size=(7, 4)).astype(np.float32)

@@ -167,7 +167,9 @@ def _info(args: argparse.Namespace) -> int:
         f"tokenizer: {c.tokenizer_id}\nparams: {n / 1e6:.2f} M\nsample_rate: {c.sample_rate}\n"
         f"frame_rate: {c.frame_rate:g} Hz\ncodebooks: {c.num_codebooks} x {c.cardinality}\n"
         f"bitrates (kbps): {', '.join(f'{b:g}' for b in c.bitrates)}\n"
-        f"decoder: {c.config.decoder}\nalgorithmic latency: {c.latency_ms:g} ms"
+        f"decoder: {c.config.decoder}\n"
+        + ("encoder: offline (level-1 semantic units need the whole input); decoding streams"
+           if c.latency_ms is None else f"algorithmic latency: {c.latency_ms:g} ms")
     )
     return 0
 

@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--norm", choices=("none", "mean", "utterance"), default="none",
                    help="per-utterance normalisation of the features before k-means: 'mean' removes the "
                    "utterance mean, 'utterance' also scales to unit variance (default none)")
+    p.add_argument("--lloyd-iters", type=int, default=0,
+                   help="full k-means passes over all clustered frames after the mini-batch ones (default 0)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
     p = add_command(cmds, "encode", "encode audio to semantic tokens (.npz)", _encode,
@@ -112,7 +114,8 @@ def _cluster_asr(args: argparse.Namespace) -> int:
 
     _threads(args.threads)
     print(cluster_asr(args.data, args.output, asr=args.asr, layer=args.layer, clusters=args.clusters,
-                      name=args.name, max_hours=args.max_hours, norm=args.norm))
+                      name=args.name, max_hours=args.max_hours, norm=args.norm,
+                      lloyd_iters=args.lloyd_iters))
     return 0
 
 
@@ -147,6 +150,8 @@ def _info(args: argparse.Namespace) -> int:
     net = t.asr if t.asr is not None else t.encoder
     n = sum(p.numel() for p in net.parameters()) if net is not None else 0
     kind = {"asr": f"CTC ASR layer {t.layer}", "encoder": f"encoder layer {t.layer}"}.get(t.features_kind, "mfcc")
+    if t.asr is not None and t.asr.norm != "none":
+        kind += {"mean": ", utterance mean removed", "utterance": ", standardised per utterance"}[t.asr.norm]
     print(f"tokenizer: {t.tokenizer_id}\nfeatures: {kind}\n"
           f"encoder params: {n / 1e6:.2f} M\nclusters: {t.cardinality}\nframe_rate: {t.frame_rate:g} Hz\n"
           f"bitrate: {t.bitrate:g} kbps")

@@ -148,7 +148,10 @@ class Codec:
         return [round(k * self.config.kbps_per_codebook, 4) for k in range(1, self.num_codebooks + 1)]
 
     @property
-    def latency_ms(self) -> float:
+    def latency_ms(self) -> float | None:
+        """Algorithmic latency of streaming; None for a codec that encodes whole inputs only (a unit codec)."""
+        if self.model.unit_level is not None:
+            return None
         return 1000.0 * self.model.latency_samples / self.sample_rate
 
     def n_q_for(self, bitrate: float | None) -> int:

@@ -303,12 +303,16 @@ def _f(x: float, nd: int = 2) -> str:
     return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}f}"
 
 
+def _latency(ms: float | None) -> str:
+    return "offline encoder (level-1 units need the whole input)" if ms is None else f"algorithmic latency {ms:g} ms"
+
+
 def to_markdown(r: dict) -> str:
     lines = [
         f"# Codec benchmark ({r['clips']} clips, {r['seconds']} s; split {r['split']})",
         "",
         f"model `{r['model']}`: {r['params_m']:.2f} M params, {r['frame_rate']:g} Hz frames, "
-        f"{r['decoder']} decoder, algorithmic latency {r['latency_ms']:g} ms; speed on 1 thread "
+        f"{r['decoder']} decoder, {_latency(r['latency_ms'])}; speed on 1 thread "
         "(RTF = seconds of audio per second of compute; for Opus/Codec2 the encode column is one "
         "encode+decode round trip through the command-line tools).",
         "",

@@ -57,12 +57,17 @@ def minibatch_kmeans(
     init_size: int = 30000,
     seed: int = 0,
     show_progress: bool = False,
+    lloyd_iters: int = 0,
 ) -> KMeansResult:
     """Cluster the rows of ``x [N, D]`` into ``k`` centroids.
 
     Each step draws ``batch_size`` rows, assigns them, and moves every centroid toward the mean of its rows with
     a per-centroid learning rate ``1 / count`` (so a centroid converges to the running mean of what it got).
     Centroids that stay empty after a third of the steps are re-seeded on far-away rows.
+
+    The ``1 / count`` rate freezes centroids early (their first assignments, made when every centroid was still
+    poor, weigh as much as the last); ``lloyd_iters`` full passes of Lloyd's algorithm over all of ``x`` (each
+    centroid moved to the mean of its rows, in chunks: memory stays bounded) finish the job.
     """
     n = len(x)
     if k < 1 or n < k:
@@ -91,6 +96,14 @@ def minibatch_kmeans(
                 far = d.min(1).values.argsort(descending=True)[: len(dead)]
                 c[dead[: len(far)]] = b[far]
                 counts[dead[: len(far)]] = 1
+    for _ in tqdm(range(lloyd_iters), desc="Lloyd passes", disable=not show_progress, unit="pass"):
+        sums, cnt = torch.zeros_like(c), torch.zeros(k)
+        for i in range(0, n, 65536):
+            b = torch.from_numpy(np.asarray(x[i : i + 65536], np.float32))
+            a = _sq_dist(b, c).argmin(1)
+            sums.index_add_(0, a, b)
+            cnt += torch.bincount(a, minlength=k).float()
+        c = torch.where(cnt[:, None] > 0, sums / cnt.clamp(min=1)[:, None], c)  # an empty centroid stays put
     inertia = float(np.mean([float(_sq_dist(s, c).min(1).values.mean())
                              for s in torch.split(sample, 65536)]))
     return KMeansResult(c.numpy().astype(np.float32), inertia)

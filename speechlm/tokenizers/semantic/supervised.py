@@ -71,12 +71,25 @@ class ASRLayers(nn.Module):
             raise SpeechLMError(f"the ASR checkpoint lacks {len(missing)} tensors (e.g. {missing[0]})")
         self.load_state_dict(take)
 
-    @torch.inference_mode()
     def forward(self, wav: np.ndarray) -> np.ndarray:
-        """16 kHz mono ``[n]`` -> float32 ``[ceil(n / 320), d_model]``."""
+        """16 kHz mono ``[n]`` -> float32 ``[ceil(n / 320), d_model]`` (block output, normalised)."""
+        return _fit(self.transform(self._blocks(wav)), len(wav))
+
+    @torch.inference_mode()
+    def transform(self, h: np.ndarray) -> np.ndarray:
+        """Block output ``[T, d_model]`` -> the clustered features ``[T, d_model]`` (``norm``)."""
+        out = torch.from_numpy(np.asarray(h, np.float32))
+        if self.norm != "none":
+            out = out - out.mean(0, keepdim=True)
+            if self.norm == "utterance" and len(out) > 1:
+                out = out / (out.std(0, keepdim=True) + 1e-3)
+        return out.numpy()
+
+    @torch.inference_mode()
+    def _blocks(self, wav: np.ndarray) -> np.ndarray:
+        """16 kHz mono ``[n]`` -> block ``layer``'s output on the ASR's own frames ``[T', d_model]``."""
         from speechlm.asr.model import lengths_to_mask, normalize_features
         from speechlm.audio.features import log_mel
-        from speechlm.tokenizers.semantic.features import num_frames
 
         f = self.features
         x = np.asarray(wav, np.float32)
@@ -95,15 +108,17 @@ class ASRLayers(nn.Module):
             for block in self.blocks:
                 g = block(g, mask)
             outs.append(g[0, a - lo : a - lo + min(WINDOW, t - a)])
-        out = torch.cat(outs).float()
-        if self.norm != "none":
-            out = out - out.mean(0, keepdim=True)
-            if self.norm == "utterance" and len(out) > 1:
-                out = out / (out.std(0, keepdim=True) + 1e-3)
-        n = num_frames(len(wav))
-        if len(out) < n:
-            out = torch.cat([out, out[-1:].expand(n - len(out), -1)])
-        return out[:n].float().numpy()
+        return torch.cat(outs).float().numpy()
+
+
+def _fit(x: np.ndarray, n_samples: int) -> np.ndarray:
+    """Frames ``[T', D]`` cropped or edge-padded to the 50 Hz grid of ``n_samples``: ``[ceil(n / 320), D]``."""
+    from speechlm.tokenizers.semantic.features import num_frames
+
+    n = num_frames(n_samples)
+    if len(x) < n:
+        x = np.concatenate([x, np.repeat(x[-1:], n - len(x), 0)])
+    return np.ascontiguousarray(x[:n], np.float32)
 
 
 def asr_layers_from_model(asr: str | os.PathLike | None, layer: int, norm: str = "none") -> tuple[ASRLayers, str]:
@@ -122,10 +137,12 @@ def asr_layers_from_model(asr: str | os.PathLike | None, layer: int, norm: str =
 
 def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str | os.PathLike | None = None,
                 layer: int = 3, clusters: int = 500, name: str = "semantic_asr", max_hours: float = 3.0,
-                max_frames: int = 400000, seed: int = 0, norm: str = "none", show_progress: bool = True) -> Path:
+                max_frames: int = 400000, seed: int = 0, norm: str = "none", lloyd_iters: int = 0,
+                show_progress: bool = True) -> Path:
     """k-means (``clusters``) over layer ``layer`` of the ASR on the ``train`` split of ``manifests`` (random
     utterances up to ``max_hours``; at most ``max_frames`` frames clustered) -> a tokenizer folder ``dest``.
-    ``norm``: the per-utterance output normalisation (module docstring), stored with the tokenizer."""
+    ``norm``: the per-utterance output normalisation (module docstring), stored with the tokenizer;
+    ``lloyd_iters``: full k-means passes after the mini-batch ones (:func:`~.kmeans.minibatch_kmeans`)."""
     from tqdm import tqdm
 
     from speechlm.audio.io import load_audio
@@ -160,9 +177,9 @@ def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str |
     x = np.concatenate(feats)
     if len(x) > max_frames:
         x = x[np.sort(rng.choice(len(x), max_frames, replace=False))]
-    km = minibatch_kmeans(x, clusters, seed=seed, show_progress=show_progress)
+    km = minibatch_kmeans(x, clusters, seed=seed, show_progress=show_progress, lloyd_iters=lloyd_iters)
     summary = {"manifests": [str(m) for m in manifests], "train_hours": round(seconds / 3600, 3),
                "asr": str(asr or "default"), "asr_weights_sha256": asr_sha256, "layer": layer,
-               "clusters": clusters, "norm": norm}
+               "clusters": clusters, "norm": norm, "lloyd_iters": lloyd_iters, "inertia": round(km.inertia, 4)}
     return save_tokenizer(dest, centroids=km.centroids, name=name, features="asr", asr=net, layer=layer,
                           data_summary=summary)
