@@ -10,7 +10,7 @@ from torch import nn
 
 from speechlm.errors import SpeechLMError
 from speechlm.tokenizers.codec.decoder import ISTFTDecoder
-from speechlm.tokenizers.codec.quantizer import QuantizerOutput, ResidualVQ
+from speechlm.tokenizers.codec.quantizer import QuantizerOutput, ResidualVQ, stage_counts
 from speechlm.tokenizers.codec.streaming import streaming
 
 
@@ -89,14 +89,7 @@ class CodecModel(nn.Module):
         b, f = z.shape[0], z.shape[-1]
         units = self.unit_level.units(wav, f)
         e1 = self.unit_level.decode(units)
-        if n_q is not None:
-            nq = torch.full((b,), n_q, device=z.device)
-        elif self.training and self.quantizer.dropout > 0:  # quantizer dropout over all n_q levels
-            nq = torch.full((b,), self.n_q, device=z.device)
-            drop = torch.rand(b, device=z.device) < self.quantizer.dropout
-            nq = torch.where(drop, torch.randint(1, self.n_q + 1, (b,), device=z.device), nq)
-        else:
-            nq = torch.full((b,), self.n_q, device=z.device)
+        nq = stage_counts(b, self.n_q, n_q, self.training * self.quantizer.dropout, z.device)  # over all levels
         if int(nq.max()) <= 1:
             zero = z.new_zeros(())
             return QuantizerOutput(z=e1, codes=units[:, None], commit_loss=zero, codebook_loss=zero, n_q=nq)

@@ -129,6 +129,18 @@ class VectorQuantizer(nn.Module):
         return self.out_proj(zq), codes.view(b, t), commit, cb
 
 
+def stage_counts(b: int, total: int, n_q: int | None, dropout: float, device: torch.device) -> torch.Tensor:
+    """Stages per item ``[B]``: ``n_q`` when given, else ``total``, except that with probability ``dropout`` an
+    item draws 1..``total`` uniformly (quantizer dropout; pass 0 outside training)."""
+    if n_q is not None:
+        return torch.full((b,), n_q, device=device)
+    nq = torch.full((b,), total, device=device)
+    if dropout > 0:
+        drop = torch.rand(b, device=device) < dropout
+        nq = torch.where(drop, torch.randint(1, total + 1, (b,), device=device), nq)
+    return nq
+
+
 class ResidualVQ(nn.Module):
     """K stages of :class:`VectorQuantizer` on successive residuals.
 
@@ -160,17 +172,9 @@ class ResidualVQ(nn.Module):
     def forward(self, z: torch.Tensor, n_q: int | None = None, nq: torch.Tensor | None = None) -> QuantizerOutput:
         """z ``[B, D, T]`` -> :class:`QuantizerOutput`; ``n_q`` fixes the stages (else: dropout); ``nq`` ``[B]``
         gives each item its own number of stages (0..n_q; overrides both)."""
-        b = z.shape[0]
-        if nq is not None:
-            nq = nq.to(z.device)
-        elif n_q is not None:
-            nq = torch.full((b,), n_q, device=z.device)
-        elif self.training and self.dropout > 0:
-            nq = torch.full((b,), self.n_q, device=z.device)
-            drop = torch.rand(b, device=z.device) < self.dropout
-            nq = torch.where(drop, torch.randint(1, self.n_q + 1, (b,), device=z.device), nq)
-        else:
-            nq = torch.full((b,), self.n_q, device=z.device)
+        if nq is None:
+            nq = stage_counts(z.shape[0], self.n_q, n_q, self.training * self.dropout, z.device)
+        nq = nq.to(z.device)
         residual = z
         out = torch.zeros_like(z)
         codes, commit, cbl = [], z.new_zeros(()), z.new_zeros(())
