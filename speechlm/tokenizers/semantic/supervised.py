@@ -71,25 +71,12 @@ class ASRLayers(nn.Module):
             raise SpeechLMError(f"the ASR checkpoint lacks {len(missing)} tensors (e.g. {missing[0]})")
         self.load_state_dict(take)
 
+    @torch.inference_mode()
     def forward(self, wav: np.ndarray) -> np.ndarray:
-        """16 kHz mono ``[n]`` -> float32 ``[ceil(n / 320), d_model]`` (block output, normalised)."""
-        return _fit(self.transform(self._blocks(wav)), len(wav))
-
-    @torch.inference_mode()
-    def transform(self, h: np.ndarray) -> np.ndarray:
-        """Block output ``[T, d_model]`` -> the clustered features ``[T, d_model]`` (``norm``)."""
-        out = torch.from_numpy(np.asarray(h, np.float32))
-        if self.norm != "none":
-            out = out - out.mean(0, keepdim=True)
-            if self.norm == "utterance" and len(out) > 1:
-                out = out / (out.std(0, keepdim=True) + 1e-3)
-        return out.numpy()
-
-    @torch.inference_mode()
-    def _blocks(self, wav: np.ndarray) -> np.ndarray:
-        """16 kHz mono ``[n]`` -> block ``layer``'s output on the ASR's own frames ``[T', d_model]``."""
+        """16 kHz mono ``[n]`` -> float32 ``[ceil(n / 320), d_model]`` (block output, ``norm`` applied)."""
         from speechlm.asr.model import lengths_to_mask, normalize_features
         from speechlm.audio.features import log_mel
+        from speechlm.tokenizers.semantic.features import num_frames
 
         f = self.features
         x = np.asarray(wav, np.float32)
@@ -108,17 +95,15 @@ class ASRLayers(nn.Module):
             for block in self.blocks:
                 g = block(g, mask)
             outs.append(g[0, a - lo : a - lo + min(WINDOW, t - a)])
-        return torch.cat(outs).float().numpy()
-
-
-def _fit(x: np.ndarray, n_samples: int) -> np.ndarray:
-    """Frames ``[T', D]`` cropped or edge-padded to the 50 Hz grid of ``n_samples``: ``[ceil(n / 320), D]``."""
-    from speechlm.tokenizers.semantic.features import num_frames
-
-    n = num_frames(n_samples)
-    if len(x) < n:
-        x = np.concatenate([x, np.repeat(x[-1:], n - len(x), 0)])
-    return np.ascontiguousarray(x[:n], np.float32)
+        out = torch.cat(outs).float()
+        if self.norm != "none":  # over the ASR's own frames, before the grid is fitted
+            out = out - out.mean(0, keepdim=True)
+            if self.norm == "utterance" and len(out) > 1:
+                out = out / (out.std(0, keepdim=True) + 1e-3)
+        n = num_frames(len(wav))
+        if len(out) < n:
+            out = torch.cat([out, out[-1:].expand(n - len(out), -1)])
+        return out[:n].numpy()
 
 
 def asr_layers_from_model(asr: str | os.PathLike | None, layer: int, norm: str = "none") -> tuple[ASRLayers, str]:
