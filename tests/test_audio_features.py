@@ -152,3 +152,12 @@ def test_f0_at_other_rates(sr: int, hop: int) -> None:
     assert f.shape == (1 + x.shape[0] // hop,)
     assert v[3:-3].all()
     np.testing.assert_allclose(f[v], 220.0, rtol=0.02)
+
+
+def test_log_mel_in_chunks_equals_one_pass():
+    x = np.random.default_rng(3).normal(0, 0.1, (2, 16000 * 3 + 77)).astype(np.float32)
+    one = log_mel(x, 16000, n_fft=400, hop_length=160, n_mels=40)
+    chunked = log_mel(x, 16000, n_fft=400, hop_length=160, n_mels=40, chunk_frames=70)  # 5 chunks, a ragged end
+    assert chunked.shape == one.shape == (2, 40, 301)
+    assert torch.allclose(chunked, one, atol=1e-5)
+    assert torch.equal(log_mel(x, 16000, n_fft=400, hop_length=160, n_mels=40, chunk_frames=301), one)

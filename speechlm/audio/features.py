@@ -130,7 +130,7 @@ def _stft_mag(wav: torch.Tensor, n_fft: int, hop_length: int, power: float) -> t
 
 def log_mel(wav: torch.Tensor | np.ndarray, sr: int, n_fft: int = 1024, hop_length: int = 256,
             n_mels: int = 80, f_min: float = 0.0, f_max: float | None = None, power: float = 1.0, *,
-            htk: bool = False, norm: str | None = "slaney") -> torch.Tensor:
+            htk: bool = False, norm: str | None = "slaney", chunk_frames: int | None = None) -> torch.Tensor:
     """Natural-log mel spectrogram.
 
     Args:
@@ -141,16 +141,32 @@ def log_mel(wav: torch.Tensor | np.ndarray, sr: int, n_fft: int = 1024, hop_leng
         n_mels, f_min, f_max: mel bands and their frequency range (``f_max`` None = ``sr / 2``).
         power: 1 for magnitude (HiFi-GAN/vocos convention), 2 for power.
         htk, norm: mel scale (Slaney by default) and filter normalisation ("slaney" or None).
+        chunk_frames: for long inputs, compute at most this many frames at a time (the complex STFT of an hour
+            of 16 kHz audio is over 1 GB); the frames are the same, up to float rounding. Inputs of at most
+            ``chunk_frames`` frames take the one-pass path.
 
     Returns:
         ``log(max(mel, 1e-5))`` shaped ``[..., n_mels, 1 + T // hop_length]``, float32 (or the input's float
         dtype), on the input's device.
     """
     wav = _as_tensor(wav)
-    mag = _stft_mag(wav, n_fft, hop_length, power)
-    fb = _mel_fb_tensor(int(sr), n_fft, n_mels, float(f_min), f_max, htk, norm, mag.dtype, str(mag.device))
-    mel = torch.matmul(fb, mag)
-    return torch.log(torch.clamp(mel, min=_LOG_FLOOR))
+    t = wav.shape[-1]
+    n = num_frames(t, hop_length)
+    fb = _mel_fb_tensor(int(sr), n_fft, n_mels, float(f_min), f_max, htk, norm, wav.dtype, str(wav.device))
+    if chunk_frames is None or n <= chunk_frames:
+        mel = torch.matmul(fb, _stft_mag(wav, n_fft, hop_length, power))
+        return torch.log(torch.clamp(mel, min=_LOG_FLOOR))
+    lead = wav.shape[:-1]
+    x = _center_pad(wav.reshape(math.prod(lead), t), n_fft // 2)
+    window = _window(n_fft, x.dtype, str(x.device))
+    out = []
+    for a in range(0, n, chunk_frames):
+        b = min(n, a + chunk_frames)  # frames a..b-1 start at samples a*hop..(b-1)*hop of the padded signal
+        spec = torch.stft(x[:, a * hop_length : (b - 1) * hop_length + n_fft], n_fft=n_fft, hop_length=hop_length,
+                          window=window, center=False, return_complex=True)
+        mag = spec.abs() if power == 1.0 else spec.abs().pow(power)
+        out.append(torch.log(torch.clamp(torch.matmul(fb, mag), min=_LOG_FLOOR)))
+    return torch.cat(out, -1).reshape(*lead, n_mels, n)
 
 
 @functools.lru_cache(maxsize=16)

@@ -10,8 +10,9 @@ its tokens, and the tokens file names this exact network (the tokenizer id hashe
 
 Frame grid: the ASR reads 100 Hz log-mel and subsamples by 2, so its frames are the codec's 50 Hz grid; the output
 is cropped or edge-padded to ``ceil(n / 320)`` frames like every semantic tokenizer. Long inputs run the conformer
-blocks in windows of ``WINDOW`` frames with ``CONTEXT`` frames of context on each side (bounded attention memory);
-the per-utterance feature normalisation is computed over the whole input first.
+blocks in windows of ``WINDOW`` frames with ``CONTEXT`` frames of context on each side (bounded attention memory),
+after a log-mel computed ``MEL_CHUNK`` frames at a time; the per-utterance feature normalisation is computed over
+the whole input first.
 
 Optional output normalisation (``norm``): ``"utterance"`` standardises each feature over the utterance (mean 0,
 std 1 per dimension), ``"mean"`` only removes the utterance mean. Both remove a per-voice offset before k-means
@@ -32,6 +33,7 @@ from speechlm.errors import SpeechLMError
 
 WINDOW = 1000  # frames (20 s) per windowed pass
 CONTEXT = 100  # frames of context on each side of a window
+MEL_CHUNK = 6000  # log-mel frames (60 s) per STFT pass: the complex STFT of a long input would be GBs
 NORMS = ("none", "mean", "utterance")
 
 
@@ -83,7 +85,7 @@ class ASRLayers(nn.Module):
         if x.size < 400:  # shorter than one analysis window
             x = np.pad(x, (0, 400 - x.size))
         mel = log_mel(torch.from_numpy(x), f["sample_rate"], n_fft=f["n_fft"], hop_length=f["hop_length"],
-                      n_mels=f["n_mels"])[None]  # [1, n_mels, F]
+                      n_mels=f["n_mels"], chunk_frames=MEL_CHUNK)[None]  # [1, n_mels, F]
         lengths = torch.tensor([mel.shape[-1]])
         h, _ = self.frontend(normalize_features(mel, lengths), lengths)  # [1, T', d]
         t = h.shape[1]
