@@ -15,20 +15,8 @@ from speechlm.tokenizers.codec.builder import CodecConfig, build_codec
 from speechlm.tokenizers.hybrid.train import Level1Capture, export_hybrid, teacher_features, train
 from speechlm.tokenizers.semantic.api import SemanticTokenizer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared machine: extra torch threads only spin (25x slower under load); the recipes set
-    one thread too, so restore the caller's setting afterwards."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

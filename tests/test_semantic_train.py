@@ -17,20 +17,8 @@ from speechlm.tokenizers.registry import load_tokenizer
 from speechlm.tokenizers.semantic.api import SemanticTokenizer, run_lengths
 from speechlm.tokenizers.tokens import load_tokens
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared machine: extra torch threads only spin (25x slower under load); the recipes set
-    one thread too, so restore the caller's setting afterwards."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

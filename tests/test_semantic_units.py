@@ -12,17 +12,7 @@ from speechlm.tokenizers.semantic.encoder import EncoderConfig, MaskedPrediction
 from speechlm.tokenizers.semantic.features import encoder_input, mfcc_features, num_frames
 from speechlm.tokenizers.semantic.kmeans import assign, minibatch_kmeans
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared machine: extra torch threads only spin (25x slower under load); the recipes set
-    one thread too, so restore the caller's setting afterwards."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("n", [1, 319, 320, 321, 16000, 16001])

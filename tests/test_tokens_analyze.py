@@ -19,17 +19,7 @@ from speechlm.tokenizers.analysis.metrics import (
     usage_stats,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared machine: extra torch threads only spin (25x slower under load); the recipes set
-    one thread too, so restore the caller's setting afterwards."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_purity_and_pnmi_bounds():
