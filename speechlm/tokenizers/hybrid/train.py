@@ -189,7 +189,7 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
 
             irng = np.random.default_rng(cfg.train.seed + 1)
             clips = [pool.crop(irng, 4 * model_cfg.sample_rate) for _ in range(h.init_clips)]
-            model, model_cfg = unit_codec_from(model, model_cfg, teacher, clips)
+            model, model_cfg = unit_codec_from(model, model_cfg, teacher, clips, show_progress)
         modules["codec"] = model
     else:
         modules.update(codec=model, proj=nn.Linear(model_cfg.dim, teacher_dim(teacher)))

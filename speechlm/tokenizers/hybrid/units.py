@@ -90,7 +90,8 @@ def unit_spec(tokenizer) -> tuple[dict, dict[str, torch.Tensor], np.ndarray]:
     return spec, {k: v.detach().clone() for k, v in asr.state_dict().items()}, tokenizer.centroids
 
 
-def unit_codec_from(base: nn.Module, base_cfg, tokenizer, init_audio: list[np.ndarray] | None = None):
+def unit_codec_from(base: nn.Module, base_cfg, tokenizer, init_audio: list[np.ndarray] | None = None,
+                    show_progress: bool = False):
     """A unit codec (config with ``unit_level``) made from a trained plain codec and a ``semantic:asr`` tokenizer.
 
     Encoder and decoder are the base's; the base's RVQ levels 2..n_q become levels 1..n_q-1 of the residual
@@ -131,7 +132,9 @@ def unit_codec_from(base: nn.Module, base_cfg, tokenizer, init_audio: list[np.nd
         model.eval()
         dim, k = model.unit_level.embed.weight.shape[1], spec["clusters"]
         sums, counts = torch.zeros(k, dim), torch.zeros(k)
-        for x in init_audio or []:
+        from tqdm import tqdm
+
+        for x in tqdm(init_audio or [], desc="unit embeddings", disable=not show_progress, unit="clip"):
             w = torch.from_numpy(np.asarray(x, np.float32))[None, None]
             z = base.encoder(base._pad(w))[0].T  # [F, dim]
             u = model.unit_level.units(w, z.shape[0])[0]
