@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,23 @@ def test_warm_start_keeps_the_exported_model_and_labels(corpus, tmp_path):
     with pytest.raises(SpeechLMError):
         train(load_config(CONFIGS / "tiny.yaml", ASRTrainConfig, [f"init={tmp_path}"]), [corpus], tmp_path / "c",
               show=False)
+
+
+def test_worker_processes_give_the_same_features_as_one(corpus):
+    """Decoding/augmenting/featurizing in 2 processes yields exactly the examples of the in-process path,
+    augmented copies included (each utterance's draws come from its own seeded generator)."""
+    from speechlm.asr.train import default_char_labels, load_corpus
+
+    cfg = ASRTrainConfig()
+    chars = default_char_labels()
+    one, phones, summary1 = load_corpus([corpus], ("train",), cfg, None, chars, 1, seed=3, show=False)
+    two, _, summary2 = load_corpus(
+        [corpus], ("train",), replace(cfg, workers=2), phones, chars, 1, seed=3, show=False
+    )
+    assert len(one) == len(two) == 2 * (len(TEXTS) - 1)  # clean + one augmented copy each
+    assert summary1 == summary2
+    for a, b in zip(one, two):
+        assert a.uid == b.uid and torch.equal(a.phones, b.phones) and torch.equal(a.chars, b.chars)
+        assert torch.equal(a.feats, b.feats)
+    clean, aug = one[0].feats, one[1].feats
+    assert clean.shape != aug.shape or not torch.equal(clean, aug)  # the copy really is augmented

@@ -80,6 +80,7 @@ class ASRTrainConfig:
     max_valid_utts: int = 200
     langs: tuple[str, ...] = ()  # () = every language in the manifests
     num_threads: int = 1
+    workers: int = 0  # processes that decode, augment and featurize the corpus (0 or 1 = in this process)
     init: str = ""  # warm start: an exported ASR (asset name or folder); its model shape and label sets are kept
 
 
@@ -161,6 +162,32 @@ def augment_waveform(augment, wav: np.ndarray, sr: int, rng: np.random.Generator
     return np.asarray(out, dtype=np.float32).reshape(-1)
 
 
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _featurize(job: tuple) -> tuple[int, list[Tensor]]:
+    """One utterance -> (its length in samples, [clean log-mel, then one per augmented copy]) float16.
+
+    The augmentation draws come from a generator seeded by ``(seed, index)``, so the copies are the same
+    whatever the number of worker processes."""
+    from speechlm.audio.io import load_audio
+
+    path, n_aug, rng_seed, fc, *_ = job
+    wav, _ = load_audio(path, sr=fc.sample_rate)
+    wav = wav[0]
+    variants = [wav]
+    if n_aug:
+        import speechlm.audio.augment as augment
+
+        rng = np.random.default_rng(list(rng_seed))
+        variants += [augment_waveform(augment, wav, fc.sample_rate, rng) for _ in range(n_aug)]
+    feats = [
+        compute_features(torch.from_numpy(np.ascontiguousarray(v)), fc).to(torch.float16) for v in variants
+    ]
+    return len(wav), feats
+
+
 def load_corpus(
     manifests: Sequence[str | Path],
     splits: Sequence[str],
@@ -176,8 +203,6 @@ def load_corpus(
 
     Returns (examples, the phone label set (built from the data when ``phone_set`` is None), a data summary).
     """
-    from speechlm.audio.io import load_audio
-
     fc = cfg.features
     if aug_copies and cfg.aug_copies_by_manifest and len(cfg.aug_copies_by_manifest) != len(manifests):
         raise SpeechLMError(f"aug_copies_by_manifest has {len(cfg.aug_copies_by_manifest)} entries for "
@@ -210,13 +235,12 @@ def load_corpus(
                 "asr: speechlm.audio.augment is missing; training without waveform augmentation",
                 file=sys.stderr,
             )
-    rng = np.random.default_rng(seed)
     examples: list[Example] = []
     dropped_phones = dropped_chars = total_phones = total_chars = 0
     seconds = 0.0
     langs: dict[str, float] = defaultdict(float)
-    items = list(zip(utts, phonemes))
-    for (u, root, n_copies), ph in tqdm(items, desc="features", file=sys.stderr, disable=not show):
+    jobs = []
+    for i, ((u, root, n_copies), ph) in enumerate(zip(utts, phonemes)):
         p_tok = phone_tokens(ph)
         c_tok = char_tokens(u.text, u.lang)
         p_ids, _ = phone_set.encode(p_tok)
@@ -225,19 +249,24 @@ def load_corpus(
         dropped_chars += len(c_tok) - len(c_ids)
         total_phones += len(p_tok)
         total_chars += len(c_tok)
-        if not p_ids or not c_ids:
-            continue
-        wav, _ = load_audio(u.audio_path(root), sr=fc.sample_rate)
-        wav = wav[0]
-        seconds += len(wav) / fc.sample_rate
-        langs[u.lang] += len(wav) / fc.sample_rate
-        variants = [wav]
-        if augment is not None:
-            for _ in range(n_copies):
-                variants.append(augment_waveform(augment, wav, fc.sample_rate, rng))
-        for v in variants:
-            feats = compute_features(torch.from_numpy(np.ascontiguousarray(v)), fc).to(torch.float16)
-            examples.append(Example(feats, torch.tensor(p_ids), torch.tensor(c_ids), u.lang, u.id))
+        if p_ids and c_ids:
+            n_aug = n_copies if augment is not None else 0
+            jobs.append((str(u.audio_path(root)), n_aug, (seed, i), fc, p_ids, c_ids, u.lang, u.id))
+    workers = max(0, int(cfg.workers))
+    if workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
+            done = pool.imap(_featurize, jobs, chunksize=8)
+            results = list(tqdm(done, total=len(jobs), desc="features", file=sys.stderr, disable=not show))
+    else:
+        results = [_featurize(j) for j in tqdm(jobs, desc="features", file=sys.stderr, disable=not show)]
+    for job, (n_samples, feats_list) in zip(jobs, results):
+        *_, p_ids, c_ids, lang, uid = job
+        seconds += n_samples / fc.sample_rate
+        langs[lang] += n_samples / fc.sample_rate
+        for feats in feats_list:
+            examples.append(Example(feats, torch.tensor(p_ids), torch.tensor(c_ids), lang, uid))
     summary = {
         "manifests": [str(m) for m in manifests],
         "splits": list(splits),
@@ -389,6 +418,7 @@ def score_examples(
     """Greedy-decoding phone and character error rates over ``examples`` (``eval/per``, ``eval/cer``)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     pe = pn = ce = cn = 0
     order = sorted(range(len(examples)), key=lambda i: examples[i].feats.shape[-1])
     batches = make_batches(
@@ -396,7 +426,7 @@ def score_examples(
     )
     for b in batches:
         items = [examples[order[i]] for i in b]
-        batch = collate(items)
+        batch = collate(items).to(device)
         out = model(batch.feats, batch.lengths)
         for it, hp, hc in zip(
             items,
@@ -472,13 +502,14 @@ def _init_checkpoint(source: str):
     return ckpt
 
 
-def _time_steps(model: ConformerCTC, stream: BatchStream, n: int = 8) -> float:
-    """Seconds per training step (forward + backward) on a copy of the model, for the wall-clock budget.
-
-    The first two steps (allocator and thread-pool warm-up) are not counted."""
+def _time_steps(model: ConformerCTC, stream: BatchStream, device: torch.device, n: int = 8) -> float:
+    """Seconds per training step (forward + backward) on a copy of the model on ``device`` (the one the
+    trainer will use), for the wall-clock budget. The first two steps (allocator and thread-pool or kernel
+    warm-up) are not counted."""
     import copy
 
-    probe = copy.deepcopy(model).train()
+    probe = copy.deepcopy(model).to(device).train()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     it = iter(stream)
     times = []
     for _ in range(n):
@@ -486,8 +517,9 @@ def _time_steps(model: ConformerCTC, stream: BatchStream, n: int = 8) -> float:
         if batch is None:
             break
         t = time.perf_counter()
-        losses = ctc_losses(probe, batch)
+        losses = ctc_losses(probe, batch.to(device))
         sum(losses.values()).backward()
+        sync()
         times.append(time.perf_counter() - t)
     times = times[2:] or times
     return float(np.median(times)) * 1.05 if times else 1.0  # + optimizer step and logging
@@ -499,6 +531,7 @@ def train(
     """Train (or resume) on ``manifests`` and export; returns the exported model folder (``OUT/final``)."""
     from speechlm.train.checkpoint import latest_checkpoint, load_checkpoint
     from speechlm.train.config import load_config
+    from speechlm.train.distributed import init_distributed
     from speechlm.train.loop import Trainer
     from speechlm.train.seed import seed_everything
 
@@ -553,8 +586,9 @@ def train(
     oc = cfg.optim
     max_frames = int(oc.batch_seconds * cfg.features.sample_rate / cfg.features.hop_length)
     stream = BatchStream(train_ex, max_frames, cfg.train.seed, cfg.spec_augment)
+    dist = init_distributed()  # the device the trainer will use (CUDA when there is one)
     if oc.max_minutes > 0 and resume is None:
-        per_step = _time_steps(model, stream)
+        per_step = _time_steps(model, stream, dist.device)
         steps = max(10, int(oc.max_minutes * 60 / per_step))
         if steps < cfg.train.max_steps:
             print(
@@ -584,6 +618,7 @@ def train(
         eval_fn=(lambda tr: score_examples(tr.raw["model"], valid_ex)) if valid_ex else None,
         model_config=cfg,
         data_summary=summary,
+        dist=dist,
     )
     t1 = time.time()
     result = trainer.fit(stream)
