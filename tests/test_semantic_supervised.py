@@ -114,7 +114,7 @@ def test_shipped_asr_units(corpus, tmp_path, capsys):
     if not (ASSETS / "semantic_asr" / "model.safetensors").exists():
         pytest.skip("no shipped semantic_asr")
     tok = load_tokenizer("semantic:asr")
-    assert tok.features_kind == "asr" and tok.layer == 3 and tok.cardinality == 500
+    assert tok.features_kind == "asr" and tok.layer == 3 and tok.cardinality == 1024
     out = tmp_path / "u.npz"
     assert main(["semantic", "encode", str(corpus.parent / "v0_2.wav"), "-o", str(out), "--model", "asr"]) == 0
     from speechlm.tokenizers.tokens import load_tokens
