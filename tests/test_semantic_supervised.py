@@ -108,13 +108,13 @@ def test_asr_units_are_refused_as_masked_prediction_targets(tok_dir, corpus, tmp
 
 
 def test_shipped_asr_units(corpus, tmp_path, capsys):
-    """``semantic:asr`` ships with its own copy of the ASR's first three blocks; CLI encode works on it."""
+    """``semantic:asr`` ships with its own copy of the ASR's first four blocks; CLI encode works on it."""
     from speechlm.tokenizers.semantic.api import ASSETS
 
     if not (ASSETS / "semantic_asr" / "model.safetensors").exists():
         pytest.skip("no shipped semantic_asr")
     tok = load_tokenizer("semantic:asr")
-    assert tok.features_kind == "asr" and tok.layer == 3 and tok.cardinality == 1024
+    assert tok.features_kind == "asr" and tok.layer == 4 and tok.cardinality == 1024
     out = tmp_path / "u.npz"
     assert main(["semantic", "encode", str(corpus.parent / "v0_2.wav"), "-o", str(out), "--model", "asr"]) == 0
     from speechlm.tokenizers.tokens import load_tokens
