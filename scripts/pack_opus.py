@@ -16,6 +16,7 @@ manifest's parent folder name). Needs ``opusenc`` (Debian: opus-tools).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -28,7 +29,8 @@ from tqdm import tqdm
 
 from speechlm.asr.train import phonemize_utterances
 from speechlm.audio.io import load_audio, save_audio
-from speechlm.data.manifest import manifest_root, read_manifest
+from speechlm.data.manifest import Utterance, manifest_root, read_manifest
+from speechlm.errors import SpeechLMError
 
 
 def _encode(src: Path, dest: Path, kbps: float, tmp_dir: Path) -> None:
@@ -40,6 +42,12 @@ def _encode(src: Path, dest: Path, kbps: float, tmp_dir: Path) -> None:
     subprocess.run(["opusenc", "--quiet", "--bitrate", str(kbps), "--comp", "10", str(tmp_wav), str(part)], check=True)
     tmp_wav.unlink()
     os.replace(part, dest)
+
+
+def _packed_name(u: Utterance) -> str:
+    """A file name that follows the utterance (not its position), so a rerun into the same folder with other
+    filters never reuses another utterance's audio."""
+    return "audio/" + hashlib.sha1(u.id.encode("utf-8")).hexdigest()[:20] + ".opus"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("opusenc") is None:
         print("pack_opus: opusenc not found (apt-get install opus-tools)", file=sys.stderr)
         return 2
+    try:
+        total = _pack(args)
+    except (SpeechLMError, OSError, subprocess.CalledProcessError) as exc:
+        print(f"pack_opus: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"pack_opus: {total / 2**20:.1f} MiB in all", file=sys.stderr)
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    """Pack every ``--data`` manifest; returns the bytes of audio written in all."""
     splits = set(args.splits.split(","))
     out = Path(args.out)
     total = 0
@@ -70,27 +89,24 @@ def main(argv: list[str] | None = None) -> int:
         tmp_dir = dest_dir / "_tmp"
         tmp_dir.mkdir(exist_ok=True)
         jobs = []
-        for i, u in enumerate(utts):
-            dest = dest_dir / "audio" / f"{i:06d}.opus"
-            if not dest.exists():
+        for u in utts:
+            dest = dest_dir / _packed_name(u)
+            if not dest.exists():  # a rerun resumes
                 jobs.append((u.audio_path(root), dest))
         with ThreadPoolExecutor(args.jobs) as pool:
             futures = [pool.submit(_encode, src, dest, args.kbps, tmp_dir) for src, dest in jobs]
             for f in tqdm(futures, desc=dest_dir.name, file=sys.stderr):
                 f.result()
         shutil.rmtree(tmp_dir)
-        lines = []
-        for i, (u, ph) in enumerate(zip(utts, phonemes)):
-            lines.append(replace(u, audio=f"audio/{i:06d}.opus", phonemes=ph).to_json() + "\n")
+        lines = [replace(u, audio=_packed_name(u), phonemes=ph).to_json() + "\n" for u, ph in zip(utts, phonemes)]
         tmp = dest_dir / "manifest.jsonl.part"
         tmp.write_text("".join(lines), encoding="utf-8")
         os.replace(tmp, dest_dir / "manifest.jsonl")
-        size = sum(f.stat().st_size for f in (dest_dir / "audio").iterdir())
+        size = sum((dest_dir / _packed_name(u)).stat().st_size for u in utts)
         total += size
         hours = sum(u.duration for u in utts) / 3600
         print(f"pack_opus: {dest_dir}: {len(utts)} utterances, {hours:.2f} h, {size / 2**20:.1f} MiB", file=sys.stderr)
-    print(f"pack_opus: {total / 2**20:.1f} MiB in all", file=sys.stderr)
-    return 0
+    return total
 
 
 if __name__ == "__main__":

@@ -166,14 +166,15 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _featurize(job: tuple) -> tuple[int, list[Tensor]]:
-    """One utterance -> (its length in samples, [clean log-mel, then one per augmented copy]) float16.
+def _featurize(job: tuple[str, int, tuple[int, int], FeatureConfig]) -> tuple[int, list[Tensor]]:
+    """``(audio path, augmented copies, rng seed, features)`` -> (length in samples, [clean log-mel, then one per
+    augmented copy]) float16.
 
     The augmentation draws come from a generator seeded by ``(seed, index)``, so the copies are the same
     whatever the number of worker processes."""
     from speechlm.audio.io import load_audio
 
-    path, n_aug, rng_seed, fc, *_ = job
+    path, n_aug, rng_seed, fc = job
     wav, _ = load_audio(path, sr=fc.sample_rate)
     wav = wav[0]
     variants = [wav]
@@ -239,7 +240,8 @@ def load_corpus(
     dropped_phones = dropped_chars = total_phones = total_chars = 0
     seconds = 0.0
     langs: dict[str, float] = defaultdict(float)
-    jobs = []
+    jobs: list[tuple[str, int, tuple[int, int], FeatureConfig]] = []
+    labels: list[tuple[list[int], list[int], str, str]] = []
     for i, ((u, root, n_copies), ph) in enumerate(zip(utts, phonemes)):
         p_tok = phone_tokens(ph)
         c_tok = char_tokens(u.text, u.lang)
@@ -251,7 +253,8 @@ def load_corpus(
         total_chars += len(c_tok)
         if p_ids and c_ids:
             n_aug = n_copies if augment is not None else 0
-            jobs.append((str(u.audio_path(root)), n_aug, (seed, i), fc, p_ids, c_ids, u.lang, u.id))
+            jobs.append((str(u.audio_path(root)), n_aug, (seed, i), fc))
+            labels.append((p_ids, c_ids, u.lang, u.id))
     workers = max(0, int(cfg.workers))
     if workers > 1:
         import multiprocessing as mp
@@ -261,8 +264,7 @@ def load_corpus(
             results = list(tqdm(done, total=len(jobs), desc="features", file=sys.stderr, disable=not show))
     else:
         results = [_featurize(j) for j in tqdm(jobs, desc="features", file=sys.stderr, disable=not show)]
-    for job, (n_samples, feats_list) in zip(jobs, results):
-        *_, p_ids, c_ids, lang, uid = job
+    for (p_ids, c_ids, lang, uid), (n_samples, feats_list) in zip(labels, results):
         seconds += n_samples / fc.sample_rate
         langs[lang] += n_samples / fc.sample_rate
         for feats in feats_list:
