@@ -113,3 +113,19 @@ def test_a_unit_level_config_must_fit():
     spec = {"asr": {"model": {}, "features": {}}, "layer": 1, "clusters": 64}
     with pytest.raises(SpeechLMError):
         build_codec(CodecConfig(**{**TINY_CODEC, "unit_level": spec}))
+
+
+def test_shipped_hybrid_level_one_is_the_shipped_semantic_asr():
+    """The README's claim: `codec_hybrid` level 1 and `semantic:asr` are one unit set (same tokenizer, same codes)."""
+    import json
+
+    from speechlm.tokenizers.registry import load_tokenizer
+    from speechlm.tokenizers.semantic.api import ASSETS
+
+    cfg = json.loads((ASSETS / "codec_hybrid" / "config.json").read_text())
+    sem = load_tokenizer("semantic:asr")
+    assert cfg["config"]["model"]["unit_level"]["tokenizer"] == sem.tokenizer_id
+    hyb = load_tokenizer("hybrid")
+    wav = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    a, b = hyb.encode(wav, 16000).codes[0], sem.encode(wav, 16000).codes[0]
+    assert abs(len(a) - len(b)) <= 1 and (a[: len(b)] == b[: len(a)]).all()

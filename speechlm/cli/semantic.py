@@ -62,6 +62,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "utterance mean, 'utterance' also scales to unit variance (default none)")
     p.add_argument("--lloyd-iters", type=int, default=0,
                    help="full k-means passes over all clustered frames after the mini-batch ones (default 0)")
+    p.add_argument("--adapter-epochs", type=int, default=0,
+                   help="first train a small adapter for this many epochs on the same utterances (frame phone loss "
+                   "on forced alignments) and cluster its output; the manifests need phonemes or G2P-able text "
+                   "(default 0: no adapter)")
+    p.add_argument("--adapter-adv", type=float, default=0.0,
+                   help="weight of the adapter's speaker-confusion loss, voices told apart within a language "
+                   "(default 0: off; 1.0 did not lower the speaker probe in our runs, README)")
+    p.add_argument("--aligner", default=None, help="ASR model that aligns the adapter's phones (default: shipped)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
     p = add_command(cmds, "encode", "encode audio to semantic tokens (.npz)", _encode,
@@ -115,7 +123,8 @@ def _cluster_asr(args: argparse.Namespace) -> int:
     _threads(args.threads)
     print(cluster_asr(args.data, args.output, asr=args.asr, layer=args.layer, clusters=args.clusters,
                       name=args.name, max_hours=args.max_hours, norm=args.norm,
-                      lloyd_iters=args.lloyd_iters))
+                      lloyd_iters=args.lloyd_iters, adapter_epochs=args.adapter_epochs,
+                      adapter_adv=args.adapter_adv, aligner=args.aligner))
     return 0
 
 
@@ -152,6 +161,8 @@ def _info(args: argparse.Namespace) -> int:
     kind = {"asr": f"CTC ASR layer {t.layer}", "encoder": f"encoder layer {t.layer}"}.get(t.features_kind, "mfcc")
     if t.asr is not None and t.asr.norm != "none":
         kind += {"mean": ", utterance mean removed", "utterance": ", standardised per utterance"}[t.asr.norm]
+    if t.asr is not None and t.asr.adapter is not None:
+        kind += ", phone-supervised adapter"
     print(f"tokenizer: {t.tokenizer_id}\nfeatures: {kind}\n"
           f"encoder params: {n / 1e6:.2f} M\nclusters: {t.cardinality}\nframe_rate: {t.frame_rate:g} Hz\n"
           f"bitrate: {t.bitrate:g} kbps")

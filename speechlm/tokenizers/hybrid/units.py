@@ -10,7 +10,7 @@ recording detail. Level 1 thus carries exactly the semantic units, so an LM over
 
 The price: the unit needs the whole utterance (the ASR's per-utterance normalisation and conformer attention), so
 a codec with a unit level encodes offline (``encode_stream`` refuses; decoding still streams), and the encoder
-carries the ASR's front end and first blocks (1.25 M parameters for the shipped ASR).
+carries the ASR's front end and first blocks (and the unit adapter, if any: 2.16 M parameters shipped).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ class UnitLevel(nn.Module):
     """Level 1 of a unit codec: audio -> unit ids ``[B, F]`` (frozen ASR block + k-means), ids -> ``[B, dim, F]``.
 
     ``spec`` (saved in the codec config as ``unit_level``): ``{"asr": {"model": ..., "features": ...},
-    "layer": int, "norm": str, "clusters": K}``, as a ``semantic:asr`` tokenizer stores them.
+    "layer": int, "norm": str, "clusters": K}`` (+ ``"adapter"`` when it has one), as a ``semantic:asr``
+    tokenizer stores them.
     """
 
     def __init__(self, spec: dict, dim: int) -> None:
@@ -35,7 +36,7 @@ class UnitLevel(nn.Module):
 
         try:
             self.asr = ASRLayers(spec["asr"]["model"], spec["asr"]["features"], int(spec["layer"]),
-                                 spec.get("norm", "none"))
+                                 spec.get("norm", "none"), spec.get("adapter"))
             k = int(spec["clusters"])
         except (KeyError, TypeError, ValueError) as exc:
             raise SpeechLMError(f"codec unit_level spec is incomplete ({exc})") from None
@@ -87,6 +88,8 @@ def unit_spec(tokenizer) -> tuple[dict, dict[str, torch.Tensor], np.ndarray]:
     spec = {"asr": {"model": asr.cfg.to_dict(), "features": dict(asr.features)}, "layer": asr.layer,
             "norm": getattr(asr, "norm", "none"), "clusters": int(len(tokenizer.centroids)),
             "tokenizer": tokenizer.tokenizer_id}
+    if getattr(asr, "adapter", None) is not None:  # absent = none, so older unit codecs keep their config
+        spec["adapter"] = asr.adapter.cfg.to_dict()
     return spec, {k: v.detach().clone() for k, v in asr.state_dict().items()}, tokenizer.centroids
 
 

@@ -79,7 +79,7 @@ class SemanticTokenizer:
 
             try:
                 asr = ASRLayers(cfg["asr"]["model"], cfg["asr"]["features"], int(cfg["layer"]),
-                                cfg["asr"].get("norm", "none"))
+                                cfg["asr"].get("norm", "none"), cfg["asr"].get("adapter"))
                 asr.load_state_dict({k[len("asr."):]: v for k, v in sd.items() if k.startswith("asr.")})
             except (TypeError, KeyError, RuntimeError, SpeechLMError) as exc:
                 raise CheckpointError(f"{path}: ASR weights do not fit its config ({str(exc)[:200]})") from None

@@ -224,6 +224,8 @@ def save_tokenizer(dest: str | Path, *, centroids: np.ndarray, name: str, featur
         cfg["asr"] = {"model": asr.cfg.to_dict(), "features": dict(asr.features)}
         if getattr(asr, "norm", "none") != "none":  # absent = "none", so older folders keep their id
             cfg["asr"]["norm"] = asr.norm
+        if getattr(asr, "adapter", None) is not None:
+            cfg["asr"]["adapter"] = asr.adapter.cfg.to_dict()
         sd.update({f"asr.{k}": v.detach().clone() for k, v in asr.state_dict().items()})
     sd = {k: v.half() if half and v.is_floating_point() else v for k, v in sd.items()}
     return save_checkpoint(dest, model=sd, config={"semantic": cfg}, step=step,
