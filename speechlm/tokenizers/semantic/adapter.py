@@ -121,8 +121,8 @@ def _speaker_losses(spk_frame: nn.Module, spk_utt: nn.Module, h: torch.Tensor, m
     if confusion:
         k = allowed.sum(1, keepdim=True).float()  # [B, 1]
         floor = k.log()
-        frame_u = -(frame_lp * allowed[:, None]).sum(-1) / k - floor  # [B, T]
-        utt_u = -(utt_lp * allowed).sum(-1, keepdim=True) / k - floor
+        frame_u = -torch.where(allowed[:, None], frame_lp, 0.0).sum(-1) / k - floor  # [B, T]
+        utt_u = -torch.where(allowed, utt_lp, 0.0).sum(-1, keepdim=True) / k - floor
         return (frame_u * m).sum() / m.sum(), utt_u.mean()
     frame = -(frame_lp.gather(-1, speakers[:, None, None].expand(-1, m.shape[1], 1))[..., 0] * m).sum() / m.sum()
     return frame, -utt_lp.gather(-1, speakers[:, None])[:, 0].mean()

@@ -231,7 +231,7 @@ def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str |
                                         show_progress=show_progress)
         net.adapter = adapter
         with torch.inference_mode():
-            feats = [adapter(torch.from_numpy(f)[None])[0].numpy() for f in feats]
+            feats = [apply_in_windows(adapter, torch.from_numpy(f), WINDOW).numpy() for f in feats]
         summary["adapter"] = {**dataclasses.asdict(tcfg), "aligned_utterances": len(ok),
                               "utterances": len(feats), "phones": len(phones), "speakers": len(spk_names),
                               "aligner": str(aligner or "default"), "final_losses": losses}
