@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from speechlm.errors import SpeechLMError
-from speechlm.tokenizers.semantic.adapter import AdapterConfig, AdapterTrainConfig, UnitAdapter
+from speechlm.tokenizers.semantic.adapter import AdapterConfig, AdapterTrainConfig, UnitAdapter, train_adapter
 
 WINDOW = 1000  # frames (20 s) per windowed pass
 CONTEXT = 100  # frames of context on each side of a window
@@ -210,10 +210,8 @@ def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str |
         labels.append(lab)
     if not feats:
         raise SpeechLMError("no train audio could be read")
-    summary: dict = {}
+    adapter_summary: dict = {}
     if adapter_epochs > 0:
-        from speechlm.tokenizers.semantic.adapter import train_adapter
-
         ok = [i for i, lab in enumerate(labels) if lab is not None]
         if not ok:
             raise SpeechLMError("the adapter needs aligned utterances (phonemes or G2P-able text): none aligned")
@@ -232,9 +230,9 @@ def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str |
         net.adapter = adapter
         with torch.inference_mode():
             feats = [apply_in_windows(adapter, torch.from_numpy(f), WINDOW).numpy() for f in feats]
-        summary["adapter"] = {**dataclasses.asdict(tcfg), "aligned_utterances": len(ok),
-                              "utterances": len(feats), "phones": len(phones), "speakers": len(spk_names),
-                              "aligner": str(aligner or "default"), "final_losses": losses}
+        adapter_summary["adapter"] = {**dataclasses.asdict(tcfg), "aligned_utterances": len(ok),
+                                      "utterances": len(feats), "phones": len(phones), "speakers": len(spk_names),
+                                      "aligner": str(aligner or "default"), "final_losses": losses}
     x = np.concatenate(feats)
     if len(x) > max_frames:
         x = x[np.sort(rng.choice(len(x), max_frames, replace=False))]
@@ -242,6 +240,6 @@ def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str |
     summary = {"manifests": [str(m) for m in manifests], "train_hours": round(seconds / 3600, 3),
                "asr": str(asr or "default"), "asr_weights_sha256": asr_sha256, "layer": layer,
                "clusters": clusters, "norm": norm, "lloyd_iters": lloyd_iters, "inertia": round(km.inertia, 4),
-               **summary}
+               **adapter_summary}
     return save_tokenizer(dest, centroids=km.centroids, name=name, features="asr", asr=net, layer=layer,
                           data_summary=summary)
