@@ -31,19 +31,29 @@ def test_adapter_shapes_config_and_bad_configs():
     assert y.shape == (2, 11, 8)
     assert torch.allclose(y.mean(-1), torch.zeros(2, 11), atol=1e-5)  # layer-normalised frames
     assert AdapterConfig.from_dict(a.cfg.to_dict()) == a.cfg
-    for bad in ({"dim": 8, "hidden": 16, "kernel": 4}, {"dim": 0}, {"dim": "x"}, {"nope": 1}):
+    old = AdapterConfig.from_dict({"dim": 8, "hidden": 16, "kernel": 3})  # a config saved before dilations
+    assert old.dilations == (1, 1) and old.context == 2
+    deep = AdapterConfig.from_dict({"dim": 8, "hidden": 16, "kernel": 3, "dilations": [1, 2, 4]})
+    assert deep.context == 7 and AdapterConfig.from_dict(deep.to_dict()) == deep
+    assert UnitAdapter(deep)(torch.randn(1, 5, 8)).shape == (1, 5, 8)
+    for bad in ({"dim": 8, "hidden": 16, "kernel": 4}, {"dim": 0}, {"dim": "x"}, {"nope": 1},
+                {"dilations": []}, {"dilations": [1, 0]}, {"dilations": "ab"}):
         with pytest.raises(SpeechLMError):
             AdapterConfig.from_dict(bad)
 
 
-def test_adapter_in_windows_equals_one_pass():
+@pytest.mark.parametrize("dilations", [(1, 1), (1, 2, 4)])
+def test_adapter_in_windows_equals_one_pass(dilations):
     torch.manual_seed(0)
-    a = UnitAdapter(AdapterConfig(dim=8, hidden=16, kernel=5)).eval()
+    a = UnitAdapter(AdapterConfig(dim=8, hidden=16, kernel=5, dilations=dilations)).eval()
     x = torch.randn(53, 8)
     with torch.no_grad():
         one = a(x[None])[0]
         for window in (1, 7, 53, 100):
             assert torch.allclose(supervised.apply_in_windows(a, x, window), one, atol=1e-5)
+        # windows without their context differ at the edges: what the check above guards against
+        bare = torch.cat([a(x[i:i + 7][None])[0] for i in range(0, 53, 7)])
+        assert not torch.allclose(bare, one, atol=1e-3)
 
 
 def _planted(n_utts: int = 48, t: int = 30, dim: int = 8, seed: int = 0, split_phones: bool = False):
@@ -104,9 +114,11 @@ def test_cluster_asr_with_adapter_round_trips(tmp_path, capsys):
     (tmp_path / "c").mkdir()
     corpus = make_corpus(tmp_path / "c")
     dest = tmp_path / "tok"
-    supervised.cluster_asr([str(corpus)], dest, layer=2, clusters=6, adapter_epochs=2, show_progress=False)
+    supervised.cluster_asr([str(corpus)], dest, layer=2, clusters=6, adapter_epochs=2, adapter_dilations=(1, 2),
+                           show_progress=False)
     saved = json.loads((dest / "config.json").read_text())
-    assert saved["config"]["semantic"]["asr"]["adapter"] == {"dim": 128, "hidden": 256, "kernel": 5}
+    want = {"dim": 128, "hidden": 256, "kernel": 5, "dilations": [1, 2]}
+    assert saved["config"]["semantic"]["asr"]["adapter"] == want
     info = saved["data_summary"]["adapter"]
     assert info["aligned_utterances"] == 8 and info["speakers"] == 2 and info["epochs"] == 2
     tok = SemanticTokenizer.load(dest)
@@ -132,6 +144,7 @@ def test_cluster_asr_with_adapter_round_trips(tmp_path, capsys):
 def test_cli_refuses_negative_adapter_settings(tmp_path, capsys):
     man = tmp_path / "m.jsonl"
     man.write_text("")
-    assert main(["semantic", "cluster-asr", "--data", str(man), "-o", str(tmp_path / "x"),
-                 "--adapter-epochs", "-1"]) == 2
-    assert "adapter" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    for bad in (["--adapter-epochs", "-1"], ["--adapter-dilations", "1,x"], ["--adapter-dilations", "1,0"]):
+        assert main(["semantic", "cluster-asr", "--data", str(man), "-o", str(tmp_path / "x"), *bad]) == 2
+        err = capsys.readouterr().err
+        assert "adapter" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()

@@ -69,6 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adapter-adv", type=float, default=0.0,
                    help="weight of the adapter's speaker-confusion loss, voices told apart within a language "
                    "(default 0: off; 1.0 did not lower the speaker probe in our runs, README)")
+    p.add_argument("--adapter-dilations", default="1,1",
+                   help="comma-separated dilation of each of the adapter's kernel-5 convolutions (their number is "
+                   "its depth; receptive field 1 + 4 x their sum frames at 50 Hz). Default 1,1 (9 frames)")
     p.add_argument("--aligner", default=None, help="ASR model that aligns the adapter's phones (default: shipped)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
@@ -118,13 +121,19 @@ def _cluster(args: argparse.Namespace) -> int:
 
 
 def _cluster_asr(args: argparse.Namespace) -> int:
+    from speechlm.errors import SpeechLMError
     from speechlm.tokenizers.semantic.supervised import cluster_asr
 
+    try:
+        dilations = tuple(int(d) for d in args.adapter_dilations.split(","))
+    except ValueError:
+        raise SpeechLMError(f"--adapter-dilations takes comma-separated integers, got {args.adapter_dilations!r}"
+                            ) from None
     _threads(args.threads)
     print(cluster_asr(args.data, args.output, asr=args.asr, layer=args.layer, clusters=args.clusters,
                       name=args.name, max_hours=args.max_hours, norm=args.norm,
                       lloyd_iters=args.lloyd_iters, adapter_epochs=args.adapter_epochs,
-                      adapter_adv=args.adapter_adv, aligner=args.aligner))
+                      adapter_adv=args.adapter_adv, adapter_dilations=dilations, aligner=args.aligner))
     return 0
 
 
@@ -162,7 +171,9 @@ def _info(args: argparse.Namespace) -> int:
     if t.asr is not None and t.asr.norm != "none":
         kind += {"mean": ", utterance mean removed", "utterance": ", standardised per utterance"}[t.asr.norm]
     if t.asr is not None and t.asr.adapter is not None:
-        kind += ", phone-supervised adapter"
+        a = t.asr.adapter.cfg
+        kind += (f", phone-supervised adapter ({len(a.dilations)} convolutions, receptive field "
+                 f"{2 * a.context + 1} frames)")
     print(f"tokenizer: {t.tokenizer_id}\nfeatures: {kind}\n"
           f"encoder params: {n / 1e6:.2f} M\nclusters: {t.cardinality}\nframe_rate: {t.frame_rate:g} Hz\n"
           f"bitrate: {t.bitrate:g} kbps")

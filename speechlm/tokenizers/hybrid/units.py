@@ -10,7 +10,7 @@ recording detail. Level 1 thus carries exactly the semantic units, so an LM over
 
 The price: the unit needs the whole utterance (the ASR's per-utterance normalisation and conformer attention), so
 a codec with a unit level encodes offline (``encode_stream`` refuses; decoding still streams), and the encoder
-carries the ASR's front end and first blocks (and the unit adapter, if any: 2.16 M parameters shipped).
+carries the ASR's front end and first blocks (and the unit adapter, if any: 2.81 M parameters shipped).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ loss is maximised by making them *confidently wrong*, which keeps the voice. The
 gain), so no loss can be bought by scaling the features.
 
 Shapes: adapter input/output ``[B, T, d]`` (d = the ASR's ``d_model``), 50 Hz frames; receptive field
-``2 * (kernel - 1) + 1`` frames. The classifier heads are used in training only and not saved.
+``2 * AdapterConfig.context + 1`` frames. The classifier heads are used in training only and not saved.
 """
 
 from __future__ import annotations
@@ -40,24 +40,33 @@ from speechlm.errors import SpeechLMError
 
 @dataclass(frozen=True)
 class AdapterConfig:
-    """The shipped part: ``dim`` in/out (the ASR's d_model), ``hidden`` channels, ``kernel`` (odd) frames."""
+    """The shipped part: ``dim`` in/out (the ASR's d_model), ``hidden`` channels, ``kernel`` (odd) frames,
+    ``dilations``: one per hidden convolution (their number is the depth)."""
 
     dim: int = 128
     hidden: int = 256
     kernel: int = 5
+    dilations: tuple[int, ...] = (1, 1)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "dilations": list(self.dilations)}
 
     @classmethod
     def from_dict(cls, d: dict) -> AdapterConfig:
         try:
-            cfg = cls(**{k: int(v) for k, v in d.items()})
+            kw = {k: (tuple(int(x) for x in v) if k == "dilations" else int(v)) for k, v in d.items()}
+            cfg = cls(**kw)
         except (TypeError, ValueError) as exc:
             raise SpeechLMError(f"bad adapter config {d!r} ({exc})") from None
-        if cfg.kernel < 1 or cfg.kernel % 2 == 0 or cfg.dim < 1 or cfg.hidden < 1:
-            raise SpeechLMError(f"adapter kernel must be odd and sizes positive, got {cfg}")
+        if (cfg.kernel < 1 or cfg.kernel % 2 == 0 or cfg.dim < 1 or cfg.hidden < 1 or not cfg.dilations
+                or min(cfg.dilations) < 1):
+            raise SpeechLMError(f"adapter kernel must be odd, sizes and dilations positive, got {cfg}")
         return cfg
+
+    @property
+    def context(self) -> int:
+        """Frames of context the output needs on each side: ``sum(kernel // 2 * d)``."""
+        return sum(self.kernel // 2 * d for d in self.dilations)
 
 
 @dataclass(frozen=True)
@@ -75,15 +84,17 @@ class AdapterTrainConfig:
 
 
 class UnitAdapter(nn.Module):
-    """Conv1d(d -> h, k), GELU, Conv1d(h -> h, k), GELU, Conv1d(h -> d, 1), layer norm without gain."""
+    """[Conv1d(k, dilation d_i), GELU] per dilation (d -> h, then h -> h), Conv1d(h -> d, 1), layer norm without
+    gain."""
 
     def __init__(self, cfg: AdapterConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        pad = cfg.kernel // 2
-        self.net = nn.Sequential(nn.Conv1d(cfg.dim, cfg.hidden, cfg.kernel, padding=pad), nn.GELU(),
-                                 nn.Conv1d(cfg.hidden, cfg.hidden, cfg.kernel, padding=pad), nn.GELU(),
-                                 nn.Conv1d(cfg.hidden, cfg.dim, 1))
+        layers: list[nn.Module] = []
+        for i, d in enumerate(cfg.dilations):
+            layers += [nn.Conv1d(cfg.dim if i == 0 else cfg.hidden, cfg.hidden, cfg.kernel, dilation=d,
+                                 padding=cfg.kernel // 2 * d), nn.GELU()]
+        self.net = nn.Sequential(*layers, nn.Conv1d(cfg.hidden, cfg.dim, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, d]`` -> ``[B, T, d]`` (each frame layer-normalised)."""

@@ -125,7 +125,7 @@ class ASRLayers(nn.Module):
 def apply_in_windows(adapter: UnitAdapter, x: torch.Tensor, window: int) -> torch.Tensor:
     """``adapter`` over ``x [T, d]`` ``window`` frames at a time, each with its receptive field of context on both
     sides: the same frames as one pass (bounded activation memory on long inputs)."""
-    ctx = 2 * (adapter.cfg.kernel // 2)
+    ctx = adapter.cfg.context
     outs = []
     for a in range(0, len(x), window):
         lo, hi = max(0, a - ctx), min(len(x), a + window + ctx)
@@ -150,14 +150,15 @@ def asr_layers_from_model(asr: str | os.PathLike | None, layer: int, norm: str =
 def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str | os.PathLike | None = None,
                 layer: int = 3, clusters: int = 500, name: str = "semantic_asr", max_hours: float = 3.0,
                 max_frames: int = 400000, seed: int = 0, norm: str = "none", lloyd_iters: int = 0,
-                adapter_epochs: int = 0, adapter_adv: float = 0.0, aligner: str | os.PathLike | None = None,
-                show_progress: bool = True) -> Path:
+                adapter_epochs: int = 0, adapter_adv: float = 0.0, adapter_dilations: Sequence[int] = (1, 1),
+                aligner: str | os.PathLike | None = None, show_progress: bool = True) -> Path:
     """k-means (``clusters``) over layer ``layer`` of the ASR on the ``train`` split of ``manifests`` (random
     utterances up to ``max_hours``; at most ``max_frames`` frames clustered) -> a tokenizer folder ``dest``.
     ``norm``: the per-utterance output normalisation (module docstring), stored with the tokenizer;
     ``lloyd_iters``: full k-means passes after the mini-batch ones (:func:`~.kmeans.minibatch_kmeans`).
     ``adapter_epochs > 0``: first train the phone-supervised adapter (:mod:`~.adapter`, speaker-confusion
-    weight ``adapter_adv``, 0 = off) on the same utterances, forced-aligned by ``aligner`` (default: the shipped ASR;
+    weight ``adapter_adv``, 0 = off; one kernel-5 convolution per ``adapter_dilations`` entry) on the same
+    utterances, forced-aligned by ``aligner`` (default: the shipped ASR;
     utterances it cannot align only feed k-means), speakers told apart per manifest and within a language;
     k-means then runs on the adapter's output."""
     from tqdm import tqdm
@@ -172,6 +173,7 @@ def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str |
     if adapter_epochs < 0 or not np.isfinite(adapter_adv) or adapter_adv < 0:
         raise SpeechLMError(f"adapter epochs and weight must be >= 0, got {adapter_epochs}, {adapter_adv}")
     net, asr_sha256 = asr_layers_from_model(asr, layer, norm)
+    adapter_cfg = AdapterConfig.from_dict({"dim": net.cfg.d_model, "dilations": list(adapter_dilations)})
     items = []
     for i, m in enumerate(manifests):
         root = manifest_root(m)
@@ -225,12 +227,13 @@ def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str |
         adapter, losses = train_adapter([feats[i] for i in ok],
                                         [np.array([pid[str(p)] for p in labels[i]]) for i in ok],
                                         [sid[speakers[i]] for i in ok], len(phones), len(spk_names), tcfg,
-                                        groups=[lang_ids[lang_of[sp]] for sp in spk_names],
+                                        adapter_cfg=adapter_cfg, groups=[lang_ids[lang_of[sp]] for sp in spk_names],
                                         show_progress=show_progress)
         net.adapter = adapter
         with torch.inference_mode():
             feats = [apply_in_windows(adapter, torch.from_numpy(f), WINDOW).numpy() for f in feats]
-        adapter_summary["adapter"] = {**dataclasses.asdict(tcfg), "aligned_utterances": len(ok),
+        adapter_summary["adapter"] = {**dataclasses.asdict(tcfg), **adapter_cfg.to_dict(),
+                                      "aligned_utterances": len(ok),
                                       "utterances": len(feats), "phones": len(phones), "speakers": len(spk_names),
                                       "aligner": str(aligner or "default"), "final_losses": losses}
     x = np.concatenate(feats)
