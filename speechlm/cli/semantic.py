@@ -69,9 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adapter-adv", type=float, default=0.0,
                    help="weight of the adapter's speaker-confusion loss, voices told apart within a language "
                    "(default 0: off; 1.0 did not lower the speaker probe in our runs, README)")
-    p.add_argument("--adapter-dilations", default="1,1",
+    p.add_argument("--adapter-dilations", default="1,2,4,8",
                    help="comma-separated dilation of each of the adapter's kernel-5 convolutions (their number is "
-                   "its depth; receptive field 1 + 4 x their sum frames at 50 Hz). Default 1,1 (9 frames)")
+                   "its depth; receptive field 1 + 4 x their sum frames at 50 Hz). Default 1,2,4,8 (61 frames, "
+                   "the shipped adapter; 1,1 is the 9-frame one shipped before)")
     p.add_argument("--aligner", default=None, help="ASR model that aligns the adapter's phones (default: shipped)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 

@@ -54,6 +54,8 @@ class AdapterConfig:
     @classmethod
     def from_dict(cls, d: dict) -> AdapterConfig:
         try:
+            if isinstance(d.get("dilations"), str):  # "12" must not become (1, 2)
+                raise TypeError("dilations must be a list of integers")
             kw = {k: (tuple(int(x) for x in v) if k == "dilations" else int(v)) for k, v in d.items()}
             cfg = cls(**kw)
         except (TypeError, ValueError) as exc:

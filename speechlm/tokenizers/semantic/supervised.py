@@ -150,7 +150,7 @@ def asr_layers_from_model(asr: str | os.PathLike | None, layer: int, norm: str =
 def cluster_asr(manifests: Sequence[str], dest: str | os.PathLike, *, asr: str | os.PathLike | None = None,
                 layer: int = 3, clusters: int = 500, name: str = "semantic_asr", max_hours: float = 3.0,
                 max_frames: int = 400000, seed: int = 0, norm: str = "none", lloyd_iters: int = 0,
-                adapter_epochs: int = 0, adapter_adv: float = 0.0, adapter_dilations: Sequence[int] = (1, 1),
+                adapter_epochs: int = 0, adapter_adv: float = 0.0, adapter_dilations: Sequence[int] = (1, 2, 4, 8),
                 aligner: str | os.PathLike | None = None, show_progress: bool = True) -> Path:
     """k-means (``clusters``) over layer ``layer`` of the ASR on the ``train`` split of ``manifests`` (random
     utterances up to ``max_hours``; at most ``max_frames`` frames clustered) -> a tokenizer folder ``dest``.
