@@ -198,6 +198,8 @@ def test_cli_tts_with_pocketsphinx(tmp_path):
             "mos,speaker",
             "-j",
             "1",
+            "--judge",
+            "pocketsphinx",
         ]
     )
     assert rc == 0

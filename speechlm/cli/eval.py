@@ -247,21 +247,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(WER/CER of the --asr transcript vs the manifest text), speaker (cosine to the "
         "prompt: --prompts DIR/<id>.wav, else tags.prompt, else the reference audio), mos "
         "(DNSMOS), cepstral (MCD and F0 RMSE/voicing error vs the reference, after DTW).\n"
-        "ASR backends: pocketsphinx (shipped en-US model; English only), ctc (speechlm's "
-        "CTC model; --asr-model DIR or the shipped one), whisper (a local faster-whisper "
-        "folder given with --asr-model; never downloaded)." + _REPORT_HELP,
+        "ASR judges (--judge): whisper-base (default; Whisper base from PyPI, hash-verified, "
+        "never downloaded), whisper-tiny.en (English only, faster), pocketsphinx (shipped en-US "
+        "model; English only), ctc (speechlm's CTC model; --asr-model DIR or the shipped one), "
+        "whisper (a local faster-whisper folder given with --asr-model)." + _REPORT_HELP,
     )
     p.add_argument(
         "--manifest", "-m", required=True, help="JSONL manifest with the texts (and reference audio)"
     )
     p.add_argument("--generated", "-g", required=True, help="folder of generated files named by utterance id")
     p.add_argument(
+        "--judge",
         "--asr",
-        default="pocketsphinx",
-        choices=("pocketsphinx", "ctc", "whisper"),
-        help="ASR judge (default pocketsphinx)",
+        dest="asr",
+        default="whisper-base",
+        choices=("whisper-base", "whisper-tiny.en", "pocketsphinx", "ctc", "whisper"),
+        help="ASR judge of WER/CER (default whisper-base; --asr is the older spelling)",
     )
-    p.add_argument("--asr-model", default=None, metavar="DIR", help="model folder for --asr ctc / whisper")
+    p.add_argument("--asr-model", default=None, metavar="DIR", help="model folder for --judge ctc / whisper")
     p.add_argument("--prompts", default=None, metavar="DIR", help="voice prompts named by utterance id")
     p.add_argument("--split", default=None, help="only this split (train/valid/test)")
     p.add_argument("--lang", default=None, help="only utterances of this language")

@@ -1,8 +1,9 @@
 """Evaluation of generated speech against a manifest: intelligibility, speaker similarity, quality, prosody.
 
 For each manifest utterance the generated file is ``GENERATED/<id>.wav`` (or .flac/.ogg/.opus/.mp3). Scored:
-- WER and CER of an ASR transcript (backend ``pocketsphinx``, ``ctc`` or ``whisper``) against the manifest
-  text, normalised per language (:mod:`speechlm.eval.wer`); summarised as corpus-level rates;
+- WER and CER of an ASR transcript (judge ``whisper-base`` by default; ``whisper-tiny.en``, ``pocketsphinx``,
+  ``ctc`` or ``whisper``, see :mod:`speechlm.eval.asr`) against the manifest text, normalised per language
+  (:mod:`speechlm.eval.wer`); summarised as corpus-level rates;
 - speaker similarity of the generated audio to the voice prompt — ``PROMPTS/<id>.*`` if ``prompts_dir`` is
   given, else ``tags["prompt"]`` / ``tags["prompt_audio"]`` (relative to the manifest), else the reference
   audio;
@@ -110,7 +111,7 @@ def _prompt_for(u, root: Path, prompts_dir: Path | None) -> str | None:
 def evaluate_tts(
     manifest: str | os.PathLike,
     generated_dir: str | os.PathLike,
-    asr: str = "pocketsphinx",
+    asr: str = "whisper-base",
     asr_model: str | None = None,
     prompts_dir: str | os.PathLike | None = None,
     groups: Sequence[str] = TTS_GROUPS,
