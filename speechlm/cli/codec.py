@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from speechlm.cli._common import add_command, add_group
+from speechlm.cli._common import (
+    add_command,
+    add_force_arg,
+    add_group,
+    check_checkpoint_output,
+    check_input_file,
+    check_output_file,
+)
 
 MODEL_HELP = (
     "codec to use: 'default' (shipped in speechlm/assets), another asset name, a checkpoint folder, or "
@@ -95,6 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "-o", "--output", required=True, help="destination folder (e.g. speechlm/assets/codec_default)"
     )
     p.add_argument("--name", default="codec_default", help="model name written into every tokens file")
+    add_force_arg(p)
 
     p = add_command(
         cmds,
@@ -118,13 +126,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _threads(n: int) -> None:
     import torch
 
-    torch.set_num_threads(max(1, n))
+    from speechlm.errors import SpeechLMError
+
+    if n < 1:
+        raise SpeechLMError(f"--threads must be at least 1, got {n}")
+    torch.set_num_threads(n)
 
 
 def _encode(args: argparse.Namespace) -> int:
+    check_input_file(args.input)
+    check_output_file(args.output, "tokens")
+    if args.bitrate is not None and not args.bitrate > 0:
+        from speechlm.errors import SpeechLMError
+
+        raise SpeechLMError(f"--bitrate must be positive, got {args.bitrate}")
+    _threads(args.threads)
     from speechlm.tokenizers.codec.api import Codec
 
-    _threads(args.threads)
     codec = Codec.load(args.model)
     tokens = codec.encode_file(args.input, bitrate=args.bitrate)
     tokens.save(args.output)
@@ -137,10 +155,11 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
+    check_output_file(args.output, "pcm16")
+    _threads(args.threads)
     from speechlm.tokenizers.codec.api import Codec
     from speechlm.tokenizers.tokens import load_tokens
 
-    _threads(args.threads)
     tokens = load_tokens(args.input)
     model = args.model
     if model is None:
@@ -183,6 +202,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    check_checkpoint_output(args.output, args.force)
     from speechlm.tokenizers.codec.train import export_model
 
     print(export_model(args.run, args.output, args.name))

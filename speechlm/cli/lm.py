@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from speechlm.cli._common import add_command, add_group
+from speechlm.cli._common import add_command, add_force_arg, add_group, check_checkpoint_output, check_input_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt-audio", default=None, help="default voice: a 3-10 s clip (not a held-out voice)")
     p.add_argument("--prompt-text", default=None, help="transcript of --prompt-audio")
     p.add_argument("--prompt-lang", default="en", help="language of --prompt-text")
+    add_force_arg(p)
 
     p = add_command(cmds, "info", "describe a codec LM (layout, params, codec it needs)", _info)
     p.add_argument("--model", default=None, help="LM: 'default', an asset name, a checkpoint or run folder")
@@ -71,6 +72,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from speechlm.errors import SpeechLMError
+
+    check_checkpoint_output(args.output, args.force)
+    if args.prompt_audio is not None:
+        check_input_file(args.prompt_audio, "--prompt-audio")
+        if not (args.prompt_text or "").strip():
+            raise SpeechLMError("--prompt-audio needs its transcript (--prompt-text)")
     from speechlm.lm.train import export_model
 
     print(export_model(args.run, args.output, half=not args.fp32, prompt_audio=args.prompt_audio,

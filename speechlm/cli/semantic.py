@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from speechlm.cli._common import add_command, add_group
+from speechlm.cli._common import (
+    add_command,
+    add_force_arg,
+    add_group,
+    check_checkpoint_output,
+    check_input_file,
+    check_output_file,
+)
 
 MODEL_HELP = ("semantic tokenizer: 'default' (shipped), another asset name ('mfcc': the MFCC k-means baseline, "
               "'asr': k-means over the CTC ASR's layer 3), a tokenizer folder, or a 'semantic train' run folder")
@@ -44,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clusters", type=int, default=500, help="k-means clusters (default 500)")
     p.add_argument("--name", default=None, help="tokenizer name written into tokens files")
     p.add_argument("--max-hours", type=float, default=None, help="train audio to cluster (default: recipe's)")
+    add_force_arg(p)
 
     p = add_command(cmds, "cluster-asr", "supervised units: k-means over a layer of the CTC ASR", _cluster_asr,
                     description="Supervised semantic units (CosyVoice-style): k-means (--clusters) over the output "
@@ -74,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "its depth; receptive field 1 + 4 x their sum frames at 50 Hz). Default 1,2,4,8 (61 frames, "
                    "the shipped adapter; 1,1 is the 9-frame one shipped before)")
     p.add_argument("--aligner", default=None, help="ASR model that aligns the adapter's phones (default: shipped)")
+    add_force_arg(p)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
     p = add_command(cmds, "encode", "encode audio to semantic tokens (.npz)", _encode,
@@ -102,7 +111,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _threads(n: int) -> None:
     import torch
 
-    torch.set_num_threads(max(1, n))
+    from speechlm.errors import SpeechLMError
+
+    if n < 1:
+        raise SpeechLMError(f"--threads must be at least 1, got {n}")
+    torch.set_num_threads(n)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -114,6 +127,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _cluster(args: argparse.Namespace) -> int:
+    check_checkpoint_output(args.output, args.force)
     from speechlm.tokenizers.semantic.train import cluster
 
     _threads(1)
@@ -123,6 +137,8 @@ def _cluster(args: argparse.Namespace) -> int:
 
 def _cluster_asr(args: argparse.Namespace) -> int:
     from speechlm.errors import SpeechLMError
+
+    check_checkpoint_output(args.output, args.force)
     from speechlm.tokenizers.semantic.supervised import cluster_asr
 
     try:
@@ -139,9 +155,11 @@ def _cluster_asr(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
+    check_input_file(args.input)
+    check_output_file(args.output, "tokens")
+    _threads(args.threads)
     from speechlm.tokenizers.semantic.api import SemanticTokenizer
 
-    _threads(args.threads)
     tok = SemanticTokenizer.load(args.model)
     tokens = tok.encode_file(args.input, dedup=args.dedup)
     tokens.save(args.output)
@@ -151,10 +169,12 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
+    check_input_file(args.prompt, "--prompt")
+    check_output_file(args.output, "pcm16")
+    _threads(args.threads)
     from speechlm.tokenizers.semantic.bridge import Bridge
     from speechlm.tokenizers.tokens import load_tokens
 
-    _threads(args.threads)
     tokens = load_tokens(args.input)
     bridge = Bridge.load(args.bridge)
     bridge.decode_to_file(tokens, args.prompt, args.output, seed=args.seed)

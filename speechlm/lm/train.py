@@ -207,13 +207,17 @@ def export_model(src: str | Path, dest: str | Path, half: bool = True, prompt_au
         p = latest
     ckpt = load_checkpoint(p)
     sd = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt.state_dict.items()}
+    if prompt_audio and not prompt_text:
+        raise SpeechLMError("a default prompt needs its transcript")
+    tokenizer = (ckpt.meta.get("data_summary") or {}).get("tokenizer")
+
+    def write_prompt(folder: Path) -> None:  # part of the checkpoint: written before it is moved into place
+        _write_default_prompt(folder, prompt_audio, prompt_text, prompt_lang, tokenizer)
+
     save_checkpoint(dest, model=sd, config={"model": ckpt.config["model"]}, step=ckpt.step,
                     extra={"name": Path(dest).name, "weights": "fp16" if half else "fp32", "source": str(p),
                            "train_config": ckpt.config, **(ckpt.meta.get("data_summary") or {})},
-                    data_summary=ckpt.meta.get("data_summary"))
-    if prompt_audio:
-        _write_default_prompt(Path(dest), prompt_audio, prompt_text, prompt_lang,
-                              (ckpt.meta.get("data_summary") or {}).get("tokenizer"))
+                    data_summary=ckpt.meta.get("data_summary"), write_extra=write_prompt if prompt_audio else None)
     return Path(dest)
 
 

@@ -1,6 +1,7 @@
 """Checkpoints as safetensors + JSON, with everything needed to resume training. No pickle anywhere.
 
-A checkpoint is a folder, written to a temporary sibling and renamed whole (readers never see half of one)::
+A checkpoint is a folder, written to a temporary sibling and moved into place complete (readers never see half
+of one; see :func:`speechlm.utils.atomic.atomic_dir`)::
 
     step_00001000/
       model.safetensors       the weights to ship (tied tensors stored once, aliases in the header metadata)
@@ -9,7 +10,12 @@ A checkpoint is a folder, written to a temporary sibling and renamed whole (read
       train_state.safetensors optimizer / scheduler tensors, auxiliary modules (e.g. a GAN discriminator)
       train_state.json        the non-tensor parts of those states, per-rank RNG states, trainer position
 
-The last two exist only when training state was saved. Runs keep theirs under ``RUN_DIR/checkpoints/``;
+The last two exist only when training state was saved; ``config.json["files"]`` lists the files the checkpoint
+consists of. Writing onto an existing folder replaces only those files: anything else in it (a model card, a
+user's notes) is kept, never deleted. Commands that write a checkpoint folder refuse a non-empty folder that
+holds no checkpoint unless ``--force`` (:func:`check_destination`, called before the work starts).
+
+Runs keep theirs under ``RUN_DIR/checkpoints/``;
 :func:`latest_checkpoint` finds the newest complete one and :func:`prune_checkpoints` keeps the last few.
 """
 
@@ -21,7 +27,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +48,7 @@ FORMAT = "speechlm-checkpoint/1"
 MODEL_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 STATE_FILE, STATE_JSON = "train_state.safetensors", "train_state.json"
 _ALIASES_KEY = "speechlm.aliases"
+_LEGACY_PROMPT = ("prompt.npz", "prompt.json")
 
 
 @dataclass(frozen=True)
@@ -78,11 +85,14 @@ def save_checkpoint(ckpt_dir: str | os.PathLike, *, model: nn.Module | Mapping[s
                     extra: Mapping[str, Any] | None = None, data_summary: Mapping[str, Any] | None = None,
                     aux_modules: Mapping[str, nn.Module] | None = None,
                     rng_states: list[dict[str, Any]] | None = None,
-                    train_meta: Mapping[str, Any] | None = None) -> Path:
+                    train_meta: Mapping[str, Any] | None = None,
+                    write_extra: Callable[[Path], None] | None = None) -> Path:
     """Write a checkpoint folder atomically and return its path.
 
     Args:
-        ckpt_dir: the folder to create (replaced as a whole if it exists).
+        ckpt_dir: the folder to write. If it holds a checkpoint, that checkpoint's files are replaced (the old
+            ones stay complete until the new ones are); other entries of the folder are kept. A name the new
+            checkpoint writes that exists there but is not part of an old checkpoint raises CheckpointError.
         model: the module (DDP wrapper allowed) or state dict whose weights go to ``model.safetensors``.
         config: a dataclass or mapping saved as ``config.json["config"]``.
         step: optimizer steps taken.
@@ -92,6 +102,8 @@ def save_checkpoint(ckpt_dir: str | os.PathLike, *, model: nn.Module | Mapping[s
         aux_modules: modules needed to resume but not to use the model (a discriminator, an EMA copy).
         rng_states: per-rank RNG states; default: this process's state, as rank 0.
         train_meta: JSON the trainer needs to resume (data position, ...).
+        write_extra: called with the temporary folder to add more files to the checkpoint (a default voice
+            prompt, ...) before it is moved into place; they become part of it (``config.json["files"]``).
 
     Training state (``train_state.*``) is written when any of optimizer, scheduler, aux_modules, rng_states,
     train_meta is given.
@@ -110,29 +122,91 @@ def save_checkpoint(ckpt_dir: str | os.PathLike, *, model: nn.Module | Mapping[s
         "extra": dict(extra) if extra is not None else {},
     }
     with_state = any(x is not None for x in (optimizer, scheduler, aux_modules, rng_states, train_meta))
-    with atomic_dir(ckpt_dir) as tmp:
-        header = {_ALIASES_KEY: json.dumps(aliases)}
-        safetensors.torch.save_file(tensors, str(tmp / MODEL_FILE), metadata=header)
-        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if with_state:
-            flat: dict[str, torch.Tensor] = {}
-            state = {
-                "step": int(step),
-                "optimizers": {n: _tree_out(o.state_dict(), flat, f"optim.{n}")
-                               for n, o in _named(optimizer, "optimizer").items()},
-                "schedulers": {n: _tree_out(s.state_dict(), flat, f"sched.{n}")
-                               for n, s in _named(scheduler, "scheduler").items()},
-                "aux_modules": sorted((aux_modules or {}).keys()),
-                "rng_states": rng_states if rng_states is not None else [rng_state()],
-                "meta": dict(train_meta or {}),
-            }
-            for name, mod in (aux_modules or {}).items():
-                for k, v in _state_dict(mod).items():
-                    flat[f"aux.{name}.{k}"] = v
-            flat, _ = _dedupe(flat, clone_aliases=True)
-            safetensors.torch.save_file(flat, str(tmp / STATE_FILE))
-            (tmp / STATE_JSON).write_text(json.dumps(state) + "\n", encoding="utf-8")
+    owned = checkpoint_files(ckpt_dir) or set()
+    try:
+        # config.json names every file of the checkpoint: written last, and moved into place last
+        with atomic_dir(ckpt_dir, owned=owned, last=(CONFIG_FILE,)) as tmp:
+            header = {_ALIASES_KEY: json.dumps(aliases)}
+            safetensors.torch.save_file(tensors, str(tmp / MODEL_FILE), metadata=header)
+            if with_state:
+                flat: dict[str, torch.Tensor] = {}
+                state = {
+                    "step": int(step),
+                    "optimizers": {n: _tree_out(o.state_dict(), flat, f"optim.{n}")
+                                   for n, o in _named(optimizer, "optimizer").items()},
+                    "schedulers": {n: _tree_out(s.state_dict(), flat, f"sched.{n}")
+                                   for n, s in _named(scheduler, "scheduler").items()},
+                    "aux_modules": sorted((aux_modules or {}).keys()),
+                    "rng_states": rng_states if rng_states is not None else [rng_state()],
+                    "meta": dict(train_meta or {}),
+                }
+                for name, mod in (aux_modules or {}).items():
+                    for k, v in _state_dict(mod).items():
+                        flat[f"aux.{name}.{k}"] = v
+                flat, _ = _dedupe(flat, clone_aliases=True)
+                safetensors.torch.save_file(flat, str(tmp / STATE_FILE))
+                (tmp / STATE_JSON).write_text(json.dumps(state) + "\n", encoding="utf-8")
+            if write_extra is not None:
+                write_extra(tmp)
+            meta = {**meta, "files": sorted({*os.listdir(tmp), CONFIG_FILE})}
+            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    except FileExistsError as e:
+        raise CheckpointError(str(e)) from None
     return Path(ckpt_dir)
+
+
+def checkpoint_files(path: str | os.PathLike) -> set[str] | None:
+    """The names of the files the speechlm checkpoint in ``path`` consists of; None when ``path`` holds none.
+
+    From ``config.json["files"]``; for checkpoints written before that list existed, the standard files that
+    are present (and ``prompt.npz`` + ``prompt.json``, an LM export's default voice, when both are)."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return None
+    files = meta.get("files")
+    if isinstance(files, list) and all(isinstance(f, str) and _plain_name(f) for f in files):
+        return {*files, CONFIG_FILE}
+    found = {n for n in (MODEL_FILE, CONFIG_FILE, STATE_FILE, STATE_JSON) if (path / n).exists()}
+    if all((path / n).is_file() for n in _LEGACY_PROMPT):
+        found.update(_LEGACY_PROMPT)
+    return found
+
+
+def check_destination(path: str | os.PathLike, force: bool = False) -> None:
+    """Refuse, before any work, a checkpoint destination whose contents speechlm did not write.
+
+    Fine: a missing or empty folder, or one holding a speechlm checkpoint (its files are replaced, nothing else
+    in it is touched). A non-empty folder without a checkpoint is refused unless ``force``; even then a file
+    named like a checkpoint file (``config.json``, ...) is never overwritten.
+
+    Raises:
+        CheckpointError: one line saying why (the CLI exits 2).
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        if not path.parent.is_dir():
+            parent = path.parent
+            while not parent.exists() and parent != parent.parent:
+                parent = parent.parent
+            if not parent.is_dir():
+                raise CheckpointError(f"{path}: {parent} is not a folder")
+        return
+    if not path.is_dir():
+        raise CheckpointError(f"{path} exists and is not a folder")
+    present = set(os.listdir(path))
+    if not present or checkpoint_files(path) is not None:
+        return
+    if not force:
+        raise CheckpointError(f"{path} is not empty and holds no speechlm checkpoint; choose an empty or new folder, "
+                              "or pass --force to write the model files beside what is there (nothing is deleted)")
+    clash = sorted(present & {MODEL_FILE, CONFIG_FILE, STATE_FILE, STATE_JSON, *_LEGACY_PROMPT})
+    if clash:
+        raise CheckpointError(f"{path} holds {', '.join(clash)}, which speechlm did not write; refusing to overwrite "
+                              "it, even with --force")
 
 
 def load_checkpoint(ckpt_dir: str | os.PathLike, verify: bool = True) -> Checkpoint:
@@ -287,6 +361,10 @@ def _dedupe(tensors: Mapping[str, torch.Tensor], clone_aliases: bool = False
         storages.add((t.device, ptr))
         out[name] = c
     return out, aliases
+
+
+def _plain_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
 
 
 def _read_json(path: Path) -> dict[str, Any]:
