@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from speechlm.cli._common import add_command, add_group
+from speechlm.cli._common import add_command, add_group, check_output_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -133,6 +133,8 @@ def _align(args: argparse.Namespace) -> int:
 
     if not args.text.strip():
         raise SpeechLMError("--text is empty")
+    if args.output:
+        check_output_file(args.output, "json")
     tr = get_transcriber(args.model)
     wav, _ = load_audio(args.input, sr=SAMPLE_RATE)
     al = tr.align(wav[0], args.text, args.lang)
@@ -148,6 +150,8 @@ def _eval(args: argparse.Namespace) -> int:
     from speechlm.asr.evaluate import evaluate_manifest
     from speechlm.utils.atomic import atomic_write_text
 
+    if args.output:
+        check_output_file(args.output, "json")
     report = evaluate_manifest(
         args.data, split=args.split, max_utts=args.max_utts, model=args.model, threads=args.threads
     )

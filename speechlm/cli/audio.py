@@ -86,6 +86,9 @@ def _info(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     from speechlm.audio.io import load_audio, save_audio
+    from speechlm.cli._common import check_output_file
+
+    check_output_file(args.output, "audio")
 
     wav, sr = load_audio(args.input, sr=args.sr, channels=args.channels, max_seconds=_max_seconds(args))
     # Clipping is reported by save_audio as a logging warning (one stderr line).

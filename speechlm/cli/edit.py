@@ -28,19 +28,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _edit(args: argparse.Namespace) -> int:
+    from speechlm.cli._common import check_output_file, check_sampling_args
+
+    # Everything that can be checked is checked before the model loads.
+    check_sampling_args(args)
+    check_output_file(args.output, "audio")
+
     import torch
 
-    from speechlm.audio.io import load_audio, save_audio
-    from speechlm.errors import SpeechLMError
-    from speechlm.tasks.edit import edit
+    from speechlm.audio.io import save_audio
+    from speechlm.tasks.edit import edit, load_edit_audio
     from speechlm.tasks.tts import TTS
 
-    torch.set_num_threads(max(1, args.threads))
-    wav, sr = load_audio(args.input)
-    if args.draws < 1:
-        raise SpeechLMError(f"--draws must be at least 1, got {args.draws}")
+    wav, sr = load_edit_audio(args.input)
+    torch.set_num_threads(args.threads)
     tts = TTS.load(args.model, args.codec)
-    res = edit(tts, wav[0], sr, args.transcript, args.target, lang=args.lang, seed=args.seed,
+    res = edit(tts, wav, sr, args.transcript, args.target, lang=args.lang, seed=args.seed,
                temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, retries=args.retries,
                draws=args.draws)
     save_audio(args.output, res.wav, res.sample_rate)

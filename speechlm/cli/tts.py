@@ -48,21 +48,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _tts(args: argparse.Namespace) -> int:
+    from speechlm.cli._common import check_output_file, check_sampling_args
+    from speechlm.errors import SpeechLMError
+
+    # Everything that can be checked is checked before the model loads.
+    check_sampling_args(args)
+    check_output_file(args.output, "audio")
+    if args.prompt is not None and not (args.prompt_text or "").strip():
+        raise SpeechLMError("a prompt needs its transcript (--prompt-text)")
+
     import torch
 
     from speechlm.audio.io import save_audio
-    from speechlm.errors import SpeechLMError
-    from speechlm.tasks.tts import MIN_LENGTH, TTS
+    from speechlm.tasks.tts import MIN_LENGTH, TTS, load_prompt_audio
 
     min_length = MIN_LENGTH if args.min_length is None else args.min_length
-    if not 0 <= min_length <= 2:
-        raise SpeechLMError(f"--min-length must be within 0-2, got {min_length}")
-    torch.set_num_threads(max(1, args.threads))
+    prompt, prompt_sr = load_prompt_audio(args.prompt) if args.prompt is not None else (None, None)
+    torch.set_num_threads(args.threads)
     tts = TTS.load(args.model, args.codec)
-    res = tts.generate(args.text, prompt=args.prompt, prompt_text=args.prompt_text, lang=args.lang, seed=args.seed,
-                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, max_chars=args.max_chars,
-                       check_transcript=not args.no_transcript_check, retries=args.retries,
-                       min_length=min_length)
+    res = tts.generate(args.text, prompt=prompt, prompt_sr=prompt_sr, prompt_text=args.prompt_text, lang=args.lang,
+                       seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                       max_chars=args.max_chars, check_transcript=not args.no_transcript_check,
+                       retries=args.retries, min_length=min_length)
     save_audio(args.output, res.wav, res.sample_rate)
     capped = sum(res.hit_cap)
     print(f"{args.output}: {res.duration:.2f} s, {len(res.chunks)} chunk(s), RTF {res.rtf:.2f}"

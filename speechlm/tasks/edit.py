@@ -10,6 +10,7 @@ crossfades. Samples outside the edited spans and their crossfades are copied unc
 from __future__ import annotations
 
 import difflib
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from speechlm.errors import SpeechLMError
-from speechlm.tasks.tts import TTS, TTSInputError
+from speechlm.tasks.tts import TTS, TTSInputError, load_capped
 
 if TYPE_CHECKING:
     from speechlm.lm.generate import GenResult
@@ -94,6 +95,12 @@ def frame_spans(changes: list[tuple[int, int, int, int]], starts: list[float], e
     return [(s, e) for s, e in merged]
 
 
+def load_edit_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """A file to edit -> (``wav [T]``, rate); over :data:`MAX_EDIT_S` is refused before decoding."""
+    return load_capped(path, MAX_EDIT_S, lambda s: EditInputError(
+        f"the audio is {s:.2f} s long; editing takes 0.3-{MAX_EDIT_S:g} s"))
+
+
 def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang: str = "en", seed: int = 0,
          temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9, retries: int = 2,
          draws: int = 4) -> EditResult:
@@ -121,6 +128,9 @@ def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang:
     wav = np.asarray(wav, np.float32)
     if wav.ndim == 2:
         wav = wav.mean(0)
+    if not np.isfinite(wav).all():
+        raise EditInputError(f"the audio to edit contains NaN/Inf samples ({int((~np.isfinite(wav)).sum())} of "
+                             f"{wav.size})")
     sr_out = tts.codec.sample_rate
     wav = resample(wav, sr, sr_out) if sr != sr_out else wav
     dur = len(wav) / sr_out

@@ -19,7 +19,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,6 +85,26 @@ class TTSResult:
     @property
     def rtf(self) -> float:
         return self.seconds / max(self.duration, 1e-9)
+
+
+def load_capped(path: str | os.PathLike, max_seconds: float, too_long: Callable[[float], Exception]
+                ) -> tuple[np.ndarray, int]:
+    """Read a mono file (``wav [T]``, its rate) refusing one longer than ``max_seconds`` from its header,
+    before anything is decoded (``too_long(seconds)`` is raised); the decoder is capped too, in case the
+    header lies."""
+    from speechlm.audio.io import audio_info, load_audio
+
+    info = audio_info(path)
+    if info.frames > 0 and info.duration > max_seconds:
+        raise too_long(info.duration)
+    wav, sr = load_audio(path, max_seconds=max_seconds)
+    return wav[0], sr
+
+
+def load_prompt_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """A voice prompt file -> (``wav [T]``, rate); over :data:`MAX_PROMPT_S` is refused before decoding."""
+    return load_capped(path, MAX_PROMPT_S, lambda s: TTSInputError(
+        f"the prompt is {s:.1f} s long; give at most {MAX_PROMPT_S:g} s (3-10 s works best)"))
 
 
 def split_sentences(text: str) -> list[str]:
@@ -199,6 +219,9 @@ class TTS:
         wav = np.asarray(wav, np.float32)
         if wav.ndim == 2:
             wav = wav.mean(0)
+        if not np.isfinite(wav).all():
+            raise TTSInputError(f"the prompt audio contains NaN/Inf samples ({int((~np.isfinite(wav)).sum())} of "
+                                f"{wav.size})")
         dur = len(wav) / sr
         if dur < MIN_PROMPT_S:
             raise TTSInputError(f"the prompt is {dur:.2f} s long; give {MIN_PROMPT_S:g}-{MAX_PROMPT_S:g} s "
@@ -264,10 +287,7 @@ class TTS:
             pr = prompt
         elif prompt is not None:
             if isinstance(prompt, str | os.PathLike):
-                from speechlm.audio.io import load_audio
-
-                wav, sr = load_audio(prompt)
-                wav = wav[0]
+                wav, sr = load_prompt_audio(prompt)
             else:
                 if prompt_sr is None:
                     raise TTSInputError("a waveform prompt needs prompt_sr")
