@@ -77,3 +77,16 @@ def test_wer_form():
 def test_unknown_language():
     with pytest.raises(SpeechLMError, match="unsupported language 'xx'"):
         normalize_text("hi", "xx")
+
+
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "es", "it", "ru", "cs", "nl", "fi", "pt", "pl", "ja"])
+def test_very_long_numbers_are_read_digit_by_digit(lang):
+    # num2words overflows or recurses on these (a 300-digit number used to raise in most languages).
+    for text in ["x " + "9" * 300 + " y", "$" + "9" * 300, "9" * 300 + ".5", "x " + "9" * 5000 + " y"]:
+        out = normalize_text(text, lang)
+        assert not any(c.isdigit() for c in out), out[:80]
+    en = normalize_text("code 1234567890123 now")
+    assert en == "code one two three four five six seven eight nine zero one two three now"
+    assert normalize_text("123456789012") == ("one hundred and twenty-three billion four hundred and fifty-six "
+                                              "million seven hundred and eighty-nine thousand and twelve")
+    assert normalize_text("the " + "1" * 20 + "th") == "the " + " ".join(["one"] * 20)

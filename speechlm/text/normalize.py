@@ -231,8 +231,25 @@ def _n2w(value: int | Decimal, lang: str, to: str = "cardinal") -> str:
     return num2words(value, lang=_NUM2WORDS_LANG[lang], to=to).replace(",", "")
 
 
+# Longer digit strings (IDs, card numbers, a 300-digit number) are read digit by digit: num2words overflows or
+# recurses on them in several languages (Spanish from 15 digits), and no one reads them as one number anyway.
+MAX_NUMBER_DIGITS = 12
+
+
+def _digit_by_digit(digits: str, lang: str) -> str:
+    return " ".join(_n2w(int(d), lang) for d in digits)
+
+
 def _cardinal(digits: str, lang: str) -> str:
+    if len(digits.lstrip("0")) > MAX_NUMBER_DIGITS:
+        return _digit_by_digit(digits, lang)
     return _n2w(int(digits), lang)
+
+
+def _ordinal(digits: str, lang: str) -> str:
+    if len(digits.lstrip("0")) > MAX_NUMBER_DIGITS:
+        return _digit_by_digit(digits, lang)
+    return _n2w(int(digits), lang, to="ordinal")
 
 
 def _decimal(int_part: str, frac: str, lang: str) -> str:
@@ -276,11 +293,11 @@ def _currency_words(symbol: str, amount: str, scale: str | None, lang: str) -> s
     whole, frac = _split_number(amount, lang)
     if scale:  # "$5 million" -> "five million dollars"; "$1.5 billion" -> "one point five billion dollars"
         return f"{_read_number(amount, lang)} {scale} {many}"
-    words = f"{_cardinal(whole or '0', lang)} {one if int(whole or 0) == 1 else many}"
-    if frac and int(frac):
+    words = f"{_cardinal(whole or '0', lang)} {one if whole.lstrip('0') == '1' else many}"
+    if frac.strip("0"):
         cents = int((frac + "0")[:2])
         cent_words = f"{_cardinal(str(cents), lang)} {cent_one if cents == 1 else cent_many}"
-        if not int(whole or 0):
+        if not whole.strip("0"):
             return cent_words
         return f"{words} {_AND_WORD.get(lang, '')} {cent_words}".replace("  ", " ")
     return words
@@ -376,12 +393,12 @@ def _expand_numbers(text: str, lang: str) -> str:
     # Ordinals.
     if lang == "en":
         text = _sub(
-            r"\b(\d+)(st|nd|rd|th)\b", lambda m: _n2w(int(m.group(1)), lang, to="ordinal"), text, flags=re.I
+            r"\b(\d+)(st|nd|rd|th)\b", lambda m: _ordinal(m.group(1), lang), text, flags=re.I
         )
     elif lang == "fr":
-        text = _sub(r"\b(\d+)(er|re|e|ème|eme)\b", lambda m: _n2w(int(m.group(1)), lang, to="ordinal"), text)
+        text = _sub(r"\b(\d+)(er|re|e|ème|eme)\b", lambda m: _ordinal(m.group(1), lang), text)
     elif lang in ("es", "it", "pt"):
-        text = _sub(r"\b(\d+)\s?[ºª°]", lambda m: _n2w(int(m.group(1)), lang, to="ordinal"), text)
+        text = _sub(r"\b(\d+)\s?[ºª°]", lambda m: _ordinal(m.group(1), lang), text)
     # English years: a bare four-digit number 1100-2099 (no grouping comma, not a decimal).
     if lang == "en":
         text = _sub(
