@@ -172,3 +172,36 @@ def test_ffmpeg_fallback_for_m4a(tmp_path: Path) -> None:
     assert sum(b.shape[1] for b in blocks) == load_audio(m4a)[0].shape[1]
     with pytest.raises(AudioError, match="limit"):
         load_audio(m4a, max_seconds=0.5)
+
+
+@pytest.mark.skipif(not ffmpeg_available(), reason="ffmpeg not installed")
+def test_ffmpeg_reads_user_files_as_local_files_only(tmp_path: Path, monkeypatch) -> None:
+    wav = tmp_path / "a.wav"
+    save_audio(wav, _sine(440, 1.0), SR)
+    monkeypatch.chdir(tmp_path)
+    # A file whose name reads as an ffmpeg protocol ("concat:" would open b.m4a instead) is read as itself.
+    odd = Path("concat:b.m4a")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-c:a", "aac", "-f", "ipod", "file:" + str(odd)],
+                   check=True, timeout=60)
+    calls: list[list[str]] = []
+    real_run, real_popen = subprocess.run, subprocess.Popen
+
+    def run(cmd, *a, **k):
+        calls.append(list(cmd))
+        return real_run(cmd, *a, **k)
+
+    def popen(cmd, *a, **k):
+        calls.append(list(cmd))
+        return real_popen(cmd, *a, **k)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    assert audio_info(odd).backend == "ffmpeg"
+    assert load_audio(odd)[0].shape[1] > 0.9 * SR
+    assert sum(b.shape[1] for b in iter_audio_blocks(odd, None, block_seconds=0.3)) > 0.9 * SR
+    tools = [c for c in calls if Path(c[0]).name in ("ffmpeg", "ffprobe")]
+    assert {Path(c[0]).name for c in tools} == {"ffmpeg", "ffprobe"}
+    for c in tools:
+        i = c.index("-protocol_whitelist")
+        assert c[i + 1] == "file,pipe"
+        assert [a for a in c if a.endswith("b.m4a")] == ["file:" + str(Path(tmp_path / odd).absolute())]

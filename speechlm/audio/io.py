@@ -156,13 +156,23 @@ def _soundfile_error(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
+# A user's file is only ever read as a local file: a playlist (HLS .m3u8, concat list, ...) inside it cannot make
+# ffmpeg open URLs or other protocols. The whitelist is inherited by the demuxers that open nested inputs.
+_FFMPEG_SAFE_INPUT = ("-protocol_whitelist", "file,pipe")
+
+
+def _ffmpeg_url(path: Path) -> str:
+    """``file:`` + the absolute path, so a name like ``http:x`` or ``concat:a|b`` is never read as a protocol."""
+    return "file:" + str(Path(path).absolute())
+
+
 def _ffprobe(path: Path) -> dict[str, Any] | None:
     """Stream info of the first audio stream through ffprobe, or None when ffprobe finds none."""
     try:
         proc = subprocess.run(
-            ["ffprobe", "-v", "error", "-select_streams", "a:0",
+            ["ffprobe", "-v", "error", *_FFMPEG_SAFE_INPUT, "-select_streams", "a:0",
              "-show_entries", "stream=codec_name,sample_rate,channels,duration,duration_ts,time_base"
-             ":format=format_name,duration", "-of", "json", str(path)],
+             ":format=format_name,duration", "-of", "json", _ffmpeg_url(path)],
             capture_output=True, timeout=60, check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
@@ -327,7 +337,8 @@ def _read_soundfile(path: Path, max_seconds: float, max_channels: int, quiet: bo
 
 def _ffmpeg_cmd(path: Path, extra: list[str] | None = None) -> list[str]:
     # -xerror: stop on the first decode error instead of silently skipping corrupt packets.
-    return ["ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i", str(path), "-map", "0:a:0", "-vn",
+    return ["ffmpeg", "-nostdin", "-v", "error", "-xerror", *_FFMPEG_SAFE_INPUT, "-i", _ffmpeg_url(path),
+            "-map", "0:a:0", "-vn",
             *(extra or []), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
 
 
