@@ -233,6 +233,7 @@ def test_convert_and_info_succeed(tmp_path: Path, capfd) -> None:
     src = tmp_path / "stereo.flac"
     sf.write(src, _noise(0.5 * 22050 / SR, channels=2), 22050)
     out = tmp_path / "sub" / "mono16k.wav"
+    out.parent.mkdir()  # a missing output folder is refused, never created (tests/test_cli_validation.py)
     assert main(["audio", "convert", str(src), "-o", str(out), "--sr", "16000", "--channels", "1"]) == 0
     info = sf.info(out)
     assert (info.samplerate, info.channels, info.frames) == (16000, 1, 8000)
