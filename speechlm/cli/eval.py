@@ -244,7 +244,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "score generated speech: WER/CER, speaker similarity, DNSMOS, MCD/F0",
         cmd_tts,
         description="Score GENERATED/<id>.wav for each manifest utterance.\nMetric groups: asr "
-        "(WER/CER of the --asr transcript vs the manifest text), speaker (cosine to the "
+        "(WER/CER of the --judge transcript vs the manifest text), speaker (cosine to the "
         "prompt: --prompts DIR/<id>.wav, else tags.prompt, else the reference audio), mos "
         "(DNSMOS), cepstral (MCD and F0 RMSE/voicing error vs the reference, after DTW).\n"
         "ASR judges (--judge): whisper-base (default; Whisper base from PyPI, hash-verified, "
