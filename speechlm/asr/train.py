@@ -16,7 +16,6 @@ holds float16 weights, the label sets and the feature settings: that folder is w
 
 from __future__ import annotations
 
-import math
 import random
 import sys
 import time
@@ -38,6 +37,7 @@ from speechlm.asr.transcriber import MODEL_KIND
 from speechlm.data.manifest import Utterance, manifest_root, read_manifest
 from speechlm.errors import SpeechLMError
 from speechlm.train.loop import TrainConfig
+from speechlm.train.schedule import warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -447,17 +447,6 @@ def score_examples(
 # the recipe
 
 
-def lr_lambda(max_steps: int, warmup_steps: int):
-    """Linear warm-up, then cosine decay to 5 % of the peak at ``max_steps`` (a multiplier for LambdaLR)."""
-
-    def f(step: int) -> float:
-        warm = min(1.0, (step + 1) / max(1, warmup_steps))
-        progress = min(1.0, step / max(1, max_steps))
-        return warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-    return f
-
-
 def build_model(
     cfg: ASRTrainConfig, phone_set: LabelSet, char_set: LabelSet
 ) -> tuple[ConformerCTC, ASRTrainConfig]:
@@ -608,7 +597,9 @@ def train(
         file=sys.stderr,
     )
     opt = torch.optim.AdamW(model.parameters(), lr=oc.lr, weight_decay=oc.weight_decay, betas=(0.9, 0.98))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.train.max_steps, oc.warmup_steps))
+    # cosine from step 0 under the warm-up ramp, to 5 % of the peak: the schedule the shipped model was trained with
+    lam = warmup_cosine(oc.warmup_steps, cfg.train.max_steps, 0.05, decay_under_warmup=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
     trainer = Trainer(
         out_dir,
         cfg.train,

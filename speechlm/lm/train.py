@@ -13,7 +13,6 @@ checkpoint; the model refuses tokens from another codec.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from speechlm.lm.model import LMConfig, build_lm, valle_loss, voicecraft_loss
 from speechlm.train.config import load_config
 from speechlm.train.distributed import ShardedBatchSampler, cleanup, init_distributed
 from speechlm.train.loop import TrainConfig, Trainer
+from speechlm.train.schedule import warmup_cosine
 from speechlm.train.seed import seed_everything
 
 
@@ -63,16 +63,6 @@ class _Items(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> Utt:
         return self.utts[i]
-
-
-def _lr_lambda(warmup: int, total: int, final: float):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = min(1.0, (step - warmup) / max(1, total - warmup))
-        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t))
-
-    return f
 
 
 def resolve_data(data: str | Path, out_dir: Path, n_q: int, show_progress: bool = True,
@@ -159,7 +149,7 @@ def train(config: str | Path | None, data: str | Path, out_dir: str | Path, over
     model = build_lm(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lm.lr, weight_decay=cfg.lm.weight_decay, betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _lr_lambda(cfg.lm.warmup_steps, cfg.train.max_steps, cfg.lm.final_lr_ratio))
+        opt, warmup_cosine(cfg.lm.warmup_steps, cfg.train.max_steps, cfg.lm.final_lr_ratio))
     sampler = ShardedBatchSampler(len(train_utts), cfg.lm.batch_size, seed=cfg.train.seed)
     loader = torch.utils.data.DataLoader(_Items(train_utts), batch_sampler=sampler, collate_fn=collate)
 

@@ -9,7 +9,6 @@ validation clips), in ``DIR/metrics.jsonl`` (and TensorBoard when installed).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from speechlm.tokenizers.codec.losses import (
 from speechlm.train.config import load_config
 from speechlm.train.distributed import ShardedBatchSampler, cleanup, init_distributed, unwrap
 from speechlm.train.loop import TrainConfig, Trainer
+from speechlm.train.schedule import warmup_cosine
 from speechlm.train.seed import seed_everything
 
 
@@ -293,16 +293,6 @@ def make_train_step(cfg: CodecRecipeConfig):
     return step
 
 
-def _lr_lambda(warmup: int, total: int, final: float):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = min(1.0, (step - warmup) / max(1, total - warmup))
-        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t))
-
-    return f
-
-
 def train(
     config: str | Path | None,
     manifests: Sequence[str],
@@ -346,7 +336,7 @@ def train(
         model.freeze_tokens()
     opt_g = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=c.lr, betas=c.betas)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=c.disc_lr, betas=c.betas)
-    lam = _lr_lambda(c.warmup_steps, cfg.train.max_steps, c.final_lr_ratio)
+    lam = warmup_cosine(c.warmup_steps, cfg.train.max_steps, c.final_lr_ratio)
     scheds = {
         "gen": torch.optim.lr_scheduler.LambdaLR(opt_g, lam),
         "disc": torch.optim.lr_scheduler.LambdaLR(opt_d, lam),

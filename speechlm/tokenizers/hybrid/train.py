@@ -43,12 +43,12 @@ from speechlm.tokenizers.codec.train import (
     AudioPool,
     CodecTrainConfig,
     CropDataset,
-    _lr_lambda,
     codebook_stats,
     load_codec,
 )
 from speechlm.train.config import load_config
 from speechlm.train.loop import TrainConfig, Trainer
+from speechlm.train.schedule import warmup_cosine
 from speechlm.train.seed import seed_everything
 
 
@@ -56,7 +56,7 @@ from speechlm.train.seed import seed_everything
 class HybridConfig:
     """What is distilled into level 1, from what base."""
 
-    base: str = "default"  # codec asset name, checkpoint or run folder
+    base: str = "codec_default"  # a neural codec: asset name, checkpoint or run folder
     teacher: str = "default"  # semantic tokenizer (encoder features)
     w_distill: float = 10.0
     lr: float = 1e-4
@@ -203,7 +203,7 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
                                                                                seed=cfg.train.seed))
     saved_cfg = {"model": dataclasses.asdict(model_cfg), **{k: v for k, v in
                                                              dataclasses.asdict(cfg).items()}}
-    lam = _lr_lambda(c.warmup_steps, cfg.train.max_steps, c.final_lr_ratio)
+    lam = warmup_cosine(c.warmup_steps, cfg.train.max_steps, c.final_lr_ratio)
     scheds = {"gen": torch.optim.lr_scheduler.LambdaLR(opt_g, lam),
               "disc": torch.optim.lr_scheduler.LambdaLR(opt_d, lam)}
     trainer = Trainer(out_dir, cfg.train, model={**modules, "disc": disc},

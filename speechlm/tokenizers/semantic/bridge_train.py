@@ -22,13 +22,14 @@ from speechlm.errors import SpeechLMError
 from speechlm.tokenizers.semantic.bridge import BridgeConfig, BridgeModel
 from speechlm.train.config import load_config
 from speechlm.train.loop import TrainConfig, Trainer
+from speechlm.train.schedule import warmup_cosine
 from speechlm.train.seed import seed_everything
 
 
 @dataclass(frozen=True)
 class BridgeTrainConfig:
     semantic_model: str = "default"
-    codec_model: str = "default"
+    codec_model: str = "pitch"
     batch_size: int = 8
     prompt_frames: int = 100
     target_frames: int = 150
@@ -177,14 +178,7 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
     model = BridgeModel(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=b.lr, betas=(0.9, 0.98), weight_decay=0.01)
     total = cfg.train.max_steps
-
-    def lam(step: int) -> float:
-        if step < b.warmup_steps:
-            return (step + 1) / b.warmup_steps
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - b.warmup_steps) /
-                                                               max(1, total - b.warmup_steps))))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(b.warmup_steps, total, 0.05))
     ds = PairDataset(data, total * b.batch_size, b, model_cfg.n_q, cfg.train.seed)
     loader = torch.utils.data.DataLoader(ds, batch_sampler=ShardedBatchSampler(len(ds), b.batch_size,
                                                                                seed=cfg.train.seed))

@@ -16,7 +16,6 @@ Metrics in ``DIR/metrics.jsonl``: ``mp/loss`` (cross-entropy on masked frames), 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from speechlm.tokenizers.semantic.features import SAMPLE_RATE, encoder_input, mf
 from speechlm.tokenizers.semantic.kmeans import assign, minibatch_kmeans
 from speechlm.train.config import load_config
 from speechlm.train.loop import TrainConfig, Trainer
+from speechlm.train.schedule import warmup_cosine
 from speechlm.train.seed import seed_everything
 
 
@@ -235,16 +235,6 @@ def save_tokenizer(dest: str | Path, *, centroids: np.ndarray, name: str, featur
 # ---- the recipe ----------------------------------------------------------------------------------------
 
 
-def _lr_lambda(warmup: int, total: int, final: float):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = min(1.0, (step - warmup) / max(1, total - warmup))
-        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t))
-
-    return f
-
-
 def make_loss_fn(cfg: SemanticRecipeConfig):
     s = cfg.semantic
 
@@ -333,8 +323,8 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
     if s.init:
         _warm_start(model, s.init)
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, betas=(0.9, 0.98), weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(s.warmup_steps, cfg.train.max_steps,
-                                                              s.final_lr_ratio))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(s.warmup_steps, cfg.train.max_steps,
+                                                                 s.final_lr_ratio))
     ds = CropDataset(pool, targets, cfg.train.max_steps * s.batch_size, s.crop_frames, cfg.train.seed, s.vtlp)
     from speechlm.train.distributed import ShardedBatchSampler
 
