@@ -28,11 +28,15 @@ MODEL_KIND = "speechlm-asr-ctc"
 
 
 def resolve_model_dir(model: str | os.PathLike | None) -> Path:
-    """``None`` / ``"default"``: the shipped model; else a checkpoint folder (or a run folder's ``final``)."""
+    """``None`` / ``"default"``: the shipped model; ``NAME`` or ``asr_NAME``: ``speechlm/assets/asr_NAME``; else a
+    checkpoint folder (or a run folder's ``final``)."""
     if model is None or str(model) == "default":
         path = DEFAULT_MODEL_DIR
     else:
-        path = Path(model)
+        path, name = Path(model), str(model)
+        asset = DEFAULT_MODEL_DIR.parent / f"asr_{name.removeprefix('asr_')}"
+        if not path.exists() and "/" not in name and asset.is_dir():
+            path = asset
         if (path / "final" / "config.json").exists():
             path = path / "final"
     if not (path / "config.json").exists():
@@ -63,12 +67,14 @@ class CTCTranscriber:
         features: dict,
         frame_rate: float,
         source: str = "",
+        model_id: str = "",
     ) -> None:
         self.model = model.eval()
         self.phone_set, self.char_set = phone_set, char_set
         self.features = features
         self.frame_rate = frame_rate
         self.source = source
+        self.model_id = model_id  # NAME@HASH, as `speechlm models` lists it ("" when built in memory)
         self._lock = threading.Lock()
 
     @classmethod
@@ -97,6 +103,7 @@ class CTCTranscriber:
             dict(ck.config["features"]),
             float(extra["frame_rate"]),
             str(path),
+            ck.model_id,
         )
 
     # --- inference -------------------------------------------------------------------------------

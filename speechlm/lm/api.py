@@ -1,8 +1,8 @@
 """A loaded, inference-only codec LM: ``CodecLanguageModel.load(name_or_dir)``.
 
-``None``/``"default"`` is the shipped ``speechlm/assets/lm_default``; ``NAME`` is ``speechlm/assets/lm_NAME``;
-anything else is a checkpoint folder or a training run (its newest checkpoint). The model knows the codec
-tokenizer id it was trained on and :meth:`check_codec` refuses any other codec.
+``None``/``"default"`` is the shipped ``speechlm/assets/lm_default``; ``NAME`` (or ``lm_NAME``) is
+``speechlm/assets/lm_NAME``; anything else is a checkpoint folder or a training run (its newest checkpoint). The
+model knows the codec tokenizer id it was trained on and :meth:`check_codec` refuses any other codec.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ def resolve_lm_dir(name_or_dir: str | os.PathLike | None) -> Path:
 
     name = str(name_or_dir) if name_or_dir is not None else "default"
     p = Path(name)
-    if not p.exists() and "/" not in name and (ASSETS / f"lm_{name}").is_dir():
-        p = ASSETS / f"lm_{name}"
+    asset = ASSETS / f"lm_{name.removeprefix('lm_')}"
+    if not p.exists() and "/" not in name and asset.is_dir():
+        p = asset
     if not p.is_dir():
         raise CheckpointError(f"codec LM {name!r} not found (a name under speechlm/assets or a folder)")
     if not (p / "model.safetensors").exists():
@@ -86,6 +87,13 @@ class CodecLanguageModel:
 
         if self.symbols and self.symbols != default_symbols().hash:
             raise CheckpointError(f"{self.path}: trained with another phoneme table ({self.symbols})")
+
+    @property
+    def model_id(self) -> str:
+        """``NAME@HASH`` (the exported name and the weights hash), as ``speechlm models`` lists it."""
+        from speechlm.train.checkpoint import model_id
+
+        return model_id(self.meta, self.path)
 
     @property
     def n_params(self) -> int:

@@ -78,6 +78,10 @@ class TTSResult:
     seconds: float
     extra: dict = field(default_factory=dict)
 
+    def __iter__(self):
+        """``wav, sample_rate = tts.generate(...)`` (like :meth:`Codec.decode`)."""
+        return iter((self.wav, self.sample_rate))
+
     @property
     def duration(self) -> float:
         return len(self.wav) / self.sample_rate

@@ -66,6 +66,11 @@ class Checkpoint:
     def weights_sha256(self) -> str:
         return self.meta["weights_sha256"]
 
+    @property
+    def model_id(self) -> str:
+        """``NAME@HASH``: see :func:`model_id`."""
+        return model_id(self.meta, self.path)
+
 
 @dataclass(frozen=True)
 class TrainState:
@@ -296,6 +301,13 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int = 3) -> None:
     if keep > 0:
         for p in list_checkpoints(run_dir)[:-keep]:
             shutil.rmtree(p, ignore_errors=True)
+
+
+def model_id(meta: Mapping[str, Any], path: str | os.PathLike) -> str:
+    """``NAME@HASH`` of a checkpoint from its ``config.json`` alone (``meta``): its exported name (``extra.name``,
+    else the folder's name) and the first 16 hex digits of its weights hash."""
+    name = (meta.get("extra") or {}).get("name") or Path(path).name
+    return f"{name}@{str(meta.get('weights_sha256', ''))[:16]}"
 
 
 def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:

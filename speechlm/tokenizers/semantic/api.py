@@ -26,12 +26,13 @@ DEFAULT_MODEL = "default"
 
 
 def resolve_model_dir(name_or_dir: str | os.PathLike | None) -> Path:
-    """``None``/``"default"`` -> ``speechlm/assets/semantic_default``; ``NAME`` -> ``assets/semantic_NAME``; a
-    tokenizer folder; or a training run folder (its ``tokenizer/``)."""
+    """``None``/``"default"`` -> ``speechlm/assets/semantic_default``; ``NAME`` or ``semantic_NAME`` ->
+    ``assets/semantic_NAME``; a tokenizer folder; or a training run folder (its ``tokenizer/``)."""
     name = str(name_or_dir) if name_or_dir is not None else DEFAULT_MODEL
     p = Path(name)
-    if not p.exists() and "/" not in name and (ASSETS / f"semantic_{name}").is_dir():
-        p = ASSETS / f"semantic_{name}"
+    asset = ASSETS / f"semantic_{name.removeprefix('semantic_')}"
+    if not p.exists() and "/" not in name and asset.is_dir():
+        p = asset
     if p.is_dir() and not (p / "model.safetensors").exists() and (p / "tokenizer").is_dir():
         p = p / "tokenizer"
     if not (p / "model.safetensors").is_file():
