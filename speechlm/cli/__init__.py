@@ -32,6 +32,7 @@ GROUPS: dict[str, str] = {
     "lm": "speechlm.cli.lm",
     "tts": "speechlm.cli.tts",
     "edit": "speechlm.cli.edit",
+    "models": "speechlm.cli.models",
 }
 
 

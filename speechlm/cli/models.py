@@ -1,0 +1,38 @@
+"""``speechlm models [--json]``: every shipped model, its kind, size, id, use and measured quality."""
+
+from __future__ import annotations
+
+import argparse
+
+from speechlm.cli._common import add_command
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(
+        sub, "models", "list the shipped models (name, kind, size, id, what each is for, measured quality)", _models,
+        description="List every model shipped in speechlm/assets. NAME is what --model NAME and .load(NAME) take; "
+        "'default' marks what the name 'default' loads for that kind.\n\n"
+        "  speechlm models\n"
+        "  speechlm models --json")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list of objects: name, kind, id, size_mb, default, description, quality")
+
+
+def _models(args: argparse.Namespace) -> int:
+    import json
+
+    from speechlm.models import shipped_models
+
+    models = shipped_models()
+    if args.json:
+        print(json.dumps([m.to_dict() for m in models], indent=2, ensure_ascii=False))
+        return 0
+    w = max((len(m.name) for m in models), default=4)
+    print(f"{'NAME':<{w}}  {'KIND':<8}  {'SIZE':>9}  ID")
+    for m in models:
+        print(f"{m.name:<{w}}  {m.kind:<8}  {m.size_mb:>6.2f} MB  {m.id}{'  (default)' if m.default else ''}")
+        if m.description:
+            print(f"{'':<{w}}  for: {m.description}")
+        if m.quality:
+            print(f"{'':<{w}}  quality: {m.quality}")
+    return 0
