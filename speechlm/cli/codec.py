@@ -30,8 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _, cmds = add_group(
         sub,
         "codec",
-        help="neural audio codec (acoustic tokenizer)",
-        description="Neural audio codec: 16 kHz speech <-> RVQ tokens [K, T] at 50 Hz.\n\n"
+        help="audio codec (acoustic tokenizer): encode, decode, train, bench",
+        description="Audio codec: 16 kHz speech <-> tokens [K, T] at 50 Hz. The default is the source-filter "
+        "codec (F0, gain, aperiodicity and envelope streams; 1.35-3.85 kbps); the neural RVQ codecs are "
+        "codec_default, codec_pitch and codec_hybrid (--model).\n\n"
         "  speechlm codec encode in.wav -o tokens.npz --bitrate 1.5\n"
         "  speechlm codec decode tokens.npz -o out.wav",
     )
@@ -50,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--bitrate",
         type=float,
         default=None,
-        help="kbps; picks the number of codebooks (default: all). Shipped model: 0.5 kbps steps",
+        help="kbps; picks the number of codebooks (default: all). Default codec: 1.35-3.85 kbps in 0.5 kbps steps",
     )
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
@@ -121,6 +123,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seconds", type=float, default=8.0, help="crop clips to this length")
     p.add_argument("-o", "--output", default="codec_bench", help="output path stem (writes .md and .json)")
     p.add_argument("--no-baselines", action="store_true", help="skip Opus/Codec2/EnCodec")
+    p.add_argument("--wideband", action="store_true", help="only clips recorded at 16 kHz or more")
+    p.add_argument("--also", action="append", default=[], metavar="MODEL",
+                   help="another codec to measure in the same run at all its codebooks (repeatable), "
+                   "e.g. --also codec_default --also pitch")
 
 
 def _threads(n: int) -> None:
@@ -181,12 +187,14 @@ def _info(args: argparse.Namespace) -> int:
     from speechlm.tokenizers.codec.api import Codec
 
     c = Codec.load(args.model)
-    n = sum(p.numel() for p in c.model.parameters())
+    streams = getattr(c, "stream_names", None)
+    books = (", ".join(f"{s} {k}" for s, k in zip(streams, c.cardinalities)) if streams
+             else f"{c.num_codebooks} x {c.cardinality}")
     print(
-        f"tokenizer: {c.tokenizer_id}\nparams: {n / 1e6:.2f} M\nsample_rate: {c.sample_rate}\n"
-        f"frame_rate: {c.frame_rate:g} Hz\ncodebooks: {c.num_codebooks} x {c.cardinality}\n"
+        f"tokenizer: {c.tokenizer_id}\nparams: {c.num_params / 1e6:.2f} M\nsample_rate: {c.sample_rate}\n"
+        f"frame_rate: {c.frame_rate:g} Hz\ncodebooks: {books}\n"
         f"bitrates (kbps): {', '.join(f'{b:g}' for b in c.bitrates)}\n"
-        f"decoder: {c.config.decoder}\n"
+        f"decoder: {c.decoder_name}\n"
         + ("encoder: offline (level-1 semantic units need the whole input); decoding streams"
            if c.latency_ms is None else f"algorithmic latency: {c.latency_ms:g} ms")
     )
@@ -194,11 +202,29 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from speechlm.tokenizers.codec.train import train
+    if _config_kind(args.config) == "source_filter":
+        from speechlm.tokenizers.source_filter.train import train
+    else:
+        from speechlm.tokenizers.codec.train import train
 
     metrics = train(args.config, args.data, args.out, args.set)
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
     return 0
+
+
+def _config_kind(path: str) -> str | None:
+    """The ``kind`` key of a recipe YAML (``source_filter`` for the source-filter codec), None if absent."""
+    import yaml
+
+    from speechlm.errors import SpeechLMError
+
+    try:
+        data = yaml.safe_load(open(path, encoding="utf-8"))
+    except OSError as exc:
+        raise SpeechLMError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise SpeechLMError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return data.get("kind") if isinstance(data, dict) else None
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -217,6 +243,8 @@ def _bench(args: argparse.Namespace) -> int:
         args.output,
         model=args.model,
         bitrates=args.bitrates,
+        also=args.also,
+        min_rate=16000 if args.wideband else 0,
         split=args.split,
         max_clips=args.max_clips,
         max_seconds=args.max_seconds,

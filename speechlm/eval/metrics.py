@@ -229,6 +229,8 @@ class F0Metrics:
     rmse_hz: float
     voicing_error: float  # fraction of compared frames whose voiced/unvoiced decisions differ
     n_voiced: int  # frames voiced in both
+    voiced_kept: float = float("nan")  # fraction of the reference's voiced frames voiced in ``deg``
+    median_cents: float = float("nan")  # median absolute F0 error on frames voiced in both
 
 
 def f0_metrics(
@@ -267,11 +269,13 @@ def f0_metrics(
         ia = ib = np.arange(n)
     fa, va, fb, vb = fa[ia].astype(np.float64), va[ia], fb[ib].astype(np.float64), vb[ib]
     voicing_error = float(np.mean(va != vb)) if va.size else float("nan")
+    kept = float(np.mean(vb[va])) if va.any() else float("nan")
     both = va & vb & (fa > 0) & (fb > 0)
     if not both.any():
-        return F0Metrics(float("nan"), float("nan"), voicing_error, 0)
+        return F0Metrics(float("nan"), float("nan"), voicing_error, 0, kept)
     cents = 1200.0 * np.log2(fb[both] / fa[both])
     hz = fb[both] - fa[both]
     return F0Metrics(
-        float(np.sqrt(np.mean(cents**2))), float(np.sqrt(np.mean(hz**2))), voicing_error, int(both.sum())
+        float(np.sqrt(np.mean(cents**2))), float(np.sqrt(np.mean(hz**2))), voicing_error, int(both.sum()), kept,
+        float(np.median(np.abs(cents))),
     )

@@ -153,7 +153,7 @@ def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang:
     vocab = m.vocab
     tok = tts.codec.encode(wav, sr_out)
     codes = torch.from_numpy(tok.codes[: m.n_codebooks].astype(np.int64))
-    hop = tts.codec.model.hop
+    hop = tts.codec.hop
     spans = frame_spans(changes, [w.start_s for w in al.words], [w.end_s for w in al.words], dur,
                         tts.codec.frame_rate, codes.shape[1], vocab.n_masks)
     sym = tts.symbols

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,8 +22,12 @@ from speechlm.tokenizers.codec.model import CodecModel
 from speechlm.tokenizers.codec.streaming import load_stream_state, remove_weight_norm, stream_state, streaming
 from speechlm.tokenizers.tokens import Tokens, TokensFileError, check_tokenizer
 
+if TYPE_CHECKING:
+    from speechlm.tokenizers.source_filter.codec import SourceFilterCodec
+
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_MODEL = "default"
+DEFAULT_ASSET = "sf"  # what "default" names: the source-filter codec (codec_sf)
 BLOCK_FRAMES = 500  # frames per streamed block (10 s at 50 Hz): bounds memory for long inputs
 
 
@@ -32,6 +37,8 @@ def resolve_model_dir(name_or_dir: str | os.PathLike | None) -> Path:
     from speechlm.train.checkpoint import latest_checkpoint
 
     name = str(name_or_dir) if name_or_dir is not None else DEFAULT_MODEL
+    if name == DEFAULT_MODEL and not Path(name).exists():
+        name = DEFAULT_ASSET
     p = Path(name)
     asset = ASSETS / f"codec_{name.removeprefix('codec_')}"
     if not p.exists() and "/" not in name and asset.is_dir():
@@ -81,11 +88,16 @@ class Codec:
 
     # ---- construction ---------------------------------------------------------------------------
     @classmethod
-    def load(cls, name_or_dir: str | os.PathLike | None = None) -> Codec:
-        """Load the shipped default (None / "default"), a named asset, a checkpoint folder or a run folder."""
+    def load(cls, name_or_dir: str | os.PathLike | None = None) -> Codec | SourceFilterCodec:
+        """Load the shipped default (None / "default": the source-filter codec), a named asset, a checkpoint
+        folder or a run folder. A source-filter checkpoint loads as a :class:`SourceFilterCodec`."""
         from speechlm.train.checkpoint import load_checkpoint
 
         path = resolve_model_dir(name_or_dir)
+        if _is_source_filter(path):
+            from speechlm.tokenizers.source_filter.codec import SourceFilterCodec
+
+            return SourceFilterCodec.load(path)
         ckpt = load_checkpoint(path)
         cfg_dict = ckpt.config.get("model", ckpt.config)
         try:
@@ -146,6 +158,19 @@ class Codec:
     def bitrates(self) -> list[float]:
         """kbps of every usable number of codebooks (1..n_q)."""
         return [round(k * self.config.kbps_per_codebook, 4) for k in range(1, self.num_codebooks + 1)]
+
+    @property
+    def hop(self) -> int:
+        """Audio samples per token frame."""
+        return self.model.hop
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def decoder_name(self) -> str:
+        return str(self.config.decoder)
 
     @property
     def latency_ms(self) -> float | None:
@@ -359,6 +384,18 @@ class Codec:
             ) as f:
                 for block in self.decode_blocks(tokens):
                     f.write(np.clip(block, -1.0, 1.0))
+
+
+def _is_source_filter(path: Path) -> bool:
+    """Whether the checkpoint folder ``path`` holds a source-filter codec (its config's model kind)."""
+    import json
+
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    model = (cfg.get("config") or {}).get("model") or {}
+    return isinstance(model, dict) and model.get("kind") == "source_filter"
 
 
 def _sf_format(path: Path) -> str:

@@ -31,19 +31,21 @@ CODEC2_KBPS = {"3200": 3.2, "1600": 1.6, "700C": 0.7}
 
 
 def load_clips(
-    manifests: Sequence[str], split: str, max_clips: int, max_seconds: float
+    manifests: Sequence[str], split: str, max_clips: int, max_seconds: float, min_rate: int = 0
 ) -> list[tuple[str, np.ndarray]]:
-    """Evenly spaced clips (``max_clips`` per manifest) of ``split``, mono 16 kHz, <= ``max_seconds``."""
-    from speechlm.audio.io import load_audio
+    """Evenly spaced clips (``max_clips`` per manifest) of ``split``, mono 16 kHz, <= ``max_seconds``; with
+    ``min_rate``, only files recorded at that sample rate or more (16000: wideband only)."""
+    from speechlm.audio.io import audio_info, load_audio
     from speechlm.data.manifest import manifest_root, read_manifest
 
     clips = []
     for m in manifests:
-        utts = [u for u in read_manifest(m) if split == "all" or u.split == split]
+        root = manifest_root(m)
+        utts = [u for u in read_manifest(m) if (split == "all" or u.split == split)
+                and (not min_rate or audio_info(u.audio_path(root)).sample_rate >= min_rate)]
         if not utts:
             raise SpeechLMError(f"{m}: no utterances with split {split!r}")
         idx = np.unique(np.linspace(0, len(utts) - 1, min(max_clips, len(utts))).round().astype(int))
-        root = manifest_root(m)
         for i in idx:
             wav, _ = load_audio(utts[i].audio_path(root), sr=SR)
             clips.append((utts[i].id, wav[0, : int(max_seconds * SR)]))
@@ -92,12 +94,15 @@ def codec2_roundtrip(wav: np.ndarray, mode: str, tmp: Path) -> tuple[np.ndarray,
 
 
 def _metrics(ref: np.ndarray, deg: np.ndarray, embedder) -> dict[str, float]:
-    from speechlm.eval.metrics import mel_distance, pesq_score, si_sdr, stoi_score
+    from speechlm.eval.metrics import f0_metrics, mel_distance, pesq_score, si_sdr, stoi_score
     from speechlm.eval.speaker import speaker_similarity
 
     n = len(ref)
     deg = np.pad(deg[:n], (0, max(0, n - len(deg))))
+    f0 = f0_metrics(ref, deg, SR)
     return {
+        "voiced_kept": f0.voiced_kept,
+        "f0_median_cents": f0.median_cents,
         "pesq_wb": pesq_score(ref, deg, SR),
         "stoi": stoi_score(ref, deg, SR),
         "mel_dist": mel_distance(ref, deg, SR),
@@ -162,10 +167,12 @@ def run_bench(
     model: str | None = None,
     bitrates: Sequence[float] | None = None,
     split: str = "test",
+    also: Sequence[str] = (),
     max_clips: int = 40,
     max_seconds: float = 8.0,
     baselines: bool = True,
     speaker: bool = True,
+    min_rate: int = 0,
 ) -> dict:
     """Run the benchmark and write ``out.md`` / ``out.json``; returns the JSON dict."""
     import torch
@@ -177,7 +184,7 @@ def run_bench(
     torch.set_num_threads(1)  # the speed columns are single-thread numbers
     codec = Codec.load(model)
     brs = list(bitrates) if bitrates else codec.bitrates
-    clips = load_clips(manifests, split, max_clips, max_seconds)
+    clips = load_clips(manifests, split, max_clips, max_seconds, min_rate)
     wavs = [w for _, w in clips]
     total_s = sum(len(w) for w in wavs) / SR
     embedder = None
@@ -193,9 +200,23 @@ def run_bench(
             )
 
     rows: list[dict] = []
-    n_params = sum(p.numel() for p in codec.model.parameters())
+    n_params = codec.num_params
     counts = np.zeros((codec.num_codebooks, codec.cardinality))
     codec.encode(wavs[0][:SR], SR)  # warm-up (first-call allocations) before timing
+    for other in also:  # other codecs at all their codebooks, in the same run (row RTFs: single passes)
+        oc = Codec.load(other)
+        oc.encode(wavs[0][:SR], SR)
+        per, t_enc, t_dec = [], 0.0, 0.0
+        for w in tqdm(wavs, desc=oc.name, file=sys.stderr, leave=False):
+            t = time.perf_counter()
+            toks = oc.encode(w, SR)
+            t_enc += time.perf_counter() - t
+            t = time.perf_counter()
+            y, _ = oc.decode(toks)
+            t_dec += time.perf_counter() - t
+            per.append(_metrics(w, y, embedder))
+        rows.append(_row(f"{oc.name} {toks.bitrate:g} kbps", toks.bitrate, per, total_s / t_enc, total_s / t_dec,
+                         oc.num_params / 1e6))
     for br in brs:
         per: list[dict[str, float]] = []
         t_enc = t_dec = 0.0
@@ -267,7 +288,7 @@ def run_bench(
         "params_m": n_params / 1e6,
         "frame_rate": codec.frame_rate,
         "latency_ms": codec.latency_ms,
-        "decoder": codec.config.decoder,
+        "decoder": codec.decoder_name,
         "rows": rows,
         "codebook_perplexity": [round(float(x), 1) for x in ppl] if counts.sum() else None,
         "codebook_size": codec.cardinality,
@@ -316,20 +337,21 @@ def to_markdown(r: dict) -> str:
         "(RTF = seconds of audio per second of compute; for Opus/Codec2 the encode column is one "
         "encode+decode round trip through the command-line tools).",
         "",
-        "| system | kbps (Opus: payload) | PESQ-WB | STOI | mel dist | SI-SDR dB | spk sim | enc ×RT "
-        "| dec ×RT | params M |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| system | kbps (Opus: payload) | PESQ-WB | STOI | voiced kept | F0 err ¢ (median) | mel dist "
+        "| SI-SDR dB | spk sim | enc ×RT | dec ×RT | params M |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["rows"]:
         lines.append(
             f"| {row['system']} | {row['bitrate_kbps']:.2f} | {_f(row['pesq_wb'])} | {_f(row['stoi'], 3)} "
+            f"| {_f(row.get('voiced_kept', float('nan')), 3)} | {_f(row.get('f0_median_cents', float('nan')), 1)} "
             f"| {_f(row['mel_dist'], 3)} | {_f(row['si_sdr'], 1)} | {_f(row['spk_sim'], 3)} "
             f"| {_f(row['encode_rtf'], 1)} | {_f(row['decode_rtf'], 1)} | {_f(row['params_m'])} |"
         )
     enc = r.get("encodec_24k_random")
     if enc:
         lines.append(
-            f"| EnCodec 24 kHz arch (random weights, 6 kbps) | – | – | – | – | – | – "
+            f"| EnCodec 24 kHz arch (random weights, 6 kbps) | – | – | – | – | – | – | – | – "
             f"| {enc['encode_rtf']:.1f} | {enc['decode_rtf']:.1f} | {enc['params_m']:.2f} |"
         )
         s, sp = r["speedup_vs_encodec"], r["speed_best_of_3"]

@@ -1,0 +1,376 @@
+"""``SourceFilterCodec``: audio <-> source-filter tokens (F0, gain, aperiodicity, residual-VQ envelope).
+
+Encoding analyses the audio in fixed blocks of ``BLOCK_TOKENS`` token frames, each with ``CONTEXT_MS`` of audio
+on both sides, so the tokens of a block never depend on audio further away: a stream of blocks gives exactly
+the offline tokens, and memory is bounded for inputs of any length. Decoding refines the envelope (the refiner's
+receptive field is carried as context) and synthesises each block with WORLD, joined to the previous one by a
+``XFADE_MS`` crossfade; :meth:`decode_stream` and :meth:`decode` run the same blocks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechlm.errors import AudioError, CheckpointError, SpeechLMError
+from speechlm.tokenizers.source_filter.quantizer import STREAM_PREFIX, SourceFilterQuantizer
+from speechlm.tokenizers.source_filter.refiner import EnvelopeRefiner, RefinerConfig, refiner_input
+from speechlm.tokenizers.source_filter.world import (
+    ANALYSIS_MS,
+    SAMPLE_RATE,
+    Frames,
+    analyze,
+    interpolate,
+    interpolate_f0,
+    synthesize,
+    to_token_rate,
+)
+from speechlm.tokenizers.tokens import Tokens, TokensFileError, check_tokenizer
+
+KIND = "source_filter"
+HOP_FRAMES = 4  # analysis frames (5 ms) per token frame: 20 ms, 50 Hz
+BLOCK_TOKENS = 50  # token frames analysed / synthesised together (1 s)
+CONTEXT_MS = 100.0  # audio on each side of an analysis block
+XFADE_MS = 10.0  # crossfade between synthesised blocks
+SYNTH_CONTEXT_TOKENS = 2  # token frames synthesised on each side of a block (warm-up and crossfade)
+
+
+class SourceFilterCodec:
+    """A loaded source-filter codec (the AudioTokenizer protocol). Build with :meth:`load`."""
+
+    def __init__(self, quantizer: SourceFilterQuantizer, refiner: EnvelopeRefiner, name: str,
+                 weights_hash: str, config: dict) -> None:
+        self.quantizer = quantizer
+        self.refiner = refiner.eval()
+        self.name = name
+        self.weights_hash = weights_hash
+        self.config = config
+
+    # ---- construction ---------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SourceFilterCodec:
+        """Load an exported source-filter codec folder (``config.json`` + ``model.safetensors``)."""
+        from speechlm.train.checkpoint import load_checkpoint, weights_sha256
+
+        ckpt = load_checkpoint(path)
+        cfg = ckpt.config.get("model", {})
+        sd = ckpt.state_dict
+        try:
+            quantizer = SourceFilterQuantizer(
+                gain_range=sd["quantizer.gain_range"].float().numpy(),
+                ap_codebook=sd["quantizer.ap_codebook"].float().numpy(),
+                env_codebooks=sd["quantizer.env_codebooks"].float().numpy(),
+                gain_levels=int(cfg["gain_levels"]),
+            )
+            rc = cfg["refiner"]
+            refiner = EnvelopeRefiner(
+                RefinerConfig(rc["hidden"], tuple(rc["dilations"]), tuple(rc["lookahead"])), HOP_FRAMES,
+                quantizer.n_env_stages,
+            )
+            refiner.load_state_dict({k.removeprefix("refiner."): v.float() for k, v in sd.items()
+                                     if k.startswith("refiner.")})
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: not a source-filter codec checkpoint ({str(exc)[:200]})") from None
+        token_space = weights_sha256({k: v for k, v in sd.items() if k.startswith("quantizer.")})
+        name = ckpt.meta.get("extra", {}).get("name") or "codec_sf"
+        return cls(quantizer, refiner, str(name), token_space, cfg)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        q = self.quantizer
+        sd = {"quantizer.gain_range": torch.from_numpy(np.asarray(q.gain_range, np.float32)),
+              "quantizer.ap_codebook": torch.from_numpy(np.asarray(q.ap_codebook, np.float32)),
+              "quantizer.env_codebooks": torch.from_numpy(np.asarray(q.env_codebooks, np.float32))}
+        sd.update({f"refiner.{k}": v for k, v in self.refiner.state_dict().items()})
+        return sd
+
+    @staticmethod
+    def model_config(quantizer: SourceFilterQuantizer, refiner: RefinerConfig) -> dict:
+        return {"kind": KIND, "sample_rate": SAMPLE_RATE, "hop_frames": HOP_FRAMES, "analysis_ms": ANALYSIS_MS,
+                "gain_levels": quantizer.gain_levels, "refiner": asdict(refiner)}
+
+    # ---- properties (the AudioTokenizer protocol) -------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return SAMPLE_RATE
+
+    @property
+    def hop(self) -> int:
+        """Audio samples per token frame."""
+        return int(round(HOP_FRAMES * ANALYSIS_MS * SAMPLE_RATE / 1000))
+
+    @property
+    def frame_rate(self) -> float:
+        return SAMPLE_RATE / self.hop
+
+    @property
+    def num_codebooks(self) -> int:
+        return len(self.quantizer.cardinalities)
+
+    @property
+    def cardinality(self) -> int:
+        return max(self.quantizer.cardinalities)
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Codebook size of every stream (``stream_names`` order)."""
+        return self.quantizer.cardinalities
+
+    @property
+    def stream_names(self) -> list[str]:
+        return self.quantizer.stream_names
+
+    @property
+    def num_params(self) -> int:
+        """Parameters of the refiner plus the codebooks' entries."""
+        return sum(v.numel() for v in self.state_dict().values())
+
+    @property
+    def decoder_name(self) -> str:
+        return "world+refiner"
+
+    @property
+    def tokenizer_id(self) -> str:
+        return f"{self.name}@{self.weights_hash[:16]}"
+
+    @property
+    def bitrates(self) -> list[float]:
+        """kbps of every usable number of envelope stages (1..N)."""
+        return [self._kbps(n) for n in range(1, self.quantizer.n_env_stages + 1)]
+
+    @property
+    def latency_ms(self) -> float:
+        """Algorithmic latency of streaming decode: a block plus the refiner's and the crossfade's look-ahead."""
+        ahead = (self.refiner.lookahead_frames + SYNTH_CONTEXT_TOKENS) * self.hop
+        return 1000.0 * (BLOCK_TOKENS * self.hop + ahead) / SAMPLE_RATE
+
+    def _kbps(self, n_env: int) -> float:
+        return round(self.quantizer.bits_per_frame(n_env) * self.frame_rate / 1000, 4)
+
+    def n_q_for(self, bitrate: float | None) -> int:
+        """Streams for ``bitrate`` kbps (the most envelope stages that fit; all when None)."""
+        n_env = self.quantizer.n_env_stages
+        if bitrate is not None:
+            fits = [n for n in range(1, n_env + 1) if self._kbps(n) <= bitrate + 1e-6]
+            if not fits or bitrate > self._kbps(n_env) + 0.5:
+                raise SpeechLMError(f"bitrate {bitrate:g} kbps is outside this codec's range {self._kbps(1):g}-"
+                                    f"{self._kbps(n_env):g} kbps (steps: {', '.join(f'{b:g}' for b in self.bitrates)})")
+            n_env = max(fits)
+        return len(STREAM_PREFIX) + n_env
+
+    def streams(self, tokens: Tokens) -> dict[str, np.ndarray]:
+        """Tokens of this codec -> ``{stream name: codes [T]}`` (``"f0"``, ``"gain"``, ``"aperiodicity"``,
+        ``"envelope.1"``, ...)."""
+        self._check(tokens)
+        return dict(zip(self.stream_names, tokens.codes))
+
+    # ---- encoding -------------------------------------------------------------------------------
+    def _prepare(self, wav: np.ndarray, sr: int) -> np.ndarray:
+        from speechlm.audio.io import resample
+
+        wav = np.asarray(wav, dtype=np.float32)
+        if wav.ndim == 2:
+            wav = wav.mean(axis=0)
+        if wav.ndim != 1:
+            raise AudioError(f"expected audio [T] or [C, T], got shape {wav.shape}")
+        if not np.all(np.isfinite(wav)):
+            raise AudioError("audio contains NaN or Inf samples")
+        if sr != SAMPLE_RATE:
+            wav = resample(wav, int(sr), SAMPLE_RATE)
+        return np.clip(wav, -1.0, 1.0)
+
+    def n_frames(self, n_samples: int) -> int:
+        """Token frames of ``n_samples`` of audio: WORLD's ``n // 80 + 1`` analysis frames, ``HOP_FRAMES`` a token."""
+        return math.ceil((n_samples // (self.hop // HOP_FRAMES) + 1) / HOP_FRAMES)
+
+    def encode(self, wav: np.ndarray, sr: int, bitrate: float | None = None) -> Tokens:
+        """wav ``[T]`` or ``[C, T]`` at ``sr`` -> :class:`Tokens` with codes ``[3 + n_env, n_frames(T')]``."""
+        wav = self._prepare(wav, sr)
+        return self.encode_blocks([wav], bitrate)
+
+    def encode_file(self, path: str | os.PathLike, bitrate: float | None = None) -> Tokens:
+        """Encode an audio file of any length in bounded memory (10-s blocks)."""
+        from speechlm.audio.io import iter_audio_blocks
+
+        blocks = (np.clip(b[0], -1.0, 1.0)
+                  for b in iter_audio_blocks(path, sr=SAMPLE_RATE, block_seconds=10.0, channels=1))
+        return self.encode_blocks(blocks, bitrate)
+
+    def encode_blocks(self, blocks: Iterable[np.ndarray], bitrate: float | None = None) -> Tokens:
+        """Mono float blocks ``[t]`` at 16 kHz, of any sizes -> Tokens; equal to encoding their concatenation."""
+        n_q = self.n_q_for(bitrate)
+        codes = list(self._encode_stream(blocks, n_q))
+        n_samples = self._stream_samples
+        if n_samples == 0:
+            raise AudioError("audio contains no samples")
+        c = np.concatenate(codes, axis=1)
+        return Tokens(codes=c.astype(np.int16), sample_rate=SAMPLE_RATE, frame_rate=self.frame_rate,
+                      n_samples=n_samples, tokenizer=self.tokenizer_id, bitrate=self._kbps(n_q - len(STREAM_PREFIX)))
+
+    def _encode_stream(self, blocks: Iterable[np.ndarray], n_q: int) -> Iterator[np.ndarray]:
+        """Yield codes ``[n_q, t]`` as soon as each analysis block and its right context have arrived."""
+        span = BLOCK_TOKENS * self.hop
+        ctx = int(CONTEXT_MS * SAMPLE_RATE / 1000)
+        buf = np.zeros(0, np.float32)  # audio from sample `start - ctx` (clipped at 0) onward
+        buf_start = 0  # absolute index of buf[0]
+        start = 0  # first sample of the next block to encode
+        total = 0
+        for block in blocks:
+            block = np.asarray(block, np.float32)
+            # encode() checks its input, but blocks come straight from callers: WORLD turns NaN into codes
+            if block.ndim != 1:
+                raise AudioError(f"audio blocks must be mono [t], got shape {block.shape}")
+            if not np.all(np.isfinite(block)):
+                raise AudioError(f"audio contains NaN or Inf samples (in the block at sample {total})")
+            total += len(block)
+            buf = np.concatenate([buf, block])
+            while total >= start + span + ctx:
+                yield self._encode_block(buf, buf_start, start, span, n_q, final=False)
+                start += span
+                drop = max(0, start - ctx - buf_start)
+                buf, buf_start = buf[drop:], buf_start + drop
+        self._stream_samples = total
+        n_tokens = self.n_frames(total) if total else 0
+        done = start // self.hop
+        while done < n_tokens:
+            yield self._encode_block(buf, buf_start, start, span, n_q, final=True, n_tokens=n_tokens)
+            start += span
+            done = start // self.hop
+
+    def _encode_block(self, buf: np.ndarray, buf_start: int, start: int, span: int, n_q: int, *,
+                      final: bool, n_tokens: int = 0) -> np.ndarray:
+        ctx = int(CONTEXT_MS * SAMPLE_RATE / 1000)
+        lo = max(0, start - ctx)
+        seg = buf[lo - buf_start : start + span + ctx - buf_start]
+        frames = analyze(seg)
+        step = self.hop // HOP_FRAMES
+        first = (start - lo) // step  # analysis frame of `start` within seg
+        want = BLOCK_TOKENS * HOP_FRAMES
+        if final:
+            want = min(want, (n_tokens - start // self.hop) * HOP_FRAMES)
+        sl = slice(first, first + want)
+        part = Frames(frames.f0[sl], frames.mcep[sl], frames.bap[sl])
+        part = _pad_frames(part, want)
+        tok = to_token_rate(part, HOP_FRAMES)
+        return self.quantizer.encode(tok, n_q - len(STREAM_PREFIX))
+
+    def encode_batch(self, wavs: list[np.ndarray], sr: int, bitrate: float | None = None) -> list[Tokens]:
+        """Encode several clips; each result equals encoding that clip alone."""
+        return [self.encode(w, sr, bitrate) for w in wavs]
+
+    # ---- decoding -------------------------------------------------------------------------------
+    def _check(self, tokens: Tokens) -> None:
+        check_tokenizer(tokens, self.tokenizer_id)
+        k = tokens.num_codebooks
+        if not len(STREAM_PREFIX) < k <= self.num_codebooks:
+            raise TokensFileError(f"tokens have {k} streams; this codec has {len(STREAM_PREFIX) + 1}-"
+                                  f"{self.num_codebooks}")
+        card = np.array(self.cardinalities[:k])[:, None]
+        if tokens.codes.size and ((tokens.codes < 0).any() or (tokens.codes >= card).any()):
+            raise TokensFileError("codes outside their streams' ranges (" + ", ".join(
+                f"{n} 0..{c - 1}" for n, c in zip(self.stream_names[:k], self.cardinalities[:k])) + ")")
+        expected = self.n_frames(tokens.n_samples)
+        if tokens.num_frames != expected:
+            raise TokensFileError(f"tokens have {tokens.num_frames} frames but n_samples={tokens.n_samples} "
+                                  f"needs {expected}")
+
+    @torch.inference_mode()
+    def refine(self, codes: np.ndarray) -> Frames:
+        """codes ``[K, T]`` -> 5-ms :class:`Frames` ``T * HOP_FRAMES`` long (refined envelope, interpolated
+        F0 and aperiodicity)."""
+        tok = self.quantizer.decode(np.asarray(codes, np.int64))
+        n = len(tok) * HOP_FRAMES
+        x = torch.from_numpy(refiner_input(tok))[None]
+        n_env = torch.tensor([codes.shape[0] - len(STREAM_PREFIX)])
+        mcep = self.refiner(x, n_env)[0].numpy() if len(tok) else np.zeros((0, tok.mcep.shape[1]), np.float32)
+        return Frames(interpolate_f0(tok.f0, HOP_FRAMES, n).astype(np.float32), mcep,
+                      interpolate(tok.bap, HOP_FRAMES, n).astype(np.float32))
+
+    def decode_stream(self, codes: np.ndarray, n_samples: int) -> Iterator[np.ndarray]:
+        """Yield float32 audio blocks (``BLOCK_TOKENS`` frames each) of codes ``[K, T]``; together they are
+        ``n_samples`` long and equal :meth:`decode`."""
+        t = codes.shape[1]
+        back, ahead = self.refiner.lookback_frames, self.refiner.lookahead_frames
+        xf = int(XFADE_MS * SAMPLE_RATE / 1000)
+        fade = np.linspace(0.0, 1.0, xf, dtype=np.float32)
+        tail = np.zeros(0, np.float32)  # the previous block's synthesis past its end (crossfaded in next)
+        emitted = 0
+        for a in range(0, t, BLOCK_TOKENS):
+            b = min(t, a + BLOCK_TOKENS)
+            lo, hi = max(0, a - back - SYNTH_CONTEXT_TOKENS), min(t, b + ahead + SYNTH_CONTEXT_TOKENS)
+            fr = self.refine(codes[:, lo:hi])
+            s_lo, s_hi = max(0, a - SYNTH_CONTEXT_TOKENS), min(t, b + SYNTH_CONTEXT_TOKENS)
+            k0, k1 = (s_lo - lo) * HOP_FRAMES, (s_hi - lo) * HOP_FRAMES + 1
+            wav = synthesize(fr.f0[k0:k1], fr.mcep[k0:k1], fr.bap[k0:k1])  # from sample s_lo * hop
+            off = (a - s_lo) * self.hop
+            end = min(b * self.hop, n_samples)
+            out = wav[off : off + end - a * self.hop]
+            out = np.pad(out, (0, max(0, end - a * self.hop - len(out))))
+            m = min(len(tail), len(out))
+            if m:  # the previous block ran on past its end: crossfade that into this block's start
+                out[:m] = tail[:m] * (1.0 - fade[:m]) + out[:m] * fade[:m]
+            run_on = off + (b - a) * self.hop
+            tail = wav[run_on : run_on + xf]
+            emitted += len(out)
+            if len(out):
+                yield out.astype(np.float32)
+        if emitted < n_samples:
+            yield np.zeros(n_samples - emitted, np.float32)
+
+    def warm_state(self, context: np.ndarray) -> np.ndarray:
+        """Context codes ``[K, T]`` (e.g. a voice prompt) to decode later audio after (:meth:`decode_after`)."""
+        ctx = np.asarray(context, np.int64)
+        if ctx.ndim != 2 or not len(STREAM_PREFIX) < ctx.shape[0] <= self.num_codebooks:
+            raise SpeechLMError(f"context codes must be [K, T] with {len(STREAM_PREFIX) + 1} <= K <= "
+                                f"{self.num_codebooks}")
+        return ctx
+
+    def decode_after(self, state: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """codes ``[K, T]`` that follow a warm context -> audio ``[T * hop]``: the samples of decoding
+        ``[context; codes]`` after the context's (the context conditions the refiner and the crossfade)."""
+        c = np.asarray(codes, np.int64)
+        if c.ndim != 2 or c.shape[0] != state.shape[0]:
+            raise SpeechLMError(f"codes must be [{state.shape[0]}, T] like the warm context, got {c.shape}")
+        both = np.concatenate([state, c], axis=1)
+        wav = np.concatenate(list(self.decode_stream(both, both.shape[1] * self.hop)))
+        return wav[state.shape[1] * self.hop :]
+
+    def decode_blocks(self, tokens: Tokens) -> Iterator[np.ndarray]:
+        """Yield float32 audio blocks of ``tokens`` (streaming); together they are ``n_samples`` long."""
+        self._check(tokens)
+        yield from self.decode_stream(tokens.codes.astype(np.int64), tokens.n_samples)
+
+    def decode(self, tokens: Tokens) -> tuple[np.ndarray, int]:
+        """Tokens (from this codec) -> (wav float32 ``[n_samples]``, sample rate)."""
+        blocks = list(self.decode_blocks(tokens))
+        wav = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+        return wav[: tokens.n_samples], SAMPLE_RATE
+
+    def decode_to_file(self, tokens: Tokens, path: str | os.PathLike) -> None:
+        """Decode straight to a 16-bit WAV/FLAC file, block by block, atomically."""
+        import soundfile as sf
+
+        from speechlm.tokenizers.codec.api import _sf_format
+        from speechlm.utils.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            with sf.SoundFile(str(tmp), "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16",
+                              format=_sf_format(Path(path))) as f:
+                for block in self.decode_blocks(tokens):
+                    f.write(np.clip(block, -1.0, 1.0))
+
+
+def _pad_frames(frames: Frames, n: int) -> Frames:
+    """Repeat the last frame up to ``n`` rows (the end of the audio)."""
+    pad = n - len(frames)
+    if pad <= 0:
+        return frames
+    def rep(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+
+    return Frames(rep(frames.f0), rep(frames.mcep), rep(frames.bap))

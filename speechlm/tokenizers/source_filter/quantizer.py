@@ -1,0 +1,100 @@
+"""Quantisers of the source-filter parameters: one token stream per parameter group.
+
+Streams (rows of the codes ``[K, T]``), in order:
+
+- ``f0``: 0 = unvoiced, 1..127 = log-F0 uniform between ``F0_MIN`` and ``F0_MAX`` (30-cent steps);
+- ``gain``: the log gain (mel-cepstral coefficient 0), uniform in 32 levels over the training range;
+- ``aperiodicity``: band aperiodicity, a 32-entry VQ codebook;
+- ``envelope.1`` .. ``envelope.N``: residual VQ of the envelope shape (coefficients 1..), 1024 entries a stage.
+
+A prefix of the envelope stages is a lower bitrate (streams of different cardinality; ``cardinality`` is the
+largest).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from speechlm.tokenizers.source_filter.world import Frames
+
+F0_LEVELS = 128
+F0_MIN, F0_MAX = 55.0, 500.0
+STREAM_PREFIX = ("f0", "gain", "aperiodicity")
+
+
+def nearest(x: np.ndarray, codebook: np.ndarray, chunk: int = 32768) -> np.ndarray:
+    """Index of the nearest row of ``codebook [K, D]`` for every row of ``x [N, D]`` -> int64 ``[N]``."""
+    c2 = (codebook * codebook).sum(1)
+    out = [np.argmin(c2[None] - 2.0 * x[i : i + chunk] @ codebook.T, axis=1) for i in range(0, len(x), chunk)]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def quantize_f0(f0: np.ndarray) -> np.ndarray:
+    """Hz ``[T]`` (0 = unvoiced) -> codes 0..127."""
+    span = math.log(F0_MAX / F0_MIN)
+    q = np.round(np.log(np.clip(f0, F0_MIN, F0_MAX) / F0_MIN) / span * (F0_LEVELS - 2)).astype(np.int64) + 1
+    return np.where(f0 > 0, q, 0)
+
+
+def dequantize_f0(q: np.ndarray) -> np.ndarray:
+    """codes 0..127 -> Hz (0 = unvoiced)."""
+    span = math.log(F0_MAX / F0_MIN)
+    return np.where(q > 0, F0_MIN * np.exp((np.asarray(q) - 1) / (F0_LEVELS - 2) * span), 0.0)
+
+
+@dataclass(frozen=True)
+class SourceFilterQuantizer:
+    """Learned codebooks and ranges (all float32 numpy arrays; see the module docstring for the streams).
+
+    Attributes:
+        gain_range: ``[2]`` (low, high) log gain mapped to levels 0 and ``gain_levels - 1``.
+        ap_codebook: ``[A, n_bands]`` band-aperiodicity codebook (dB).
+        env_codebooks: ``[S, C, MCEP_DIM - 1]`` residual VQ stages of the envelope shape.
+        gain_levels: number of gain levels.
+    """
+
+    gain_range: np.ndarray
+    ap_codebook: np.ndarray
+    env_codebooks: np.ndarray
+    gain_levels: int = 32
+
+    @property
+    def n_env_stages(self) -> int:
+        return int(self.env_codebooks.shape[0])
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Codebook size of every stream, in stream order."""
+        return [F0_LEVELS, self.gain_levels, len(self.ap_codebook)] + [self.env_codebooks.shape[1]] * self.n_env_stages
+
+    @property
+    def stream_names(self) -> list[str]:
+        return list(STREAM_PREFIX) + [f"envelope.{i + 1}" for i in range(self.n_env_stages)]
+
+    def bits_per_frame(self, n_env: int) -> float:
+        return float(sum(math.log2(c) for c in self.cardinalities[: len(STREAM_PREFIX) + n_env]))
+
+    def encode(self, frames: Frames, n_env: int) -> np.ndarray:
+        """Token-rate :class:`Frames` -> codes ``[3 + n_env, T]`` int64."""
+        lo, hi = (float(v) for v in self.gain_range)
+        gain = np.clip(np.round((frames.mcep[:, 0] - lo) / (hi - lo) * (self.gain_levels - 1)), 0, self.gain_levels - 1)
+        rows = [quantize_f0(frames.f0), gain.astype(np.int64), nearest(frames.bap, self.ap_codebook)]
+        residual = frames.mcep[:, 1:].astype(np.float32)
+        for s in range(n_env):
+            idx = nearest(residual, self.env_codebooks[s])
+            rows.append(idx)
+            residual = residual - self.env_codebooks[s][idx]
+        return np.stack(rows)
+
+    def decode(self, codes: np.ndarray) -> Frames:
+        """codes ``[3 + n, T]`` -> token-rate :class:`Frames` (the envelope is the sum of the n stages' entries)."""
+        lo, hi = (float(v) for v in self.gain_range)
+        gain = lo + codes[1] / (self.gain_levels - 1) * (hi - lo)
+        shape = np.zeros((codes.shape[1], self.env_codebooks.shape[2]), np.float32)
+        for s, row in enumerate(codes[len(STREAM_PREFIX) :]):
+            shape += self.env_codebooks[s][row]
+        mcep = np.concatenate([gain[:, None].astype(np.float32), shape], axis=1)
+        return Frames(dequantize_f0(codes[0]).astype(np.float32), mcep, self.ap_codebook[codes[2]])

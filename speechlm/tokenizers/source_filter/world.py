@@ -1,0 +1,141 @@
+"""WORLD analysis and synthesis (pyworld) and the frame-parameter conversions around them.
+
+Analysis runs at a 5-ms hop (``ANALYSIS_MS``): F0 (DIO + StoneMask), the CheapTrick spectral envelope coded as
+``MCEP_DIM`` mel-cepstral coefficients (coefficient 0 is the frame's log gain), and D4C aperiodicity averaged in
+``BAND_EDGES_HZ`` bands (dB). Token frames are ``hop_frames`` analysis frames (20 ms at 4): :func:`to_token_rate`
+averages them, :func:`to_analysis_rate` interpolates back.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from speechlm.errors import MissingDependencyError
+
+SAMPLE_RATE = 16000
+ANALYSIS_MS = 5.0
+FFT_SIZE = 1024
+MCEP_DIM = 40
+F0_FLOOR, F0_CEIL = 60.0, 600.0
+BAND_EDGES_HZ = (0.0, 500.0, 1000.0, 2000.0, 3000.0, 4500.0, 8000.0)
+AP_FLOOR_DB = -80.0
+
+_FREQS = np.arange(FFT_SIZE // 2 + 1) * SAMPLE_RATE / FFT_SIZE
+_BAND_CENTRES = np.array([(lo + hi) / 2 for lo, hi in zip(BAND_EDGES_HZ[:-1], BAND_EDGES_HZ[1:])])
+
+
+def pyworld():
+    """The pyworld module (imported lazily: ``speechlm --help`` stays fast)."""
+    try:
+        with warnings.catch_warnings():  # pyworld 0.3.5 imports the deprecated pkg_resources
+            warnings.simplefilter("ignore")
+            import pyworld as pw
+    except ImportError as exc:
+        raise MissingDependencyError(f"the source-filter codec needs pyworld ({exc}); run scripts/setup.sh") from None
+    return pw
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Source-filter parameters of one utterance, one row per frame.
+
+    Attributes:
+        f0: ``[T]`` Hz, 0 where unvoiced.
+        mcep: ``[T, MCEP_DIM]`` mel-cepstrum of the spectral envelope (``[:, 0]`` is the log gain).
+        bap: ``[T, n_bands]`` band aperiodicity in dB (0 = noise, very negative = harmonic).
+    """
+
+    f0: np.ndarray
+    mcep: np.ndarray
+    bap: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.f0)
+
+
+def n_bands() -> int:
+    return len(BAND_EDGES_HZ) - 1
+
+
+def analyze(wav: np.ndarray) -> Frames:
+    """Mono float audio ``[n]`` at 16 kHz -> 5-ms :class:`Frames` (``n // 80 + 1`` rows, WORLD's count)."""
+    pw = pyworld()
+    x = np.ascontiguousarray(wav, dtype=np.float64)
+    f0, t = pw.dio(x, SAMPLE_RATE, f0_floor=F0_FLOOR, f0_ceil=F0_CEIL, frame_period=ANALYSIS_MS)
+    f0 = pw.stonemask(x, f0, t, SAMPLE_RATE)
+    sp = pw.cheaptrick(x, f0, t, SAMPLE_RATE, f0_floor=F0_FLOOR, fft_size=FFT_SIZE)
+    ap = pw.d4c(x, f0, t, SAMPLE_RATE, fft_size=FFT_SIZE)
+    mcep = pw.code_spectral_envelope(sp, SAMPLE_RATE, MCEP_DIM)
+    return Frames(f0.astype(np.float32), mcep.astype(np.float32), band_aperiodicity(ap).astype(np.float32))
+
+
+def band_aperiodicity(ap: np.ndarray) -> np.ndarray:
+    """WORLD aperiodicity ``[T, FFT/2+1]`` (linear) -> band means in dB ``[T, n_bands]``."""
+    db = 20.0 * np.log10(np.clip(ap, 10 ** (AP_FLOOR_DB / 20), 1.0))
+    return np.stack([db[:, (_FREQS >= lo) & (_FREQS < hi if hi < BAND_EDGES_HZ[-1] else _FREQS <= hi)].mean(1)
+                     for lo, hi in zip(BAND_EDGES_HZ[:-1], BAND_EDGES_HZ[1:])], axis=1)
+
+
+def full_aperiodicity(bap: np.ndarray) -> np.ndarray:
+    """Band dB ``[T, n_bands]`` -> linear aperiodicity ``[T, FFT/2+1]`` (interpolated between band centres)."""
+    db = np.stack([np.interp(_FREQS, _BAND_CENTRES, row) for row in bap]) if len(bap) else np.zeros((0, len(_FREQS)))
+    return np.clip(10 ** (db / 20.0), 10 ** (AP_FLOOR_DB / 20), 1.0)
+
+
+def synthesize(f0: np.ndarray, mcep: np.ndarray, bap: np.ndarray) -> np.ndarray:
+    """5-ms parameters (``f0 [T]``, ``mcep [T, D]``, ``bap [T, B]``) -> float32 audio ``[T * 80]``."""
+    pw = pyworld()
+    if len(f0) < 2:
+        return np.zeros(0, np.float32)
+    sp = pw.decode_spectral_envelope(np.ascontiguousarray(mcep, dtype=np.float64), SAMPLE_RATE, FFT_SIZE)
+    ap = full_aperiodicity(np.asarray(bap, np.float64))
+    y = pw.synthesize(np.ascontiguousarray(f0, dtype=np.float64), sp, ap, SAMPLE_RATE, ANALYSIS_MS)
+    return y.astype(np.float32)
+
+
+def to_token_rate(frames: Frames, hop_frames: int) -> Frames:
+    """Average every ``hop_frames`` analysis frames into one token frame (``ceil(T / hop_frames)`` rows).
+
+    F0 is the geometric mean of the voiced frames; a token frame is voiced when at least half of its frames are.
+    The last block is padded by repeating its final frame."""
+    t = len(frames)
+    n = -(-t // hop_frames)
+    pad = n * hop_frames - t
+
+    def blocks(x: np.ndarray) -> np.ndarray:
+        x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) if pad else x
+        return x.reshape(n, hop_frames, *x.shape[1:])
+
+    f = blocks(frames.f0)
+    voiced = f > 0
+    n_voiced = voiced.sum(1)
+    log_f0 = np.where(voiced, np.log(np.maximum(f, 1.0)), 0.0).sum(1) / np.maximum(n_voiced, 1)
+    f0 = np.where(2 * n_voiced >= hop_frames, np.exp(log_f0), 0.0)
+    return Frames(f0.astype(np.float32), blocks(frames.mcep).mean(1), blocks(frames.bap).mean(1))
+
+
+def frame_centres(n_tokens: int, hop_frames: int) -> np.ndarray:
+    """Analysis-frame position of each token frame's centre ``[n_tokens]``."""
+    return np.arange(n_tokens) * hop_frames + (hop_frames - 1) / 2
+
+
+def interpolate(x: np.ndarray, hop_frames: int, n: int) -> np.ndarray:
+    """Token-rate values ``[T]`` or ``[T, D]`` -> ``n`` analysis frames, linear between token centres."""
+    tc, t = frame_centres(len(x), hop_frames), np.arange(n)
+    if x.ndim == 1:
+        return np.interp(t, tc, x)
+    return np.stack([np.interp(t, tc, x[:, j]) for j in range(x.shape[1])], axis=1)
+
+
+def interpolate_f0(f0: np.ndarray, hop_frames: int, n: int) -> np.ndarray:
+    """Token-rate F0 ``[T]`` -> ``n`` analysis frames: log-F0 interpolated across voiced tokens, voicing held."""
+    voiced = f0 > 0
+    hold = voiced[np.minimum(np.arange(n) // hop_frames, len(f0) - 1)]
+    if not voiced.any():
+        return np.zeros(n)
+    tc = frame_centres(len(f0), hop_frames)
+    log_f0 = np.interp(np.arange(n), tc[voiced], np.log(f0[voiced]))
+    return np.where(hold, np.exp(log_f0), 0.0)
