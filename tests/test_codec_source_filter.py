@@ -319,6 +319,39 @@ def test_shipped_codec_quality(shipped, speech):
     assert top > low + 0.3, (low, top)  # the envelope stages are worth their bits (2.28 vs 1.55 when written)
 
 
+def test_harvest_tracker_same_token_space(tiny, speech):
+    """Harvest analysis gives tokens of the same codec (same streams, ranges, frame count) that decode to voiced
+    speech; an unknown tracker is refused."""
+    from speechlm.errors import SpeechLMError
+
+    tiny.f0_tracker = "harvest"
+    try:
+        tok = tiny.encode(speech, 16000)
+    finally:
+        tiny.f0_tracker = "dio"
+    ref = tiny.encode(speech, 16000)
+    assert tok.codes.shape == ref.codes.shape and tok.tokenizer == ref.tokenizer
+    assert not np.array_equal(tok.codes[0], ref.codes[0])  # another F0 analysis
+    kept, cents = _voicing(speech, tiny.decode(tok)[0])
+    assert kept >= 0.75 and cents < 100, (kept, cents)
+    with pytest.raises(SpeechLMError, match="unknown F0 tracker"):
+        from speechlm.tokenizers.source_filter.world import analyze
+
+        analyze(speech[:1600], f0_tracker="yin")
+
+
+def test_rvq_refinement_lowers_error():
+    """The joint re-fitting of RVQ stages never raises the full-rate error of greedy encoding."""
+    from speechlm.tokenizers.source_filter.train import greedy_rvq, refine_rvq
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((3000, 6)) * np.array([3, 2, 1, 1, 0.5, 0.5])).astype(np.float32)
+    books = np.stack([x[rng.choice(len(x), 16, replace=False)] * s for s in (1.0, 0.3)]).astype(np.float32)
+    before = float((greedy_rvq(x, books)[1] ** 2).mean())
+    after = float((greedy_rvq(x, refine_rvq(x, books, passes=3))[1] ** 2).mean())
+    assert after < before, (before, after)
+
+
 # ---- bad input -------------------------------------------------------------------------------------------------
 def test_bad_audio(tiny, speech):
     nan = speech.copy()

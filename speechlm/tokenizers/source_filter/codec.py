@@ -51,6 +51,7 @@ class SourceFilterCodec:
         self.name = name
         self.weights_hash = weights_hash
         self.config = config
+        self.f0_tracker = "dio"  # or "harvest": better envelopes, slower encoding (world.analyze); same tokens
 
     # ---- construction ---------------------------------------------------------------------------
     @classmethod
@@ -247,7 +248,7 @@ class SourceFilterCodec:
         ctx = int(CONTEXT_MS * SAMPLE_RATE / 1000)
         lo = max(0, start - ctx)
         seg = buf[lo - buf_start : start + span + ctx - buf_start]
-        frames = analyze(seg)
+        frames = analyze(seg, f0_tracker=self.f0_tracker)
         step = self.hop // HOP_FRAMES
         first = (start - lo) // step  # analysis frame of `start` within seg
         want = BLOCK_TOKENS * HOP_FRAMES

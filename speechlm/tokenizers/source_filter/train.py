@@ -36,6 +36,7 @@ class QuantizerConfig:
     kmeans_steps: int = 200
     lloyd_iters: int = 8
     silence_percentile: float = 10.0  # frames quieter than this percentile of gain don't train the envelope
+    rvq_passes: int = 3  # rounds of joint re-fitting of the envelope stages after the greedy k-means
 
 
 @dataclass
@@ -102,6 +103,7 @@ def fit_quantizer(tokens: list[Frames], cfg: QuantizerConfig, seed: int) -> Sour
     ap_codebook = minibatch_kmeans(bap, cfg.ap_codebook_size, steps=cfg.kmeans_steps, lloyd_iters=cfg.lloyd_iters,
                                    seed=seed).centroids
     residual = mcep[gain > np.percentile(gain, cfg.silence_percentile), 1:].astype(np.float32)
+    shape = residual.copy()
     books = []
     for s in range(cfg.env_stages):
         km = minibatch_kmeans(residual, cfg.env_codebook_size, steps=cfg.kmeans_steps, lloyd_iters=cfg.lloyd_iters,
@@ -109,8 +111,51 @@ def fit_quantizer(tokens: list[Frames], cfg: QuantizerConfig, seed: int) -> Sour
         books.append(km.centroids)
         residual = residual - km.centroids[nearest(residual, km.centroids)]
         print(f"envelope stage {s + 1}: residual mse {float((residual ** 2).mean()):.5f}", flush=True)
-    return SourceFilterQuantizer(gain_range, ap_codebook.astype(np.float32), np.stack(books).astype(np.float32),
-                                 cfg.gain_levels)
+    books = refine_rvq(shape, np.stack(books).astype(np.float32), cfg.rvq_passes)
+    return SourceFilterQuantizer(gain_range, ap_codebook.astype(np.float32), books, cfg.gain_levels)
+
+
+def greedy_rvq(x: np.ndarray, books: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stage-by-stage nearest entries of ``x [N, D]`` in ``books [S, C, D]`` -> (indices ``[S, N]``, residual)."""
+    from speechlm.tokenizers.source_filter.quantizer import nearest
+
+    idx, residual = [], x.copy()
+    for book in books:
+        i = nearest(residual, book)
+        idx.append(i)
+        residual -= book[i]
+    return np.stack(idx), residual
+
+
+def refine_rvq(x: np.ndarray, books: np.ndarray, passes: int) -> np.ndarray:
+    """Re-fit every stage's entries to what the other stages leave (``passes`` rounds over the stages, each
+    entry the mean of its frames' targets under greedy encoding). Greedy stage-wise k-means fits each stage to
+    the residual of stages that later change nothing; this lowers the envelope error at every bitrate. A round
+    that does not lower the full-rate error is undone."""
+    from speechlm.tokenizers.source_filter.quantizer import nearest
+
+    books = books.copy()
+    idx, residual = greedy_rvq(x, books)
+    best = float((residual ** 2).mean())
+    for r in range(passes):
+        trial = books.copy()
+        for s in range(len(trial)):
+            target = residual + trial[s][idx[s]]  # what stage s should reconstruct, the others fixed
+            i = nearest(target, trial[s])
+            counts = np.bincount(i, minlength=len(trial[s]))
+            sums = np.zeros_like(trial[s])
+            np.add.at(sums, i, target)
+            used = counts > 0
+            trial[s][used] = sums[used] / counts[used, None]
+            idx[s] = i
+            residual = target - trial[s][i]
+        t_idx, t_res = greedy_rvq(x, trial)
+        err = float((t_res ** 2).mean())
+        print(f"RVQ refinement round {r + 1}: full-rate mse {best:.5f} -> {err:.5f}", flush=True)
+        if err >= best:
+            break
+        books, idx, residual, best = trial, t_idx, t_res, err
+    return books
 
 
 def train_refiner(frames: list[Frames], quantizer: SourceFilterQuantizer, rcfg: RefinerConfig,
@@ -161,7 +206,7 @@ def train_refiner(frames: list[Frames], quantizer: SourceFilterQuantizer, rcfg: 
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     return model.eval(), losses
 
