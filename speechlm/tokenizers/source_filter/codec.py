@@ -38,7 +38,7 @@ HOP_FRAMES = 4  # analysis frames (5 ms) per token frame: 20 ms, 50 Hz
 BLOCK_TOKENS = 50  # token frames analysed / synthesised together (1 s)
 CONTEXT_MS = 100.0  # audio on each side of an analysis block
 XFADE_MS = 10.0  # crossfade between synthesised blocks
-SYNTH_CONTEXT_TOKENS = 2  # token frames synthesised on each side of a block (warm-up and crossfade)
+SYNTH_CONTEXT_TOKENS = 1  # token frames synthesised on each side of a block (warm-up and crossfade)
 
 
 class SourceFilterCodec:
@@ -146,9 +146,14 @@ class SourceFilterCodec:
 
     @property
     def latency_ms(self) -> float:
-        """Algorithmic latency of streaming decode: a block plus the refiner's and the crossfade's look-ahead."""
+        """Algorithmic latency of streaming decode with the default block: :meth:`decode_latency_ms`."""
+        return self.decode_latency_ms(BLOCK_TOKENS)
+
+    def decode_latency_ms(self, block_tokens: int) -> float:
+        """Audio a streaming decoder needs beyond a sample before it can emit it: a block plus the refiner's
+        and the synthesis context's look-ahead."""
         ahead = (self.refiner.lookahead_frames + SYNTH_CONTEXT_TOKENS) * self.hop
-        return 1000.0 * (BLOCK_TOKENS * self.hop + ahead) / SAMPLE_RATE
+        return 1000.0 * (block_tokens * self.hop + ahead) / SAMPLE_RATE
 
     def _kbps(self, n_env: int) -> float:
         return round(self.quantizer.bits_per_frame(n_env) * self.frame_rate / 1000, 4)
@@ -204,61 +209,21 @@ class SourceFilterCodec:
 
     def encode_blocks(self, blocks: Iterable[np.ndarray], bitrate: float | None = None) -> Tokens:
         """Mono float blocks ``[t]`` at 16 kHz, of any sizes -> Tokens; equal to encoding their concatenation."""
-        n_q = self.n_q_for(bitrate)
-        codes = list(self._encode_stream(blocks, n_q))
-        n_samples = self._stream_samples
-        if n_samples == 0:
+        enc = self.stream_encoder(bitrate)
+        codes = [c for block in blocks for c in enc.push(block)]
+        codes += list(enc.flush())
+        if enc.n_samples == 0:
             raise AudioError("audio contains no samples")
-        c = np.concatenate(codes, axis=1)
-        return Tokens(codes=c.astype(np.int16), sample_rate=SAMPLE_RATE, frame_rate=self.frame_rate,
-                      n_samples=n_samples, tokenizer=self.tokenizer_id, bitrate=self._kbps(n_q - len(STREAM_PREFIX)))
+        return Tokens(codes=np.concatenate(codes, axis=1).astype(np.int16), sample_rate=SAMPLE_RATE,
+                      frame_rate=self.frame_rate, n_samples=enc.n_samples, tokenizer=self.tokenizer_id,
+                      bitrate=self._kbps(enc.n_q - len(STREAM_PREFIX)))
 
-    def _encode_stream(self, blocks: Iterable[np.ndarray], n_q: int) -> Iterator[np.ndarray]:
-        """Yield codes ``[n_q, t]`` as soon as each analysis block and its right context have arrived."""
-        span = BLOCK_TOKENS * self.hop
-        ctx = int(CONTEXT_MS * SAMPLE_RATE / 1000)
-        buf = np.zeros(0, np.float32)  # audio from sample `start - ctx` (clipped at 0) onward
-        buf_start = 0  # absolute index of buf[0]
-        start = 0  # first sample of the next block to encode
-        total = 0
-        for block in blocks:
-            block = np.asarray(block, np.float32)
-            # encode() checks its input, but blocks come straight from callers: WORLD turns NaN into codes
-            if block.ndim != 1:
-                raise AudioError(f"audio blocks must be mono [t], got shape {block.shape}")
-            if not np.all(np.isfinite(block)):
-                raise AudioError(f"audio contains NaN or Inf samples (in the block at sample {total})")
-            total += len(block)
-            buf = np.concatenate([buf, block])
-            while total >= start + span + ctx:
-                yield self._encode_block(buf, buf_start, start, span, n_q, final=False)
-                start += span
-                drop = max(0, start - ctx - buf_start)
-                buf, buf_start = buf[drop:], buf_start + drop
-        self._stream_samples = total
-        n_tokens = self.n_frames(total) if total else 0
-        done = start // self.hop
-        while done < n_tokens:
-            yield self._encode_block(buf, buf_start, start, span, n_q, final=True, n_tokens=n_tokens)
-            start += span
-            done = start // self.hop
-
-    def _encode_block(self, buf: np.ndarray, buf_start: int, start: int, span: int, n_q: int, *,
-                      final: bool, n_tokens: int = 0) -> np.ndarray:
-        ctx = int(CONTEXT_MS * SAMPLE_RATE / 1000)
-        lo = max(0, start - ctx)
-        seg = buf[lo - buf_start : start + span + ctx - buf_start]
-        frames = analyze(seg, f0_tracker=self.f0_tracker)
-        step = self.hop // HOP_FRAMES
-        first = (start - lo) // step  # analysis frame of `start` within seg
-        want = BLOCK_TOKENS * HOP_FRAMES
-        if final:
-            want = min(want, (n_tokens - start // self.hop) * HOP_FRAMES)
-        sl = slice(first, first + want)
-        part = Frames(frames.f0[sl], frames.mcep[sl], frames.bap[sl])
-        part = _pad_frames(part, want)
-        tok = to_token_rate(part, HOP_FRAMES)
-        return self.quantizer.encode(tok, n_q - len(STREAM_PREFIX))
+    def stream_encoder(self, bitrate: float | None = None, block_tokens: int = BLOCK_TOKENS,
+                       lookahead_ms: float = CONTEXT_MS) -> StreamEncoder:
+        """An incremental encoder: :meth:`StreamEncoder.push` audio as it arrives, get codes back. The defaults
+        give exactly the offline tokens; smaller blocks and look-ahead lower the latency (``block_tokens`` x 20 ms
+        + ``lookahead_ms``) for tokens that differ from the offline ones where the analysis needs more context."""
+        return StreamEncoder(self, self.n_q_for(bitrate), block_tokens, lookahead_ms)
 
     def encode_batch(self, wavs: list[np.ndarray], sr: int, bitrate: float | None = None) -> list[Tokens]:
         """Encode several clips; each result equals encoding that clip alone."""
@@ -292,36 +257,17 @@ class SourceFilterCodec:
         return Frames(interpolate_f0(tok.f0, HOP_FRAMES, n).astype(np.float32), mcep,
                       interpolate(tok.bap, HOP_FRAMES, n).astype(np.float32))
 
-    def decode_stream(self, codes: np.ndarray, n_samples: int) -> Iterator[np.ndarray]:
-        """Yield float32 audio blocks (``BLOCK_TOKENS`` frames each) of codes ``[K, T]``; together they are
-        ``n_samples`` long and equal :meth:`decode`."""
-        t = codes.shape[1]
-        back, ahead = self.refiner.lookback_frames, self.refiner.lookahead_frames
-        xf = int(XFADE_MS * SAMPLE_RATE / 1000)
-        fade = np.linspace(0.0, 1.0, xf, dtype=np.float32)
-        tail = np.zeros(0, np.float32)  # the previous block's synthesis past its end (crossfaded in next)
-        emitted = 0
-        for a in range(0, t, BLOCK_TOKENS):
-            b = min(t, a + BLOCK_TOKENS)
-            lo, hi = max(0, a - back - SYNTH_CONTEXT_TOKENS), min(t, b + ahead + SYNTH_CONTEXT_TOKENS)
-            fr = self.refine(codes[:, lo:hi])
-            s_lo, s_hi = max(0, a - SYNTH_CONTEXT_TOKENS), min(t, b + SYNTH_CONTEXT_TOKENS)
-            k0, k1 = (s_lo - lo) * HOP_FRAMES, (s_hi - lo) * HOP_FRAMES + 1
-            wav = synthesize(fr.f0[k0:k1], fr.mcep[k0:k1], fr.bap[k0:k1])  # from sample s_lo * hop
-            off = (a - s_lo) * self.hop
-            end = min(b * self.hop, n_samples)
-            out = wav[off : off + end - a * self.hop]
-            out = np.pad(out, (0, max(0, end - a * self.hop - len(out))))
-            m = min(len(tail), len(out))
-            if m:  # the previous block ran on past its end: crossfade that into this block's start
-                out[:m] = tail[:m] * (1.0 - fade[:m]) + out[:m] * fade[:m]
-            run_on = off + (b - a) * self.hop
-            tail = wav[run_on : run_on + xf]
-            emitted += len(out)
-            if len(out):
-                yield out.astype(np.float32)
-        if emitted < n_samples:
-            yield np.zeros(n_samples - emitted, np.float32)
+    def stream_decoder(self, block_tokens: int = BLOCK_TOKENS) -> StreamDecoder:
+        """An incremental decoder: :meth:`StreamDecoder.push` codes as they are generated, get audio back."""
+        return StreamDecoder(self, block_tokens)
+
+    def decode_stream(self, codes: np.ndarray, n_samples: int, block_tokens: int = BLOCK_TOKENS
+                      ) -> Iterator[np.ndarray]:
+        """Yield float32 audio blocks of codes ``[K, T]``; together they are ``n_samples`` long. The same
+        ``block_tokens`` gives the same audio however the codes arrive (:meth:`decode` uses the default)."""
+        dec = self.stream_decoder(block_tokens)
+        yield from dec.push(codes)
+        yield from dec.flush(n_samples)
 
     def warm_state(self, context: np.ndarray) -> np.ndarray:
         """Context codes ``[K, T]`` (e.g. a voice prompt) to decode later audio after (:meth:`decode_after`)."""
@@ -364,6 +310,125 @@ class SourceFilterCodec:
                               format=_sf_format(Path(path))) as f:
                 for block in self.decode_blocks(tokens):
                     f.write(np.clip(block, -1.0, 1.0))
+
+
+class StreamEncoder:
+    """Audio in, codes out, block by block (see :meth:`SourceFilterCodec.stream_encoder`).
+
+    Each block of ``block_tokens`` token frames is analysed with ``CONTEXT_MS`` of audio before it and
+    ``lookahead_ms`` after it, so its tokens never depend on audio further away."""
+
+    def __init__(self, codec: SourceFilterCodec, n_q: int, block_tokens: int = BLOCK_TOKENS,
+                 lookahead_ms: float = CONTEXT_MS) -> None:
+        if block_tokens < 1 or lookahead_ms < 0:
+            raise SpeechLMError(f"block_tokens must be >= 1 and lookahead_ms >= 0, got {block_tokens}, "
+                                f"{lookahead_ms}")
+        step = codec.hop // HOP_FRAMES
+        self.codec, self.n_q = codec, n_q
+        self.span = block_tokens * codec.hop
+        self.left = int(CONTEXT_MS * SAMPLE_RATE / 1000) // codec.hop * codec.hop  # whole token frames
+        self.right = int(round(lookahead_ms * SAMPLE_RATE / 1000 / step)) * step
+        self.buf = np.zeros(0, np.float32)  # audio from sample `start - left` (clipped at 0) onward
+        self.buf_start = 0  # absolute index of buf[0]
+        self.start = 0  # first sample of the next block to encode
+        self.n_samples = 0
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * (self.span + self.right) / SAMPLE_RATE
+
+    def push(self, block: np.ndarray) -> Iterator[np.ndarray]:
+        """Append mono audio ``[t]`` at 16 kHz; yield codes ``[n_q, t']`` of the blocks that became complete."""
+        block = np.asarray(block, np.float32)
+        # encode() checks its input, but blocks come straight from callers: WORLD turns NaN into codes
+        if block.ndim != 1:
+            raise AudioError(f"audio blocks must be mono [t], got shape {block.shape}")
+        if not np.all(np.isfinite(block)):
+            raise AudioError(f"audio contains NaN or Inf samples (in the block at sample {self.n_samples})")
+        self.n_samples += len(block)
+        self.buf = np.concatenate([self.buf, block])
+        while self.n_samples >= self.start + self.span + self.right:
+            yield self._block(None)
+
+    def flush(self) -> Iterator[np.ndarray]:
+        """End of the audio: yield the codes of the rest (``codec.n_frames(n_samples)`` frames in all)."""
+        n_tokens = self.codec.n_frames(self.n_samples) if self.n_samples else 0
+        while self.start // self.codec.hop < n_tokens:
+            yield self._block(n_tokens)
+
+    def _block(self, n_tokens: int | None) -> np.ndarray:
+        c, start = self.codec, self.start
+        lo = max(0, start - self.left)
+        seg = self.buf[lo - self.buf_start : start + self.span + self.right - self.buf_start]
+        frames = analyze(seg, f0_tracker=c.f0_tracker)
+        first = (start - lo) // (c.hop // HOP_FRAMES)  # analysis frame of `start` within seg
+        want = self.span // c.hop * HOP_FRAMES
+        if n_tokens is not None:
+            want = min(want, (n_tokens - start // c.hop) * HOP_FRAMES)
+        sl = slice(first, first + want)
+        part = _pad_frames(Frames(frames.f0[sl], frames.mcep[sl], frames.bap[sl]), want)
+        codes = c.quantizer.encode(to_token_rate(part, HOP_FRAMES), self.n_q - len(STREAM_PREFIX))
+        self.start += self.span
+        drop = max(0, self.start - self.left - self.buf_start)
+        self.buf, self.buf_start = self.buf[drop:], self.buf_start + drop
+        return codes
+
+
+class StreamDecoder:
+    """Codes in, audio out, block by block (see :meth:`SourceFilterCodec.stream_decoder`).
+
+    A block of ``block_tokens`` frames is synthesised once the refiner's look-ahead and the synthesis context
+    after it have arrived; the previous block's run-on is crossfaded into its first ``XFADE_MS``."""
+
+    def __init__(self, codec: SourceFilterCodec, block_tokens: int = BLOCK_TOKENS) -> None:
+        if block_tokens < 1:
+            raise SpeechLMError(f"block_tokens must be at least 1, got {block_tokens}")
+        self.codec, self.block = codec, block_tokens
+        self.codes = np.zeros((0, 0), np.int64)  # every frame received (a few KB a minute)
+        self.next = 0  # first token frame not yet synthesised
+        self.tail = np.zeros(0, np.float32)
+        self.emitted = 0
+        xf = int(XFADE_MS * SAMPLE_RATE / 1000)
+        self.fade = np.linspace(0.0, 1.0, xf, dtype=np.float32)
+        self.ahead = codec.refiner.lookahead_frames + SYNTH_CONTEXT_TOKENS
+
+    def push(self, codes: np.ndarray) -> Iterator[np.ndarray]:
+        """Append codes ``[K, t]`` and yield the audio blocks that became complete."""
+        codes = np.asarray(codes, np.int64)
+        self.codes = codes if self.codes.size == 0 else np.concatenate([self.codes, codes], axis=1)
+        while self.next + self.block + self.ahead <= self.codes.shape[1]:
+            yield self._block(self.next, self.next + self.block, None)
+
+    def flush(self, n_samples: int | None = None) -> Iterator[np.ndarray]:
+        """End of the stream: yield the rest, ``n_samples`` in all (default: every frame's hop)."""
+        t = self.codes.shape[1]
+        n_samples = t * self.codec.hop if n_samples is None else n_samples
+        while self.next < t:
+            yield self._block(self.next, min(t, self.next + self.block), n_samples)
+        if self.emitted < n_samples:
+            yield np.zeros(n_samples - self.emitted, np.float32)
+            self.emitted = n_samples
+
+    def _block(self, a: int, b: int, n_samples: int | None) -> np.ndarray:
+        c, hop, t = self.codec, self.codec.hop, self.codes.shape[1]
+        back = c.refiner.lookback_frames
+        lo, hi = max(0, a - back - SYNTH_CONTEXT_TOKENS), min(t, b + self.ahead)
+        fr = c.refine(self.codes[:, lo:hi])
+        s_lo, s_hi = max(0, a - SYNTH_CONTEXT_TOKENS), min(t, b + SYNTH_CONTEXT_TOKENS)
+        k0, k1 = (s_lo - lo) * HOP_FRAMES, (s_hi - lo) * HOP_FRAMES + 1
+        wav = synthesize(fr.f0[k0:k1], fr.mcep[k0:k1], fr.bap[k0:k1])  # starts at sample s_lo * hop
+        off = (a - s_lo) * hop
+        end = b * hop if n_samples is None else min(b * hop, n_samples)
+        n = max(0, end - a * hop)
+        out = wav[off : off + n]
+        out = np.pad(out, (0, n - len(out)))
+        m = min(len(self.tail), len(out))
+        if m:  # the previous block ran on past its end: crossfade that into this block's start
+            out[:m] = self.tail[:m] * (1.0 - self.fade[:m]) + out[:m] * self.fade[:m]
+        run_on = off + (b - a) * hop
+        self.tail = wav[run_on : run_on + len(self.fade)]
+        self.next, self.emitted = b, self.emitted + n
+        return out.astype(np.float32)
 
 
 def _pad_frames(frames: Frames, n: int) -> Frames:
