@@ -47,7 +47,7 @@ def make_shards(root: Path) -> Path:
     from speechlm.lm.data import build_shards
     from speechlm.tokenizers.codec.api import Codec
 
-    return build_shards([make_corpus(root)], root / "shards", Codec.load(), n_q=2, show_progress=False)
+    return build_shards([make_corpus(root)], root / "shards", Codec.load("codec_default"), n_q=2, show_progress=False)
 
 
 def train_tiny(shards: Path, out: Path, steps: int = 8, extra: tuple[str, ...] = ()) -> dict:

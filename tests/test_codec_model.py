@@ -159,7 +159,7 @@ def test_shipped_default_round_trip():
 
     if not (ASSETS / "codec_default" / "model.safetensors").exists():
         pytest.skip("no shipped codec_default asset in this checkout")
-    codec = Codec.load()
+    codec = Codec.load("codec_default")
     t = np.arange(16000) / 16000
     wav = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
     toks = codec.encode(wav, 16000, bitrate=1.5)
@@ -190,5 +190,5 @@ def test_shipped_pitch_codec_keeps_voicing_and_pitch():
 
     kept, cents = voiced_and_cents(Codec.load("pitch"))
     assert kept > 0.5 and cents < 100, (kept, cents)
-    kept_default, _ = voiced_and_cents(Codec.load())
+    kept_default, _ = voiced_and_cents(Codec.load("codec_default"))
     assert kept_default < kept

@@ -34,7 +34,7 @@ def test_shards_roundtrip(shards) -> None:
     data = TokenData.load(shards)
     index = json.loads((shards / "index.json").read_text())
     assert len(data) == 6 and index["n_codebooks"] == 2
-    assert index["tokenizer"] == Codec.load().tokenizer_id
+    assert index["tokenizer"] == Codec.load("codec_default").tokenizer_id
     u = data.utts[1]
     assert u.codes.shape[0] == 2 and u.codes.dtype == np.int16 and len(u.phones) > 5
     assert 1.0 < index["frames_per_phone"] < 20.0
@@ -53,7 +53,7 @@ def test_shards_leave_out_unreadable_languages(shards, tmp_path, capsys) -> None
     rows[2] = {**rows[2], "lang": "ar", "text": "مرحبا"}
     m = tmp_path / "mixed.jsonl"
     m.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = build_shards([m], tmp_path / "shards", Codec.load(), n_q=2, show_progress=False)
+    out = build_shards([m], tmp_path / "shards", Codec.load("codec_default"), n_q=2, show_progress=False)
     index = json.loads((out / "index.json").read_text())
     assert index["n_utterances"] == 5 and index["skipped"] == 1
     assert "left out 1 utterance(s)" in capsys.readouterr().out
