@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", default=None, help="voice prompt audio (1-20 s; 3-10 s works best)")
     p.add_argument("--prompt-text", default=None, help="transcript of the prompt (required with --prompt)")
     p.add_argument("--lang", default="en", help="language of the text and the prompt (espeak-ng code)")
-    p.add_argument("--description", default=None, help="style description (not used by the codec LM)")
+    p.add_argument("--description", default=None,
+                   help="style description: not supported yet (refused until the model has style control)")
     p.add_argument("--max-chars", type=int, default=2000, help="refuse longer text (default 2000)")
     p.add_argument("--no-transcript-check", action="store_true",
                    help="skip the check that --prompt-text matches the prompt audio")
@@ -52,6 +53,10 @@ def _tts(args: argparse.Namespace) -> int:
     from speechlm.errors import SpeechLMError
 
     # Everything that can be checked is checked before the model loads.
+    if args.description is not None:
+        # Accepting it and speaking in the default style would look like it worked.
+        raise SpeechLMError("style descriptions are not supported yet: the codec LM has no style control; "
+                            "drop --description (a voice prompt, --prompt with --prompt-text, sets the voice)")
     check_sampling_args(args)
     check_output_file(args.output, "audio")
     if args.prompt is not None and not (args.prompt_text or "").strip():
