@@ -109,12 +109,12 @@ def compute_features(wav: np.ndarray | Tensor, fc: FeatureConfig) -> Tensor:
 def default_phone_labels(extra: Sequence[str] = ()) -> LabelSet:
     """The phoneme inventory of :func:`speechlm.text.symbols.default_symbols` (when its asset is installed)
     plus any ``extra`` phones seen in the training data, so no training phone is ever dropped."""
+    from speechlm.text.symbols import default_symbols
+
     phones: list[str] = []
     try:
-        from speechlm.text.symbols import default_symbols
-
         phones = [p for p in default_symbols().phonemes if p not in ("ˈ", "ˌ")]  # stress is not a phone
-    except (ImportError, SpeechLMError):
+    except SpeechLMError:  # the asset is not installed
         pass
     return LabelSet.from_symbols([*phones, *sorted(set(extra) - set(phones))])
 
@@ -122,12 +122,12 @@ def default_phone_labels(extra: Sequence[str] = ()) -> LabelSet:
 def default_char_labels() -> LabelSet:
     """Space + the character table of :func:`speechlm.text.symbols.char_symbols` (all its alphabets) + the
     built-in Latin/Cyrillic list, so the head covers every alphabet either knows."""
+    from speechlm.text.symbols import char_symbols
+
     chars: list[str] = []
     try:
-        from speechlm.text.symbols import char_symbols
-
         chars = list(char_symbols().phonemes)
-    except (ImportError, SpeechLMError):
+    except SpeechLMError:  # the asset is not installed
         pass
     return LabelSet.from_symbols([" ", *chars, *DEFAULT_CHARS])
 
@@ -229,13 +229,7 @@ def load_corpus(
         phone_set = default_phone_labels([p for ph in phonemes for p in phone_tokens(ph)])
     augment = None
     if aug_copies:
-        try:
-            import speechlm.audio.augment as augment
-        except ImportError:
-            print(
-                "asr: speechlm.audio.augment is missing; training without waveform augmentation",
-                file=sys.stderr,
-            )
+        import speechlm.audio.augment as augment
     examples: list[Example] = []
     dropped_phones = dropped_chars = total_phones = total_chars = 0
     seconds = 0.0

@@ -46,13 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND")
     for module_name in GROUPS.values():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:  # a group still being built must not break the others
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(module_name).register(sub)
     return parser
 
 

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +45,7 @@ import numpy as np
 from speechlm.data import voices as V
 from speechlm.data.manifest import SPLITS, Utterance, write_manifest
 from speechlm.data.sentences import SentenceSampler
-from speechlm.errors import MissingDependencyError, SpeechLMError
+from speechlm.errors import SpeechLMError
 from speechlm.utils.atomic import atomic_write_text
 
 SAMPLE_RATE = 16000
@@ -203,14 +203,6 @@ def trim_silence(
     return wav[max(0, loud[0] - margin) : loud[-1] + 1 + margin]
 
 
-def _augmenter() -> Callable | None:
-    try:
-        from speechlm.audio.augment import random_augment
-    except ImportError:
-        return None
-    return random_augment
-
-
 def render(job: UttJob, out_wav: Path, augment_prob: float, tmpdir: Path) -> dict[str, Any]:
     """Synthesise one utterance to ``out_wav`` (16 kHz mono PCM16); return its duration and tags.
 
@@ -236,13 +228,13 @@ def render(job: UttJob, out_wav: Path, augment_prob: float, tmpdir: Path) -> dic
     aug: dict[str, Any] = {}
     rng = np.random.default_rng(_seed_int("augment", job.seed))
     if augment_prob > 0 and rng.random() < augment_prob:
-        augment = _augmenter()
-        if augment is not None:
-            wav, aug = augment(wav.astype(np.float32), SAMPLE_RATE, rng)
-            wav = np.asarray(wav, dtype=np.float32).reshape(-1)
-            peak = float(np.max(np.abs(wav)))
-            if peak > 1.0:  # keep PCM16 from clipping; the augmentation's own gain tag stays as applied
-                wav = wav / peak * PEAK
+        from speechlm.audio.augment import random_augment
+
+        wav, aug = random_augment(wav.astype(np.float32), SAMPLE_RATE, rng)
+        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        peak = float(np.max(np.abs(wav)))
+        if peak > 1.0:  # keep PCM16 from clipping; the augmentation's own gain tag stays as applied
+            wav = wav / peak * PEAK
     save_audio(out_wav, wav.astype(np.float32), SAMPLE_RATE)
     v = job.speaker.voice
     tags = {
@@ -361,12 +353,7 @@ def synthesize(cfg: SynthConfig, progress: bool = True) -> SynthResult:
         raise SpeechLMError("--utts-per-speaker and --jobs must be >= 1")
     phonemize = None
     if cfg.phonemes:
-        try:
-            from speechlm.text.g2p import phonemize
-        except ImportError:
-            raise MissingDependencyError(
-                "--phonemes needs speechlm.text.g2p, which is not available"
-            ) from None
+        from speechlm.text.g2p import phonemize
     samplers = {lang: SentenceSampler(lang, cfg.seed, cfg.text_file) for lang in langs}
     drawers = {lang: SpeakerDrawer(lang, cfg.seed) for lang in langs}
     out = Path(cfg.out)

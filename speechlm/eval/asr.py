@@ -154,10 +154,8 @@ DEFAULT_BACKEND = "whisper-base"
 
 
 def _ctc_factory(model_path: str | None, lang: str) -> Transcriber:
-    try:
-        from speechlm.asr.transcriber import get_transcriber as get_ctc
-    except ImportError as exc:
-        raise MissingDependencyError(f"the CTC recogniser (speechlm.asr) cannot be imported: {exc}") from exc
+    from speechlm.asr.transcriber import get_transcriber as get_ctc
+
     return get_ctc(model_path)
 
 

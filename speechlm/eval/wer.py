@@ -1,8 +1,7 @@
 """Word and character error rates with the project's text normalisation (jiwer does the alignment).
 
 Both texts are normalised with :func:`speechlm.text.normalize.normalize_for_wer` (language-aware: case,
-punctuation, numbers) before scoring; if that module is not importable, a plain fallback (Unicode NFKC, lower
-case, punctuation to spaces, collapsed whitespace) is used and :data:`NORMALIZER` says which one is active.
+punctuation, numbers) before scoring; :data:`NORMALIZER` names it in reports.
 
 Per utterance we keep the edit counts (substitutions, deletions, insertions, reference length), because the
 corpus WER is ``sum(errors) / sum(reference words)``, not the mean of per-utterance rates.
@@ -10,35 +9,17 @@ corpus WER is ``sum(errors) / sum(reference words)``, not the mean of per-uttera
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 
 from speechlm.errors import MissingDependencyError
+from speechlm.text.normalize import normalize_for_wer
 
-try:  # prefer the project's normaliser (written in speechlm.text); the fallback keeps eval usable without it
-    from speechlm.text.normalize import normalize_for_wer as _project_normalize
-
-    NORMALIZER = "speechlm.text.normalize.normalize_for_wer"
-except ImportError:  # pragma: no cover - depends on what is installed
-    _project_normalize = None
-    NORMALIZER = "fallback (NFKC, lowercase, strip punctuation)"
-
-_PUNCT = re.compile(r"[^\w\s']|_")
-
-
-def _fallback_normalize(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = _PUNCT.sub(" ", text)
-    text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)  # quotes, not apostrophes inside words ("don't")
-    return " ".join(text.split())
+NORMALIZER = "speechlm.text.normalize.normalize_for_wer"
 
 
 def normalize_text(text: str, lang: str = "en") -> str:
     """Normalise ``text`` for scoring (see module docstring)."""
-    if _project_normalize is not None:
-        return " ".join(_project_normalize(text, lang).split())
-    return _fallback_normalize(text)
+    return " ".join(normalize_for_wer(text, lang).split())
 
 
 @dataclass(frozen=True)
