@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
@@ -12,7 +11,7 @@ from speechlm.asr.transcriber import DEFAULT_MODEL_DIR, CTCTranscriber
 
 pytestmark = [
     pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.safetensors").exists(), reason="no shipped ASR model"),
-    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed"),
+    pytest.mark.needs_tool("espeak-ng"),
 ]
 
 TEXT = "the weather is nice today and the children play outside"

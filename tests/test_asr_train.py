@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +26,7 @@ TEXTS = [
     "read the book again",
 ]
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+pytestmark = pytest.mark.needs_tool("espeak-ng")
 
 
 def fake_phonemes(text: str) -> str:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.fft
 import torch
+from conftest import require_module
 
 from speechlm.audio.features import (
     energy,
@@ -83,7 +84,7 @@ def test_mel_scale_round_trip_and_filterbank() -> None:
 
 @pytest.mark.slow  # importing librosa (numba) alone takes ~8 s
 def test_log_mel_matches_librosa_when_available() -> None:
-    librosa = pytest.importorskip("librosa")
+    librosa = require_module("librosa")
     x = np.random.default_rng(2).standard_normal(8000).astype(np.float32) * 0.1
     ref = librosa.feature.melspectrogram(y=x, sr=SR, n_fft=1024, hop_length=256, n_mels=80, power=1.0,
                                          pad_mode="reflect")

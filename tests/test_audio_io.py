@@ -13,7 +13,6 @@ import torch
 from speechlm.audio import (
     MAX_SECONDS,
     audio_info,
-    ffmpeg_available,
     iter_audio_blocks,
     load_audio,
     resample,
@@ -156,7 +155,8 @@ def test_audio_info(tmp_path: Path) -> None:
     assert info.duration == pytest.approx(0.5) and info.backend == "soundfile"
 
 
-@pytest.mark.skipif(not ffmpeg_available(), reason="ffmpeg not installed")
+@pytest.mark.needs_tool("ffmpeg")
+@pytest.mark.needs_tool("ffprobe")
 def test_ffmpeg_fallback_for_m4a(tmp_path: Path) -> None:
     wav = tmp_path / "a.wav"
     save_audio(wav, _sine(440, 1.0), SR)
@@ -174,7 +174,8 @@ def test_ffmpeg_fallback_for_m4a(tmp_path: Path) -> None:
         load_audio(m4a, max_seconds=0.5)
 
 
-@pytest.mark.skipif(not ffmpeg_available(), reason="ffmpeg not installed")
+@pytest.mark.needs_tool("ffmpeg")
+@pytest.mark.needs_tool("ffprobe")
 def test_ffmpeg_reads_user_files_as_local_files_only(tmp_path: Path, monkeypatch) -> None:
     wav = tmp_path / "a.wav"
     save_audio(wav, _sine(440, 1.0), SR)

@@ -3,7 +3,6 @@ turns speech's semantic units back into voiced speech in the prompt's voice."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import numpy as np
@@ -15,7 +14,7 @@ ASSET = ASSETS / "bridge_default"
 
 pytestmark = [
     pytest.mark.skipif(not (ASSET / "model.safetensors").exists(), reason="no shipped bridge"),
-    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed"),
+    pytest.mark.needs_tool("espeak-ng"),
 ]
 
 

@@ -8,7 +8,6 @@ the shipped ``codec_sf`` skips while that asset is missing.
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import require_tool
 
 from speechlm.errors import AudioError, SpeechLMError
 from speechlm.tokenizers.codec.api import ASSETS, Codec
@@ -49,12 +49,10 @@ TINY = ["name=tiny_sf", "max_hours=0.01", "workers=1", "quantizer.env_stages=2",
 
 
 def _tts(text: str, path: Path) -> None:
-    if shutil.which("flite"):
+    if require_tool("flite", "espeak-ng").endswith("flite"):
         cmd = ["flite", "-voice", "slt", "-t", text, "-o", str(path)]
-    elif shutil.which("espeak-ng"):
-        cmd = ["espeak-ng", "-v", "en-us", "-w", str(path), text]
     else:
-        pytest.skip("needs flite or espeak-ng to synthesise test speech")
+        cmd = ["espeak-ng", "-v", "en-us", "-w", str(path), text]
     subprocess.run(cmd, check=True, capture_output=True)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import require_path
 
 from speechlm.cli import main
 from speechlm.data.manifest import Utterance, read_manifest
@@ -25,9 +25,7 @@ from speechlm.data.readers import (
     validate_candidates,
 )
 
-needs_lhotse = pytest.mark.skipif(
-    importlib.util.find_spec("lhotse") is None, reason="lhotse (the 'train' extra) is not installed"
-)
+needs_lhotse = pytest.mark.needs_module("lhotse")
 
 SR = 16000
 
@@ -428,8 +426,8 @@ def test_heldout_readers_force_test_split(tmp_path: Path) -> None:
     assert list(_skipped(out).values()) == ["non-speech entry"]
 
 
-@pytest.mark.skipif(not Path("/usr/share/codec2/wav").is_dir(), reason="Debian codec2-examples not installed")
 def test_codec2_examples_installed(tmp_path: Path) -> None:
+    require_path("/usr/share/codec2/wav", "Debian codec2-examples")
     rc, out = _import(tmp_path, "--format", "codec2-examples")
     assert rc == 0
     utts = read_manifest(out)

@@ -17,7 +17,7 @@ from speechlm.data import voices as V
 from speechlm.data.manifest import read_manifest
 from speechlm.data.sentences import SentenceSampler, clean_sentence
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+pytestmark = pytest.mark.needs_tool("espeak-ng")
 
 HOURS = 0.006  # ~22 s of audio: a few utterances per language
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
+from conftest import require_module, require_tool
 
-pytest.importorskip("resemblyzer")
-pytest.importorskip("speechmos")
+require_module("resemblyzer")
+require_module("speechmos")
 
 SENT_A = "The quick brown fox jumps over the lazy dog near the river bank."
 SENT_B = "Please call Stella and ask her to bring these things with her from the store."
@@ -18,8 +18,7 @@ SENT_B = "Please call Stella and ask her to bring these things with her from the
 def _flite(tmp_path, voice: str, text: str, name: str) -> np.ndarray:
     from speechlm.audio.io import load_audio
 
-    if shutil.which("flite") is None:
-        pytest.skip("flite is not installed (apt-get install flite)")
+    require_tool("flite")
     out = tmp_path / f"{name}.wav"
     subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(out)], check=True, capture_output=True)
     return load_audio(out, sr=16000)[0][0]
@@ -113,8 +112,8 @@ def test_dnsmos_range_and_exact_mode(voices):
     assert np.isnan(dnsmos(np.zeros(16000, np.float32), 16000).ovrl)
 
 
+@pytest.mark.needs_module("pocketsphinx")
 def test_pocketsphinx_judge(voices):
-    pytest.importorskip("pocketsphinx")
     from speechlm.errors import SpeechLMError
     from speechlm.eval.asr import get_transcriber, transcribe
     from speechlm.eval.wer import wer

@@ -10,6 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import require_module, require_tool
 
 from speechlm.cli import main
 from speechlm.data.manifest import Utterance, write_manifest
@@ -165,9 +166,8 @@ def test_cli_bad_input_writes_nothing(tmp_path, capsys):
 
 
 def test_cli_tts_with_pocketsphinx(tmp_path):
-    pytest.importorskip("pocketsphinx")
-    if shutil.which("flite") is None:
-        pytest.skip("flite is not installed")
+    require_module("pocketsphinx")
+    require_tool("flite")
     texts = {
         "a1": "I went to my mother and told her the news.",
         "a2": "The boat sailed across the quiet lake.",
@@ -234,17 +234,9 @@ def test_cli_tts_with_pocketsphinx(tmp_path):
     assert not bad.exists()
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
 def test_html_report_renders_in_headless_chromium(pair_files, tmp_path):
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium; scripts/setup.sh --dev)")
+    browser = require_tool("chromium", "chromium-browser", "google-chrome",
+                           hint="apt-get install chromium; scripts/setup.sh --dev")
     ref_dir, deg_dir = pair_files
     refs = sorted(str(p) for p in ref_dir.iterdir())
     degs = sorted(str(p) for p in deg_dir.iterdir())

@@ -5,13 +5,12 @@ packages or flite are missing."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import os
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
+from conftest import require_module, require_tool
 
 from speechlm.errors import SpeechLMError
 from speechlm.eval import whisper as W
@@ -20,13 +19,10 @@ SENTENCE = "Please call Stella and ask her to bring these things with her from t
 
 
 def _require(*modules: str, programs: tuple[str, ...] = ()) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    missing += [p for p in programs if shutil.which(p) is None]
-    if missing:
-        msg = f"the Whisper judge test needs {', '.join(missing)} (pip install 'speechlm[eval]', apt-get install flite)"
-        if os.environ.get("SPEECHLM_STRICT"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+    for m in modules:
+        require_module(m, hint="pip install 'speechlm[eval]'")
+    for p in programs:
+        require_tool(p)
 
 
 def _fake_folder(tmp_path, name="fake"):

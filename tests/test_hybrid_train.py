@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
@@ -15,7 +13,7 @@ from speechlm.tokenizers.codec.builder import CodecConfig, build_codec
 from speechlm.tokenizers.hybrid.train import Level1Capture, export_hybrid, teacher_features, train
 from speechlm.tokenizers.semantic.api import SemanticTokenizer
 
-pytestmark = [pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed"),
+pytestmark = [pytest.mark.needs_tool("espeak-ng"),
               pytest.mark.usefixtures("one_thread")]
 
 

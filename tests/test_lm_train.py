@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from speechlm.lm.api import CodecLanguageModel
 from speechlm.lm.data import TokenData
 from speechlm.train.metrics import read_metrics
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+pytestmark = pytest.mark.needs_tool("espeak-ng")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -90,7 +90,7 @@ def test_each_class_loads_its_default(capsys) -> None:
     assert Transcriber.load().model_id == default["asr"]
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+@pytest.mark.needs_tool("espeak-ng")
 def test_tts_loads_and_speaks_in_a_prompt_voice(tmp_path) -> None:
     from speechlm import TTS
     from speechlm.audio.io import save_audio

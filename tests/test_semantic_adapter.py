@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -109,7 +108,7 @@ def test_train_adapter_refuses_bad_inputs():
         train_adapter(feats, phones, spks, 4, 6, adapter_cfg=AdapterConfig(dim=16), show_progress=False)
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+@pytest.mark.needs_tool("espeak-ng")
 def test_cluster_asr_with_adapter_round_trips(tmp_path, capsys):
     (tmp_path / "c").mkdir()
     corpus = make_corpus(tmp_path / "c")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import soundfile as sf
@@ -17,7 +15,7 @@ from speechlm.tokenizers.semantic import supervised
 from speechlm.tokenizers.semantic.api import SemanticTokenizer
 from speechlm.tokenizers.semantic.kmeans import assign
 
-pytestmark = [pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed"),
+pytestmark = [pytest.mark.needs_tool("espeak-ng"),
               pytest.mark.usefixtures("one_thread")]
 
 

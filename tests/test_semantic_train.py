@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from speechlm.tokenizers.registry import load_tokenizer
 from speechlm.tokenizers.semantic.api import SemanticTokenizer, run_lengths
 from speechlm.tokenizers.tokens import load_tokens
 
-pytestmark = [pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed"),
+pytestmark = [pytest.mark.needs_tool("espeak-ng"),
               pytest.mark.usefixtures("one_thread")]
 
 

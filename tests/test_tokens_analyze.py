@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -72,7 +71,7 @@ def test_ngram_perplexity_orders_predictability():
     assert ngram_perplexity(rand, [rng.integers(0, 5, 200)], 5) == pytest.approx(5, rel=0.15)
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+@pytest.mark.needs_tool("espeak-ng")
 def test_analyze_cli_end_to_end(tmp_path, capsys):
     from speechlm.cli import main
 

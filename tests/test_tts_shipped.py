@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -13,7 +11,7 @@ ASSET = ASSETS / "lm_default"
 
 pytestmark = [
     pytest.mark.skipif(not (ASSET / "model.safetensors").exists(), reason="no shipped codec LM"),
-    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed"),
+    pytest.mark.needs_tool("espeak-ng"),
 ]
 
 

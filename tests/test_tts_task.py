@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ from speechlm.errors import CheckpointError
 from speechlm.tasks.edit import EditInputError, edit, frame_spans, pick_draw, word_diff
 from speechlm.tasks.tts import TTS, TTSInputError, fade_join, split_sentences
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+pytestmark = pytest.mark.needs_tool("espeak-ng")
 
 
 @pytest.fixture(scope="module", autouse=True)
