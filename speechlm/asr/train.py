@@ -618,23 +618,3 @@ def train(
     }
     print(f"asr: {result.step} steps in {(time.time() - t1) / 60:.1f} min; {metrics}", file=sys.stderr)
     return export_model(model, cfg, phone_set, char_set, out_dir / "final", result.step, summary, metrics)
-
-
-def export_checkpoint(ckpt_dir: str | Path, out_dir: str | Path, char_labels: Sequence[str] | None = None
-                      ) -> Path:
-    """Export a training checkpoint (``RUN/checkpoints/step_*``) as an inference model folder.
-
-    ``char_labels`` is only needed for runs whose checkpoints predate saving them in the data summary.
-    """
-    from speechlm.train.checkpoint import load_checkpoint
-    from speechlm.train.config import load_config
-
-    ck = load_checkpoint(ckpt_dir)
-    cfg = load_config(ck.config, ASRTrainConfig)
-    summary = dict(ck.meta.get("data_summary") or {})
-    phone_set = LabelSet(tuple(summary["phone_labels"]))
-    char_set = LabelSet(tuple(summary.get("char_labels") or char_labels or default_char_labels().labels))
-    model = ConformerCTC(cfg.model)
-    model.load_state_dict(ck.state_dict)
-    metrics = {"exported_from": str(ckpt_dir)}
-    return export_model(model, cfg, phone_set, char_set, out_dir, ck.step, summary, metrics)

@@ -26,8 +26,3 @@ def undelay(delayed: torch.Tensor) -> torch.Tensor:
     if t < 0:
         raise ValueError(f"a delayed grid with {k_cb} codebooks needs >= {k_cb - 1} columns, got {n}")
     return torch.stack([delayed[..., k, k : k + t] for k in range(k_cb)], dim=-2)
-
-
-def delay_positions(k_cb: int, column: int) -> list[int]:
-    """The frame each codebook holds in delayed ``column`` (negative: a pad)."""
-    return [column - k for k in range(k_cb)]

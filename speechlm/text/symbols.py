@@ -282,11 +282,6 @@ def _char_asset() -> dict:
     return _asset(CHAR_ASSET)
 
 
-def char_languages() -> list[str]:
-    """Languages with an alphabet in the character asset."""
-    return list(_char_asset()["alphabets"])
-
-
 def char_symbols(langs: Sequence[str] | None = None) -> SymbolTable:
     """A character table: specials + apostrophe + the sorted union of the lower-case alphabets of ``langs``
     (default: every language of the asset: en, de, fr, es, it, ru, cs, nl, fi, pt, pl).

@@ -11,7 +11,6 @@ codec it was trained for, and refuses to run if either differs (their ids are st
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,7 +185,3 @@ class Bridge:
         if wav.size == 0:
             raise SpeechLMError(f"prompt {prompt} has no audio")
         self.codec.decode_to_file(self.to_codec_tokens(tokens, wav, sr, seed), path)
-
-
-def bridge_config_with(cfg: BridgeConfig, n_units: int, n_q: int, codebook_size: int) -> BridgeConfig:
-    return dataclasses.replace(cfg, n_units=n_units, n_q=n_q, codebook_size=codebook_size)
