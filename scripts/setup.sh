@@ -16,7 +16,7 @@ APT_RUN=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-
          festvox-italp16k festvox-suopuhe-lj festvox-suopuhe-mv festvox-czech-dita festvox-czech-krb
          festvox-czech-machac festvox-czech-ph festvox-ru fortunes fortunes-de fortunes-es fortunes-it fortunes-ru
          fortunes-cs fillets-ng-data opus-tools codec2 ffmpeg sox libsndfile1 g++ python3-dev)
-APT_DEV=(chromium chromium-driver)
+APT_DEV=(chromium chromium-driver codec2-examples)
 
 pkgs=("${APT_RUN[@]}")
 [[ $dev == 1 ]] && pkgs+=("${APT_DEV[@]}")
