@@ -545,6 +545,24 @@ def _ffmpeg_blocks(path: Path, c: int, blocksize: int) -> Iterator[np.ndarray]:
 # Resampling and saving
 
 
+def model_input(wav: np.ndarray, sr: int, model_sr: int, *, allow_empty: bool = True) -> np.ndarray:
+    """Audio handed to a model's ``encode``: ``[T]`` or ``[C, T]`` (downmixed) float at ``sr`` -> float32 ``[T']``
+    at ``model_sr``, clamped to [-1, 1] (the models saw [-1, 1]; over-range float input is clamped, not
+    rejected). A wrong shape, NaN/Inf samples, or (unless ``allow_empty``) no samples raise :class:`AudioError`."""
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim == 2:
+        wav = wav.mean(axis=0)
+    if wav.ndim != 1:
+        raise AudioError(f"expected audio [T] or [C, T], got shape {wav.shape}")
+    if not allow_empty and wav.size == 0:
+        raise AudioError("audio contains no samples")
+    if not np.all(np.isfinite(wav)):
+        raise AudioError("audio contains NaN or Inf samples")
+    if sr != model_sr:
+        wav = resample(wav, int(sr), model_sr)
+    return np.clip(wav, -1.0, 1.0)
+
+
 def resample(wav: np.ndarray, sr_in: int, sr_out: int, quality: str = "HQ") -> np.ndarray:
     """Resample along the last axis with soxr.
 

@@ -194,19 +194,9 @@ class Codec:
 
     # ---- encoding -------------------------------------------------------------------------------
     def _prepare(self, wav: np.ndarray, sr: int) -> np.ndarray:
-        from speechlm.audio.io import resample
+        from speechlm.audio.io import model_input
 
-        wav = np.asarray(wav, dtype=np.float32)
-        if wav.ndim == 2:
-            wav = wav.mean(axis=0)
-        if wav.ndim != 1:
-            raise AudioError(f"expected audio [T] or [C, T], got shape {wav.shape}")
-        if not np.all(np.isfinite(wav)):
-            raise AudioError("audio contains NaN or Inf samples")
-        if sr != self.sample_rate:
-            wav = resample(wav, int(sr), self.sample_rate)
-        # The model saw [-1, 1] audio; hard-clipped or over-range float input is clamped, not rejected.
-        return np.clip(wav, -1.0, 1.0)
+        return model_input(wav, sr, self.sample_rate)
 
     def encode(self, wav: np.ndarray, sr: int, bitrate: float | None = None) -> Tokens:
         """wav ``[T]`` or ``[C, T]`` (downmixed) at ``sr`` -> :class:`Tokens`, codes ``[K, ceil(T'/hop)]``."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechlm.errors import AudioError, CheckpointError, SpeechLMError
+from speechlm.errors import CheckpointError, SpeechLMError
 from speechlm.tokenizers.semantic.encoder import EncoderConfig, MaskedPredictionEncoder
 from speechlm.tokenizers.semantic.features import FRAME_RATE, SAMPLE_RATE, encoder_input, mfcc_features
 from speechlm.tokenizers.semantic.kmeans import assign
@@ -137,20 +137,9 @@ class SemanticTokenizer:
 
     # ---- features and units ----------------------------------------------------------------------
     def _prepare(self, wav: np.ndarray, sr: int) -> np.ndarray:
-        from speechlm.audio.io import resample
+        from speechlm.audio.io import model_input
 
-        wav = np.asarray(wav, dtype=np.float32)
-        if wav.ndim == 2:
-            wav = wav.mean(axis=0)
-        if wav.ndim != 1:
-            raise AudioError(f"expected audio [T] or [C, T], got shape {wav.shape}")
-        if wav.size == 0:
-            raise AudioError("audio contains no samples")
-        if not np.all(np.isfinite(wav)):
-            raise AudioError("audio contains NaN or Inf samples")
-        if sr != SAMPLE_RATE:
-            wav = resample(wav, int(sr), SAMPLE_RATE)
-        return np.clip(wav, -1.0, 1.0)
+        return model_input(wav, sr, SAMPLE_RATE, allow_empty=False)
 
     @torch.inference_mode()
     def features_from_mel(self, mel: np.ndarray) -> np.ndarray:

@@ -177,18 +177,9 @@ class SourceFilterCodec:
 
     # ---- encoding -------------------------------------------------------------------------------
     def _prepare(self, wav: np.ndarray, sr: int) -> np.ndarray:
-        from speechlm.audio.io import resample
+        from speechlm.audio.io import model_input
 
-        wav = np.asarray(wav, dtype=np.float32)
-        if wav.ndim == 2:
-            wav = wav.mean(axis=0)
-        if wav.ndim != 1:
-            raise AudioError(f"expected audio [T] or [C, T], got shape {wav.shape}")
-        if not np.all(np.isfinite(wav)):
-            raise AudioError("audio contains NaN or Inf samples")
-        if sr != SAMPLE_RATE:
-            wav = resample(wav, int(sr), SAMPLE_RATE)
-        return np.clip(wav, -1.0, 1.0)
+        return model_input(wav, sr, SAMPLE_RATE)
 
     def n_frames(self, n_samples: int) -> int:
         """Token frames of ``n_samples`` of audio: WORLD's ``n // 80 + 1`` analysis frames, ``HOP_FRAMES`` a token."""
