@@ -1,0 +1,94 @@
+"""Render the docs' result tables from benchmark JSON, so the numbers in the docs are the measured ones.
+
+    .venv/bin/python benchmarks/render_tables.py            # rewrite every marked table in docs/
+    .venv/bin/python benchmarks/render_tables.py --check    # exit 1 if a doc is out of date (CI can run this)
+
+A table lives between ``<!-- table: NAME -->`` and ``<!-- /table -->`` in a markdown file under docs/; NAME is a
+JSON file in docs/results/ (without ``.json``), written by the benchmark named in the JSON's ``command``. Each
+renderer below turns one kind of result into markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+MARK = re.compile(r"(<!-- table: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+
+
+def _f(x: float | None, nd: int = 2) -> str:
+    return "–" if x is None or x != x else f"{x:.{nd}f}"
+
+
+def codec_bench(r: dict) -> str:
+    from speechlm.tokenizers.codec.bench import to_markdown
+
+    return "\n".join(to_markdown(r).splitlines()[2:])  # without the title line
+
+
+def codec_intel(r: dict) -> str:
+    gt = r["rows"]["original"]["wer"]
+    lines = [f"{r['n']} held-out utterances of `{r['manifest']}`, judge {r['judge']}; a codec's target: WER <= "
+             f"1.2 x original + 0.01 = {1.2 * gt + 0.01:.3f}", "", "| condition | WER | CER | WER / original |",
+             "|---|---|---|---|"]
+    lines += [f"| {k} | {v['wer']:.3f} | {v['cer']:.3f} | {v['wer'] / max(gt, 1e-9):.2f} |"
+              for k, v in r["rows"].items()]
+    return "\n".join(lines)
+
+
+def sf_refiner_ab(r: dict) -> str:
+    lines = [f"{r['clips']} wideband held-out clips, `{r['model']}`", "", "| condition | PESQ-WB | STOI |",
+             "|---|---|---|"]
+    lines += [f"| {k} | {v['pesq_wb']:.3f} | {v['stoi']:.3f} |" for k, v in r["rows"].items()]
+    return "\n".join(lines)
+
+
+def sf_streaming(r: dict) -> str:
+    agree = ", ".join(f"{k} {v:.3f}" for k, v in r["token_agreement"].items())
+    return "\n".join([
+        f"{r['clips']} wideband held-out clips at {r['bitrate']:g} kbps, `{r['model']}`, audio pushed 20 ms at a time",
+        "", "| | encode latency ms | decode latency ms | PESQ-WB | STOI |", "|---|---|---|---|---|",
+        f"| offline blocks (1 s) | {r['offline_latency_ms']['encode']:.0f} | {r['offline_latency_ms']['decode']:.0f} "
+        f"| {r['pesq_wb']['offline']:.3f} | {r['stoi']['offline']:.3f} |",
+        f"| streaming | {r['encode_latency_ms']:.0f} | {r['decode_latency_ms']:.0f} | {r['pesq_wb']['streaming']:.3f} "
+        f"| {r['stoi']['streaming']:.3f} |", "",
+        f"Streaming tokens equal to the offline ones: {agree}. Streaming 1-thread RTF: encode "
+        f"{r['streaming_rtf']['encode']:.3f}, decode {r['streaming_rtf']['decode']:.3f}."])
+
+
+RENDERERS = {"codec_bench": codec_bench, "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab,
+             "sf_streaming": sf_streaming}
+
+
+def render(name: str) -> str:
+    data = json.loads((RESULTS / f"{name}.json").read_text())
+    kind = data.get("kind") or name.split("__")[0]
+    body = RENDERERS[kind](data)
+    cmd = data.get("command")
+    return body + (f"\n\n`{cmd}`" if cmd else "") + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--check", action="store_true")
+    args = p.parse_args()
+    stale = []
+    for doc in sorted((ROOT / "docs").rglob("*.md")):
+        text = doc.read_text()
+        new = MARK.sub(lambda m: m.group(1) + render(m.group("name")) + m.group(4), text)
+        if new != text:
+            stale.append(doc.relative_to(ROOT))
+            if not args.check:
+                doc.write_text(new)
+    for d in stale:
+        print(("out of date: " if args.check else "rendered: ") + str(d))
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
