@@ -4,7 +4,9 @@ Encoding analyses the audio in fixed blocks of ``BLOCK_TOKENS`` token frames, ea
 on both sides, so the tokens of a block never depend on audio further away: a stream of blocks gives exactly
 the offline tokens, and memory is bounded for inputs of any length. Decoding refines the envelope (the refiner's
 receptive field is carried as context) and synthesises each block with WORLD, joined to the previous one by a
-``XFADE_MS`` crossfade; :meth:`decode_stream` and :meth:`decode` run the same blocks.
+``XFADE_MS`` crossfade; :meth:`decode_stream` and :meth:`decode` run the same blocks. :meth:`stream_encoder` and
+:meth:`stream_decoder` take smaller blocks (and less look-ahead) for low-latency streaming, at some quality cost
+(benchmarks/codec_sf_streaming.py).
 """
 
 from __future__ import annotations
