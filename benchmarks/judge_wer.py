@@ -8,7 +8,7 @@ Sets (English, held out: never trained on):
 - ``pocketsphinx-testdata``: data/real/pocketsphinx_testdata (real read speech, 16 kHz), all of it;
 - ``flite``: ``--flite`` sentences synthesised with ``flite -voice slt`` (0 to skip).
 A set whose manifest is missing is left out. Each clip is transcribed on one thread; seconds per clip exclude
-loading. Corpus WER uses the project's English normaliser (:mod:`speechlm.eval.wer`). Writes OUT/results.json
+loading. Corpus WER uses the project's English normaliser (:mod:`speechlm.text.wer`). Writes OUT/results.json
 and prints a markdown table.
 """
 
@@ -90,7 +90,7 @@ def main() -> int:
     import torch
 
     from speechlm.audio.io import load_audio
-    from speechlm.eval.wer import NORMALIZER, word_errors
+    from speechlm.text.wer import NORMALIZER, word_errors
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=60, help="asterisk prompts (evenly spaced; 0 = all)")

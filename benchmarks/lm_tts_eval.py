@@ -97,8 +97,8 @@ def run_tts(args, tts, utts, root, out: Path) -> dict:
 def run_edits(args, tts, utts, root, out: Path) -> dict:
     from speechlm.audio.io import load_audio, save_audio
     from speechlm.eval.asr import transcribe
-    from speechlm.eval.wer import char_errors, word_errors
     from speechlm.tasks.edit import XFADE_S, edit
+    from speechlm.text.wer import char_errors, word_errors
 
     rng = np.random.default_rng(args.seed)
     cands = [u for u in utts if 2.0 <= u.duration <= 8.0 and len(u.text.split()) >= 5]

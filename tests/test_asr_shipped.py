@@ -26,7 +26,7 @@ def speech(tmp_path_factory):
 
 
 def test_shipped_model_transcribes_and_aligns(speech):
-    from speechlm.eval.wer import cer
+    from speechlm.text.wer import cer
 
     wav, sr = speech
     tr = CTCTranscriber.load(None)

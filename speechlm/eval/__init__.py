@@ -3,7 +3,7 @@
 - :mod:`speechlm.eval.metrics`: PESQ, STOI, SI-SDR, log-mel L1, MCD (DTW), F0 RMSE and voicing error.
 - :mod:`speechlm.eval.speaker`: speaker similarity (resemblyzer loaded weights-only; pluggable).
 - :mod:`speechlm.eval.mos`: DNSMOS (speechmos's shipped ONNX models).
-- :mod:`speechlm.eval.asr` + :mod:`speechlm.eval.wer`: ASR judges (whisper-base by default, whisper-tiny.en,
+- :mod:`speechlm.eval.asr` + :mod:`speechlm.text.wer`: ASR judges (whisper-base by default, whisper-tiny.en,
   pocketsphinx, ctc, a local whisper folder) and WER/CER; :mod:`speechlm.eval.whisper`: the hash-pinned Whisper
   judge itself.
 - :mod:`speechlm.eval.bootstrap`: bootstrap confidence intervals.

@@ -3,7 +3,7 @@
 For each manifest utterance the generated file is ``GENERATED/<id>.wav`` (or .flac/.ogg/.opus/.mp3). Scored:
 - WER and CER of an ASR transcript (judge ``whisper-base`` by default; ``whisper-tiny.en``, ``pocketsphinx``,
   ``ctc`` or ``whisper``, see :mod:`speechlm.eval.asr`) against the manifest text, normalised per language
-  (:mod:`speechlm.eval.wer`); summarised as corpus-level rates;
+  (:mod:`speechlm.text.wer`); summarised as corpus-level rates;
 - speaker similarity of the generated audio to the voice prompt — ``PROMPTS/<id>.*`` if ``prompts_dir`` is
   given, else ``tags["prompt"]`` / ``tags["prompt_audio"]`` (relative to the manifest), else the reference
   audio;
@@ -73,7 +73,7 @@ def _score_tts(job: TTSJob) -> UtteranceResult:
     hyp = None
     if "asr" in job.groups:
         from speechlm.eval.asr import transcribe
-        from speechlm.eval.wer import char_errors, word_errors
+        from speechlm.text.wer import char_errors, word_errors
 
         hyp = transcribe(gen, EVAL_SR, job.asr, job.asr_model, job.lang)
         w, c = word_errors(job.text, hyp, job.lang), char_errors(job.text, hyp, job.lang)
@@ -186,7 +186,7 @@ def evaluate_tts(
     t0 = time.perf_counter()
     items = run_jobs(_score_tts_safe, jobs, workers, desc="tts eval")
     elapsed = time.perf_counter() - t0
-    from speechlm.eval.wer import NORMALIZER
+    from speechlm.text.wer import NORMALIZER
 
     all_items = tuple(items) + tuple(missing)
     meta = {
