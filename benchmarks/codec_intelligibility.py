@@ -28,9 +28,9 @@ def main() -> int:
 
     from speechlm.audio.io import load_audio, save_audio
     from speechlm.data.manifest import Utterance, manifest_root, read_manifest, write_manifest
+    from speechlm.eval.codec_bench import codec2_roundtrip, opus_roundtrip
     from speechlm.eval.tts import evaluate_tts
     from speechlm.tokenizers.codec.api import Codec
-    from speechlm.tokenizers.codec.bench import codec2_roundtrip, opus_roundtrip
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--manifest", required=True, help="held-out manifest (its split=test lines are used)")

@@ -20,9 +20,9 @@ import torch
 
 
 def main() -> int:
+    from speechlm.eval.codec_bench import load_clips
     from speechlm.eval.metrics import pesq_score, stoi_score
     from speechlm.tokenizers.codec.api import Codec
-    from speechlm.tokenizers.codec.bench import load_clips
     from speechlm.tokenizers.source_filter.codec import HOP_FRAMES
     from speechlm.tokenizers.source_filter.world import (
         Frames,

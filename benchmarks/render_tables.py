@@ -26,7 +26,7 @@ def _f(x: float | None, nd: int = 2) -> str:
 
 
 def codec_bench(r: dict) -> str:
-    from speechlm.tokenizers.codec.bench import to_markdown
+    from speechlm.eval.codec_bench import to_markdown
 
     return "\n".join(to_markdown(r).splitlines()[2:])  # without the title line
 

@@ -19,8 +19,8 @@ import torch
 
 
 def main(argv: list[str] | None = None) -> int:
-    from speechlm.tokenizers.analysis.metrics import purity_pnmi, speaker_probe, unit_histograms
-    from speechlm.tokenizers.analysis.run import load_clips
+    from speechlm.eval.tokens.metrics import purity_pnmi, speaker_probe, unit_histograms
+    from speechlm.eval.tokens.run import load_clips
     from speechlm.tokenizers.semantic.encoder import MaskedPredictionEncoder
     from speechlm.tokenizers.semantic.features import encoder_input
     from speechlm.tokenizers.semantic.kmeans import assign, minibatch_kmeans

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from _semantic_corpus import make_corpus, save_tiny_codec, train_tiny_semantic
 
-from speechlm.tokenizers.analysis.metrics import (
+from speechlm.eval.tokens.metrics import (
     heldout_purity,
     joint_units,
     ngram_perplexity,

@@ -244,7 +244,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from speechlm.tokenizers.codec.bench import run_bench
+    from speechlm.eval.codec_bench import run_bench
 
     run_bench(
         args.data,

@@ -39,13 +39,13 @@ def _analyze(args: argparse.Namespace) -> int:
     import torch
 
     from speechlm.errors import SpeechLMError
-    from speechlm.tokenizers.analysis.run import analyze
+    from speechlm.eval.tokens.run import analyze
 
     torch.set_num_threads(max(1, args.threads))
     specs = [s.strip() for s in args.tokenizers.split(",") if s.strip()]
     if not specs:
         raise SpeechLMError("--tokenizers is empty")
-    from speechlm.tokenizers.analysis.run import markdown_table
+    from speechlm.eval.tokens.run import markdown_table
 
     result = analyze(specs, args.data, args.output, split=args.split, max_utts=args.max_utts,
                      lm_train_utts=args.lm_train_utts, resynth_utts=args.resynth_utts, aligner=args.aligner,

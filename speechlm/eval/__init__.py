@@ -10,6 +10,8 @@
 - :mod:`speechlm.eval.report`: ``Report`` as JSON, Markdown and self-contained HTML.
 - Drivers: :func:`speechlm.eval.pairs.evaluate_pairs`, :func:`~speechlm.eval.pairs.evaluate_codec`,
   :func:`~speechlm.eval.pairs.evaluate_codec_fn`, :func:`speechlm.eval.tts.evaluate_tts`.
+- Measuring tokenizers: :mod:`speechlm.eval.codec_bench` (``speechlm codec bench``: bitrates vs Opus and Codec2)
+  and :mod:`speechlm.eval.tokens` (``speechlm tokens analyze``: purity, PNMI, speaker probe, unit-LM perplexity).
 
 Nothing heavy is imported here; import the submodule you need.
 """

@@ -1,9 +1,8 @@
 """Codec benchmark: our codec at each bitrate vs Opus and Codec2 on the same clips,
 plus 1-thread speed next to the published EnCodec 24 kHz architecture (random weights: speed only).
 
-Quality metrics come from :mod:`speechlm.eval.metrics` and :mod:`speechlm.eval.speaker` (imported lazily: the
-benchmark sits above the tokenizer layer; it lives here so ``speechlm codec bench`` works from an installed
-package). Writes ``OUT.md`` and ``OUT.json``.
+Quality metrics come from :mod:`speechlm.eval.metrics` and :mod:`speechlm.eval.speaker` (``speechlm codec bench``;
+measurement code, so it lives in ``eval``, above the tokenizer layer it measures). Writes ``OUT.md`` and ``OUT.json``.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ purity (plug-in and held-out) and PNMI against forced-aligned phones, speaker-pr
 (all speakers, and within each language), bigram unit-LM perplexity of the newest codebook (trained on the
 manifest's ``train`` split), and, where a decoder exists, PESQ-WB / STOI of the resynthesis.
 
-Layering: the aligner (``speechlm.asr``) and the signal metrics (``speechlm.eval``) sit above the tokenizers;
-they are imported inside the functions that use them, never at module level.
+Layering: this is evaluation code (``speechlm.eval``), above the tokenizers it measures and the aligner
+(``speechlm.asr``) it uses; the heavy ones are imported inside the functions that use them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from speechlm.errors import SpeechLMError
-from speechlm.tokenizers.analysis.metrics import (
+from speechlm.eval.tokens.metrics import (
     heldout_purity,
     joint_units,
     ngram_perplexity,
