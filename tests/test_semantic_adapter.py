@@ -130,7 +130,8 @@ def test_cluster_asr_with_adapter_round_trips(tmp_path, capsys):
     assert main(["semantic", "info", "--model", str(dest)]) == 0
     assert "phone-supervised adapter" in capsys.readouterr().out
     # a unit codec built on it carries the adapter in its spec
-    from speechlm.tokenizers.hybrid.units import UnitLevel, unit_spec
+    from speechlm.tokenizers.codec.unit_level import UnitLevel
+    from speechlm.tokenizers.hybrid.units import unit_spec
 
     spec, state, centroids = unit_spec(tok)
     assert spec["adapter"] == saved["config"]["semantic"]["asr"]["adapter"]

@@ -101,7 +101,7 @@ def build_codec(cfg: CodecConfig):
         raise SpeechLMError("harmonics needs the istft decoder")
     unit_level = None
     if cfg.unit_level is not None:
-        from speechlm.tokenizers.hybrid.units import UnitLevel
+        from speechlm.tokenizers.codec.unit_level import UnitLevel
 
         unit_level = UnitLevel(cfg.unit_level, cfg.dim)
         if unit_level.clusters != cfg.codebook_size or cfg.n_q < 2:

@@ -34,7 +34,7 @@ class CodecModel(nn.Module):
 
     Frame rate is ``sample_rate / hop``; each codebook costs ``log2(codebook_size) * frame_rate`` bits/s.
 
-    With a ``unit_level`` (:class:`speechlm.tokenizers.hybrid.units.UnitLevel`), codebook 1 is the semantic unit
+    With a ``unit_level`` (:class:`speechlm.tokenizers.codec.unit_level.UnitLevel`), codebook 1 is the semantic unit
     of the input and ``quantizer`` holds the other ``n_q - 1`` levels, which quantise the latent minus the unit's
     embedding; such a codec encodes offline only (the unit needs the whole input).
     """
