@@ -114,7 +114,8 @@ def test_shipped_layer_features_equal_the_full_models(tmp_path):
     """A tokenizer keeps the encoder up to its layer: its features must be that layer's output in the full model
     (regression: the final norm was once applied to the truncated encoder's last layer)."""
     from speechlm.tokenizers.semantic.api import SemanticTokenizer
-    from speechlm.tokenizers.semantic.train import layer_features, save_tokenizer
+    from speechlm.tokenizers.semantic.encoder import layer_features
+    from speechlm.tokenizers.semantic.train import save_tokenizer
 
     torch.manual_seed(0)
     model = MaskedPredictionEncoder(EncoderConfig(dim=32, layers=3, heads=2, pos_kernel=15, n_targets=5)).eval()

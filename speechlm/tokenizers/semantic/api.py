@@ -144,7 +144,7 @@ class SemanticTokenizer:
     @torch.inference_mode()
     def features_from_mel(self, mel: np.ndarray) -> np.ndarray:
         """Encoder input ``[n_mels, 2T]`` -> the clustered layer's features ``[T, dim]`` (encoder models only)."""
-        from speechlm.tokenizers.semantic.train import layer_features
+        from speechlm.tokenizers.semantic.encoder import layer_features
 
         if self.encoder is None:
             raise SpeechLMError(f"{self.name} clusters MFCCs: it has no encoder features")

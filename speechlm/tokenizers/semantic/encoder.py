@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -84,3 +85,22 @@ def span_mask(batch: int, frames: int, prob: float, span: int, generator: torch.
     if empty.any():  # at least one span per row, so every row is scored
         mask[empty, : min(span, frames)] = True
     return mask
+
+
+def layer_features(model: MaskedPredictionEncoder, mel: np.ndarray, layer: int, window: int = 1000,
+                   context: int = 100) -> np.ndarray:
+    """Layer ``layer`` output for one utterance: mel ``[n_mels, 2T]`` -> float32 ``[T, dim]``.
+
+    Long inputs run in windows of ``window`` frames with ``context`` frames of context on each side (bounded
+    attention memory; the window edges see the same context as in one pass, up to ``context`` frames).
+    """
+    t = mel.shape[1] // 2
+    x = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))[None]
+    if t <= window + 2 * context:
+        return model(x, n_layers=layer)[layer][0].numpy()
+    out = []
+    for a in range(0, t, window):
+        lo, hi = max(0, a - context), min(t, a + window + context)
+        h = model(x[..., 2 * lo : 2 * hi], n_layers=layer)[layer][0]
+        out.append(h[a - lo : a - lo + min(window, t - a)])
+    return torch.cat(out).numpy()

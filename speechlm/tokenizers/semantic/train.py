@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from speechlm.errors import SpeechLMError
-from speechlm.tokenizers.semantic.encoder import EncoderConfig, MaskedPredictionEncoder, span_mask
+from speechlm.tokenizers.semantic.encoder import EncoderConfig, MaskedPredictionEncoder, layer_features, span_mask
 from speechlm.tokenizers.semantic.features import SAMPLE_RATE, encoder_input, mfcc_features, vtlp_matrix
 from speechlm.tokenizers.semantic.kmeans import assign, minibatch_kmeans
 from speechlm.train.config import load_config
@@ -162,25 +162,6 @@ class CropDataset(torch.utils.data.Dataset):
 
 
 @torch.no_grad()
-def layer_features(model: MaskedPredictionEncoder, mel: np.ndarray, layer: int, window: int = 1000,
-                   context: int = 100) -> np.ndarray:
-    """Layer ``layer`` output for one utterance: mel ``[n_mels, 2T]`` -> float32 ``[T, dim]``.
-
-    Long inputs run in windows of ``window`` frames with ``context`` frames of context on each side (bounded
-    attention memory; the window edges see the same context as in one pass, up to ``context`` frames).
-    """
-    t = mel.shape[1] // 2
-    x = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))[None]
-    if t <= window + 2 * context:
-        return model(x, n_layers=layer)[layer][0].numpy()
-    out = []
-    for a in range(0, t, window):
-        lo, hi = max(0, a - context), min(t, a + window + context)
-        h = model(x[..., 2 * lo : 2 * hi], n_layers=layer)[layer][0]
-        out.append(h[a - lo : a - lo + min(window, t - a)])
-    return torch.cat(out).numpy()
-
-
 def pool_features(model: MaskedPredictionEncoder, pool: FeaturePool, layer: int, max_frames: int, seed: int,
                   show_progress: bool = True) -> np.ndarray:
     """Layer features of whole utterances of ``pool`` (random ones, up to ``max_frames`` frames) ``[N, dim]``."""
