@@ -87,6 +87,7 @@ def span_mask(batch: int, frames: int, prob: float, span: int, generator: torch.
     return mask
 
 
+@torch.no_grad()
 def layer_features(model: MaskedPredictionEncoder, mel: np.ndarray, layer: int, window: int = 1000,
                    context: int = 100) -> np.ndarray:
     """Layer ``layer`` output for one utterance: mel ``[n_mels, 2T]`` -> float32 ``[T, dim]``.

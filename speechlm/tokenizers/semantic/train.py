@@ -161,7 +161,6 @@ class CropDataset(torch.utils.data.Dataset):
 # ---- features of a trained encoder ---------------------------------------------------------------------
 
 
-@torch.no_grad()
 def pool_features(model: MaskedPredictionEncoder, pool: FeaturePool, layer: int, max_frames: int, seed: int,
                   show_progress: bool = True) -> np.ndarray:
     """Layer features of whole utterances of ``pool`` (random ones, up to ``max_frames`` frames) ``[N, dim]``."""
