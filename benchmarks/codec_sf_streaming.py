@@ -5,7 +5,8 @@
         --encode-block 2 --lookahead-ms 40 --decode-block 2 --out runs/sf_streaming.json
 
 Audio is pushed 20 ms at a time. Reports the algorithmic latency of each direction, the fraction of tokens equal
-to the offline ones per stream, PESQ-WB / STOI of both round trips, and 1-thread real-time factors.
+to the offline ones per stream, PESQ-WB / STOI of both round trips, 1-thread real-time factors, and the offline
+tokens decoded with each ``--decode-sweep`` block size (what the decoder's latency costs).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def main() -> int:
     p.add_argument("--encode-block", type=int, default=2, help="token frames per encoded block")
     p.add_argument("--lookahead-ms", type=float, default=40.0, help="audio the encoder waits for after a block")
     p.add_argument("--decode-block", type=int, default=2, help="token frames per decoded block")
+    p.add_argument("--decode-sweep", default="2,5,10,50",
+                   help="also decode the offline tokens with each of these block sizes (comma-separated)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -54,6 +57,15 @@ def main() -> int:
         y = np.concatenate(out)
         for name, z in (("offline", codec.decode(off)[0]), ("streaming", y)):
             scores[name].append((pesq_score(w, z, 16000), stoi_score(w, z, 16000)))
+    sweep = {}
+    for blk in (int(b) for b in args.decode_sweep.split(",") if b):
+        per = []
+        for w in clips:
+            off = codec.encode(w, 16000, args.bitrate)
+            z = np.concatenate(list(codec.decode_stream(off.codes.astype(np.int64), off.n_samples, blk)))
+            per.append((pesq_score(w, z, 16000), stoi_score(w, z, 16000)))
+        sweep[blk] = {"decode_latency_ms": codec.decode_latency_ms(blk), "pesq_wb": float(np.mean([q[0] for q in per])),
+                      "stoi": float(np.mean([q[1] for q in per]))}
     secs = sum(len(w) for w in clips) / 16000
     res = {
         "model": codec.tokenizer_id, "clips": len(clips), "bitrate": args.bitrate,
@@ -63,6 +75,7 @@ def main() -> int:
         "pesq_wb": {k: float(np.mean([s[0] for s in v])) for k, v in scores.items()},
         "stoi": {k: float(np.mean([s[1] for s in v])) for k, v in scores.items()},
         "streaming_rtf": {"encode": t_enc / secs, "decode": t_dec / secs},
+        "decode_block_sweep": sweep,
     }
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))

@@ -58,7 +58,11 @@ def sf_streaming(r: dict) -> str:
         f"| streaming | {r['encode_latency_ms']:.0f} | {r['decode_latency_ms']:.0f} | {r['pesq_wb']['streaming']:.3f} "
         f"| {r['stoi']['streaming']:.3f} |", "",
         f"Streaming tokens equal to the offline ones: {agree}. Streaming 1-thread RTF: encode "
-        f"{r['streaming_rtf']['encode']:.3f}, decode {r['streaming_rtf']['decode']:.3f}."])
+        f"{r['streaming_rtf']['encode']:.3f}, decode {r['streaming_rtf']['decode']:.3f}.", "",
+        "Offline tokens decoded in blocks of each size (what the decoder's latency costs):", "",
+        "| decode block (frames) | decode latency ms | PESQ-WB | STOI |", "|---|---|---|---|",
+        *[f"| {b} | {v['decode_latency_ms']:.0f} | {v['pesq_wb']:.3f} | {v['stoi']:.3f} |"
+          for b, v in r.get("decode_block_sweep", {}).items()]])
 
 
 RENDERERS = {"codec_bench": codec_bench, "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab,
