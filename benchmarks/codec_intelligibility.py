@@ -7,7 +7,8 @@
 ``--n`` utterances evenly spaced over the manifest's ``test`` split (held-out recordings: asterisk-core-sounds,
 pocketsphinx-testdata; ``scripts/get_real_speech.sh`` imports them), each resynthesised by every condition and
 transcribed by the judge (default Whisper base, :mod:`speechlm.eval.whisper`). A codec LM cannot be more
-intelligible than its codec's resynthesis, so this table bounds the TTS targets from above. The target of the
+intelligible than its codec's resynthesis, so this table bounds the TTS targets from above. OUT/index.html puts
+the round trips of the first utterances side by side for listening. The target of the
 default codec (issue 18): WER at most 1.2x the originals' + 0.01. Writes OUT/results.json and OUT/results.md.
 """
 
@@ -89,8 +90,29 @@ def main() -> int:
     res = {"n": len(chosen), "manifest": args.manifest, "judge": args.judge, "rows": rows}
     (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
     (out / "results.md").write_text("\n".join(lines) + "\n")
+    write_page(out, chosen, list(rows), lines)
     print("\n".join(lines))
     return 0
+
+
+def write_page(out: Path, utts: list, conds: list[str], table: list[str], n: int = 12) -> Path:
+    """OUT/index.html: the first ``n`` utterances, one row each, every condition's audio side by side (paths
+    relative to OUT, so the folder can be copied or served as it is), under the results table."""
+    import html
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in conds)
+    body = []
+    for u in utts[:n]:
+        cells = "".join(f'<td><audio controls preload="none" src="{c.replace(" ", "_")}/{html.escape(u.id)}.wav">'
+                        "</audio></td>" for c in conds)
+        body.append(f"<tr><td>{html.escape(u.text)}</td>{cells}</tr>")
+    page = ("<!doctype html><meta charset='utf-8'><title>codec intelligibility</title>"
+            "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px;font-size:13px}"
+            "audio{width:150px}td:first-child{min-width:280px}</style><h1>Codec round trips of held-out speech</h1>"
+            f"<pre>{html.escape(chr(10).join(table))}</pre><table><tr><th>transcript</th>{head}</tr>"
+            + "".join(body) + "</table>")
+    (out / "index.html").write_text(page)
+    return out / "index.html"
 
 
 if __name__ == "__main__":
