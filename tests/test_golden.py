@@ -1,6 +1,6 @@
 """Golden fixtures of the shipped models: the tokens of one fixed input and statistics of their decoded audio
-(codecs, semantic tokenizers), the recogniser's transcript of it, and the length and sound of the codec LM's
-speech for a fixed text and seed.
+(codecs, semantic tokenizers), the bridge's codec tokens for its units, the recogniser's transcript of it, and
+the length and sound of the codec LM's speech for a fixed text and seed.
 
 A dependency upgrade (torch, numpy, pyworld, soxr) or a code change that alters what a shipped model does fails
 here, with the share of tokens that moved. Regenerate deliberately, after checking why they moved:
@@ -64,6 +64,12 @@ def measure() -> dict[str, dict]:
         s = SemanticTokenizer.load(name)
         out[f"semantic:{name}"] = {"id": s.tokenizer_id, "codes": s.encode(x, SR).codes.tolist()}
     from speechlm import TTS, Transcriber
+    from speechlm.tokenizers.semantic.bridge import Bridge
+
+    bridge = Bridge.load()  # units of the fixed input, its first 3 s as the voice prompt -> codec tokens
+    codes = bridge.to_codec_tokens(bridge.semantic.encode(x, SR), x, SR, seed=0).codes
+    out["bridge:default"] = {"id": f"bridge_default:{bridge.semantic.tokenizer_id}->{bridge.codec.tokenizer_id}",
+                             "codes": codes.tolist()}
 
     asr = Transcriber.load()
     out["asr:default"] = {"id": asr.model_id, "text": asr.transcribe(x, SR)}
@@ -83,7 +89,7 @@ def _golden() -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("key", [f"codec:{n}" for n in CODECS] + [f"semantic:{n}" for n in SEMANTIC]
-                         + ["asr:default", "lm:default"])
+                         + ["bridge:default", "asr:default", "lm:default"])
 def test_golden(measured, key):
     want, got = _golden()[key], measured[key]
     if want["id"] != got["id"]:
