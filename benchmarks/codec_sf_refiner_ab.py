@@ -24,14 +24,7 @@ def main() -> int:
     from speechlm.eval.metrics import pesq_score, stoi_score
     from speechlm.tokenizers.codec.api import Codec
     from speechlm.tokenizers.source_filter.codec import HOP_FRAMES
-    from speechlm.tokenizers.source_filter.world import (
-        Frames,
-        analyze,
-        interpolate,
-        interpolate_f0,
-        synthesize,
-        to_token_rate,
-    )
+    from speechlm.tokenizers.source_filter.world import analyze, synthesize, to_analysis_rate, to_token_rate
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="sf")
@@ -42,13 +35,6 @@ def main() -> int:
     codec = Codec.load(args.model)
     clips = [w for _, w in load_clips(args.data, "test", 40, 8.0, 16000)]
 
-    def plain(codes: np.ndarray) -> Frames:
-        tok = codec.quantizer.decode(np.asarray(codes, np.int64))
-        n = len(tok) * HOP_FRAMES
-        return Frames(interpolate_f0(tok.f0, HOP_FRAMES, n).astype(np.float32),
-                      interpolate(tok.mcep, HOP_FRAMES, n).astype(np.float32),
-                      interpolate(tok.bap, HOP_FRAMES, n).astype(np.float32))
-
     def score(fn) -> dict[str, float]:
         ys = [fn(w) for w in clips]
         return {"pesq_wb": float(np.mean([pesq_score(w, y[: len(w)], 16000) for w, y in zip(clips, ys)])),
@@ -57,21 +43,17 @@ def main() -> int:
     def unquantised(w: np.ndarray, token_rate: bool) -> np.ndarray:
         fr = analyze(w)
         if token_rate:
-            tok = to_token_rate(fr, HOP_FRAMES)
-            n = len(fr)
-            fr = Frames(interpolate_f0(tok.f0, HOP_FRAMES, n), interpolate(tok.mcep, HOP_FRAMES, n),
-                        interpolate(tok.bap, HOP_FRAMES, n))
+            fr = to_analysis_rate(to_token_rate(fr, HOP_FRAMES), HOP_FRAMES, len(fr))
         y = synthesize(fr.f0, fr.mcep, fr.bap)
         return np.pad(y, (0, max(0, len(w) - len(y))))
 
     rows = {"unquantised 5 ms": score(lambda w: unquantised(w, False)),
             "unquantised 20 ms": score(lambda w: unquantised(w, True))}
-    refine = codec.refine
     for br in codec.bitrates:
-        for name, fn in (("refiner", refine), ("plain", plain)):
-            codec.refine = fn
+        for name, use in (("refiner", True), ("plain", False)):
+            codec.use_refiner = use
             rows[f"{br:g} kbps {name}"] = score(lambda w, br=br: codec.decode(codec.encode(w, 16000, br))[0])
-        codec.refine = refine
+    codec.use_refiner = True
     lines = [f"{len(clips)} wideband held-out clips, model {codec.tokenizer_id}", "",
              "| condition | PESQ-WB | STOI |", "|---|---|---|"]
     lines += [f"| {k} | {v['pesq_wb']:.3f} | {v['stoi']:.3f} |" for k, v in rows.items()]

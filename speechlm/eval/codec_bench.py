@@ -205,41 +205,9 @@ def run_bench(
     for other in also:  # other codecs at all their codebooks, in the same run (row RTFs: single passes)
         oc = Codec.load(other)
         oc.encode(wavs[0][:SR], SR)
-        per, t_enc, t_dec = [], 0.0, 0.0
-        for w in tqdm(wavs, desc=oc.name, file=sys.stderr, leave=False):
-            t = time.perf_counter()
-            toks = oc.encode(w, SR)
-            t_enc += time.perf_counter() - t
-            t = time.perf_counter()
-            y, _ = oc.decode(toks)
-            t_dec += time.perf_counter() - t
-            per.append(_metrics(w, y, embedder))
-        rows.append(_row(f"{oc.name} {toks.bitrate:g} kbps", toks.bitrate, per, total_s / t_enc, total_s / t_dec,
-                         oc.num_params / 1e6))
+        rows.append(_roundtrip_row(oc, wavs, None, embedder, oc.name, total_s))
     for br in brs:
-        per: list[dict[str, float]] = []
-        t_enc = t_dec = 0.0
-        for w in tqdm(wavs, desc=f"ours {br:g} kbps", file=sys.stderr, leave=False):
-            t = time.perf_counter()
-            toks = codec.encode(w, SR, bitrate=br)
-            t_enc += time.perf_counter() - t
-            t = time.perf_counter()
-            y, _ = codec.decode(toks)
-            t_dec += time.perf_counter() - t
-            per.append(_metrics(w, y, embedder))
-            if toks.num_codebooks == codec.num_codebooks:
-                for k in range(toks.num_codebooks):
-                    counts[k] += np.bincount(toks.codes[k].astype(np.int64), minlength=codec.cardinality)
-        rows.append(
-            _row(
-                f"ours {toks.bitrate:g} kbps",
-                toks.bitrate,
-                per,
-                total_s / t_enc,
-                total_s / t_dec,
-                n_params / 1e6,
-            )
-        )
+        rows.append(_roundtrip_row(codec, wavs, br, embedder, "ours", total_s, counts))
 
     if baselines:
         with tempfile.TemporaryDirectory() as td:
@@ -306,6 +274,30 @@ def run_bench(
     atomic_write_text(out.with_suffix(".md"), to_markdown(result))
     print(to_markdown(result))
     return result
+
+
+def _roundtrip_row(codec, wavs: Sequence[np.ndarray], bitrate: float | None, embedder, label: str,
+                   total_s: float, counts: np.ndarray | None = None) -> dict:
+    """Encode and decode every clip at ``bitrate`` (timed, one pass) -> one table row; with ``counts``
+    ``[K, cardinality]``, full-bitrate code usage is added to it."""
+    from tqdm import tqdm
+
+    per: list[dict[str, float]] = []
+    t_enc = t_dec = 0.0
+    for w in tqdm(wavs, desc=f"{label} {bitrate if bitrate is not None else 'all'} kbps", file=sys.stderr,
+                  leave=False):
+        t = time.perf_counter()
+        toks = codec.encode(w, SR, bitrate=bitrate)
+        t_enc += time.perf_counter() - t
+        t = time.perf_counter()
+        y, _ = codec.decode(toks)
+        t_dec += time.perf_counter() - t
+        per.append(_metrics(w, y, embedder))
+        if counts is not None and toks.num_codebooks == codec.num_codebooks:
+            for k in range(toks.num_codebooks):
+                counts[k] += np.bincount(toks.codes[k].astype(np.int64), minlength=codec.cardinality)
+    return _row(f"{label} {toks.bitrate:g} kbps", toks.bitrate, per, total_s / t_enc, total_s / t_dec,
+                codec.num_params / 1e6)
 
 
 def _row(

@@ -28,9 +28,8 @@ from speechlm.tokenizers.source_filter.world import (
     SAMPLE_RATE,
     Frames,
     analyze,
-    interpolate,
-    interpolate_f0,
     synthesize,
+    to_analysis_rate,
     to_token_rate,
 )
 from speechlm.tokenizers.tokens import Tokens, TokensFileError, check_tokenizer
@@ -54,6 +53,7 @@ class SourceFilterCodec:
         self.weights_hash = weights_hash
         self.config = config
         self.f0_tracker = "dio"  # or "harvest": better envelopes, slower encoding (world.analyze); same tokens
+        self.use_refiner = True  # False: decode with the envelope interpolated, as before the refiner (A/B)
 
     # ---- construction ---------------------------------------------------------------------------
     @classmethod
@@ -241,14 +241,14 @@ class SourceFilterCodec:
     @torch.inference_mode()
     def refine(self, codes: np.ndarray) -> Frames:
         """codes ``[K, T]`` -> 5-ms :class:`Frames` ``T * HOP_FRAMES`` long (refined envelope, interpolated
-        F0 and aperiodicity)."""
+        F0 and aperiodicity; with ``use_refiner`` off, the decoded envelope interpolated like them)."""
         tok = self.quantizer.decode(np.asarray(codes, np.int64))
-        n = len(tok) * HOP_FRAMES
+        plain = to_analysis_rate(tok, HOP_FRAMES, len(tok) * HOP_FRAMES)
+        if not self.use_refiner or not len(tok):
+            return plain
         x = torch.from_numpy(refiner_input(tok))[None]
         n_env = torch.tensor([codes.shape[0] - len(STREAM_PREFIX)])
-        mcep = self.refiner(x, n_env)[0].numpy() if len(tok) else np.zeros((0, tok.mcep.shape[1]), np.float32)
-        return Frames(interpolate_f0(tok.f0, HOP_FRAMES, n).astype(np.float32), mcep,
-                      interpolate(tok.bap, HOP_FRAMES, n).astype(np.float32))
+        return Frames(plain.f0, self.refiner(x, n_env)[0].numpy(), plain.bap)
 
     def stream_decoder(self, block_tokens: int = BLOCK_TOKENS) -> StreamDecoder:
         """An incremental decoder: :meth:`StreamDecoder.push` codes as they are generated, get audio back."""
@@ -377,7 +377,8 @@ class StreamDecoder:
         if block_tokens < 1:
             raise SpeechLMError(f"block_tokens must be at least 1, got {block_tokens}")
         self.codec, self.block = codec, block_tokens
-        self.codes = np.zeros((0, 0), np.int64)  # every frame received (a few KB a minute)
+        self.codes = np.zeros((0, 0), np.int64)  # the frames from `start` on (what later blocks still need)
+        self.start = 0  # absolute index of codes[:, 0]
         self.next = 0  # first token frame not yet synthesised
         self.tail = np.zeros(0, np.float32)
         self.emitted = 0
@@ -389,12 +390,12 @@ class StreamDecoder:
         """Append codes ``[K, t]`` and yield the audio blocks that became complete."""
         codes = np.asarray(codes, np.int64)
         self.codes = codes if self.codes.size == 0 else np.concatenate([self.codes, codes], axis=1)
-        while self.next + self.block + self.ahead <= self.codes.shape[1]:
+        while self.next + self.block + self.ahead <= self.start + self.codes.shape[1]:
             yield self._block(self.next, self.next + self.block, None)
 
     def flush(self, n_samples: int | None = None) -> Iterator[np.ndarray]:
         """End of the stream: yield the rest, ``n_samples`` in all (default: every frame's hop)."""
-        t = self.codes.shape[1]
+        t = self.start + self.codes.shape[1]
         n_samples = t * self.codec.hop if n_samples is None else n_samples
         while self.next < t:
             yield self._block(self.next, min(t, self.next + self.block), n_samples)
@@ -403,10 +404,10 @@ class StreamDecoder:
             self.emitted = n_samples
 
     def _block(self, a: int, b: int, n_samples: int | None) -> np.ndarray:
-        c, hop, t = self.codec, self.codec.hop, self.codes.shape[1]
-        back = c.refiner.lookback_frames
-        lo, hi = max(0, a - back - SYNTH_CONTEXT_TOKENS), min(t, b + self.ahead)
-        fr = c.refine(self.codes[:, lo:hi])
+        c, hop, t = self.codec, self.codec.hop, self.start + self.codes.shape[1]
+        keep = c.refiner.lookback_frames + SYNTH_CONTEXT_TOKENS  # frames before a block that it reads
+        lo, hi = max(0, a - keep), min(t, b + self.ahead)
+        fr = c.refine(self.codes[:, lo - self.start : hi - self.start])
         s_lo, s_hi = max(0, a - SYNTH_CONTEXT_TOKENS), min(t, b + SYNTH_CONTEXT_TOKENS)
         k0, k1 = (s_lo - lo) * HOP_FRAMES, (s_hi - lo) * HOP_FRAMES + 1
         wav = synthesize(fr.f0[k0:k1], fr.mcep[k0:k1], fr.bap[k0:k1])  # starts at sample s_lo * hop
@@ -421,6 +422,8 @@ class StreamDecoder:
         run_on = off + (b - a) * hop
         self.tail = wav[run_on : run_on + len(self.fade)]
         self.next, self.emitted = b, self.emitted + n
+        drop = max(0, b - keep - self.start)  # frames no later block reads
+        self.codes, self.start = self.codes[:, drop:], self.start + drop
         return out.astype(np.float32)
 
 

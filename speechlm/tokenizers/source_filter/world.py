@@ -25,6 +25,8 @@ AP_FLOOR_DB = -80.0
 
 _FREQS = np.arange(FFT_SIZE // 2 + 1) * SAMPLE_RATE / FFT_SIZE
 _BAND_CENTRES = np.array([(lo + hi) / 2 for lo, hi in zip(BAND_EDGES_HZ[:-1], BAND_EDGES_HZ[1:])])
+# np.interp between band centres (flat beyond the outer ones) is linear in the band values: one matrix
+_BAND_TO_BINS = np.stack([np.interp(_FREQS, _BAND_CENTRES, e) for e in np.eye(len(_BAND_CENTRES))])
 
 
 def pyworld():
@@ -90,7 +92,7 @@ def band_aperiodicity(ap: np.ndarray) -> np.ndarray:
 
 def full_aperiodicity(bap: np.ndarray) -> np.ndarray:
     """Band dB ``[T, n_bands]`` -> linear aperiodicity ``[T, FFT/2+1]`` (interpolated between band centres)."""
-    db = np.stack([np.interp(_FREQS, _BAND_CENTRES, row) for row in bap]) if len(bap) else np.zeros((0, len(_FREQS)))
+    db = np.asarray(bap, np.float64).reshape(-1, len(_BAND_CENTRES)) @ _BAND_TO_BINS
     return np.clip(10 ** (db / 20.0), 10 ** (AP_FLOOR_DB / 20), 1.0)
 
 
@@ -148,3 +150,11 @@ def interpolate_f0(f0: np.ndarray, hop_frames: int, n: int) -> np.ndarray:
     tc = frame_centres(len(f0), hop_frames)
     log_f0 = np.interp(np.arange(n), tc[voiced], np.log(f0[voiced]))
     return np.where(hold, np.exp(log_f0), 0.0)
+
+
+def to_analysis_rate(tok: Frames, hop_frames: int, n: int) -> Frames:
+    """Token-rate :class:`Frames` -> ``n`` analysis frames (:func:`interpolate_f0`, :func:`interpolate`): the
+    inverse of :func:`to_token_rate` up to its averaging."""
+    return Frames(interpolate_f0(tok.f0, hop_frames, n).astype(np.float32),
+                  interpolate(tok.mcep, hop_frames, n).astype(np.float32),
+                  interpolate(tok.bap, hop_frames, n).astype(np.float32))
