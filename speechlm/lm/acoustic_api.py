@@ -1,0 +1,167 @@
+"""A loaded duration-based acoustic model: text tokens -> source-filter codec tokens (``AcousticTTSModel``).
+
+``AcousticTTSModel.load("tts_duration")`` (or a checkpoint / run folder) gives the model, the codec id it was
+trained for and the statistics of its voice (``voice_stats`` in ``config.json``: voiced log-F0 mean and spread,
+mean mel-cepstrum of voiced frames). :meth:`AcousticTTSModel.features` predicts frames; :meth:`to_codes`
+quantises them with the codec's own quantiser, so the output is ordinary codec tokens (decodable, streamable,
+editable like any other).
+
+Voice adaptation (:class:`VoiceShift`): a prompt's voiced log-F0 mean/spread and mean envelope replace the
+model voice's (F0 normalised per utterance; the envelope shifted by the mean mel-cepstral difference, c1.. only,
+i.e. a fixed spectral equaliser towards the prompt's timbre). A cheap, explicit speaker transform that the
+source-filter parameterisation makes possible.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from speechlm.errors import CheckpointError
+from speechlm.lm.acoustic import AcousticConfig, AcousticModel
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+DEFAULT = "tts_duration"
+KIND = "acoustic"
+
+
+def resolve_acoustic_dir(name_or_dir: str | os.PathLike | None) -> Path:
+    """``None``/``"default"`` -> the shipped :data:`DEFAULT`; ``NAME`` -> ``assets/NAME`` or ``assets/tts_NAME``;
+    else a checkpoint folder or a run folder (its newest checkpoint)."""
+    from speechlm.train.checkpoint import latest_checkpoint
+
+    name = str(name_or_dir) if name_or_dir not in (None, "default") else DEFAULT
+    p = Path(name)
+    if not p.exists() and "/" not in name:
+        for cand in (ASSETS / name, ASSETS / f"tts_{name.removeprefix('tts_')}"):
+            if cand.is_dir():
+                p = cand
+                break
+    if not p.is_dir():
+        raise CheckpointError(f"TTS model {name!r} not found (a name under speechlm/assets or a folder)")
+    if not (p / "model.safetensors").exists():
+        latest = latest_checkpoint(p) if (p / "checkpoints").is_dir() else None
+        if latest is None:
+            raise CheckpointError(f"{p}: no model checkpoint there")
+        p = latest
+    return p
+
+
+def is_acoustic(path: Path) -> bool:
+    """Whether a checkpoint folder holds an acoustic model (reads ``config.json`` only)."""
+    import json
+
+    try:
+        meta = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (meta.get("extra") or {}).get("kind") == KIND
+
+
+@dataclass(frozen=True)
+class VoiceStats:
+    """lf0_mean/lf0_std over voiced frames; mcep_mean ``[n_mcep]`` over voiced frames."""
+
+    lf0_mean: float
+    lf0_std: float
+    mcep_mean: np.ndarray
+
+    @classmethod
+    def of_features(cls, feat: np.ndarray, n_mcep: int) -> VoiceStats:
+        """From features ``[T, F]`` (``[mcep | lf0 | vuv | bap]``)."""
+        voiced = feat[:, n_mcep + 1] > 0.5
+        if voiced.sum() < 5:
+            voiced = np.ones(len(feat), bool)
+        lf0 = feat[voiced, n_mcep]
+        return cls(float(lf0.mean()), float(lf0.std() + 1e-3), feat[voiced, :n_mcep].mean(0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lf0_mean": self.lf0_mean, "lf0_std": self.lf0_std, "mcep_mean": [float(x) for x in self.mcep_mean]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VoiceStats:
+        return cls(float(d["lf0_mean"]), float(d["lf0_std"]), np.asarray(d["mcep_mean"], np.float32))
+
+
+@dataclass(frozen=True)
+class VoiceShift:
+    """The transform from the model's voice to a target voice (module docstring)."""
+
+    source: VoiceStats
+    target: VoiceStats
+
+    def apply(self, feat: np.ndarray, n_mcep: int) -> np.ndarray:
+        out = feat.copy()
+        z = (out[:, n_mcep] - self.source.lf0_mean) / self.source.lf0_std
+        out[:, n_mcep] = self.target.lf0_mean + z * self.target.lf0_std
+        out[:, 1:n_mcep] += (self.target.mcep_mean[1:] - self.source.mcep_mean[1:])[None]
+        return out
+
+
+@dataclass
+class AcousticTTSModel:
+    model: AcousticModel
+    config: AcousticConfig
+    tokenizer: str  # the codec tokenizer id the features are quantised for
+    symbols: str
+    voice: VoiceStats
+    path: Path
+    meta: dict[str, Any]
+
+    @classmethod
+    def load(cls, name_or_dir: str | os.PathLike | None = None) -> AcousticTTSModel:
+        from speechlm.train.checkpoint import load_checkpoint
+        from speechlm.train.config import load_config
+
+        path = resolve_acoustic_dir(name_or_dir)
+        ckpt = load_checkpoint(path)
+        extra = ckpt.meta.get("extra") or {}
+        if extra.get("kind") != KIND or "model" not in ckpt.config:
+            raise CheckpointError(f"{path}: not an acoustic TTS model checkpoint")
+        try:
+            cfg = load_config(ckpt.config["model"], AcousticConfig)
+            model = AcousticModel(cfg)
+            model.load_state_dict({k: v.float() for k, v in ckpt.state_dict.items()})
+            voice = VoiceStats.from_dict(extra["voice_stats"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: not a loadable acoustic model ({str(exc)[:200]})") from None
+        return cls(model.eval(), cfg, str(extra.get("tokenizer", "")), str(extra.get("symbols", "")), voice, path,
+                   ckpt.meta)
+
+    @property
+    def model_id(self) -> str:
+        from speechlm.train.checkpoint import model_id
+
+        return model_id(self.meta, self.path)
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def features(self, ids: list[int], pace: float = 1.0, shift: VoiceShift | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids -> (features ``[T, F]``, frames per token ``[N]``); ``shift`` moves them to another voice."""
+        feat, dur = self.model.infer(torch.tensor([ids], dtype=torch.long), pace=pace)
+        feat = feat.numpy()
+        if shift is not None:
+            feat = shift.apply(feat, self.config.n_mcep)
+        return feat, dur.numpy()
+
+    def to_frames(self, feat: np.ndarray):
+        """Features ``[T, F]`` -> token-rate source-filter :class:`~speechlm.tokenizers.source_filter.world.Frames`."""
+        from speechlm.tokenizers.source_filter.world import Frames
+
+        m = self.config.n_mcep
+        f0 = np.where(feat[:, m + 1] > 0.5, np.exp(feat[:, m]), 0.0).astype(np.float32)
+        bap = np.minimum(feat[:, m + 2 :], 0.0).astype(np.float32)
+        return Frames(f0, feat[:, :m].astype(np.float32), bap)
+
+    def to_codes(self, feat: np.ndarray, codec) -> np.ndarray:
+        """Features ``[T, F]`` -> codes ``[K, T]`` of ``codec`` (a source-filter codec; every stream)."""
+        codec.quantizer  # noqa: B018 - a source-filter codec is required
+        return codec.quantizer.encode(self.to_frames(feat), codec.quantizer.n_env_stages)

@@ -1,0 +1,165 @@
+"""Training data of the acoustic model: an aligned manifest -> token ids, frames per token and codec-rate frames.
+
+Input: a manifest whose rows carry ``tags.tts_tokens`` and ``tags.durations_s`` (one duration per token, e.g.
+:func:`speechlm.data.piper_corpus.build_piper_corpus`). Each utterance is analysed like the source-filter codec
+analyses audio (WORLD every 5 ms, averaged to 20-ms frames: :func:`speechlm.tokenizers.source_filter.world`),
+and the token durations become whole frames by rounding their cumulative ends (so they sum to the frame count).
+
+:func:`extract_features` writes one ``.npz`` cache (no pickles): ``feat [sum T, F]`` (``[mcep | lf0 | vuv |
+bap]``, log-F0 interpolated through unvoiced frames), ``ids``/``dur`` ``[sum N]`` and per-utterance offsets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from speechlm.errors import SpeechLMError
+
+FRAME_RATE = 50.0
+
+
+def frame_durations(seconds: np.ndarray, n_frames: int, rate: float = FRAME_RATE) -> np.ndarray:
+    """Seconds per token ``[N]`` -> whole frames per token ``[N]`` summing to ``n_frames`` (cumulative rounding;
+    the last token absorbs the difference)."""
+    ends = np.round(np.cumsum(seconds) * rate).astype(np.int64)
+    ends = np.minimum(ends, n_frames)
+    ends[-1] = n_frames
+    return np.diff(np.concatenate([[0], ends]))
+
+
+def frame_features(wav16: np.ndarray) -> np.ndarray:
+    """Mono audio at 16 kHz -> ``[T, F]`` features at the codec's frame rate (module docstring)."""
+    from speechlm.tokenizers.source_filter.world import analyze, to_token_rate
+
+    fr = to_token_rate(analyze(wav16), 4)
+    return features_from_frames(fr.f0, fr.mcep, fr.bap)
+
+
+def features_from_frames(f0: np.ndarray, mcep: np.ndarray, bap: np.ndarray) -> np.ndarray:
+    """Token-rate source-filter parameters -> ``[T, F]`` (``[mcep | lf0 | vuv | bap]``)."""
+    voiced = f0 > 0
+    t = np.arange(len(f0))
+    if voiced.any():
+        lf0 = np.interp(t, t[voiced], np.log(f0[voiced]))
+    else:
+        lf0 = np.full(len(f0), np.log(120.0))
+    return np.concatenate([mcep, lf0[:, None], voiced[:, None].astype(np.float32), bap], axis=1).astype(np.float32)
+
+
+def _one(args: tuple[str, list[str], list[float]]) -> tuple[np.ndarray, np.ndarray] | None:
+    from speechlm.audio.io import load_audio
+
+    path, tokens, secs = args
+    wav, sr = load_audio(path, sr=16000)
+    feat = frame_features(np.ascontiguousarray(wav[0], np.float64))
+    if len(secs) != len(tokens):
+        return None
+    return feat, frame_durations(np.asarray(secs, np.float64), len(feat))
+
+
+def extract_features(manifests: list[str | os.PathLike], out: str | os.PathLike, workers: int = 1,
+                     progress: bool = True) -> Path:
+    """Analyse every aligned row of ``manifests`` into one cache file ``out`` (``.npz``); returns its path."""
+    from multiprocessing import Pool
+
+    from tqdm import tqdm
+
+    from speechlm.data.manifest import read_manifest
+    from speechlm.text.symbols import default_symbols
+    from speechlm.text.tts_input import token_ids
+
+    sym = default_symbols()
+    jobs, ids = [], []
+    for m in manifests:
+        for u in read_manifest(m):
+            tags = u.tags or {}
+            if "tts_tokens" not in tags or "durations_s" not in tags:
+                continue
+            jobs.append((str(u.audio_path(Path(m).parent)), tags["tts_tokens"], tags["durations_s"]))
+            ids.append(token_ids(tags["tts_tokens"], sym))
+    if not jobs:
+        raise SpeechLMError("no aligned utterances (tags.tts_tokens + tags.durations_s) in the manifests")
+    feats, durs, toks = [], [], []
+    with Pool(workers) as pool:
+        for res, tid in zip(tqdm(pool.imap(_one, jobs, chunksize=4), total=len(jobs), desc="features",
+                                 disable=not progress), ids):
+            if res is None:
+                continue
+            feats.append(res[0])
+            durs.append(res[1])
+            toks.append(np.asarray(tid, np.int64))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial.npz")
+    np.savez(tmp, feat=np.concatenate(feats), ids=np.concatenate(toks), dur=np.concatenate(durs),
+             feat_len=np.array([len(f) for f in feats]), tok_len=np.array([len(t) for t in toks]),
+             meta=np.frombuffer(json.dumps({"manifests": [str(m) for m in manifests]}).encode(), np.uint8))
+    os.replace(tmp, out)
+    return out
+
+
+@dataclass
+class Utt:
+    ids: np.ndarray  # [N] int64
+    dur: np.ndarray  # [N] int64 frames
+    feat: np.ndarray  # [T, F] float32 (raw)
+    pitch: np.ndarray  # [N] token mean of normalised lf0 over voiced frames (0 where none)
+    energy: np.ndarray  # [N] token mean of normalised c0
+
+
+class AcousticDataset:
+    """The cache as utterances, with normalisation statistics (``mean``/``std`` ``[F]``; vuv left as 0/1)."""
+
+    def __init__(self, path: str | os.PathLike, n_mcep: int = 40) -> None:
+        with np.load(path, allow_pickle=False) as z:
+            feat, ids, dur = z["feat"], z["ids"], z["dur"]
+            fl, tl = z["feat_len"], z["tok_len"]
+        m = n_mcep
+        self.mean = feat.mean(0)
+        self.std = feat.std(0) + 1e-5
+        voiced = feat[:, m + 1] > 0.5
+        self.mean[m] = feat[voiced, m].mean()
+        self.std[m] = feat[voiced, m].std() + 1e-5
+        self.mean[m + 1], self.std[m + 1] = 0.0, 1.0
+        norm = (feat - self.mean) / self.std
+        self.utts: list[Utt] = []
+        fo = np.concatenate([[0], np.cumsum(fl)])
+        to = np.concatenate([[0], np.cumsum(tl)])
+        for i in range(len(fl)):
+            f, d = feat[fo[i] : fo[i + 1]], dur[to[i] : to[i + 1]]
+            nf = norm[fo[i] : fo[i + 1]]
+            owner = np.repeat(np.arange(len(d)), d)
+            v = f[:, m + 1] > 0.5
+            cnt_v = np.bincount(owner, weights=v, minlength=len(d))
+            pitch = np.bincount(owner, weights=nf[:, m] * v, minlength=len(d)) / np.maximum(cnt_v, 1)
+            cnt = np.bincount(owner, minlength=len(d))
+            energy = np.bincount(owner, weights=nf[:, 0], minlength=len(d)) / np.maximum(cnt, 1)
+            self.utts.append(Utt(ids[to[i] : to[i + 1]], d, f, pitch.astype(np.float32), energy.astype(np.float32)))
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+
+def collate(utts: list[Utt], mean: np.ndarray, std: np.ndarray):
+    """Utterances -> padded tensors (ids, dur, pitch, energy ``[B, N]``; target features ``[B, T, F]``)."""
+    import torch
+
+    n, t = max(len(u.ids) for u in utts), max(len(u.feat) for u in utts)
+    f = utts[0].feat.shape[1]
+    ids = torch.zeros(len(utts), n, dtype=torch.long)
+    dur = torch.zeros(len(utts), n, dtype=torch.long)
+    pitch = torch.zeros(len(utts), n)
+    energy = torch.zeros(len(utts), n)
+    feat = torch.zeros(len(utts), t, f)
+    for b, u in enumerate(utts):
+        ids[b, : len(u.ids)] = torch.from_numpy(u.ids)
+        dur[b, : len(u.dur)] = torch.from_numpy(u.dur)
+        pitch[b, : len(u.pitch)] = torch.from_numpy(u.pitch)
+        energy[b, : len(u.energy)] = torch.from_numpy(u.energy)
+        feat[b, : len(u.feat)] = torch.from_numpy((u.feat - mean) / std)
+    return ids, dur, pitch, energy, feat

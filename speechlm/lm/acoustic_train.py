@@ -1,0 +1,156 @@
+"""Training recipe of the acoustic model (:mod:`speechlm.lm.acoustic`) on a feature cache
+(:func:`speechlm.lm.acoustic_data.extract_features`).
+
+Losses: L1 on the normalised mel-cepstra, log-F0 and band aperiodicity of every frame; binary cross-entropy on
+voicing; MSE on log(1 + frames) per token and on the token pitch and energy (all masked to real positions).
+Batches hold up to ``batch_frames`` frames of utterances of similar length. AdamW, warm-up + cosine
+(:func:`speechlm.train.schedule.warmup_cosine`). The run folder gets ``checkpoints/step_*`` (resumable) and
+``log.jsonl``; the result is exported with the codec id and phoneme table it was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from speechlm.lm.acoustic import AcousticConfig, AcousticModel
+from speechlm.lm.acoustic_data import AcousticDataset, Utt, collate
+
+KIND = "acoustic"
+
+
+@dataclass
+class AcousticTrainConfig:
+    steps: int = 8000
+    batch_frames: int = 5000
+    lr: float = 1e-3
+    warmup: int = 400
+    final_lr: float = 0.05
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_every: int = 50
+    save_every: int = 1000
+    threads: int = 2
+    model: dict = field(default_factory=dict)
+
+
+def batches(utts: list[Utt], batch_frames: int, rng: random.Random) -> list[list[int]]:
+    """Indices grouped by length (sorted, chunked to ``batch_frames`` padded frames), in random order."""
+    order = sorted(range(len(utts)), key=lambda i: len(utts[i].feat) + rng.random())
+    out, cur, longest = [], [], 0
+    for i in order:
+        n = len(utts[i].feat)
+        if cur and max(longest, n) * (len(cur) + 1) > batch_frames:
+            out.append(cur)
+            cur, longest = [], 0
+        cur.append(i)
+        longest = max(longest, n)
+    if cur:
+        out.append(cur)
+    rng.shuffle(out)
+    return out
+
+
+def losses(model: AcousticModel, batch) -> dict[str, torch.Tensor]:
+    ids, dur, pitch, energy, feat = batch
+    out = model(ids, dur, pitch, energy)
+    m = model.cfg.n_mcep
+    keep = (~out["frame_pad"]).float()[..., None]
+    t = min(out["feat"].shape[1], feat.shape[1])
+    pred, tgt, keep = out["feat"][:, :t], feat[:, :t], keep[:, :t]
+    n = keep.sum().clamp(min=1)
+    l1 = (pred - tgt).abs() * keep
+    cont = torch.cat([l1[..., : m + 1], l1[..., m + 2 :]], -1)
+    vuv = F.binary_cross_entropy_with_logits(pred[..., m + 1], tgt[..., m + 1], reduction="none") * keep[..., 0]
+    tk = (~out["pad"]).float()
+    nt = tk.sum().clamp(min=1)
+    ld = ((out["log_dur"] - torch.log1p(dur.float())) ** 2 * tk).sum() / nt
+    lp = ((out["pitch"] - pitch) ** 2 * tk).sum() / nt
+    le = ((out["energy"] - energy) ** 2 * tk).sum() / nt
+    lf = cont.sum() / (n * cont.shape[-1])
+    lv = vuv.sum() / n
+    return {"loss": lf + 0.1 * lv + ld + 0.1 * lp + 0.1 * le, "feat": lf, "vuv": lv, "dur": ld, "pitch": lp,
+            "energy": le}
+
+
+def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: AcousticTrainConfig,
+                   valid_fraction: float = 0.02, progress: bool = True, extra: dict | None = None) -> Path:
+    """Train on a feature cache; writes checkpoints and ``log.jsonl`` under ``out``; returns the last checkpoint."""
+    from tqdm import tqdm
+
+    from speechlm.text.symbols import default_symbols
+    from speechlm.text.tts_input import vocab_size
+    from speechlm.train.checkpoint import checkpoint_path, latest_checkpoint, load_train_state, save_checkpoint
+    from speechlm.train.schedule import warmup_cosine
+    from speechlm.train.seed import seed_everything
+
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    ds = AcousticDataset(features)
+    rng = random.Random(cfg.seed)
+    idx = list(range(len(ds)))
+    rng.shuffle(idx)
+    n_val = max(1, int(len(idx) * valid_fraction))
+    val, tr = [ds.utts[i] for i in idx[:n_val]], [ds.utts[i] for i in idx[n_val:]]
+    mcfg = AcousticConfig(vocab=vocab_size(default_symbols()), **cfg.model)
+    model = AcousticModel(mcfg)
+    model.feat_mean.copy_(torch.from_numpy(ds.mean))
+    model.feat_std.copy_(torch.from_numpy(ds.std))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup, cfg.steps, cfg.final_lr))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    step = 0
+    last = latest_checkpoint(out)
+    if last is not None:
+        from speechlm.train.checkpoint import load_weights
+
+        load_weights(model, last)
+        step = load_train_state(last, optimizer=opt, scheduler=sched).step
+    from speechlm.lm.acoustic_api import VoiceStats
+
+    config = {"model": asdict(mcfg), "train": asdict(cfg)}
+    voice = VoiceStats.of_features(np.concatenate([u.feat for u in ds.utts]), mcfg.n_mcep)
+    info = {"kind": KIND, "symbols": default_symbols().hash, "langs": ["en"], "voice_stats": voice.to_dict(),
+            "train_utterances": len(tr), "train_frames": int(sum(len(u.feat) for u in tr)), **(extra or {})}
+    log = (out / "log.jsonl").open("a")
+    bar = tqdm(total=cfg.steps, initial=step, desc="acoustic", disable=not progress)
+    t0 = time.time()
+    while step < cfg.steps:
+        for b in batches(tr, cfg.batch_frames, rng):
+            model.train()
+            ls = losses(model, collate([tr[i] for i in b], ds.mean, ds.std))
+            opt.zero_grad(set_to_none=True)
+            ls["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0:
+                row = {"step": step, "time": round(time.time() - t0, 1), "lr": sched.get_last_lr()[0],
+                       **{k: round(float(v.detach()), 4) for k, v in ls.items()}}
+                if step % (cfg.log_every * 4) == 0:
+                    model.eval()
+                    with torch.no_grad():
+                        vl = [losses(model, collate(val[i : i + 8], ds.mean, ds.std)) for i in range(0, len(val), 8)]
+                    row.update({f"val_{k}": round(float(np.mean([float(v[k]) for v in vl])), 4) for k in vl[0]})
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                bar.set_postfix(loss=row["loss"], dur=row["dur"])
+            if step % cfg.save_every == 0 or step >= cfg.steps:
+                save_checkpoint(checkpoint_path(out, step), model=model, config=config, step=step, optimizer=opt,
+                                scheduler=sched, extra=info)
+            if step >= cfg.steps:
+                break
+    bar.close()
+    return latest_checkpoint(out)

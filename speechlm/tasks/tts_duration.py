@@ -1,0 +1,206 @@
+"""TTS with the duration-based acoustic model: ``DurationTTS.load().generate("text")`` (the default ``speechlm tts``).
+
+Text -> sentences -> TTS input tokens (:mod:`speechlm.text.tts_input`) -> the acoustic model (durations, pitch
+and frames, non-autoregressive) -> source-filter codec tokens -> audio. The alignment is explicit (every token
+gets a number of frames), so words cannot be skipped or repeated and nothing runs to a length cap.
+
+A voice prompt (1-20 s, any speech; no transcript needed) sets the voice through :class:`VoiceShift` (its F0
+range and mean envelope). :meth:`DurationTTS.stream` yields audio blocks while later sentences are still being
+made (first audio after one sentence's model pass and one codec block).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from speechlm.lm.acoustic_api import AcousticTTSModel, VoiceShift, VoiceStats
+from speechlm.tasks.tts import (
+    MAX_PROMPT_S,
+    MIN_PROMPT_S,
+    SILENT_DBFS,
+    TTSInputError,
+    TTSResult,
+    _rms_dbfs,
+    fade_join,
+    load_prompt_audio,
+    split_sentences,
+)
+
+MAX_TOKENS = 250  # a longer sentence is cut at clause punctuation, else at word boundaries
+STREAM_BLOCK = 10  # codec frames (200 ms) per streamed block
+LANGS = ("en",)
+
+
+class DurationTTS:
+    """An acoustic model + the source-filter codec it was trained for. Build with :meth:`load`."""
+
+    def __init__(self, am: AcousticTTSModel, codec) -> None:
+        from speechlm.errors import CheckpointError
+        from speechlm.text.symbols import default_symbols
+
+        if am.tokenizer and am.tokenizer != codec.tokenizer_id:
+            raise CheckpointError(f"{am.path} was trained for codec {am.tokenizer}, but {codec.tokenizer_id} is "
+                                  "loaded; use that codec")
+        self.symbols = default_symbols()
+        if am.symbols and am.symbols != self.symbols.hash:
+            raise CheckpointError(f"{am.path}: trained with another phoneme table ({am.symbols})")
+        self.am, self.codec = am, codec
+
+    @classmethod
+    def load(cls, model: str | os.PathLike | None = None, codec: str | os.PathLike | None = None) -> DurationTTS:
+        from speechlm.tokenizers.codec.api import Codec
+
+        am = AcousticTTSModel.load(model)
+        return cls(am, Codec.load(codec) if codec is not None else Codec.for_tokenizer(am.tokenizer))
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    # --- inputs -----------------------------------------------------------------------------------
+    def text_chunks(self, text: str, lang: str = "en", max_chars: int = 2000) -> list[tuple[str, list[int]]]:
+        """text -> [(sentence, token ids)]; refuses empty, unreadable or over-long text and other languages."""
+        from speechlm.text.g2p import resolve_lang
+        from speechlm.text.tts_input import readable, token_ids, tts_tokens
+
+        if resolve_lang(lang) not in LANGS:
+            raise TTSInputError(f"this TTS model speaks {', '.join(LANGS)} only, not {lang!r} (the codec LM, "
+                                "--model lm_default, takes other languages, much less intelligibly)")
+        if not isinstance(text, str) or not text.strip():
+            raise TTSInputError("the text is empty")
+        if len(text) > max_chars:
+            raise TTSInputError(f"the text has {len(text)} characters; the limit is {max_chars} (split it, or "
+                                "raise the limit with --max-chars)")
+        out = []
+        for sent in split_sentences(text):
+            toks = tts_tokens(sent, lang)
+            if not readable(toks):
+                continue
+            for piece in _split_tokens(toks, MAX_TOKENS):
+                out.append((sent, token_ids(piece, self.symbols)))
+        if not out:
+            raise TTSInputError(f"the text {text[:60]!r} has nothing to read aloud (only punctuation/symbols?)")
+        return out
+
+    def voice_shift(self, wav: np.ndarray, sr: int) -> VoiceShift:
+        """A prompt (``wav [T]`` or ``[C, T]`` at ``sr``) -> the shift from the model's voice to it."""
+        from speechlm.audio.io import resample
+        from speechlm.lm.acoustic_data import frame_features
+
+        wav = np.asarray(wav, np.float32)
+        if wav.ndim == 2:
+            wav = wav.mean(0)
+        if not np.isfinite(wav).all():
+            raise TTSInputError(f"the prompt audio contains NaN/Inf samples ({int((~np.isfinite(wav)).sum())} of "
+                                f"{wav.size})")
+        dur = len(wav) / sr
+        if not MIN_PROMPT_S <= dur <= MAX_PROMPT_S:
+            raise TTSInputError(f"the prompt is {dur:.2f} s long; give {MIN_PROMPT_S:g}-{MAX_PROMPT_S:g} s "
+                                "(3-10 s works best)")
+        if _rms_dbfs(wav) < SILENT_DBFS:
+            raise TTSInputError(f"the prompt is silent ({_rms_dbfs(wav):.0f} dBFS)")
+        wav16 = resample(wav, sr, 16000) if sr != 16000 else wav
+        feat = frame_features(np.ascontiguousarray(wav16, np.float64))
+        m = self.am.config.n_mcep
+        if (feat[:, m + 1] > 0.5).sum() < 10:
+            raise TTSInputError("the prompt has almost no voiced speech (under 0.2 s): give a recording of a voice")
+        return VoiceShift(self.am.voice, VoiceStats.of_features(feat, m))
+
+    def _shift(self, prompt, prompt_sr: int | None) -> VoiceShift | None:
+        if prompt is None or isinstance(prompt, VoiceShift):
+            return prompt
+        if isinstance(prompt, str | os.PathLike):
+            wav, sr = load_prompt_audio(prompt)
+        else:
+            if prompt_sr is None:
+                raise TTSInputError("a waveform prompt needs prompt_sr")
+            wav, sr = np.asarray(prompt, np.float32), prompt_sr
+        return self.voice_shift(wav, sr)
+
+    # --- generation -------------------------------------------------------------------------------
+    def codes(self, ids: list[int], shift: VoiceShift | None = None, pace: float = 1.0) -> np.ndarray:
+        """Token ids of one chunk -> codec codes ``[K, T]``."""
+        feat, _ = self.am.features(ids, pace, shift)
+        return self.am.to_codes(feat, self.codec)
+
+    def generate(self, text: str, prompt: str | os.PathLike | np.ndarray | VoiceShift | None = None,
+                 prompt_text: str | None = None, lang: str = "en", pace: float = 1.0, prompt_sr: int | None = None,
+                 max_chars: int = 2000, **_sampling) -> TTSResult:
+        """Speak ``text`` (in the voice of ``prompt`` if given). ``pace`` > 1 speaks slower. ``prompt_text`` and
+        the codec LM's sampling options are accepted and not needed (the model is deterministic)."""
+        _check_pace(pace)
+        t0 = time.perf_counter()
+        chunks = self.text_chunks(text, lang, max_chars)
+        shift = self._shift(prompt, prompt_sr)
+        codes = [self.codes(ids, shift, pace) for _, ids in chunks]
+        pieces = [np.concatenate(list(self.codec.decode_stream(c, c.shape[1] * self.codec.hop))) for c in codes]
+        wav = fade_join(pieces, self.sample_rate)
+        return TTSResult(wav, self.sample_rate, [s for s, _ in chunks], [c.shape[1] for c in codes],
+                         [False] * len(chunks), time.perf_counter() - t0,
+                         extra={"codes": codes, "model": self.am.model_id})
+
+    def stream(self, text: str, prompt: str | os.PathLike | np.ndarray | VoiceShift | None = None,
+               lang: str = "en", pace: float = 1.0, prompt_sr: int | None = None, max_chars: int = 2000,
+               block_tokens: int = STREAM_BLOCK) -> Iterator[np.ndarray]:
+        """Yield float32 audio blocks as they are made; joined they are the audio of :meth:`generate` up to the
+        fades at sentence joins. Input is validated before the first block."""
+        from speechlm.tasks.tts import FADE_S, GAP_S
+
+        _check_pace(pace)
+        chunks = self.text_chunks(text, lang, max_chars)
+        shift = self._shift(prompt, prompt_sr)
+        gap = np.zeros(int(GAP_S * self.sample_rate), np.float32)
+        n_fade = int(FADE_S * self.sample_rate)
+        for i, (_, ids) in enumerate(chunks):
+            c = self.codes(ids, shift, pace)
+            if i:
+                yield gap
+            dec = self.codec.stream_decoder(block_tokens)
+            blocks = [*dec.push(c), *dec.flush(c.shape[1] * self.codec.hop)]
+            for j, b in enumerate(blocks):
+                b = b.copy()
+                if j == 0 and n_fade:
+                    m = min(n_fade, len(b))
+                    b[:m] *= np.linspace(0.0, 1.0, m, dtype=np.float32)
+                yield b
+
+
+def _check_pace(pace: float) -> None:
+    if not (isinstance(pace, int | float) and 0.25 <= pace <= 4.0):
+        raise TTSInputError(f"pace must be between 0.25 and 4 (1 = the model's own), got {pace!r}")
+
+
+def _split_tokens(tokens: list[str], limit: int) -> list[list[str]]:
+    """Cut a token list longer than ``limit`` at clause punctuation, else at the last word boundary (each piece
+    gets ``<bos>``/``<eos>`` and ends with punctuation)."""
+    from speechlm.text.symbols import BOS, EOS, WORD
+    from speechlm.text.tts_input import PUNCTUATION
+
+    if len(tokens) <= limit:
+        return [tokens]
+    pieces: list[list[str]] = []
+    cur: list[str] = []
+    for t in tokens[1:-1]:
+        cur.append(t)
+        if (t in PUNCTUATION and len(cur) > limit // 3) or len(cur) >= limit - 3:
+            if t not in PUNCTUATION and WORD in cur:
+                k = len(cur) - 1 - cur[::-1].index(WORD)
+                pieces.append(cur[:k])
+                cur = cur[k + 1 :]
+            else:
+                pieces.append(cur)
+                cur = []
+    pieces.append(cur)
+    out = []
+    for p in pieces:
+        while p and p[0] == WORD:
+            p = p[1:]
+        while p and p[-1] == WORD:
+            p = p[:-1]
+        if p:
+            out.append([BOS, *p, *([] if p[-1] in PUNCTUATION else [","]), EOS])
+    return out
