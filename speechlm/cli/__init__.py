@@ -30,6 +30,7 @@ GROUPS: dict[str, str] = {
     "semantic": "speechlm.cli.semantic",
     "tokens": "speechlm.cli.tokens",
     "lm": "speechlm.cli.lm",
+    "acoustic": "speechlm.cli.acoustic",
     "tts": "speechlm.cli.tts",
     "edit": "speechlm.cli.edit",
     "models": "speechlm.cli.models",

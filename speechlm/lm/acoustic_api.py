@@ -6,10 +6,11 @@ mean mel-cepstrum of voiced frames). :meth:`AcousticTTSModel.features` predicts 
 quantises them with the codec's own quantiser, so the output is ordinary codec tokens (decodable, streamable,
 editable like any other).
 
-Voice adaptation (:class:`VoiceShift`): a prompt's voiced log-F0 mean/spread and mean envelope replace the
-model voice's (F0 normalised per utterance; the envelope shifted by the mean mel-cepstral difference, c1.. only,
-i.e. a fixed spectral equaliser towards the prompt's timbre). A cheap, explicit speaker transform that the
-source-filter parameterisation makes possible.
+Voice adaptation (:class:`VoiceShift`): a prompt's voiced log-F0 mean/spread replace the model voice's, its
+envelope is frequency-warped by the factor that best maps the model voice's mean spectrum onto the prompt's (a
+vocal-tract-length change: formants move together) and then shifted by the remaining mean mel-cepstral
+difference (c1.. only, a fixed equaliser towards the prompt's timbre). A cheap, explicit speaker transform that
+the source-filter parameterisation makes possible.
 """
 
 from __future__ import annotations
@@ -88,18 +89,71 @@ class VoiceStats:
         return cls(float(d["lf0_mean"]), float(d["lf0_std"]), np.asarray(d["mcep_mean"], np.float32))
 
 
+WARPS = np.round(np.arange(0.80, 1.2501, 0.01), 2)  # frequency-warp factors searched (>1 moves formants up)
+MATCH_HZ = 5000.0  # spectra are matched below this frequency
+
+
+def _log_spectra(mcep: np.ndarray) -> np.ndarray:
+    """Mel-cepstra ``[T, D]`` (pyworld's coding) -> log power spectra ``[T, FFT/2+1]``."""
+    from speechlm.tokenizers.source_filter.world import FFT_SIZE, SAMPLE_RATE, pyworld
+
+    sp = pyworld().decode_spectral_envelope(np.ascontiguousarray(mcep, np.float64), SAMPLE_RATE, FFT_SIZE)
+    return np.log(np.maximum(sp, 1e-12))
+
+
+def _warp_log(logsp: np.ndarray, r: float) -> np.ndarray:
+    """Log spectra ``[T, F]`` with the frequency axis scaled by ``r`` (the value at f is the input's at f/r)."""
+    n = logsp.shape[1]
+    src = np.clip(np.arange(n) / r, 0, n - 1)
+    i0 = np.minimum(src.astype(int), n - 2)
+    frac = src - i0
+    return logsp[:, i0] * (1 - frac) + logsp[:, i0 + 1] * frac
+
+
+def warp_mcep(mcep: np.ndarray, r: float) -> np.ndarray:
+    """Frequency-warp envelopes given as mel-cepstra ``[T, D]`` by ``r`` (1 = unchanged)."""
+    from speechlm.tokenizers.source_filter.world import SAMPLE_RATE, pyworld
+
+    if abs(r - 1.0) < 1e-6:
+        return mcep
+    sp = np.ascontiguousarray(np.exp(_warp_log(_log_spectra(mcep), r)))
+    return pyworld().code_spectral_envelope(sp, SAMPLE_RATE, mcep.shape[1]).astype(np.float32)
+
+
+def best_warp(source: np.ndarray, target: np.ndarray) -> float:
+    """The factor in :data:`WARPS` whose warp of the mean envelope ``source [D]`` best matches ``target [D]``
+    below :data:`MATCH_HZ` (log spectra compared after removing their mean difference)."""
+    from speechlm.tokenizers.source_filter.world import FFT_SIZE, SAMPLE_RATE
+
+    ls, lt = _log_spectra(np.stack([source, target]))
+    k = int(MATCH_HZ / SAMPLE_RATE * FFT_SIZE) + 1
+    cand = np.stack([_warp_log(ls[None], r)[0] for r in WARPS])
+    d = cand[:, :k] - lt[None, :k]
+    d -= d.mean(1, keepdims=True)
+    return float(WARPS[int(np.argmin((d**2).mean(1)))])
+
+
 @dataclass(frozen=True)
 class VoiceShift:
-    """The transform from the model's voice to a target voice (module docstring)."""
+    """The transform from the model's voice to a target voice (module docstring); ``warp`` 1 = no warping."""
 
     source: VoiceStats
     target: VoiceStats
+    warp: float = 1.0
+
+    @classmethod
+    def between(cls, source: VoiceStats, target: VoiceStats) -> VoiceShift:
+        return cls(source, target, best_warp(source.mcep_mean, target.mcep_mean))
 
     def apply(self, feat: np.ndarray, n_mcep: int) -> np.ndarray:
         out = feat.copy()
         z = (out[:, n_mcep] - self.source.lf0_mean) / self.source.lf0_std
         out[:, n_mcep] = self.target.lf0_mean + z * self.target.lf0_std
-        out[:, 1:n_mcep] += (self.target.mcep_mean[1:] - self.source.mcep_mean[1:])[None]
+        mean = self.source.mcep_mean
+        if self.warp != 1.0:
+            out[:, :n_mcep] = warp_mcep(out[:, :n_mcep], self.warp)
+            mean = warp_mcep(mean[None], self.warp)[0]
+        out[:, 1:n_mcep] += (self.target.mcep_mean[1:] - mean[1:])[None]
         return out
 
 

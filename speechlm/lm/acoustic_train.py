@@ -154,3 +154,20 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
                 break
     bar.close()
     return latest_checkpoint(out)
+
+
+def export_acoustic(run: str | os.PathLike, out: str | os.PathLike, force: bool = False) -> Path:
+    """Copy a run's newest checkpoint (or a checkpoint folder) into an inference-only folder (float32 weights,
+    no optimizer state): what ``speechlm/assets/tts_duration`` is."""
+    from speechlm.lm.acoustic_api import resolve_acoustic_dir
+    from speechlm.train.checkpoint import check_destination, load_checkpoint, save_checkpoint
+
+    check_destination(out, force=force)
+    ckpt = load_checkpoint(resolve_acoustic_dir(run))
+    if (ckpt.meta.get("extra") or {}).get("kind") != KIND:
+        from speechlm.errors import CheckpointError
+
+        raise CheckpointError(f"{ckpt.path}: not an acoustic model checkpoint")
+    extra = {**ckpt.meta["extra"], "name": Path(out).name}
+    return save_checkpoint(out, model=ckpt.state_dict, config=ckpt.config, step=ckpt.step, extra=extra,
+                           data_summary=ckpt.meta.get("data_summary"))

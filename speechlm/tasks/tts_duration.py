@@ -108,7 +108,7 @@ class DurationTTS:
         m = self.am.config.n_mcep
         if (feat[:, m + 1] > 0.5).sum() < 10:
             raise TTSInputError("the prompt has almost no voiced speech (under 0.2 s): give a recording of a voice")
-        return VoiceShift(self.am.voice, VoiceStats.of_features(feat, m))
+        return VoiceShift.between(self.am.voice, VoiceStats.of_features(feat, m))
 
     def _shift(self, prompt, prompt_sr: int | None) -> VoiceShift | None:
         if prompt is None or isinstance(prompt, VoiceShift):

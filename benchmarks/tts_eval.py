@@ -1,0 +1,186 @@
+"""TTS on held-out English sentences: ours (default voice and prompted) beside Piper joe, flite slt and the
+recordings, judged by Whisper base, in one run.
+
+    .venv/bin/python benchmarks/tts_eval.py --out runs/tts_eval            # 100 sentences, ~15 min on 2 cores
+    .venv/bin/python benchmarks/tts_eval.py --out runs/tts_eval --n 20 --systems ours,piper_joe
+
+Sentences: ``--n`` evenly spaced asterisk-core-sounds-en prompts of at least 4 words (held out: never trained on;
+their recordings are the ground truth, 8 kHz telephone speech). Prompted rows take a held-out human voice: the
+wideband pocketsphinx-testdata and codec2-examples clips of 3 s or more (cut to 10 s) and other asterisk-core
+recordings of the same speaker as the sentence, in turn.
+
+Scored per row: Whisper-base WER, insertion + deletion rate (skipped/repeated words), DNSMOS OVRL, resemblyzer
+similarity to the prompt (for ``ours`` the unprompted output against the same prompts, the +0.1 target's
+baseline), real-time factor on ``--threads`` threads, and for ours the time to the first streamed block.
+Writes OUT/results.json, OUT/results.md and OUT/index.html (20 sentences side by side) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SR = 16000
+SENTENCES = "data/real/asterisk_core_en/manifest.jsonl"
+PROMPT_SOURCES = ("data/real/pocketsphinx_testdata/manifest.jsonl", "data/real/codec2_examples/manifest.jsonl")
+SYSTEMS = ("ours", "ours_prompted", "piper_joe", "flite_slt", "ground_truth")
+
+
+def pick_sentences(path: str, n: int) -> list:
+    from speechlm.data.manifest import read_manifest
+
+    utts = [u for u in read_manifest(path) if len(u.text.split()) >= 4]
+    idx = np.linspace(0, len(utts) - 1, min(n, len(utts))).round().astype(int)
+    return [utts[i] for i in idx]
+
+
+def pick_prompts(sentences: list, root: Path) -> list[tuple[np.ndarray, str]]:
+    """One (16 kHz prompt audio of 3-10 s, its source id) per sentence."""
+    from speechlm.audio.io import load_audio
+    from speechlm.data.manifest import manifest_root, read_manifest
+
+    pool = []
+    for m in PROMPT_SOURCES:
+        if Path(m).is_file():
+            r = manifest_root(m)
+            pool += [(u.audio_path(r), u.id) for u in read_manifest(m) if u.duration >= 3.0]
+    own = [(u.audio_path(root), u.id) for u in read_manifest(SENTENCES) if 3.0 <= u.duration <= 10.0]
+    out = []
+    for i, s in enumerate(sentences):
+        if i % 2 == 0 and pool:
+            path, pid = pool[(i // 2) % len(pool)]
+        else:
+            cands = [c for c in own if c[1] != s.id]
+            path, pid = cands[(i * 7) % len(cands)]
+        wav, _ = load_audio(path, sr=SR)
+        out.append((wav[0][: 10 * SR], pid))
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--model", default=None, help="our TTS model (default: the shipped default)")
+    p.add_argument("--systems", default=",".join(SYSTEMS))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--page", type=int, default=20, help="sentences on the listening page")
+    args = p.parse_args()
+
+    import torch
+
+    from speechlm.audio.io import load_audio, resample, save_audio
+    from speechlm.data.manifest import manifest_root
+    from speechlm.eval.mos import dnsmos
+    from speechlm.eval.speaker import cosine_similarity, load_embedder
+    from speechlm.eval.whisper import WhisperJudge
+    from speechlm.tasks.tts import TTS
+    from speechlm.text.wer import word_errors
+
+    torch.set_num_threads(args.threads)
+    systems = [s for s in args.systems.split(",") if s]
+    out = Path(args.out)
+    for s in systems:
+        (out / s).mkdir(parents=True, exist_ok=True)
+    (out / "prompts").mkdir(parents=True, exist_ok=True)
+    sents = pick_sentences(SENTENCES, args.n)
+    root = manifest_root(SENTENCES)
+    prompts = pick_prompts(sents, root)
+    for u, (w, _) in zip(sents, prompts):
+        save_audio(out / "prompts" / f"{u.id}.wav", w, SR)
+    tts = TTS.load(args.model) if {"ours", "ours_prompted"} & set(systems) else None
+    gen_time = {s: 0.0 for s in systems}
+    first_audio = []
+    from tqdm import tqdm
+
+    for i, u in enumerate(tqdm(sents, desc="generate")):
+        for s in systems:
+            t0 = time.perf_counter()
+            if s == "ours":
+                wav = tts.generate(u.text).wav
+                if i < 20:  # time to the first streamed block
+                    t1 = time.perf_counter()
+                    next(iter(tts.stream(u.text)))
+                    first_audio.append(time.perf_counter() - t1)
+                    t0 += time.perf_counter() - t1
+            elif s == "ours_prompted":
+                wav = tts.generate(u.text, prompt=prompts[i][0], prompt_sr=SR).wav
+            elif s == "piper_joe":
+                from speechlm.data.piper import joe
+
+                v = joe(threads=args.threads)
+                wav = resample(v.synthesize(u.text, noise_scale=0.667, noise_w=0.8), v.sample_rate, SR)
+            elif s == "flite_slt":
+                with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+                    subprocess.run(["flite", "-voice", "slt", "-t", u.text, "-o", f.name], check=True)
+                    wav = load_audio(f.name, sr=SR)[0][0]
+            else:
+                wav = load_audio(u.audio_path(root), sr=SR)[0][0]
+            gen_time[s] += time.perf_counter() - t0
+            save_audio(out / s / f"{u.id}.wav", wav, SR)
+
+    judge = WhisperJudge.load("base")
+    emb = load_embedder(None)
+    prompt_emb = [emb.embed(resample(w, SR, emb.sample_rate)) for w, _ in prompts]
+    rows, per_utt = {}, {}
+    for s in systems:
+        errs = ins_del = ref = 0
+        mos, sims, dur = [], [], 0.0
+        for i, u in enumerate(tqdm(sents, desc=f"score {s}")):
+            wav = load_audio(out / s / f"{u.id}.wav", sr=SR)[0][0]
+            dur += len(wav) / SR
+            hyp = judge.transcribe(wav, SR, "en")
+            c = word_errors(u.text, hyp)
+            errs, ins_del, ref = errs + c.errors, ins_del + c.insertions + c.deletions, ref + c.ref_len
+            mos.append(dnsmos(wav, SR).ovrl)
+            if s in ("ours", "ours_prompted"):
+                sims.append(cosine_similarity(emb.embed(resample(wav, SR, emb.sample_rate)), prompt_emb[i]))
+            per_utt.setdefault(u.id, {"text": u.text, "prompt": prompts[i][1]})[s] = {"hyp": hyp, "wer": c.rate}
+        rows[s] = {"wer": errs / max(ref, 1), "ins_del": ins_del / max(ref, 1), "dnsmos_ovrl": float(np.nanmean(mos)),
+                   "spk_sim": float(np.mean(sims)) if sims else None,
+                   "rtf": gen_time[s] / dur if s != "ground_truth" else None, "audio_s": dur}
+    if first_audio:
+        rows["ours"]["first_audio_s"] = float(np.median(first_audio))
+    res = {"n": len(sents), "sentences": SENTENCES, "judge": "whisper-base", "threads": args.threads,
+           "model": getattr(getattr(tts, "am", None), "model_id", None), "rows": rows, "utterances": per_utt}
+    (out / "results.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    lines = ["| system | WER | ins+del | DNSMOS OVRL | spk sim to prompt | RTF |", "|---|---|---|---|---|---|"]
+    for s, r in rows.items():
+        sim = "" if r["spk_sim"] is None else f"{r['spk_sim']:.3f}"
+        rtf = "" if r["rtf"] is None else f"{r['rtf']:.3f}"
+        lines.append(f"| {s} | {r['wer']:.3f} | {r['ins_del']:.3f} | {r['dnsmos_ovrl']:.2f} | {sim} | {rtf} |")
+    if first_audio:
+        lines.append(f"\nours: first streamed audio after {1000 * rows['ours']['first_audio_s']:.0f} ms (median of "
+                     f"{len(first_audio)} sentences, {args.threads} threads)")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    write_page(out, sents[: args.page], ["prompts", *systems], lines)
+    print("\n".join(lines))
+    return 0
+
+
+def write_page(out: Path, utts: list, conds: list[str], table: list[str]) -> Path:
+    """OUT/index.html: one row a sentence, every system's audio side by side (paths relative to OUT)."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in conds)
+    body = []
+    for u in utts:
+        cells = "".join(f'<td><audio controls preload="none" src="{c}/{html.escape(u.id)}.wav"></audio></td>'
+                        for c in conds)
+        body.append(f"<tr><td>{html.escape(u.text)}</td>{cells}</tr>")
+    page = ("<!doctype html><meta charset='utf-8'><title>speechlm TTS</title>"
+            "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px;font-size:13px}"
+            "audio{width:150px}td:first-child{min-width:260px}</style><h1>TTS on held-out sentences</h1>"
+            f"<pre>{html.escape(chr(10).join(table))}</pre><table><tr><th>text</th>{head}</tr>"
+            + "".join(body) + "</table>")
+    (out / "index.html").write_text(page)
+    return out / "index.html"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

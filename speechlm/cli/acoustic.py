@@ -1,0 +1,92 @@
+"""``speechlm acoustic corpus|features|train|export``: the duration-based TTS model's recipe."""
+
+from __future__ import annotations
+
+import argparse
+
+from speechlm.cli._common import add_command, add_force_arg, add_group, check_checkpoint_output, check_input_file
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _, cmds = add_group(
+        sub, "acoustic", help="duration-based TTS model (the default `speechlm tts`): corpus, features, training",
+        description="The recipe of tts_duration:\n\n"
+        "  speechlm acoustic corpus --out data/piper_joe -n 2000 --exclude data/real/asterisk_core_en/manifest.jsonl\n"
+        "  speechlm acoustic features data/piper_joe/manifest.jsonl -o data/piper_joe/features.npz\n"
+        "  speechlm acoustic train data/piper_joe/features.npz --out runs/tts_duration --steps 4500\n"
+        "  speechlm acoustic export runs/tts_duration -o speechlm/assets/tts_duration")
+    p = add_command(cmds, "corpus", "speak offline English sentences with the Piper voice, with exact durations",
+                    _corpus)
+    p.add_argument("--out", required=True, help="corpus folder (wav/ and manifest.jsonl; resumes)")
+    p.add_argument("-n", type=int, default=2000, help="sentences (default 2000, about 1.9 h)")
+    p.add_argument("--seed", type=int, default=0, help="sentence sampling seed")
+    p.add_argument("--exclude", action="append", default=[], metavar="MANIFEST",
+                   help="never speak the texts of this manifest (held-out evaluation sentences; repeatable)")
+    p = add_command(cmds, "features", "analyse an aligned manifest into a feature cache (.npz)", _features)
+    p.add_argument("manifests", nargs="+", help="manifests with tags.tts_tokens and tags.durations_s")
+    p.add_argument("-o", "--output", required=True, help="cache file (.npz)")
+    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p = add_command(cmds, "train", "train the acoustic model on a feature cache (resumable)", _train)
+    p.add_argument("features", help="feature cache (.npz) from `speechlm acoustic features`")
+    p.add_argument("--out", required=True, help="run folder (checkpoints/, log.jsonl)")
+    p.add_argument("--steps", type=int, default=4500, help="optimizer steps (default 4500: ~1 h on 2 cores)")
+    p.add_argument("--codec", default="codec_sf", help="the source-filter codec the output is quantised for")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p = add_command(cmds, "export", "copy a trained acoustic model into an inference-only folder", _export)
+    p.add_argument("run", help="training run or checkpoint folder")
+    p.add_argument("-o", "--output", required=True, help="destination (e.g. speechlm/assets/tts_duration)")
+    add_force_arg(p)
+
+
+def _corpus(args: argparse.Namespace) -> int:
+    import json
+
+    from speechlm.data.piper_corpus import build_piper_corpus
+    from speechlm.errors import SpeechLMError
+
+    if args.n < 1:
+        raise SpeechLMError(f"-n must be at least 1, got {args.n}")
+    texts = []
+    for m in args.exclude:
+        check_input_file(m, "--exclude")
+        texts += [json.loads(line)["text"] for line in open(m, encoding="utf-8") if line.strip()]
+    print(build_piper_corpus(args.out, args.n, args.seed, texts, length_scales=(1.0, 1.0, 0.9, 1.1)))
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    from speechlm.errors import SpeechLMError
+    from speechlm.lm.acoustic_data import extract_features
+
+    for m in args.manifests:
+        check_input_file(m, "manifest")
+    if not args.output.endswith(".npz"):
+        raise SpeechLMError(f"the feature cache must be a .npz file, got {args.output}")
+    print(extract_features(args.manifests, args.output, workers=max(1, args.workers)))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from speechlm.errors import SpeechLMError
+
+    check_input_file(args.features, "feature cache")
+    if args.steps < 1:
+        raise SpeechLMError(f"--steps must be at least 1, got {args.steps}")
+    from speechlm.lm.acoustic_train import AcousticTrainConfig, train_acoustic
+    from speechlm.tokenizers.codec.api import Codec
+
+    codec = Codec.load(args.codec)
+    if not hasattr(codec, "quantizer"):
+        raise SpeechLMError(f"{args.codec} is not a source-filter codec")
+    cfg = AcousticTrainConfig(steps=args.steps, batch_frames=3000, save_every=500, threads=args.threads,
+                              model={"d_model": 192, "ff_dim": 512, "ff_kernel": 3})
+    print(train_acoustic(args.features, args.out, cfg, extra={"tokenizer": codec.tokenizer_id}))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    check_checkpoint_output(args.output, args.force)
+    from speechlm.lm.acoustic_train import export_acoustic
+
+    print(export_acoustic(args.run, args.output, force=args.force))
+    return 0

@@ -1,0 +1,83 @@
+"""The duration-based acoustic model (speechlm.lm.acoustic*): data, training step, inference, DurationTTS."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from speechlm.lm.acoustic import AcousticConfig, AcousticModel, regulate
+from speechlm.lm.acoustic_data import features_from_frames, frame_durations
+from speechlm.tasks.tts_duration import _split_tokens
+
+
+def test_frame_durations_round_cumulatively_and_sum_to_the_frames():
+    secs = np.array([0.013, 0.02, 0.031, 0.0, 0.1, 0.05])
+    d = frame_durations(secs, 11)
+    assert d.sum() == 11 and (d >= 0).all()
+    assert list(np.cumsum(d)[:-1]) == list(np.minimum(np.round(np.cumsum(secs) * 50), 11)[:-1].astype(int))
+
+
+def test_features_interpolate_log_f0_through_unvoiced_frames():
+    f0 = np.array([0, 100, 0, 0, 200, 0], np.float32)
+    feat = features_from_frames(f0, np.zeros((6, 40), np.float32), np.zeros((6, 6), np.float32))
+    assert feat.shape == (6, 48)
+    assert list(feat[:, 41]) == [0, 1, 0, 0, 1, 0]
+    assert np.allclose(np.exp(feat[[0, 1, 4, 5], 40]), [100, 100, 200, 200], rtol=1e-5)
+    assert 100 < np.exp(feat[2, 40]) < np.exp(feat[3, 40]) < 200
+
+
+def test_length_regulator_repeats_states_by_duration():
+    h = torch.arange(6, dtype=torch.float32).reshape(1, 3, 2).repeat(2, 1, 1)
+    out, pad = regulate(h, torch.tensor([[1, 0, 2], [2, 1, 0]]))
+    assert out.shape == (2, 3, 2)
+    assert out[0, :, 0].tolist() == [0, 4, 4] and out[1, :, 0].tolist() == [0, 0, 2]
+    assert not pad.any()
+    _, pad = regulate(h, torch.tensor([[1, 0, 0], [2, 1, 0]]))
+    assert pad[0].tolist() == [False, True, True]
+
+
+def test_a_few_steps_fit_one_batch_and_inference_follows_predicted_durations():
+    from speechlm.lm.acoustic_data import Utt, collate
+    from speechlm.lm.acoustic_train import losses
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    cfg = AcousticConfig(vocab=20, d_model=32, ff_dim=64, ff_kernel=3, enc_layers=1, dec_layers=1, dropout=0.0)
+    model = AcousticModel(cfg)
+    utts = []
+    for n in (5, 7):
+        ids = rng.integers(6, 20, n)
+        dur = rng.integers(1, 4, n)
+        feat = rng.normal(size=(int(dur.sum()), cfg.n_feat)).astype(np.float32)
+        feat[:, cfg.n_mcep + 1] = (feat[:, cfg.n_mcep + 1] > 0).astype(np.float32)
+        utts.append(Utt(ids, dur, feat, rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32)))
+    batch = collate(utts, np.zeros(cfg.n_feat, np.float32), np.ones(cfg.n_feat, np.float32))
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    first = None
+    for _ in range(60):
+        ls = losses(model, batch)
+        opt.zero_grad()
+        ls["loss"].backward()
+        opt.step()
+        first = first if first is not None else ls["loss"].item()
+    assert ls["loss"].item() < 0.6 * first
+    model.eval()
+    feat, dur = model.infer(torch.from_numpy(utts[0].ids)[None])
+    assert feat.shape == (int(dur.sum()), cfg.n_feat) and dur.shape == (5,)
+    assert ((feat[:, cfg.n_mcep + 1] >= 0) & (feat[:, cfg.n_mcep + 1] <= 1)).all()  # voicing is a probability
+    slow, _ = model.infer(torch.from_numpy(utts[0].ids)[None], pace=2.0)
+    assert len(slow) > len(feat)
+
+
+def test_long_token_lists_are_cut_at_clauses_then_words():
+    words = [["a", "b"]] * 60
+    body = []
+    for i, w in enumerate(words):
+        body += w + ([","] if i == 30 else ["|"])
+    tokens = ["<bos>", *body[:-1], ".", "<eos>"]
+    pieces = _split_tokens(tokens, 100)
+    assert len(pieces) > 1 and all(len(p) <= 100 for p in pieces)
+    assert all(p[0] == "<bos>" and p[-1] == "<eos>" and p[-2] in (",", ".") and p[1] != "|" for p in pieces)
+    flat = [t for p in pieces for t in p[1:-1] if t not in ("|", ",", ".")]
+    assert flat == [t for t in tokens if t not in ("|", ",", ".", "<bos>", "<eos>")]
+    assert _split_tokens(tokens[:20], 100) == [tokens[:20]]

@@ -1,0 +1,80 @@
+"""The shipped duration-based TTS (speechlm/assets/tts_duration, the default `speechlm tts`): heard, streamed,
+prompted, and refusing bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import require_module
+
+from speechlm.tasks.tts import TTSInputError
+
+SENTENCES = ["Please leave your message after the tone.", "The weather will be sunny tomorrow afternoon."]
+
+
+@pytest.fixture(scope="module")
+def tts():
+    from speechlm.tasks.tts import TTS
+    from speechlm.tasks.tts_duration import DurationTTS
+
+    t = TTS.load()  # the default model
+    assert isinstance(t, DurationTTS)
+    return t
+
+
+def test_default_voice_is_understood_by_whisper(tts):
+    require_module("faster_whisper", hint="pip install 'speechlm[eval]'")
+    from speechlm.eval.whisper import WhisperJudge
+    from speechlm.text.wer import word_errors
+
+    judge = WhisperJudge.load("tiny.en")
+    errors = words = 0
+    for s in SENTENCES:
+        res = tts.generate(s)
+        assert res.sample_rate == 16000 and 0.5 < res.duration / len(s.split()) < 1.0
+        c = word_errors(s, judge.transcribe(res.wav, res.sample_rate, "en"))
+        errors, words = errors + c.errors, words + c.ref_len
+    assert errors / words <= 0.2
+
+
+def test_stream_is_the_generated_audio_block_by_block(tts):
+    text = "One sentence here. And a second one."
+    res = tts.generate(text)
+    blocks = list(tts.stream(text))
+    assert len(blocks) > 4 and max(len(b) for b in blocks) <= 10 * 320 + 400
+    streamed = np.concatenate(blocks)
+    assert len(streamed) == len(res.wav)
+    # the same frames, decoded in smaller blocks: close, not bit-identical (block joins)
+    assert np.corrcoef(streamed, res.wav)[0, 1] > 0.9
+
+
+def test_prompt_moves_pitch_towards_the_prompt(tts):
+    sr = 16000
+    t = np.arange(3 * sr) / sr
+    f0 = 220.0 + 20 * np.sin(2 * np.pi * 0.5 * t)
+    voice = 0.3 * np.sign(np.sin(2 * np.pi * np.cumsum(f0) / sr)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t) ** 2)
+    shift = tts.voice_shift(voice.astype(np.float32), sr)
+    assert shift.target.lf0_mean > tts.am.voice.lf0_mean + 0.2  # the prompt is higher than the model's voice
+    base = tts.am.features(tts.text_chunks("Hello there.")[0][1])[0]
+    moved = tts.am.features(tts.text_chunks("Hello there.")[0][1], shift=shift)[0]
+    m = tts.am.config.n_mcep
+    assert np.median(moved[:, m]) - np.median(base[:, m]) > 0.2
+
+
+@pytest.mark.parametrize("text,match", [("", "empty"), ("?!...", "nothing to read"), ("x" * 3000, "limit")])
+def test_bad_text_is_refused(tts, text, match):
+    with pytest.raises(TTSInputError, match=match):
+        tts.generate(text)
+
+
+def test_bad_prompts_and_other_languages_are_refused(tts):
+    with pytest.raises(TTSInputError, match="silent"):
+        tts.generate("Hello.", prompt=np.zeros(32000, np.float32), prompt_sr=16000)
+    with pytest.raises(TTSInputError, match="long"):
+        tts.generate("Hello.", prompt=np.zeros(8000, np.float32), prompt_sr=16000)
+    with pytest.raises(TTSInputError, match="NaN"):
+        tts.generate("Hello.", prompt=np.full(32000, np.nan, np.float32), prompt_sr=16000)
+    with pytest.raises(TTSInputError, match="speaks en only"):
+        tts.generate("Bonjour.", lang="fr")
+    with pytest.raises(TTSInputError, match="pace"):
+        tts.generate("Hello.", pace=0)
