@@ -12,10 +12,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     from speechlm.cli.tts import add_sampling_args
 
     p = add_command(
-        sub, "edit", "replace/insert/delete words of a recording (codec LM infilling)", _edit,
+        sub, "edit", "replace/insert/delete words of a recording", _edit,
         description="Word diff between --transcript (what IN.wav says) and --target -> forced alignment -> "
-        "the codec LM regenerates only the changed spans -> spliced into the original with 10 ms crossfades. "
-        "Audio outside the edited spans is copied unchanged.\n\n"
+        "the changed words are made again in the recording's voice (default: the duration-based model speaks "
+        "the target in that voice and its stretch of the changed words is used; --model lm_default: codec LM "
+        "infilling) -> spliced into the original with 10 ms crossfades. Audio outside the edited spans is copied "
+        "unchanged. The sampling options apply to codec LMs only.\n\n"
         "  speechlm edit in.wav --transcript \"the cat sat\" --target \"the dog sat\" -o out.wav")
     p.add_argument("input", help="audio file to edit (0.3-60 s)")
     p.add_argument("--transcript", required=True, help="what the input says")
@@ -37,15 +39,18 @@ def _edit(args: argparse.Namespace) -> int:
     import torch
 
     from speechlm.audio.io import save_audio
-    from speechlm.tasks.edit import edit, load_edit_audio
-    from speechlm.tasks.tts import TTS
+    from speechlm.tasks.edit import edit, edit_duration, load_edit_audio
+    from speechlm.tasks.tts import TTS, tts_kind
 
     wav, sr = load_edit_audio(args.input)
     torch.set_num_threads(args.threads)
     tts = TTS.load(args.model, args.codec)
-    res = edit(tts, wav, sr, args.transcript, args.target, lang=args.lang, seed=args.seed,
-               temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, retries=args.retries,
-               draws=args.draws)
+    if tts_kind(args.model) == "acoustic":
+        res = edit_duration(tts, wav, sr, args.transcript, args.target, lang=args.lang)
+    else:
+        res = edit(tts, wav, sr, args.transcript, args.target, lang=args.lang, seed=args.seed,
+                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, retries=args.retries,
+                   draws=args.draws)
     save_audio(args.output, res.wav, res.sample_rate)
     changes = "; ".join(f"{a or '∅'} -> {b or '∅'}" for a, b in res.changes)
     print(f"{args.output}: {changes}; {len(res.in_spans)} span(s) regenerated in {res.seconds:.1f} s",

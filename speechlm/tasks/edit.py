@@ -220,3 +220,106 @@ def _crossfade_concat(parts: list[np.ndarray], x: int) -> np.ndarray:
             p = p[n:]
         out = np.concatenate([out, p])
     return out
+
+
+def _word_frames(tokens: list[str], dur: np.ndarray) -> list[tuple[int, int]]:
+    """TTS input tokens and frames per token -> (first frame, end frame) of every word (a run of phones)."""
+    from speechlm.text.symbols import BOS, EOS, WORD
+    from speechlm.text.tts_input import PUNCTUATION
+
+    bounds = np.concatenate([[0], np.cumsum(dur)])
+    words, start = [], None
+    for i, t in enumerate(tokens):
+        phone = t not in (BOS, EOS, WORD) and t not in PUNCTUATION
+        if phone and start is None:
+            start = i
+        if not phone and start is not None:
+            words.append((int(bounds[start]), int(bounds[i])))
+            start = None
+    return words
+
+
+def _cut_points(spans: list[tuple[float, float]], total: float) -> list[float]:
+    """Word spans -> ``len + 1`` cut points: the start, the middles of the gaps between words, the end."""
+    pts = [0.0] + [(a[1] + b[0]) / 2 for a, b in zip(spans[:-1], spans[1:])] + [total]
+    return pts
+
+
+def edit_duration(tts, wav: np.ndarray, sr: int, transcript: str, target: str, lang: str = "en") -> EditResult:
+    """Edit with the duration-based model (:class:`~speechlm.tasks.tts_duration.DurationTTS`): the target
+    sentence is spoken in the recording's own voice (:meth:`DurationTTS.voice_shift` of the recording), and the
+    changed words' stretch of it (cut at the middles of the pauses around them, where the model's durations put
+    them) replaces the changed words' stretch of the recording (cut the same way, after forced alignment), at the
+    recording's loudness, with ``XFADE_S`` crossfades. Everything else is the original audio."""
+    from speechlm.asr.transcriber import get_transcriber
+    from speechlm.audio.io import resample
+    from speechlm.text.g2p import format_phonemes, resolve_lang
+    from speechlm.text.tts_input import token_ids, tts_tokens
+
+    t0 = time.perf_counter()
+    lang = resolve_lang(lang)
+    for name, t in (("transcript", transcript), ("target", target)):
+        if not t or not t.strip():
+            raise EditInputError(f"the {name} is empty")
+    wav = np.asarray(wav, np.float32)
+    if wav.ndim == 2:
+        wav = wav.mean(0)
+    if not np.isfinite(wav).all():
+        raise EditInputError(f"the audio to edit contains NaN/Inf samples ({int((~np.isfinite(wav)).sum())} of "
+                             f"{wav.size})")
+    sr_out = tts.sample_rate
+    wav = resample(wav, sr, sr_out) if sr != sr_out else wav
+    dur = len(wav) / sr_out
+    if dur < 0.3 or dur > MAX_EDIT_S:
+        raise EditInputError(f"the audio is {dur:.2f} s long; editing takes 0.3-{MAX_EDIT_S:g} s")
+    tts.text_chunks(target, lang)  # language and readability checks
+    src, dst = _words(tts, transcript, lang), _words(tts, target, lang)
+    if not src or not dst:
+        raise EditInputError("the transcript and the target need words to read")
+    changes = word_diff([w for w, _ in src], [w for w, _ in dst])
+    if not changes:
+        raise EditInputError("the target says the same words as the transcript: nothing to edit")
+    try:
+        al = get_transcriber().align(wav, " ".join(w for w, _ in src), lang, sr=sr_out,
+                                     phonemes=format_phonemes(src))
+    except SpeechLMError as exc:
+        raise EditInputError(f"cannot align the transcript to the audio ({exc})") from None
+    if len(al.words) != len(src):
+        raise EditInputError(f"the aligner placed {len(al.words)} of {len(src)} words; cannot locate the edit")
+    clip = wav[: int(min(dur, 20.0) * sr_out)]
+    shift = tts.voice_shift(clip, sr_out) if dur >= 1.0 else None
+    tokens = tts_tokens(target, lang)
+    feat, feat_dur = tts.am.features(token_ids(tokens, tts.symbols), 1.0, shift)
+    codes = tts.am.to_codes(feat, tts.codec)
+    gen = np.concatenate(list(tts.codec.decode_stream(codes, codes.shape[1] * tts.codec.hop)))
+    hop = tts.codec.hop
+    gwords = [(a * hop / sr_out, b * hop / sr_out) for a, b in _word_frames(tokens, feat_dur)]
+    if len(gwords) != len(dst):
+        raise EditInputError(f"the target reads as {len(gwords)} words but has {len(dst)}; cannot place the edit")
+    src_cut = _cut_points([(w.start_s, w.end_s) for w in al.words], dur)
+    dst_cut = _cut_points(gwords, len(gen) / sr_out)
+
+    def rms(x: np.ndarray) -> float:
+        frames = x[: len(x) // 320 * 320].reshape(-1, 320)
+        e = np.sqrt((frames.astype(np.float64) ** 2).mean(1)) if len(frames) else np.zeros(1)
+        loud = e[e > e.max() * 0.1] if e.max() > 0 else e
+        return float(loud.mean()) if loud.size else 0.0
+
+    gain = rms(wav) / max(rms(gen), 1e-6)
+    parts, pos, in_spans, out_spans, total = [], 0, [], [], 0
+    for i1, i2, j1, j2 in changes:
+        # cut points: i1 -> the middle of the pause before word i1 (an insertion has a == b there)
+        a, b = int(src_cut[i1] * sr_out), int(src_cut[i2] * sr_out)
+        ga, gb = int(dst_cut[j1] * sr_out), int(dst_cut[j2] * sr_out)
+        keep = wav[pos:a]
+        piece = gen[ga:gb] * gain
+        parts += [keep, piece]
+        out_spans.append((total + len(keep), total + len(keep) + len(piece)))
+        in_spans.append((a, b))
+        total += len(keep) + len(piece)
+        pos = b
+    parts.append(wav[pos:])
+    out = _crossfade_concat(parts, int(XFADE_S * sr_out))
+    return EditResult(out, sr_out, out_spans, in_spans,
+                      [(" ".join(w for w, _ in src[i1:i2]), " ".join(w for w, _ in dst[j1:j2]))
+                       for i1, i2, j1, j2 in changes], False, time.perf_counter() - t0)
