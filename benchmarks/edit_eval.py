@@ -85,7 +85,8 @@ def main() -> int:
         corr = float(np.corrcoef(kept_out, kept_in)[0, 1]) if len(kept_out) > 100 and kept_in.std() > 0 else 1.0
         corrs.append(corr)
         rows.append({"id": u.id, "text": u.text, "target": target, "wer": c.rate, "corr_outside": corr})
-    res = {"n": len(rows), "failed": failed, "model": str(args.model or "default"), "judge": "whisper-base",
+    res = {"kind": "edit_eval", "command": "benchmarks/edit_eval.py --out runs/edit_eval" + (
+               f" --n {args.n}" if args.n != 50 else ""), "n": len(rows), "failed": failed, "model": str(args.model or "default"), "judge": "whisper-base",
            "wer_edited": e_edit / max(n_edit, 1), "wer_original": e_orig / max(n_orig, 1),
            "corr_outside_min": float(np.min(corrs)) if corrs else None,
            "corr_outside_median": float(np.median(corrs)) if corrs else None, "rows": rows}

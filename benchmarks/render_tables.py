@@ -65,7 +65,31 @@ def sf_streaming(r: dict) -> str:
           for b, v in r.get("decode_block_sweep", {}).items()]])
 
 
-RENDERERS = {"codec_bench": codec_bench, "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab,
+def tts_eval(r: dict) -> str:
+    lines = [f"{r['n']} held-out sentences (`{r['sentences']}`), judge {r['judge']}, {r['threads']} threads; "
+             f"ours = `{r['model']}`", "",
+             "| system | Whisper-base WER | insertions + deletions | DNSMOS OVRL | speaker similarity to the prompt | RTF |",
+             "|---|---|---|---|---|---|"]
+    for k, v in r["rows"].items():
+        lines.append(f"| {k} | {v['wer']:.3f} | {v['ins_del']:.3f} | {_f(v['dnsmos_ovrl'])} | {_f(v['spk_sim'], 3)} "
+                     f"| {_f(v['rtf'], 3)} |")
+    if "first_audio_s" in r["rows"].get("ours", {}):
+        lines += ["", f"First streamed audio of `ours` after {1000 * r['rows']['ours']['first_audio_s']:.0f} ms "
+                  "(median over 20 sentences)."]
+    return "\n".join(lines)
+
+
+def edit_eval(r: dict) -> str:
+    return "\n".join([
+        f"{r['n']} edits of held-out recordings ({len(r['failed'])} refused), one word replaced each, judge "
+        f"{r['judge']}, model `{r['model']}`", "", "| | value |", "|---|---|",
+        f"| WER of the edited audio against the target text | {r['wer_edited']:.3f} |",
+        f"| WER of the unedited recordings against their transcripts | {r['wer_original']:.3f} |",
+        f"| correlation with the original outside the edits (min / median) | {r['corr_outside_min']:.4f} / "
+        f"{r['corr_outside_median']:.4f} |"])
+
+
+RENDERERS = {"tts_eval": tts_eval, "edit_eval": edit_eval, "codec_bench": codec_bench, "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab,
              "sf_streaming": sf_streaming}
 
 

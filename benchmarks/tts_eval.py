@@ -148,7 +148,8 @@ def main() -> int:
                    "rtf": gen_time[s] / dur if s != "ground_truth" else None, "audio_s": dur}
     if first_audio:
         rows["ours"]["first_audio_s"] = float(np.median(first_audio))
-    res = {"n": len(sents), "sentences": SENTENCES, "judge": "whisper-base", "threads": args.threads,
+    res = {"kind": "tts_eval", "command": "benchmarks/tts_eval.py --out runs/tts_eval" + (
+               f" --n {args.n}" if args.n != 100 else ""), "n": len(sents), "sentences": SENTENCES, "judge": "whisper-base", "threads": args.threads,
            "model": getattr(getattr(tts, "am", None), "model_id", None), "rows": rows, "utterances": per_utt}
     (out / "results.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
     lines = ["| system | WER | ins+del | DNSMOS OVRL | spk sim to prompt | RTF |", "|---|---|---|---|---|---|"]

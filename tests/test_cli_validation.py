@@ -104,7 +104,8 @@ def test_bad_tts_and_edit_only_values(capsys, tmp_path, wav) -> None:
     _fails(["edit", wav, "--transcript", "a b", "--target", "a c", "-o", out, "--draws", "0"], capsys, "--draws")
     _fails(["tts", "Hello.", "-o", out, "--max-chars", "0"], capsys, "--max-chars")
     _fails(["tts", "Hello.", "-o", out, "--min-length", "3"], capsys, "--min-length")
-    _fails(["tts", "Hello.", "-o", out, "--prompt", wav], capsys, "--prompt-text")
+    _fails(["tts", "Hello.", "-o", out, "--prompt", wav, "--model", "lm_default"], capsys, "--prompt-text")
+    _fails(["tts", "Hello.", "-o", out, "--pace", "0"], capsys, "--pace")
     _fails(["tts", "Hello.", "-o", out, "--description", "a calm voice"], capsys,
            "style descriptions are not supported yet", "--description")
     _fails(["codec", "encode", wav, "-o", str(tmp_path / "t.npz"), "--threads", "0"], capsys, "--threads")

@@ -73,9 +73,12 @@ def measure() -> dict[str, dict]:
 
     asr = Transcriber.load()
     out["asr:default"] = {"id": asr.model_id, "text": asr.transcribe(x, SR)}
-    tts = TTS.load()
+    tts = TTS.load("lm_default")
     res = tts.generate("Golden fixtures catch drift.", seed=0)
     out["lm:default"] = {"id": tts.lm.model_id, "samples": len(res.wav), **_stats(np.asarray(res.wav))}
+    tts = TTS.load()  # the duration-based default (deterministic)
+    res = tts.generate("Golden fixtures catch drift.")
+    out["tts:default"] = {"id": tts.am.model_id, "samples": len(res.wav), **_stats(np.asarray(res.wav))}
     return out
 
 
@@ -89,7 +92,7 @@ def _golden() -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("key", [f"codec:{n}" for n in CODECS] + [f"semantic:{n}" for n in SEMANTIC]
-                         + ["bridge:default", "asr:default", "lm:default"])
+                         + ["bridge:default", "asr:default", "lm:default", "tts:default"])
 def test_golden(measured, key):
     want, got = _golden()[key], measured[key]
     if want["id"] != got["id"]:

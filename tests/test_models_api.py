@@ -96,7 +96,7 @@ def test_tts_loads_and_speaks_in_a_prompt_voice(tmp_path) -> None:
     from speechlm.audio.io import save_audio
     from speechlm.tokenizers.tokens import load_tokens
 
-    tts = TTS.load()
+    tts = TTS.load("lm_default")  # the codec LM (its default voice ships with it)
     # a prompt file: the shipped default voice's tokens decoded, with their transcript
     prompt_dir = tts.lm.path
     wav, sr = tts.codec.decode(load_tokens(prompt_dir / "prompt.npz"))

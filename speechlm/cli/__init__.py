@@ -34,6 +34,7 @@ GROUPS: dict[str, str] = {
     "tts": "speechlm.cli.tts",
     "edit": "speechlm.cli.edit",
     "models": "speechlm.cli.models",
+    "serve": "speechlm.cli.serve",
 }
 
 

@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(cmds, "export", "copy a trained acoustic model into an inference-only folder", _export)
     p.add_argument("run", help="training run or checkpoint folder")
     p.add_argument("-o", "--output", required=True, help="destination (e.g. speechlm/assets/tts_duration)")
+    p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16, half the size)")
     add_force_arg(p)
 
 
@@ -88,5 +89,5 @@ def _export(args: argparse.Namespace) -> int:
     check_checkpoint_output(args.output, args.force)
     from speechlm.lm.acoustic_train import export_acoustic
 
-    print(export_acoustic(args.run, args.output, force=args.force))
+    print(export_acoustic(args.run, args.output, force=args.force, half=not args.fp32))
     return 0

@@ -156,9 +156,10 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
     return latest_checkpoint(out)
 
 
-def export_acoustic(run: str | os.PathLike, out: str | os.PathLike, force: bool = False) -> Path:
-    """Copy a run's newest checkpoint (or a checkpoint folder) into an inference-only folder (float32 weights,
-    no optimizer state): what ``speechlm/assets/tts_duration`` is."""
+def export_acoustic(run: str | os.PathLike, out: str | os.PathLike, force: bool = False, half: bool = True) -> Path:
+    """Copy a run's newest checkpoint (or a checkpoint folder) into an inference-only folder (no optimizer state;
+    float16 weights unless ``half`` is False, the normalisation statistics float32): what
+    ``speechlm/assets/tts_duration`` is."""
     from speechlm.lm.acoustic_api import resolve_acoustic_dir
     from speechlm.train.checkpoint import check_destination, load_checkpoint, save_checkpoint
 
@@ -169,5 +170,7 @@ def export_acoustic(run: str | os.PathLike, out: str | os.PathLike, force: bool 
 
         raise CheckpointError(f"{ckpt.path}: not an acoustic model checkpoint")
     extra = {**ckpt.meta["extra"], "name": Path(out).name}
-    return save_checkpoint(out, model=ckpt.state_dict, config=ckpt.config, step=ckpt.step, extra=extra,
+    sd = {k: v.half() if half and v.is_floating_point() and not k.startswith("feat_") else v
+          for k, v in ckpt.state_dict.items()}
+    return save_checkpoint(out, model=sd, config=ckpt.config, step=ckpt.step, extra=extra,
                            data_summary=ckpt.meta.get("data_summary"))

@@ -11,6 +11,7 @@ made (first audio after one sentence's model pass and one codec block).
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Iterator
@@ -148,11 +149,16 @@ class DurationTTS:
                block_tokens: int = STREAM_BLOCK) -> Iterator[np.ndarray]:
         """Yield float32 audio blocks as they are made; joined they are the audio of :meth:`generate` up to the
         fades at sentence joins. Input is validated before the first block."""
-        from speechlm.tasks.tts import FADE_S, GAP_S
-
         _check_pace(pace)
         chunks = self.text_chunks(text, lang, max_chars)
         shift = self._shift(prompt, prompt_sr)
+        return self.stream_chunks(chunks, shift, pace, block_tokens)
+
+    def stream_chunks(self, chunks: list[tuple[str, list[int]]], shift: VoiceShift | None = None,
+                      pace: float = 1.0, block_tokens: int = STREAM_BLOCK) -> Iterator[np.ndarray]:
+        """:meth:`stream` of chunks already made by :meth:`text_chunks` (the server validates first)."""
+        from speechlm.tasks.tts import FADE_S, GAP_S
+
         gap = np.zeros(int(GAP_S * self.sample_rate), np.float32)
         n_fade = int(FADE_S * self.sample_rate)
         for i, (_, ids) in enumerate(chunks):
@@ -160,12 +166,13 @@ class DurationTTS:
             if i:
                 yield gap
             dec = self.codec.stream_decoder(block_tokens)
-            blocks = [*dec.push(c), *dec.flush(c.shape[1] * self.codec.hop)]
-            for j, b in enumerate(blocks):
-                b = b.copy()
-                if j == 0 and n_fade:
+            first = True
+            for b in itertools.chain(dec.push(c), dec.flush(c.shape[1] * self.codec.hop)):
+                if first and n_fade:
+                    b = b.copy()
                     m = min(n_fade, len(b))
                     b[:m] *= np.linspace(0.0, 1.0, m, dtype=np.float32)
+                first = False
                 yield b
 
 
