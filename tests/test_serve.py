@@ -238,3 +238,38 @@ def test_page_speaks_in_headless_chromium(server, tmp_path):
         drv.save_screenshot(str(tmp_path / "serve_page.png"))
     finally:
         drv.quit()
+
+
+def test_timeout_is_a_json_504(tts, tmp_path):
+    from fastapi.testclient import TestClient
+
+    app = _app(tts, tmp_path, timeout_s=1e-6)
+    with TestClient(app) as c:
+        r = c.post("/v1/audio/speech", json={"input": "This takes longer than a microsecond."})
+        assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
+        assert app.state.slots.held == 0  # the worker is free again
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_worker(server):
+    import http.client
+    import urllib.request
+    from urllib.parse import urlparse
+
+    text = " ".join(["This is a long text that keeps the server busy for a while."] * 20)
+    u = urlparse(server)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    conn.request("POST", "/v1/audio/speech", body=json.dumps({"input": text, "response_format": "pcm"}),
+                 headers={"Authorization": "Bearer test-key-123456", "Content-Type": "application/json"})
+    r = conn.getresponse()
+    assert r.status == 200 and len(r.read1(1024)) > 0  # first audio, then hang up
+    conn.sock.close()
+    conn.close()
+    for _ in range(100):
+        with urllib.request.urlopen(f"{server}/health") as resp:
+            h = json.loads(resp.read())
+        if h["in_flight"] == 0:
+            break
+        time.sleep(0.1)
+    assert h["in_flight"] == 0
+    with urllib.request.urlopen(f"{server}/metrics") as resp:  # stopped because it left, not because it ended
+        assert 'speechlm_rejections_total{reason="disconnected"} 1' in resp.read().decode()

@@ -238,27 +238,42 @@ def create_app(cfg: ServeConfig, tts=None):
                 yield b
 
         byte_iter = stream(blocks(), tts.sample_rate, req.response_format, stop)
+        try:  # the first bytes before the response starts: a timeout or failure can still be a JSON error
+            head = await run_in_threadpool(next, byte_iter, b"")
+        except TimeoutError:
+            stop.set()
+            slots.release()
+            raise ApiError(504, f"generation took over {cfg.timeout_s:g} s", "timeout") from None
+        except BaseException:
+            stop.set()
+            slots.release()
+            raise
+        metrics.observe_first_audio(time.perf_counter() - t0)
+
+        def frame(chunk: bytes) -> bytes:
+            if req.stream_format != "sse":
+                return chunk
+            ev = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()}
+            return f"data: {json.dumps(ev)}\n\n".encode()
 
         async def body():
-            first = True
             status = 200
             try:
+                if head:
+                    yield frame(head)
                 async for chunk in iterate_in_threadpool(byte_iter):
                     if await request.is_disconnected():
                         metrics.reject("disconnected")
                         break
-                    if first:
-                        metrics.observe_first_audio(time.perf_counter() - t0)
-                        first = False
-                    if req.stream_format == "sse":
-                        ev = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()}
-                        yield f"data: {json.dumps(ev)}\n\n".encode()
-                    else:
-                        yield chunk
+                    yield frame(chunk)
                 if req.stream_format == "sse":
                     yield b'data: {"type": "speech.audio.done"}\n\n'
             except TimeoutError:
                 status = 504  # headers are gone: the stream ends early; the metric records it
+            except (asyncio.CancelledError, GeneratorExit):  # the client went away: stop generating
+                metrics.reject("disconnected")
+                status = 499
+                raise
             finally:
                 stop.set()
                 slots.release()

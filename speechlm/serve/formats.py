@@ -4,6 +4,7 @@ header), ``mp3`` and ``opus`` (Ogg) through ffmpeg — whole, or streamed block 
 from __future__ import annotations
 
 import io
+import itertools
 import queue
 import subprocess
 import threading
@@ -63,7 +64,11 @@ def encode(wav: np.ndarray, sr: int, fmt: str) -> bytes:
 
 def stream(blocks: Iterator[np.ndarray], sr: int, fmt: str, stop: threading.Event) -> Iterator[bytes]:
     """Audio blocks -> bytes of ``fmt`` as they come. ``flac`` is not streamed (sent when complete). Setting
-    ``stop`` (the client went away) ends the work at the next block."""
+    ``stop`` (the client went away) ends the work at the next block. The first block is made before any byte is
+    produced, so an error in making it reaches the caller before the response starts."""
+    blocks = iter(blocks)
+    first = next(blocks, None)
+    blocks = itertools.chain([] if first is None else [first], blocks)
     if fmt == "wav":
         yield wav_header(sr)
         for b in blocks:
