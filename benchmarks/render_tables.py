@@ -89,7 +89,25 @@ def edit_eval(r: dict) -> str:
         f"{r['corr_outside_median']:.4f} |"])
 
 
-RENDERERS = {"tts_eval": tts_eval, "edit_eval": edit_eval, "codec_bench": codec_bench, "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab,
+def serve_bench(r: dict) -> str:
+    lines = [f"`speechlm serve --workers {r['workers']} --queue {r['queue']} --threads {r['threads']}`; "
+             f"{r['n']} one-sentence streamed requests one at a time: first audio byte p50 "
+             f"{r['first_byte_ms']['p50']:.0f} ms, p95 {r['first_byte_ms']['p95']:.0f} ms; real-time factor "
+             f"{r['rtf_median']:.3f}", "",
+             "| load | requests | answered | answered 429 | 5xx | p50 latency s | p95 latency s | requests/s | "
+             "audio s per s |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {x['x_capacity']}x capacity | {x['requests']} | {x['ok']} | {x['share_429']:.0%} | {x['n_5xx']} | "
+              f"{x['p50_s']:.2f} | {x['p95_s']:.2f} | {x['throughput_rps']:.2f} | {x['audio_s_per_s']:.1f} |"
+              for x in r["load"]]
+    if "soak" in r:
+        s = r["soak"]
+        lines += ["", f"Soak: {s['requests']} requests in {s['minutes']:g} min at capacity; resident memory "
+                  f"{s['before']['rss_mb']:.0f} -> {s['after']['rss_mb']:.0f} MB, open file descriptors "
+                  f"{s['before']['fds']} -> {s['after']['fds']}."]
+    return "\n".join(lines)
+
+
+RENDERERS = {"serve_bench": serve_bench, "tts_eval": tts_eval, "edit_eval": edit_eval, "codec_bench": codec_bench, "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab,
              "sf_streaming": sf_streaming}
 
 
