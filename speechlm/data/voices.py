@@ -95,6 +95,8 @@ FLITE_VOICES = {
     "rms": ("male", 95.0),
     "slt": ("female", 170.0),
 }
+PIPER_VOICES = {"en_US-joe-medium": ("male", "en")}  # VITS voices run in-process (speechlm.data.piper)
+PIPER_LENGTHS = (0.9, 1.0, 1.1)
 FLITE_STRETCHES = (0.85, 1.0, 1.2)
 FLITE_F0_FACTORS = (0.85, 1.0, 1.15)
 
@@ -126,7 +128,7 @@ HELD_OUT_ESPEAK_VARIANTS = {"m7", "f5", "steph", "travis"}
 SPLIT_CUTS = (84, 92)  # hash mod 100: [0, 84) train, [84, 92) valid, [92, 100) test
 
 # How much each engine's speakers are drawn, when a language has several engines.
-ENGINE_WEIGHTS = {"espeak-ng": 0.4, "flite": 0.35, "festival": 0.25}
+ENGINE_WEIGHTS = {"espeak-ng": 0.4, "flite": 0.35, "festival": 0.25, "piper": 0.25}
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,13 @@ def flite_voices() -> frozenset[str]:
     return frozenset(out.split(":", 1)[-1].split())
 
 
+def piper_voices() -> frozenset[str]:
+    """The Piper voices whose package (and onnxruntime) is installed."""
+    from speechlm.data.piper import joe_available
+
+    return frozenset(PIPER_VOICES) if joe_available() else frozenset()
+
+
 def festival_installed(name: str) -> bool:
     return shutil.which("text2wave") is not None and any(FESTIVAL_VOICE_DIR.glob(f"*/{name}"))
 
@@ -215,6 +224,7 @@ def voices_for(lang: str) -> list[Voice]:
     if lang == "en":
         have = flite_voices()
         out += [Voice("flite", v, "en", g) for v, (g, _) in FLITE_VOICES.items() if v in have]
+    out += [Voice("piper", v, lang, g) for v, (g, vl) in PIPER_VOICES.items() if vl == lang and v in piper_voices()]
     out += [
         Voice("festival", name, vl, g, enc)
         for name, vl, g, enc in FESTIVAL_VOICES
@@ -231,6 +241,8 @@ def speakers_for(voice: Voice) -> list[Speaker]:
         grid = [(("stretch", s), ("f0x", f)) for s in FLITE_STRETCHES for f in FLITE_F0_FACTORS]
     elif voice.engine == "festival":
         grid = [(("stretch", s),) for s in FESTIVAL_STRETCHES]
+    elif voice.engine == "piper":
+        grid = [(("length", s),) for s in PIPER_LENGTHS]
     else:
         grid = [()]
     return [Speaker(voice, g) for g in grid]
