@@ -23,7 +23,7 @@ def test_shipped_lm_matches_shipped_codec_and_speaks() -> None:
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        tts = TTS.load()  # refuses (CheckpointError) if the shipped codec is not the one the LM was trained on
+        tts = TTS.load("lm_default")  # refuses (CheckpointError) if the shipped codec is not the one it was trained on
         assert tts.default_prompt is not None and tts.lm.config.layout == "voicecraft"
         a = tts.generate("Hello there.", seed=1)
         b = tts.generate("Hello there.", seed=1)

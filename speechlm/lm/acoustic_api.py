@@ -26,7 +26,6 @@ import torch
 from speechlm.errors import CheckpointError
 from speechlm.lm.acoustic import AcousticConfig, AcousticModel
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT = "tts_duration"
 KIND = "acoustic"
 
@@ -34,23 +33,9 @@ KIND = "acoustic"
 def resolve_acoustic_dir(name_or_dir: str | os.PathLike | None) -> Path:
     """``None``/``"default"`` -> the shipped :data:`DEFAULT`; ``NAME`` -> ``assets/NAME`` or ``assets/tts_NAME``;
     else a checkpoint folder or a run folder (its newest checkpoint)."""
-    from speechlm.train.checkpoint import latest_checkpoint
+    from speechlm.train.checkpoint import resolve_model_dir
 
-    name = str(name_or_dir) if name_or_dir not in (None, "default") else DEFAULT
-    p = Path(name)
-    if not p.exists() and "/" not in name:
-        for cand in (ASSETS / name, ASSETS / f"tts_{name.removeprefix('tts_')}"):
-            if cand.is_dir():
-                p = cand
-                break
-    if not p.is_dir():
-        raise CheckpointError(f"TTS model {name!r} not found (a name under speechlm/assets or a folder)")
-    if not (p / "model.safetensors").exists():
-        latest = latest_checkpoint(p) if (p / "checkpoints").is_dir() else None
-        if latest is None:
-            raise CheckpointError(f"{p}: no model checkpoint there")
-        p = latest
-    return p
+    return resolve_model_dir(name_or_dir, "tts", DEFAULT, "TTS model")
 
 
 def is_acoustic(path: Path) -> bool:

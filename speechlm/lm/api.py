@@ -22,21 +22,9 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
 def resolve_lm_dir(name_or_dir: str | os.PathLike | None) -> Path:
-    from speechlm.train.checkpoint import latest_checkpoint
+    from speechlm.train.checkpoint import resolve_model_dir
 
-    name = str(name_or_dir) if name_or_dir is not None else "default"
-    p = Path(name)
-    asset = ASSETS / f"lm_{name.removeprefix('lm_')}"
-    if not p.exists() and "/" not in name and asset.is_dir():
-        p = asset
-    if not p.is_dir():
-        raise CheckpointError(f"codec LM {name!r} not found (a name under speechlm/assets or a folder)")
-    if not (p / "model.safetensors").exists():
-        latest = latest_checkpoint(p) if (p / "checkpoints").is_dir() else None
-        if latest is None:
-            raise CheckpointError(f"{p}: no codec LM checkpoint there")
-        p = latest
-    return p
+    return resolve_model_dir(name_or_dir, "lm", "lm_default", "codec LM")
 
 
 @dataclass

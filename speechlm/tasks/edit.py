@@ -95,33 +95,13 @@ def frame_spans(changes: list[tuple[int, int, int, int]], starts: list[float], e
     return [(s, e) for s, e in merged]
 
 
-def load_edit_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """A file to edit -> (``wav [T]``, rate); over :data:`MAX_EDIT_S` is refused before decoding."""
-    return load_capped(path, MAX_EDIT_S, lambda s: EditInputError(
-        f"the audio is {s:.2f} s long; editing takes 0.3-{MAX_EDIT_S:g} s"))
-
-
-def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang: str = "en", seed: int = 0,
-         temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9, retries: int = 2,
-         draws: int = 4) -> EditResult:
-    """Edit ``wav [T]`` (any rate; the output is at the codec's rate) so it says ``target``.
-
-    ``draws`` candidates are sampled in one batch (VoiceCraft's recipe: an infill often overshoots, so sample
-    several and choose); among those that end with their own stop token the one whose length is closest to
-    the expected length (the spans' length, plus the phones added or removed at the speaker's rate) is kept.
-    A draw that runs to the length cap is drawn again, up to ``retries`` times."""
+def prepare_edit(tts, wav: np.ndarray, sr: int, sr_out: int, transcript: str, target: str, lang: str):
+    """Checks and alignment shared by the editors: -> (mono audio at ``sr_out``, its seconds, the transcript's and
+    the target's (word, phones), the changed word ranges :func:`word_diff`, the forced alignment)."""
     from speechlm.asr.transcriber import get_transcriber
     from speechlm.audio.io import resample
-    from speechlm.lm.data import text_ids
-    from speechlm.lm.generate import GenRequest, generate_until_stop, max_frames_for, min_frames_for
-    from speechlm.lm.sampling import SamplingConfig
-    from speechlm.lm.voicecraft import infill_context, unmask
-    from speechlm.text.g2p import format_phonemes, resolve_lang
+    from speechlm.text.g2p import format_phonemes
 
-    t0 = time.perf_counter()
-    lang = resolve_lang(lang)
-    if tts.lm.config.layout != "voicecraft":
-        raise EditInputError("editing needs a VoiceCraft-layout LM (this one is VALL-E: TTS only)")
     for name, t in (("transcript", transcript), ("target", target)):
         if not t or not t.strip():
             raise EditInputError(f"the {name} is empty")
@@ -131,7 +111,6 @@ def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang:
     if not np.isfinite(wav).all():
         raise EditInputError(f"the audio to edit contains NaN/Inf samples ({int((~np.isfinite(wav)).sum())} of "
                              f"{wav.size})")
-    sr_out = tts.codec.sample_rate
     wav = resample(wav, sr, sr_out) if sr != sr_out else wav
     dur = len(wav) / sr_out
     if dur < 0.3 or dur > MAX_EDIT_S:
@@ -149,6 +128,36 @@ def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang:
         raise EditInputError(f"cannot align the transcript to the audio ({exc})") from None
     if len(al.words) != len(src):
         raise EditInputError(f"the aligner placed {len(al.words)} of {len(src)} words; cannot locate the edit")
+    return wav, dur, src, dst, changes, al
+
+
+def load_edit_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """A file to edit -> (``wav [T]``, rate); over :data:`MAX_EDIT_S` is refused before decoding."""
+    return load_capped(path, MAX_EDIT_S, lambda s: EditInputError(
+        f"the audio is {s:.2f} s long; editing takes 0.3-{MAX_EDIT_S:g} s"))
+
+
+def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang: str = "en", seed: int = 0,
+         temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9, retries: int = 2,
+         draws: int = 4) -> EditResult:
+    """Edit ``wav [T]`` (any rate; the output is at the codec's rate) so it says ``target``.
+
+    ``draws`` candidates are sampled in one batch (VoiceCraft's recipe: an infill often overshoots, so sample
+    several and choose); among those that end with their own stop token the one whose length is closest to
+    the expected length (the spans' length, plus the phones added or removed at the speaker's rate) is kept.
+    A draw that runs to the length cap is drawn again, up to ``retries`` times."""
+    from speechlm.lm.data import text_ids
+    from speechlm.lm.generate import GenRequest, generate_until_stop, max_frames_for, min_frames_for
+    from speechlm.lm.sampling import SamplingConfig
+    from speechlm.lm.voicecraft import infill_context, unmask
+    from speechlm.text.g2p import format_phonemes, resolve_lang
+
+    t0 = time.perf_counter()
+    lang = resolve_lang(lang)
+    if tts.lm.config.layout != "voicecraft":
+        raise EditInputError("editing needs a VoiceCraft-layout LM (this one is VALL-E: TTS only)")
+    sr_out = tts.codec.sample_rate
+    wav, dur, src, dst, changes, al = prepare_edit(tts, wav, sr, sr_out, transcript, target, lang)
     m = tts.lm.config
     vocab = m.vocab
     tok = tts.codec.encode(wav, sr_out)
@@ -251,41 +260,14 @@ def edit_duration(tts, wav: np.ndarray, sr: int, transcript: str, target: str, l
     changed words' stretch of it (cut at the middles of the pauses around them, where the model's durations put
     them) replaces the changed words' stretch of the recording (cut the same way, after forced alignment), at the
     recording's loudness, with ``XFADE_S`` crossfades. Everything else is the original audio."""
-    from speechlm.asr.transcriber import get_transcriber
-    from speechlm.audio.io import resample
-    from speechlm.text.g2p import format_phonemes, resolve_lang
+    from speechlm.text.g2p import resolve_lang
     from speechlm.text.tts_input import token_ids, tts_tokens
 
     t0 = time.perf_counter()
     lang = resolve_lang(lang)
-    for name, t in (("transcript", transcript), ("target", target)):
-        if not t or not t.strip():
-            raise EditInputError(f"the {name} is empty")
-    wav = np.asarray(wav, np.float32)
-    if wav.ndim == 2:
-        wav = wav.mean(0)
-    if not np.isfinite(wav).all():
-        raise EditInputError(f"the audio to edit contains NaN/Inf samples ({int((~np.isfinite(wav)).sum())} of "
-                             f"{wav.size})")
     sr_out = tts.sample_rate
-    wav = resample(wav, sr, sr_out) if sr != sr_out else wav
-    dur = len(wav) / sr_out
-    if dur < 0.3 or dur > MAX_EDIT_S:
-        raise EditInputError(f"the audio is {dur:.2f} s long; editing takes 0.3-{MAX_EDIT_S:g} s")
-    tts.text_chunks(target, lang)  # language and readability checks
-    src, dst = _words(tts, transcript, lang), _words(tts, target, lang)
-    if not src or not dst:
-        raise EditInputError("the transcript and the target need words to read")
-    changes = word_diff([w for w, _ in src], [w for w, _ in dst])
-    if not changes:
-        raise EditInputError("the target says the same words as the transcript: nothing to edit")
-    try:
-        al = get_transcriber().align(wav, " ".join(w for w, _ in src), lang, sr=sr_out,
-                                     phonemes=format_phonemes(src))
-    except SpeechLMError as exc:
-        raise EditInputError(f"cannot align the transcript to the audio ({exc})") from None
-    if len(al.words) != len(src):
-        raise EditInputError(f"the aligner placed {len(al.words)} of {len(src)} words; cannot locate the edit")
+    wav, dur, src, dst, changes, al = prepare_edit(tts, wav, sr, sr_out, transcript, target, lang)
+    tts.text_chunks(target, lang)  # the model's language and readability checks
     clip = wav[: int(min(dur, 20.0) * sr_out)]
     shift = tts.voice_shift(clip, sr_out) if dur >= 1.0 else None
     tokens = tts_tokens(target, lang)

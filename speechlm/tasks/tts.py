@@ -111,6 +111,26 @@ def load_prompt_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         f"the prompt is {s:.1f} s long; give at most {MAX_PROMPT_S:g} s (3-10 s works best)"))
 
 
+def check_prompt_audio(wav: np.ndarray, sr: int) -> np.ndarray:
+    """A voice prompt ``[T]`` or ``[C, T]`` -> mono float32 ``[T]``; refuses NaN/Inf, a length outside
+    :data:`MIN_PROMPT_S`-:data:`MAX_PROMPT_S` and silence (:class:`TTSInputError`)."""
+    wav = np.asarray(wav, np.float32)
+    if wav.ndim == 2:
+        wav = wav.mean(0)
+    if not np.isfinite(wav).all():
+        raise TTSInputError(f"the prompt audio contains NaN/Inf samples ({int((~np.isfinite(wav)).sum())} of "
+                            f"{wav.size})")
+    dur = len(wav) / sr
+    if dur < MIN_PROMPT_S:
+        raise TTSInputError(f"the prompt is {dur:.2f} s long; give {MIN_PROMPT_S:g}-{MAX_PROMPT_S:g} s "
+                            "(3-10 s works best)")
+    if dur > MAX_PROMPT_S:
+        raise TTSInputError(f"the prompt is {dur:.1f} s long; give at most {MAX_PROMPT_S:g} s (3-10 s works best)")
+    if _rms_dbfs(wav) < SILENT_DBFS:
+        raise TTSInputError(f"the prompt is silent ({_rms_dbfs(wav):.0f} dBFS)")
+    return wav
+
+
 def split_sentences(text: str) -> list[str]:
     """Split at sentence-final punctuation followed by space (``. ! ? ; 。 ！ ？``); keeps the punctuation."""
     parts = re.split(r"(?<=[.!?;。！？])\s+", " ".join(text.split()))
@@ -240,21 +260,7 @@ class TTS:
         """Validate a prompt (``wav [T]`` or ``[C, T]``) and its transcript; encode it with the codec."""
         from speechlm.audio.io import resample
 
-        wav = np.asarray(wav, np.float32)
-        if wav.ndim == 2:
-            wav = wav.mean(0)
-        if not np.isfinite(wav).all():
-            raise TTSInputError(f"the prompt audio contains NaN/Inf samples ({int((~np.isfinite(wav)).sum())} of "
-                                f"{wav.size})")
-        dur = len(wav) / sr
-        if dur < MIN_PROMPT_S:
-            raise TTSInputError(f"the prompt is {dur:.2f} s long; give {MIN_PROMPT_S:g}-{MAX_PROMPT_S:g} s "
-                                "(3-10 s works best)")
-        if dur > MAX_PROMPT_S:
-            raise TTSInputError(f"the prompt is {dur:.1f} s long; give at most {MAX_PROMPT_S:g} s (3-10 s works "
-                                "best)")
-        if _rms_dbfs(wav) < SILENT_DBFS:
-            raise TTSInputError(f"the prompt is silent ({_rms_dbfs(wav):.0f} dBFS)")
+        wav = check_prompt_audio(wav, sr)
         if not text or not text.strip():
             raise TTSInputError("a prompt needs its transcript (--prompt-text)")
         ph = self.phonemes(text, lang)

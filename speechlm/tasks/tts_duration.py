@@ -20,12 +20,9 @@ import numpy as np
 
 from speechlm.lm.acoustic_api import AcousticTTSModel, VoiceShift, VoiceStats
 from speechlm.tasks.tts import (
-    MAX_PROMPT_S,
-    MIN_PROMPT_S,
-    SILENT_DBFS,
     TTSInputError,
     TTSResult,
-    _rms_dbfs,
+    check_prompt_audio,
     fade_join,
     load_prompt_audio,
     split_sentences,
@@ -92,18 +89,7 @@ class DurationTTS:
         from speechlm.audio.io import resample
         from speechlm.lm.acoustic_data import frame_features
 
-        wav = np.asarray(wav, np.float32)
-        if wav.ndim == 2:
-            wav = wav.mean(0)
-        if not np.isfinite(wav).all():
-            raise TTSInputError(f"the prompt audio contains NaN/Inf samples ({int((~np.isfinite(wav)).sum())} of "
-                                f"{wav.size})")
-        dur = len(wav) / sr
-        if not MIN_PROMPT_S <= dur <= MAX_PROMPT_S:
-            raise TTSInputError(f"the prompt is {dur:.2f} s long; give {MIN_PROMPT_S:g}-{MAX_PROMPT_S:g} s "
-                                "(3-10 s works best)")
-        if _rms_dbfs(wav) < SILENT_DBFS:
-            raise TTSInputError(f"the prompt is silent ({_rms_dbfs(wav):.0f} dBFS)")
+        wav = check_prompt_audio(wav, sr)
         wav16 = resample(wav, sr, 16000) if sr != 16000 else wav
         feat = frame_features(np.ascontiguousarray(wav16, np.float64))
         m = self.am.config.n_mcep

@@ -303,6 +303,30 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int = 3) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+ASSETS = Path(speechlm.__file__).resolve().parent / "assets"
+
+
+def resolve_model_dir(name_or_dir: str | os.PathLike | None, prefix: str, default: str, what: str) -> Path:
+    """A model name or folder -> its checkpoint folder. ``None``/``"default"`` -> ``assets/<default>``; ``NAME`` ->
+    ``assets/NAME`` or ``assets/<prefix>_NAME``; anything else is a checkpoint folder, or a run folder (its newest
+    checkpoint). ``what`` names the kind in errors."""
+    name = str(name_or_dir) if name_or_dir not in (None, "default") else default
+    p = Path(name)
+    if not p.exists() and "/" not in name:
+        for cand in (ASSETS / name, ASSETS / f"{prefix}_{name.removeprefix(prefix + '_')}"):
+            if cand.is_dir():
+                p = cand
+                break
+    if not p.is_dir():
+        raise CheckpointError(f"{what} {name!r} not found (a name under speechlm/assets or a folder)")
+    if not (p / MODEL_FILE).exists():
+        latest = latest_checkpoint(p) if (p / "checkpoints").is_dir() else None
+        if latest is None:
+            raise CheckpointError(f"{p}: no {what} checkpoint there")
+        p = latest
+    return p
+
+
 def model_id(meta: Mapping[str, Any], path: str | os.PathLike) -> str:
     """``NAME@HASH`` of a checkpoint from its ``config.json`` alone (``meta``): its exported name (``extra.name``,
     else the folder's name) and the first 16 hex digits of its weights hash."""
