@@ -111,6 +111,15 @@ def load_prompt_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         f"the prompt is {s:.1f} s long; give at most {MAX_PROMPT_S:g} s (3-10 s works best)"))
 
 
+def read_prompt(prompt: str | os.PathLike | np.ndarray, prompt_sr: int | None) -> tuple[np.ndarray, int]:
+    """A prompt given as a file (read with its length limit) or as a waveform with its rate -> (wav, rate)."""
+    if isinstance(prompt, str | os.PathLike):
+        return load_prompt_audio(prompt)
+    if prompt_sr is None:
+        raise TTSInputError("a waveform prompt needs prompt_sr")
+    return np.asarray(prompt, np.float32), prompt_sr
+
+
 def check_prompt_audio(wav: np.ndarray, sr: int) -> np.ndarray:
     """A voice prompt ``[T]`` or ``[C, T]`` -> mono float32 ``[T]``; refuses NaN/Inf, a length outside
     :data:`MIN_PROMPT_S`-:data:`MAX_PROMPT_S` and silence (:class:`TTSInputError`)."""
@@ -316,12 +325,7 @@ class TTS:
         if isinstance(prompt, Prompt):
             pr = prompt
         elif prompt is not None:
-            if isinstance(prompt, str | os.PathLike):
-                wav, sr = load_prompt_audio(prompt)
-            else:
-                if prompt_sr is None:
-                    raise TTSInputError("a waveform prompt needs prompt_sr")
-                wav, sr = np.asarray(prompt, np.float32), prompt_sr
+            wav, sr = read_prompt(prompt, prompt_sr)
             pr = self.prepare_prompt(wav, sr, prompt_text, lang, check_transcript)
         else:
             pr = self.default_prompt

@@ -24,7 +24,7 @@ from speechlm.tasks.tts import (
     TTSResult,
     check_prompt_audio,
     fade_join,
-    load_prompt_audio,
+    read_prompt,
     split_sentences,
 )
 
@@ -100,13 +100,7 @@ class DurationTTS:
     def _shift(self, prompt, prompt_sr: int | None) -> VoiceShift | None:
         if prompt is None or isinstance(prompt, VoiceShift):
             return prompt
-        if isinstance(prompt, str | os.PathLike):
-            wav, sr = load_prompt_audio(prompt)
-        else:
-            if prompt_sr is None:
-                raise TTSInputError("a waveform prompt needs prompt_sr")
-            wav, sr = np.asarray(prompt, np.float32), prompt_sr
-        return self.voice_shift(wav, sr)
+        return self.voice_shift(*read_prompt(prompt, prompt_sr))
 
     # --- generation -------------------------------------------------------------------------------
     def codes(self, ids: list[int], shift: VoiceShift | None = None, pace: float = 1.0) -> np.ndarray:
