@@ -80,3 +80,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_config_dir(tmp_path_factory):
+    """Tests sign with a key of their own (speechlm.safety.provenance), never the user's."""
+    old = os.environ.get("SPEECHLM_CONFIG_DIR")
+    os.environ["SPEECHLM_CONFIG_DIR"] = str(tmp_path_factory.mktemp("config"))
+    yield
+    if old is None:
+        os.environ.pop("SPEECHLM_CONFIG_DIR", None)
+    else:
+        os.environ["SPEECHLM_CONFIG_DIR"] = old

@@ -35,6 +35,7 @@ GROUPS: dict[str, str] = {
     "edit": "speechlm.cli.edit",
     "models": "speechlm.cli.models",
     "serve": "speechlm.cli.serve",
+    "provenance": "speechlm.cli.provenance",
 }
 
 

@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", required=True, help="what the output should say")
     p.add_argument("-o", "--output", required=True, help="audio file to write")
     p.add_argument("--lang", default="en", help="language (espeak-ng code)")
+    p.add_argument("--no-sign", action="store_true", help="do not add the signed provenance manifest to the output")
     add_sampling_args(p)
     p.add_argument("--draws", type=int, default=4,
                    help="candidates sampled in one batch; the one that stops nearest the expected length is kept")
@@ -52,6 +53,10 @@ def _edit(args: argparse.Namespace) -> int:
                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, retries=args.retries,
                    draws=args.draws)
     save_audio(args.output, res.wav, res.sample_rate)
+    if not args.no_sign:
+        from speechlm.cli.tts import sign_output
+
+        sign_output(args.output, tts, args.target, args.input)
     changes = "; ".join(f"{a or '∅'} -> {b or '∅'}" for a, b in res.changes)
     print(f"{args.output}: {changes}; {len(res.in_spans)} span(s) regenerated in {res.seconds:.1f} s",
           file=sys.stderr)

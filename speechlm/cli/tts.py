@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--description", default=None,
                    help="style description: not supported yet (refused until the model has style control)")
     p.add_argument("--max-chars", type=int, default=2000, help="refuse longer text (default 2000)")
+    p.add_argument("--no-sign", action="store_true",
+                   help="do not add the signed provenance manifest (speechlm provenance verify) to the output")
     p.add_argument("--no-transcript-check", action="store_true",
                    help="skip the check that --prompt-text matches the prompt audio")
     p.add_argument("--min-length", type=float, default=None,
@@ -87,7 +89,21 @@ def _tts(args: argparse.Namespace) -> int:
                        max_chars=args.max_chars, check_transcript=not args.no_transcript_check,
                        retries=args.retries, min_length=min_length)
     save_audio(args.output, res.wav, res.sample_rate)
+    if not args.no_sign:
+        sign_output(args.output, tts, args.text, args.prompt)
     capped = sum(res.hit_cap)
     print(f"{args.output}: {res.duration:.2f} s, {len(res.chunks)} chunk(s), RTF {res.rtf:.2f}"
           + (f", {capped} chunk(s) hit the length cap" if capped else ""), file=sys.stderr)
     return 0
+
+
+def sign_output(path: str, tts, text: str, prompt: str | None) -> None:
+    """Add the signed provenance manifest of a generated file (:mod:`speechlm.safety.provenance`)."""
+    from pathlib import Path
+
+    from speechlm.safety.provenance import sha256_hex, sign_file
+
+    model = tts.am.model_id if hasattr(tts, "am") else tts.lm.model_id
+    sign_file(path, {"model": model, "tokenizer": tts.codec.tokenizer_id, "text_sha256": sha256_hex(text),
+                     "prompt_audio_sha256": sha256_hex(Path(prompt).read_bytes()) if prompt else None,
+                     "watermarked": False})

@@ -1,0 +1,1 @@
+"""Responsible generation: signed provenance of generated audio (:mod:`speechlm.safety.provenance`)."""
