@@ -31,3 +31,12 @@ def test_shipped_lm_matches_shipped_codec_and_speaks() -> None:
         torch.set_num_threads(n)
     assert np.array_equal(a.wav, b.wav)
     assert 0.2 < a.duration < 6.0 and np.abs(a.wav).max() > 0.01
+
+
+def test_shipped_lm_streams_sentence_by_sentence() -> None:
+    from speechlm.tasks.tts import TTS
+
+    tts = TTS.load("lm_default")
+    blocks = list(tts.stream("Hello there. Good bye.", seed=1))
+    assert len(blocks) == 3  # sentence, pause, sentence
+    assert np.array_equal(blocks[0], tts.generate("Hello there.", seed=1).wav)

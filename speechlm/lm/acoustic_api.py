@@ -202,5 +202,7 @@ class AcousticTTSModel:
 
     def to_codes(self, feat: np.ndarray, codec) -> np.ndarray:
         """Features ``[T, F]`` -> codes ``[K, T]`` of ``codec`` (a source-filter codec; every stream)."""
-        codec.quantizer  # noqa: B018 - a source-filter codec is required
+        if not hasattr(codec, "quantizer"):
+            raise CheckpointError(f"{codec.tokenizer_id} is not a source-filter codec: the acoustic model's frames "
+                                  "are quantised by codec_sf")
         return codec.quantizer.encode(self.to_frames(feat), codec.quantizer.n_env_stages)

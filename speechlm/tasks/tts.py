@@ -19,7 +19,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -381,6 +381,19 @@ class TTS:
         wav = fade_join(pieces, self.codec.sample_rate)
         return TTSResult(wav, self.codec.sample_rate, [c for c, _ in chunks], [c.shape[1] for c in codes_out], hit,
                          time.perf_counter() - t0)
+
+    def stream(self, text: str, **kwargs) -> Iterator[np.ndarray]:
+        """Yield the audio sentence by sentence as each is generated (``generate``'s options), with the pauses
+        between them; the codec LM makes a sentence at a time, so this is coarser than the duration model's
+        200-ms blocks."""
+        from speechlm.text.g2p import resolve_lang
+
+        self.text_chunks(text, resolve_lang(kwargs.get("lang", "en")), kwargs.get("max_chars", 2000))  # checks
+        gap = np.zeros(int(GAP_S * self.codec.sample_rate), np.float32)
+        for i, sent in enumerate(s for s in split_sentences(text) if any(c.isalnum() for c in s)):
+            if i:
+                yield gap
+            yield self.generate(sent, **kwargs).wav
 
     def clear_cache(self) -> None:
         """Forget the decoder state kept for the last prompt (the next call decodes its prompt again)."""
