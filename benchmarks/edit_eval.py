@@ -53,7 +53,7 @@ def main() -> int:
                     and len(w) > 3})
     tts = TTS.load(args.model)
     duration_model = tts_kind(args.model) == "acoustic"
-    judge = WhisperJudge.load("base")
+    judge = WhisperJudge.load("base", threads=args.threads)
     from speechlm.text.wer import word_errors
 
     rows, e_edit, e_orig, n_edit, n_orig, corrs, failed = [], 0, 0, 0, 0, [], []
@@ -76,12 +76,12 @@ def main() -> int:
         c = word_errors(target, judge.transcribe(res.wav, SR, "en"))
         o = word_errors(u.text, judge.transcribe(wav, SR, "en"))
         e_edit, n_edit, e_orig, n_orig = e_edit + c.errors, n_edit + c.ref_len, e_orig + o.errors, n_orig + o.ref_len
+        # before the first edit the output starts as the input; after the last one it ends as the input (each
+        # junction's crossfade, x samples, excluded)
         a, b = res.in_spans[0][0], res.in_spans[-1][1]
-        oa, ob = res.out_spans[0][0], res.out_spans[-1][1]
-        head = (res.wav[: max(0, oa - x)], wav[: max(0, a - x)])
-        rest = (res.wav[ob + x :], wav[b + x :])
-        kept_out = np.concatenate([head[0], rest[0]])
-        kept_in = np.concatenate([head[1], rest[1][: len(rest[0])]])
+        n_tail = max(0, len(wav) - b - x)
+        kept_out = np.concatenate([res.wav[: max(0, a - x)], res.wav[len(res.wav) - n_tail :]])
+        kept_in = np.concatenate([wav[: max(0, a - x)], wav[len(wav) - n_tail :]])
         corr = float(np.corrcoef(kept_out, kept_in)[0, 1]) if len(kept_out) > 100 and kept_in.std() > 0 else 1.0
         corrs.append(corr)
         rows.append({"id": u.id, "text": u.text, "target": target, "wer": c.rate, "corr_outside": corr})

@@ -126,7 +126,7 @@ def main() -> int:
             gen_time[s] += time.perf_counter() - t0
             save_audio(out / s / f"{u.id}.wav", wav, SR)
 
-    judge = WhisperJudge.load("base")
+    judge = WhisperJudge.load("base", threads=args.threads)
     emb = load_embedder(None)
     prompt_emb = [emb.embed(resample(w, SR, emb.sample_rate)) for w, _ in prompts]
     rows, per_utt = {}, {}
