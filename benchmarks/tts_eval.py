@@ -46,11 +46,18 @@ def pick_prompts(sentences: list, root: Path) -> list[tuple[np.ndarray, str]]:
     from speechlm.audio.io import load_audio
     from speechlm.data.manifest import manifest_root, read_manifest
 
+    from speechlm.lm.acoustic_data import frame_features
+
+    def voiced_s(path) -> float:  # a prompt needs a voice: music, noise or whisper is skipped
+        wav = load_audio(path, sr=SR)[0][0][: 10 * SR]
+        return float((frame_features(wav.astype(np.float64))[:, 41] > 0.5).sum() / 50)
+
     pool = []
     for m in PROMPT_SOURCES:
         if Path(m).is_file():
             r = manifest_root(m)
-            pool += [(u.audio_path(r), u.id) for u in read_manifest(m) if u.duration >= 3.0]
+            pool += [(u.audio_path(r), u.id) for u in read_manifest(m)
+                     if u.duration >= 3.0 and voiced_s(u.audio_path(r)) >= 1.0]
     own = [(u.audio_path(root), u.id) for u in read_manifest(SENTENCES) if 3.0 <= u.duration <= 10.0]
     out = []
     for i, s in enumerate(sentences):

@@ -10,7 +10,8 @@ Voice adaptation (:class:`VoiceShift`): a prompt's voiced log-F0 mean/spread rep
 envelope is frequency-warped by the factor that best maps the model voice's mean spectrum onto the prompt's (a
 vocal-tract-length change: formants move together) and then shifted by the remaining mean mel-cepstral
 difference (c1.. only, a fixed equaliser towards the prompt's timbre). A cheap, explicit speaker transform that
-the source-filter parameterisation makes possible.
+the source-filter parameterisation makes possible. Each frame's energy is kept (c0 absorbs the change), so a voice
+shift never makes the output louder or clip.
 """
 
 from __future__ import annotations
@@ -86,6 +87,13 @@ def _log_spectra(mcep: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(sp, 1e-12))
 
 
+def _log_energy(mcep: np.ndarray) -> np.ndarray:
+    """Log of the summed power spectrum of every frame ``[T]``."""
+    ls = _log_spectra(mcep)
+    top = ls.max(1)
+    return top + np.log(np.exp(ls - top[:, None]).sum(1))
+
+
 def _warp_log(logsp: np.ndarray, r: float) -> np.ndarray:
     """Log spectra ``[T, F]`` with the frequency axis scaled by ``r`` (the value at f is the input's at f/r)."""
     n = logsp.shape[1]
@@ -139,6 +147,10 @@ class VoiceShift:
             out[:, :n_mcep] = warp_mcep(out[:, :n_mcep], self.warp)
             mean = warp_mcep(mean[None], self.warp)[0]
         out[:, 1:n_mcep] += (self.target.mcep_mean[1:] - mean[1:])[None]
+        # keep every frame's energy: the new envelope shape must not make the voice louder (or clip); c0 adds a
+        # constant to the log spectrum, so the log-energy difference moves straight into it
+        if len(out):
+            out[:, 0] += _log_energy(feat[:, :n_mcep]) - _log_energy(out[:, :n_mcep])
         return out
 
 
