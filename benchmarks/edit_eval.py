@@ -33,6 +33,7 @@ def main() -> int:
 
     import torch
     from tqdm import tqdm
+    from tts_eval import SENTENCES, pick_sentences
 
     from speechlm.audio.io import load_audio, save_audio
     from speechlm.data.manifest import manifest_root
@@ -40,7 +41,6 @@ def main() -> int:
     from speechlm.eval.whisper import WhisperJudge
     from speechlm.tasks.edit import XFADE_S, edit, edit_duration
     from speechlm.tasks.tts import TTS, tts_kind
-    from tts_eval import SENTENCES, pick_sentences
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -86,7 +86,8 @@ def main() -> int:
         corrs.append(corr)
         rows.append({"id": u.id, "text": u.text, "target": target, "wer": c.rate, "corr_outside": corr})
     res = {"kind": "edit_eval", "command": "benchmarks/edit_eval.py --out runs/edit_eval" + (
-               f" --n {args.n}" if args.n != 50 else ""), "n": len(rows), "failed": failed, "model": str(args.model or "default"), "judge": "whisper-base",
+               f" --n {args.n}" if args.n != 50 else ""), "n": len(rows), "failed": failed,
+           "model": str(args.model or "default"), "judge": "whisper-base",
            "wer_edited": e_edit / max(n_edit, 1), "wer_original": e_orig / max(n_orig, 1),
            "corr_outside_min": float(np.min(corrs)) if corrs else None,
            "corr_outside_median": float(np.median(corrs)) if corrs else None, "rows": rows}

@@ -68,7 +68,8 @@ def sf_streaming(r: dict) -> str:
 def tts_eval(r: dict) -> str:
     lines = [f"{r['n']} held-out sentences (`{r['sentences']}`), judge {r['judge']}, {r['threads']} threads; "
              f"ours = `{r['model']}`", "",
-             "| system | Whisper-base WER | insertions + deletions | DNSMOS OVRL | speaker similarity to the prompt | RTF |",
+             "| system | Whisper-base WER | insertions + deletions | DNSMOS OVRL | speaker similarity to the prompt "
+             "| RTF |",
              "|---|---|---|---|---|---|"]
     for k, v in r["rows"].items():
         lines.append(f"| {k} | {v['wer']:.3f} | {v['ins_del']:.3f} | {_f(v['dnsmos_ovrl'])} | {_f(v['spk_sim'], 3)} "
@@ -76,6 +77,27 @@ def tts_eval(r: dict) -> str:
     if "first_audio_s" in r["rows"].get("ours", {}):
         lines += ["", f"First streamed audio of `ours` after {1000 * r['rows']['ours']['first_audio_s']:.0f} ms "
                   "(median over 20 sentences)."]
+    rows = r["rows"]
+    if "ours" in rows and "ours_prompted" in rows:
+        o, p = rows["ours"], rows["ours_prompted"]
+
+        def yes(ok: bool) -> str:
+            return "met" if ok else "**not met**"
+
+        worst_id = max(o["ins_del"], p["ins_del"])
+        lines += ["", "| issue 19 target | measured | |", "|---|---|---|",
+                  f"| default voice WER <= 0.05 | {o['wer']:.3f} | {yes(o['wer'] <= 0.05)} |",
+                  f"| prompted WER <= 0.10 | {p['wer']:.3f} | {yes(p['wer'] <= 0.10)} |",
+                  f"| prompted speaker similarity >= 0.75 | {p['spk_sim']:.3f} | {yes(p['spk_sim'] >= 0.75)} |",
+                  f"| ... and >= unprompted + 0.1 ({o['spk_sim']:.3f} + 0.1) | {p['spk_sim']:.3f} | "
+                  f"{yes(p['spk_sim'] >= o['spk_sim'] + 0.1)} |",
+                  f"| insertions + deletions <= 0.03 | {worst_id:.3f} (worst row of ours) | {yes(worst_id <= 0.03)} |",
+                  f"| RTF <= 0.3 on {r['threads']} threads | {o['rtf']:.3f} / {p['rtf']:.3f} | "
+                  f"{yes(max(o['rtf'], p['rtf']) <= 0.3)} |"]
+        if "first_audio_s" in o:
+            lines.append(f"| first streamed audio <= 300 ms | {1000 * o['first_audio_s']:.0f} ms | "
+                         f"{yes(o['first_audio_s'] <= 0.3)} |")
+        lines.append("| no generation at a length cap | durations are explicit: there is no cap to hit | met |")
     return "\n".join(lines)
 
 
@@ -107,7 +129,8 @@ def serve_bench(r: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"serve_bench": serve_bench, "tts_eval": tts_eval, "edit_eval": edit_eval, "codec_bench": codec_bench, "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab,
+RENDERERS = {"serve_bench": serve_bench, "tts_eval": tts_eval, "edit_eval": edit_eval, "codec_bench": codec_bench,
+             "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab,
              "sf_streaming": sf_streaming}
 
 

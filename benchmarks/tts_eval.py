@@ -45,7 +45,6 @@ def pick_prompts(sentences: list, root: Path) -> list[tuple[np.ndarray, str]]:
     """One (16 kHz prompt audio of 3-10 s, its source id) per sentence."""
     from speechlm.audio.io import load_audio
     from speechlm.data.manifest import manifest_root, read_manifest
-
     from speechlm.lm.acoustic_data import frame_features
 
     def voiced_s(path) -> float:  # a prompt needs a voice: music, noise or whisper is skipped
@@ -156,7 +155,8 @@ def main() -> int:
     if first_audio:
         rows["ours"]["first_audio_s"] = float(np.median(first_audio))
     res = {"kind": "tts_eval", "command": "benchmarks/tts_eval.py --out runs/tts_eval" + (
-               f" --n {args.n}" if args.n != 100 else ""), "n": len(sents), "sentences": SENTENCES, "judge": "whisper-base", "threads": args.threads,
+               f" --n {args.n}" if args.n != 100 else ""), "n": len(sents), "sentences": SENTENCES,
+           "judge": "whisper-base", "threads": args.threads,
            "model": getattr(getattr(tts, "am", None), "model_id", None), "rows": rows, "utterances": per_utt}
     (out / "results.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
     lines = ["| system | WER | ins+del | DNSMOS OVRL | spk sim to prompt | RTF |", "|---|---|---|---|---|---|"]

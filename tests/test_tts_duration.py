@@ -68,6 +68,18 @@ def test_prompt_moves_pitch_towards_the_prompt(tts):
     assert np.median(moved[:, m]) - np.median(base[:, m]) > 0.2
 
 
+def test_voice_shift_keeps_each_frames_energy(tts):
+    from speechlm.lm.acoustic_api import VoiceShift, VoiceStats, _log_energy, warp_mcep
+
+    src = tts.am.voice
+    loud_timbre = VoiceStats(src.lf0_mean + 0.5, src.lf0_std, warp_mcep(src.mcep_mean[None], 1.2)[0] + 0.3)
+    shift = VoiceShift(src, loud_timbre, 1.2)
+    feat = tts.am.features(tts.text_chunks("Hello there, how are you?")[0][1])[0]
+    moved = shift.apply(feat, 40)
+    assert np.allclose(_log_energy(moved[:, :40]), _log_energy(feat[:, :40]), atol=1e-3)
+    assert not np.allclose(moved[:, 1:40], feat[:, 1:40])  # the timbre did change
+
+
 @pytest.mark.parametrize("text,match", [("", "empty"), ("?!...", "nothing to read"), ("x" * 3000, "limit")])
 def test_bad_text_is_refused(tts, text, match):
     with pytest.raises(TTSInputError, match=match):
