@@ -153,6 +153,9 @@ def test_nan_prompt_says_so(tmp_path) -> None:
             class config:
                 layout = "voicecraft"
 
+        class codec:
+            sample_rate = 16000
+
     with pytest.raises(EditInputError, match="NaN/Inf"):
         edit(_VoiceCraft(), wav, 16000, "a b", "a c")
 

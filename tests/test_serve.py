@@ -149,6 +149,8 @@ def test_voices_are_stored_used_and_deleted(client, tmp_path):
     assert client.delete("/v1/voices/..%2F..%2Fetc").status_code == 404
     bad = client.post("/v1/voices", files={"file": ("x.wav", b"not audio at all", "audio/wav")})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_audio"
+    short = client.post("/v1/voices", files={"file": ("x.wav", _wav_bytes(2.0), "audio/wav")})
+    assert short.status_code == 422 and short.json()["error"]["code"] == "audio_too_short"
     long = client.post("/v1/voices", files={"file": ("x.wav", _wav_bytes(25.0), "audio/wav")})
     assert long.status_code == 422 and long.json()["error"]["code"] == "audio_too_long"
 

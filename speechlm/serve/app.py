@@ -42,6 +42,7 @@ from speechlm.serve.voices import OPENAI_VOICES, PRESETS, VoiceStore, preset_shi
 MODEL_ALIASES = ("tts_duration", "default", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 ASR_ALIASES = ("whisper-1", "whisper-base", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 PAGE = Path(__file__).with_name("page.html")
+MIN_VOICE_S = 3.0  # a stored voice: 3-20 s of speech
 
 
 class SpeechRequest(BaseModel):
@@ -317,6 +318,9 @@ def create_app(cfg: ServeConfig, tts=None):
         from speechlm.tasks.tts import MAX_PROMPT_S
 
         wav, sr = await read_audio(file, MAX_PROMPT_S)
+        if len(wav) < MIN_VOICE_S * sr:
+            raise ApiError(422, f"a voice needs {MIN_VOICE_S:g}-{MAX_PROMPT_S:g} s of speech, got "
+                           f"{len(wav) / sr:.1f} s", "audio_too_short")
         name = check_text(name, 100)
         try:
             shift = await run_in_threadpool(tts.voice_shift, wav, sr)
