@@ -114,7 +114,9 @@ def main() -> int:
         lat = [request(port, SENTENCES[i % len(SENTENCES)]) for i in range(args.n)]
         first = np.array([r["first"] for r in lat])
         rtf = np.array([r["total"] / r["audio_s"] for r in lat])
-        res = {"kind": "serve_bench", "command": "benchmarks/serve_bench.py --out runs/serve_bench",
+        cmd = "benchmarks/serve_bench.py --out runs/serve_bench" + (
+            f" --soak-minutes {args.soak_minutes:g}" if args.soak_minutes > 0 else "")
+        res = {"kind": "serve_bench", "command": cmd,
                "workers": workers, "queue": 2, "threads": 2, "n": args.n,
                "first_byte_ms": {"p50": float(np.median(first) * 1000), "p95": float(np.percentile(first, 95) * 1000)},
                "rtf_median": float(np.median(rtf)), "load": []}
