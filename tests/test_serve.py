@@ -155,6 +155,20 @@ def test_voices_are_stored_used_and_deleted(client, tmp_path):
     assert long.status_code == 422 and long.json()["error"]["code"] == "audio_too_long"
 
 
+def test_transcriptions_in_openai_schema(client):
+    r = client.post("/v1/audio/speech", json={"input": "Please leave a message after the tone.",
+                                              "response_format": "wav"})
+    for model in ("whisper-1", "asr_default"):
+        t = client.post("/v1/audio/transcriptions", files={"file": ("s.wav", r.content, "audio/wav")},
+                        data={"model": model})
+        assert t.status_code == 200, t.text
+        assert "message" in t.json()["text"].lower() or model == "asr_default"
+        assert isinstance(t.json()["text"], str)
+    bad = client.post("/v1/audio/transcriptions", files={"file": ("s.wav", r.content, "audio/wav")},
+                      data={"model": "nope"})
+    assert bad.status_code == 404
+
+
 def test_models_health_page(client):
     assert "tts-1" in [m["id"] for m in client.get("/v1/models").json()["data"]]
     assert client.get("/health").json()["status"] == "ok"

@@ -40,7 +40,7 @@ from speechlm.serve.metrics import Metrics
 from speechlm.serve.voices import OPENAI_VOICES, PRESETS, VoiceStore, preset_shift
 
 MODEL_ALIASES = ("tts_duration", "default", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
-ASR_ALIASES = ("whisper-1", "whisper-base", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
+ASR_ALIASES = ("whisper-1", "whisper-base", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "asr_default")
 PAGE = Path(__file__).with_name("page.html")
 MIN_VOICE_S = 3.0  # a stored voice: 3-20 s of speech
 
@@ -345,11 +345,18 @@ def create_app(cfg: ServeConfig, tts=None):
         wav, sr = await read_audio(file, cfg.max_upload_s)
         await slots.acquire()
         try:
-            if "whisper" not in judge:
-                from speechlm.eval.whisper import WhisperJudge
+            if model == "asr_default":  # the project's own CTC recogniser (an aligner more than a recogniser)
+                if "ctc" not in judge:
+                    from speechlm.asr.transcriber import get_transcriber
 
-                judge["whisper"] = await run_in_threadpool(WhisperJudge.load, "base")
-            text = await run_in_threadpool(judge["whisper"].transcribe, wav, sr, language)
+                    judge["ctc"] = await run_in_threadpool(get_transcriber)
+                text = await run_in_threadpool(judge["ctc"].transcribe, wav, sr)
+            else:
+                if "whisper" not in judge:
+                    from speechlm.eval.whisper import WhisperJudge
+
+                    judge["whisper"] = await run_in_threadpool(WhisperJudge.load, "base")
+                text = await run_in_threadpool(judge["whisper"].transcribe, wav, sr, language)
         except SpeechLMError as exc:
             raise ApiError(422, str(exc), "invalid_audio") from None
         finally:
