@@ -95,9 +95,10 @@ def main() -> int:
     return 0
 
 
-def write_page(out: Path, utts: list, conds: list[str], table: list[str], n: int = 12) -> Path:
+def write_page(out: Path, utts: list, conds: list[str], table: list[str], n: int = 12,
+               title: str = "Codec round trips of held-out speech") -> Path:
     """OUT/index.html: the first ``n`` utterances, one row each, every condition's audio side by side (paths
-    relative to OUT, so the folder can be copied or served as it is), under the results table."""
+    relative to OUT, so the folder can be copied or served as it is), under the results table and ``title``."""
     import html
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in conds)
@@ -106,9 +107,9 @@ def write_page(out: Path, utts: list, conds: list[str], table: list[str], n: int
         cells = "".join(f'<td><audio controls preload="none" src="{c.replace(" ", "_")}/{html.escape(u.id)}.wav">'
                         "</audio></td>" for c in conds)
         body.append(f"<tr><td>{html.escape(u.text)}</td>{cells}</tr>")
-    page = ("<!doctype html><meta charset='utf-8'><title>codec intelligibility</title>"
+    page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px;font-size:13px}"
-            "audio{width:150px}td:first-child{min-width:280px}</style><h1>Codec round trips of held-out speech</h1>"
+            f"audio{{width:150px}}td:first-child{{min-width:280px}}</style><h1>{html.escape(title)}</h1>"
             f"<pre>{html.escape(chr(10).join(table))}</pre><table><tr><th>transcript</th>{head}</tr>"
             + "".join(body) + "</table>")
     (out / "index.html").write_text(page)

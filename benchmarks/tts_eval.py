@@ -18,7 +18,6 @@ Writes OUT/results.json, OUT/results.md and OUT/index.html (20 sentences side by
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import subprocess
 import tempfile
@@ -168,26 +167,11 @@ def main() -> int:
         lines.append(f"\nours: first streamed audio after {1000 * rows['ours']['first_audio_s']:.0f} ms (median of "
                      f"{len(first_audio)} sentences, {args.threads} threads)")
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    write_page(out, sents[: args.page], ["prompts", *systems], lines)
+    from codec_intelligibility import write_page
+
+    write_page(out, sents, ["prompts", *systems], lines, n=args.page, title="TTS on held-out sentences")
     print("\n".join(lines))
     return 0
-
-
-def write_page(out: Path, utts: list, conds: list[str], table: list[str]) -> Path:
-    """OUT/index.html: one row a sentence, every system's audio side by side (paths relative to OUT)."""
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in conds)
-    body = []
-    for u in utts:
-        cells = "".join(f'<td><audio controls preload="none" src="{c}/{html.escape(u.id)}.wav"></audio></td>'
-                        for c in conds)
-        body.append(f"<tr><td>{html.escape(u.text)}</td>{cells}</tr>")
-    page = ("<!doctype html><meta charset='utf-8'><title>speechlm TTS</title>"
-            "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px;font-size:13px}"
-            "audio{width:150px}td:first-child{min-width:260px}</style><h1>TTS on held-out sentences</h1>"
-            f"<pre>{html.escape(chr(10).join(table))}</pre><table><tr><th>text</th>{head}</tr>"
-            + "".join(body) + "</table>")
-    (out / "index.html").write_text(page)
-    return out / "index.html"
 
 
 if __name__ == "__main__":

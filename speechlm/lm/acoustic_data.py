@@ -55,10 +55,10 @@ def _one(args: tuple[str, list[str], list[float]]) -> tuple[np.ndarray, np.ndarr
     from speechlm.audio.io import load_audio
 
     path, tokens, secs = args
-    wav, sr = load_audio(path, sr=16000)
-    feat = frame_features(np.ascontiguousarray(wav[0], np.float64))
     if len(secs) != len(tokens):
         return None
+    wav, _ = load_audio(path, sr=16000)
+    feat = frame_features(np.ascontiguousarray(wav[0], np.float64))
     return feat, frame_durations(np.asarray(secs, np.float64), len(feat))
 
 

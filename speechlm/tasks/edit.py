@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from speechlm.errors import SpeechLMError
-from speechlm.tasks.tts import TTS, TTSInputError, load_capped
+from speechlm.tasks.tts import TTS, TTSInputError, load_capped, mono_finite
 
 if TYPE_CHECKING:
     from speechlm.lm.generate import GenResult
@@ -105,12 +105,7 @@ def prepare_edit(tts, wav: np.ndarray, sr: int, sr_out: int, transcript: str, ta
     for name, t in (("transcript", transcript), ("target", target)):
         if not t or not t.strip():
             raise EditInputError(f"the {name} is empty")
-    wav = np.asarray(wav, np.float32)
-    if wav.ndim == 2:
-        wav = wav.mean(0)
-    if not np.isfinite(wav).all():
-        raise EditInputError(f"the audio to edit contains NaN/Inf samples ({int((~np.isfinite(wav)).sum())} of "
-                             f"{wav.size})")
+    wav = mono_finite(wav, "the audio to edit", EditInputError)
     wav = resample(wav, sr, sr_out) if sr != sr_out else wav
     dur = len(wav) / sr_out
     if dur < 0.3 or dur > MAX_EDIT_S:

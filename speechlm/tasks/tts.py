@@ -120,15 +120,20 @@ def read_prompt(prompt: str | os.PathLike | np.ndarray, prompt_sr: int | None) -
     return np.asarray(prompt, np.float32), prompt_sr
 
 
-def check_prompt_audio(wav: np.ndarray, sr: int) -> np.ndarray:
-    """A voice prompt ``[T]`` or ``[C, T]`` -> mono float32 ``[T]``; refuses NaN/Inf, a length outside
-    :data:`MIN_PROMPT_S`-:data:`MAX_PROMPT_S` and silence (:class:`TTSInputError`)."""
+def mono_finite(wav: np.ndarray, what: str, error: type[TTSInputError] = TTSInputError) -> np.ndarray:
+    """``[T]`` or ``[C, T]`` -> mono float32 ``[T]``; NaN/Inf samples raise ``error`` naming ``what``."""
     wav = np.asarray(wav, np.float32)
     if wav.ndim == 2:
         wav = wav.mean(0)
     if not np.isfinite(wav).all():
-        raise TTSInputError(f"the prompt audio contains NaN/Inf samples ({int((~np.isfinite(wav)).sum())} of "
-                            f"{wav.size})")
+        raise error(f"{what} contains NaN/Inf samples ({int((~np.isfinite(wav)).sum())} of {wav.size})")
+    return wav
+
+
+def check_prompt_audio(wav: np.ndarray, sr: int) -> np.ndarray:
+    """A voice prompt ``[T]`` or ``[C, T]`` -> mono float32 ``[T]``; refuses NaN/Inf, a length outside
+    :data:`MIN_PROMPT_S`-:data:`MAX_PROMPT_S` and silence (:class:`TTSInputError`)."""
+    wav = mono_finite(wav, "the prompt audio")
     dur = len(wav) / sr
     if dur < MIN_PROMPT_S:
         raise TTSInputError(f"the prompt is {dur:.2f} s long; give {MIN_PROMPT_S:g}-{MAX_PROMPT_S:g} s "
