@@ -180,11 +180,18 @@ def _register_import(sub: argparse._SubParsersAction) -> None:
     add_import(sub)
 
 
+def _register_pipeline(sub: argparse._SubParsersAction) -> None:
+    from speechlm.cli.data_pipeline import add_pipeline  # `speechlm data pipeline` lives in its own module
+
+    add_pipeline(sub)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_synth,
     _add_voices,
     _add_stats,
     _register_import,
+    _register_pipeline,
 ]
 
 

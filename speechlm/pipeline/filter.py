@@ -1,0 +1,99 @@
+"""Stage 6, filter: quality gates with thresholds from :class:`~speechlm.pipeline.config.PipelineConfig`.
+
+:func:`measure` computes, per utterance, DNSMOS P.835 (:mod:`speechlm.eval.mos`, speechmos's ONNX models) on the
+audio that will be kept, an SNR estimate, and the fraction of clipped samples in the standardised (not denoised)
+audio. :func:`gate` returns the reasons an utterance fails, empty when it passes; the runner counts each reason.
+
+- ``dnsmos``: DNSMOS OVRL below ``min_dnsmos``;
+- ``low_confidence``: Whisper's mean token log-probability below ``min_avg_logprob``;
+- ``low_snr``: estimated SNR below ``min_snr_db``;
+- ``clipping``: more than ``max_clip_fraction`` of the samples sit in runs of 3+ at the segment's peak;
+- ``no_text``: fewer than ``min_chars_per_s`` recognised characters per second (music, noise, a missed language);
+- ``duration``: outside ``[min_utt_s, max_utt_s]`` (the segmenter already enforces it; kept as a safety net).
+
+The SNR estimate needs no reference: 20 ms frame powers, the noise floor is the mean of the quietest 10 % of frames,
+the signal the mean of the frames above the median minus that floor. It reads low on utterances without pauses.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from speechlm.pipeline.config import PIPELINE_SR, PipelineConfig
+
+REASONS = ("duration", "no_text", "low_confidence", "low_snr", "clipping", "dnsmos")
+
+
+def estimate_snr(x: np.ndarray, sr: int = PIPELINE_SR) -> float:
+    """Blind SNR estimate in dB of mono ``x [T]`` (see the module docstring), clamped to [-10, 60]."""
+    hop = max(1, int(0.02 * sr))
+    n = len(x) // hop
+    if n < 10:
+        return float("nan")
+    p = np.mean(np.asarray(x[: n * hop], np.float64).reshape(n, hop) ** 2, axis=1)
+    p.sort()
+    noise = float(np.mean(p[: max(1, n // 10)])) + 1e-12
+    sig = float(np.mean(p[n // 2:])) - noise
+    if sig <= 0:
+        return -10.0
+    return float(np.clip(10 * math.log10(sig / noise), -10.0, 60.0))
+
+
+def clip_fraction(x: np.ndarray, run: int = 3) -> float:
+    """Fraction of samples of ``x [T]`` in runs of ``run``+ consecutive samples within 0.1 % of the peak."""
+    a = np.abs(np.asarray(x, np.float32))
+    if a.size == 0:
+        return 0.0
+    peak = float(a.max())
+    if peak <= 0:
+        return 0.0
+    at = a >= 0.999 * peak
+    if not at.any():
+        return 0.0
+    # lengths of runs of True
+    d = np.diff(np.concatenate([[0], at.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    lens = ends - starts
+    return float(lens[lens >= run].sum()) / a.size
+
+
+def measure(kept: np.ndarray, standardised: np.ndarray | None = None, sr: int = PIPELINE_SR,
+            dnsmos: bool = True) -> dict[str, float]:
+    """Quality numbers of one utterance: ``kept [T]`` is the audio that will be saved (after denoising),
+    ``standardised [T]`` the same span before denoising (for clipping; ``kept`` when None)."""
+    out: dict[str, float] = {
+        "snr_db": round(estimate_snr(kept, sr), 2),
+        "clip_fraction": round(clip_fraction(kept if standardised is None else standardised), 6),
+    }
+    if dnsmos:
+        from speechlm.eval.mos import dnsmos as _dnsmos
+
+        s = _dnsmos(kept, sr)
+        out.update(dnsmos_ovrl=round(s.ovrl, 3), dnsmos_sig=round(s.sig, 3), dnsmos_bak=round(s.bak, 3))
+    return out
+
+
+def gate(quality: dict[str, Any], transcript: dict[str, Any] | None, duration: float,
+         cfg: PipelineConfig) -> list[str]:
+    """The reasons (from :data:`REASONS`) an utterance fails the gates; empty = keep it."""
+    reasons = []
+    if not cfg.min_utt_s - 1e-6 <= duration <= cfg.max_utt_s + 1e-6:
+        reasons.append("duration")
+    if transcript is not None:
+        chars = len("".join(str(transcript.get("text", "")).split()))
+        if chars / max(duration, 1e-6) < cfg.min_chars_per_s:
+            reasons.append("no_text")
+        if float(transcript.get("avg_logprob", 0.0)) < cfg.min_avg_logprob:
+            reasons.append("low_confidence")
+    snr = quality.get("snr_db", float("nan"))
+    if snr == snr and snr < cfg.min_snr_db:
+        reasons.append("low_snr")
+    if quality.get("clip_fraction", 0.0) > cfg.max_clip_fraction:
+        reasons.append("clipping")
+    ovrl = quality.get("dnsmos_ovrl", float("nan"))
+    if ovrl == ovrl and ovrl < cfg.min_dnsmos:
+        reasons.append("dnsmos")
+    return reasons
