@@ -36,6 +36,8 @@ GROUPS: dict[str, str] = {
     "models": "speechlm.cli.models",
     "serve": "speechlm.cli.serve",
     "provenance": "speechlm.cli.provenance",
+    "detect": "speechlm.cli.detect",
+    "detector": "speechlm.cli.detector",
 }
 
 

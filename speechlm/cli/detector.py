@@ -1,0 +1,85 @@
+"""``speechlm detector build|train``: make the synthetic-speech detector's corpus and train the detector.
+
+(``speechlm detect FILE`` judges a file: :mod:`speechlm.cli.detect`.)
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from speechlm.cli._common import add_command, add_group
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _, cmds = add_group(
+        sub, "detector", help="build the synthetic-speech detector's corpus and train it",
+        description="  speechlm detector build --real data/real -o runs/detect/corpus   # ~20 min on one core\n"
+        "  speechlm detector train runs/detect/corpus -o runs/detect/model --minutes 15\n"
+        "  speechlm detect FILE --model runs/detect/model")
+    p = add_command(cmds, "build", "render and read the corpus (human recordings, synthesizers, speechlm's TTS "
+                    "and codecs) into OUT/<source>.npz", _build)
+    p.add_argument("--real", default="data/real", help="folder of the real-speech manifests "
+                   "(scripts/get_real_speech.sh)")
+    p.add_argument("-o", "--out", required=True, help="corpus folder (sources already there are kept)")
+    p.add_argument("--only", nargs="*", default=None, help="build only these sources (e.g. espeak_train)")
+    p.add_argument("--seed", type=int, default=0)
+    p = add_command(cmds, "train", "train the detector on a corpus folder", _train)
+    p.add_argument("corpus", help="folder written by `speechlm detector build`")
+    p.add_argument("-o", "--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--minutes", type=float, default=15.0, help="training time cap (default 15)")
+    p.add_argument("--steps", type=int, default=2500, help="optimizer steps (default 2500)")
+    p.add_argument("--exclude", nargs="*", default=[], help="sources never to train on (besides test-only ones)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
+
+def _build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from speechlm.errors import SpeechLMError
+
+    real = Path(args.real)
+    if not (real / "fillets_cs" / "manifest.jsonl").is_file():
+        raise SpeechLMError(f"{real}: no real-speech manifests; run scripts/get_real_speech.sh")
+    import numpy as np
+    import torch
+
+    from speechlm import TTS, Codec
+    from speechlm.safety.detector_data import build_corpus
+
+    torch.set_num_threads(1)
+    tts_model = None
+    codecs: dict[str, object] = {}
+
+    def tts(text: str, seed: int, prompt: np.ndarray | None) -> tuple[np.ndarray, int]:
+        nonlocal tts_model
+        if tts_model is None:
+            tts_model = TTS.load()
+        r = tts_model.generate(text, prompt=prompt, prompt_sr=16000 if prompt is not None else None,
+                               pace=float(np.random.default_rng(seed).choice([0.9, 1.0, 1.1])))
+        return r.wav, r.sample_rate
+
+    def codec(name: str):
+        if name not in codecs:
+            codecs[name] = Codec.load(name)
+        return codecs[name]
+
+    build_corpus(Path(args.out), real, tts, codec, seed=args.seed, only=args.only,
+                 log=lambda s: print(s, flush=True))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from speechlm.errors import SpeechLMError
+
+    if not list(Path(args.corpus).glob("*.npz")):
+        raise SpeechLMError(f"{args.corpus}: no corpus (.npz) files; run `speechlm detector build` first")
+    from speechlm.safety.detector_train import TrainConfig, train
+
+    out = train(Path(args.corpus), Path(args.out), TrainConfig(
+        max_steps=args.steps, max_minutes=args.minutes, seed=args.seed, threads=args.threads,
+        exclude=tuple(args.exclude)))
+    print(out)
+    return 0

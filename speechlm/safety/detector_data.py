@@ -1,0 +1,394 @@
+"""The detector's corpus: human recordings and synthetic speech, 16 kHz, cached as one ``.npz`` per source.
+
+Every clip is read or rendered, downmixed, resampled to 16 kHz and its silent ends cut
+(:func:`speechlm.safety.detector.trim_silence`), whatever its origin, so rate and padding tell nothing.
+
+Sources and splits (``train`` / ``valid`` are for training and choosing the threshold; ``test`` is held out):
+
+- human, train/valid: ``data/real/{fillets_cs, fillets_nl, klettres, asterisk_prompts}`` (the allowed corpora);
+- human, test: ``data/real/{asterisk_core_en, _fr, _es, _it, pocketsphinx_testdata, codec2_examples}``
+  (held out: never trained on);
+- espeak-ng: train variants :data:`ESPEAK_TRAIN` in en/cs/nl/fr/es/it/de; test variants :data:`ESPEAK_TEST`
+  (never trained on) speaking the held-out asterisk-core texts;
+- flite: train voices slt, kal16; test voices awb, rms (held-out texts);
+- Piper (en_US-joe-medium): train sentences vs held-out texts;
+- ``tts_duration`` (speechlm's default TTS), unprompted and prompted: train sentences vs held-out texts
+  (prompts of the test clips come from held-out recordings);
+- ``codec_sf`` (speechlm's default codec) resynthesis: of training recordings (train) and of held-out ones (test);
+- unseen in training, test only: festival (kal/ked diphones, slt HTS, Italian diphones) and ``codec_pitch``
+  resynthesis (a neural RVQ codec) of held-out recordings: the hard cases.
+
+Codecs that only carry a person's voice (Opus, MP3, a telephone band) are channel effects, not synthesis: the
+same random :func:`channel_augment` is applied to both classes in training.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from speechlm.errors import SpeechLMError
+from speechlm.safety.detector import trim_silence
+
+SR = 16000
+HUMAN_TRAIN = ("fillets_cs", "fillets_nl", "klettres", "asterisk_prompts")
+HUMAN_TEST = ("asterisk_core_en", "asterisk_core_fr", "asterisk_core_es", "asterisk_core_it",
+              "pocketsphinx_testdata", "codec2_examples")
+ESPEAK_TRAIN = ("", "m1", "m2", "m3", "m4", "f1", "f2", "f3", "klatt", "klatt2")
+ESPEAK_TEST = ("m6", "m7", "f4", "f5", "klatt3", "Annie", "steph", "travis")
+ESPEAK_TRAIN_LANGS = {"en-us": "en", "en-gb": "en", "cs": "cs", "nl": "nl", "fr-fr": "fr", "es": "es",
+                      "it": "it", "de": "de"}
+FLITE_TRAIN = ("slt", "kal16")
+FLITE_TEST = ("awb", "rms")
+FESTIVAL_TEST = (("kal_diphone", "en"), ("ked_diphone", "en"), ("cmu_us_slt_arctic_hts", "en"),
+                 ("pc_diphone", "it"), ("lp_diphone", "it"))
+UNSEEN = ("festival", "codec_pitch")
+
+
+@dataclass
+class Clip:
+    """One 16-kHz clip ``wav [T]`` with its class (1: synthetic), source, voice and split."""
+
+    wav: np.ndarray
+    label: int
+    source: str
+    voice: str
+    split: str
+    id: str
+
+
+# --------------------------------------------------------------------------------------------------- storage
+
+def save_clips(path: Path, clips: list[Clip]) -> None:
+    """Clips -> one ``.npz`` (int16 audio concatenated, offsets, JSON metadata), written atomically."""
+    from speechlm.utils.atomic import atomic_path
+
+    audio = np.concatenate([np.clip(c.wav, -1, 1) for c in clips]) if clips else np.zeros(0, np.float32)
+    offsets = np.cumsum([0] + [len(c.wav) for c in clips]).astype(np.int64)
+    meta = [{"label": c.label, "source": c.source, "voice": c.voice, "split": c.split, "id": c.id} for c in clips]
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, audio=(audio * 32767).astype(np.int16), offsets=offsets, meta=json.dumps(meta))
+
+
+def load_clips(path: Path) -> list[Clip]:
+    d = np.load(path)
+    audio, off = d["audio"], d["offsets"]
+    meta = json.loads(str(d["meta"]))
+    return [Clip(audio[off[i] : off[i + 1]].astype(np.float32) / 32767, m["label"], m["source"], m["voice"],
+                 m["split"], m["id"]) for i, m in enumerate(meta)]
+
+
+def load_corpus(folder: Path, splits: Iterable[str] | None = None) -> list[Clip]:
+    """Every cached source in ``folder`` (optionally only some splits)."""
+    keep = set(splits) if splits is not None else None
+    out = []
+    for p in sorted(Path(folder).glob("*.npz")):
+        out += [c for c in load_clips(p) if keep is None or c.split in keep]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+def prepare(wav: np.ndarray, sr: int) -> np.ndarray:
+    """Any audio -> mono 16 kHz float32 with silent ends cut."""
+    from speechlm.audio.io import model_input
+
+    return trim_silence(model_input(wav, sr, SR), SR)
+
+
+def _manifest(real: Path, name: str) -> list[dict]:
+    path = real / name / "manifest.jsonl"
+    if not path.is_file():
+        raise SpeechLMError(f"{path} not found: run scripts/get_real_speech.sh first")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for r in rows:
+        r["audio"] = str((path.parent / r["audio"]).resolve()) if not Path(r["audio"]).is_absolute() else r["audio"]
+    return rows
+
+
+def _read(path: str) -> np.ndarray:
+    from speechlm.audio.io import load_audio
+
+    wav, sr = load_audio(path)
+    return prepare(wav[0], sr)
+
+
+def heldout_texts(real: Path, lang: str = "en", min_words: int = 2) -> list[str]:
+    """Transcripts of the held-out asterisk-core prompts (texts never used to make training clips)."""
+    return sorted({r["text"] for r in _manifest(real, f"asterisk_core_{lang}")
+                   if len(r["text"].split()) >= min_words})
+
+
+def _run_engine(argv: list[str], text: bytes, tmp: Path) -> np.ndarray:
+    import soundfile as sf
+
+    txt, wav = tmp / "in.txt", tmp / "out.wav"
+    txt.write_bytes(text)
+    argv = [a.replace("{TXT}", str(txt)).replace("{WAV}", str(wav)) for a in argv]
+    subprocess.run(argv, check=True, capture_output=True, timeout=120)
+    x, sr = sf.read(str(wav), dtype="float32", always_2d=True)
+    return prepare(x.T, sr)
+
+
+def espeak_argv(voice: str, rng: random.Random) -> list[str]:
+    return ["espeak-ng", "-v", voice, "-p", str(rng.randint(25, 75)), "-s", str(rng.randint(130, 200)),
+            "-g", str(rng.choice((0, 1, 2))), "-w", "{WAV}", "-f", "{TXT}"]
+
+
+def flite_argv(voice: str, rng: random.Random) -> list[str]:
+    return ["flite", "-voice", voice, "-f", "{TXT}", "-o", "{WAV}", "--setf",
+            f"duration_stretch={rng.choice((0.9, 1.0, 1.15))}"]
+
+
+def festival_argv(voice: str, rng: random.Random) -> list[str]:
+    return ["text2wave", "-eval", f"(begin (voice_{voice}) (Parameter.set 'Duration_Stretch "
+            f"{rng.choice((0.9, 1.0, 1.15))}))", "{TXT}", "-o", "{WAV}"]
+
+
+def _ascii(text: str, encoding: str = "ascii") -> bytes:
+    table = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "–": "-", "—": "-", "…": "..."})
+    return text.translate(table).encode(encoding, errors="ignore")
+
+
+# --------------------------------------------------------------------------------------------- the sources
+
+def human_clips(real: Path, names: Iterable[str], per_source: int, split: str, rng: random.Random,
+                valid_frac: float = 0.0) -> Iterator[Clip]:
+    """Recordings from ``data/real`` manifests; ``valid_frac`` of a trainable source goes to ``valid``."""
+    for name in names:
+        rows = _manifest(real, name)
+        rng.shuffle(rows)
+        for i, r in enumerate(rows[:per_source]):
+            wav = _read(r["audio"])
+            if len(wav) < SR // 4:
+                continue
+            s = "valid" if split == "train" and i < int(valid_frac * min(per_source, len(rows))) else split
+            yield Clip(wav, 0, f"human/{name}", r.get("speaker", name), s, r["id"])
+
+
+def engine_clips(engine: str, jobs: list[tuple[str, str]], split: str, seed: int) -> Iterator[Clip]:
+    """``jobs``: (voice, text) pairs rendered by espeak-ng / flite / festival."""
+    rng = random.Random(f"{engine}:{split}:{seed}")
+    make = {"espeak": espeak_argv, "flite": flite_argv, "festival": festival_argv}[engine]
+    with tempfile.TemporaryDirectory() as td:
+        for i, (voice, text) in enumerate(jobs):
+            enc = "utf-8" if engine == "espeak" else "latin-1"
+            try:
+                wav = _run_engine(make(voice, rng), _ascii(text, enc) if engine != "espeak" else text.encode(),
+                                  Path(td))
+            except (subprocess.SubprocessError, RuntimeError, OSError):
+                continue
+            if len(wav) >= SR // 4:
+                yield Clip(wav, 1, engine, voice, split, f"{engine}_{split}_{i}")
+
+
+def piper_clips(texts: list[str], split: str, seed: int) -> Iterator[Clip]:
+    from speechlm.data.piper import joe
+
+    voice = joe(threads=1)
+    rng = random.Random(f"piper:{split}:{seed}")
+    for i, text in enumerate(texts):
+        try:
+            audio = voice.synthesize(text, length_scale=rng.choice((0.9, 1.0, 1.1)))
+        except SpeechLMError:
+            continue
+        wav = prepare(np.asarray(audio, np.float32), voice.sample_rate)
+        if len(wav) >= SR // 4:
+            yield Clip(wav, 1, "piper", "joe", split, f"piper_{split}_{i}")
+
+
+def generator_clips(name: str, generate: Callable[[str, int], tuple[np.ndarray, int, str]], texts: list[str],
+                    split: str) -> Iterator[Clip]:
+    """Clips from a Python generator ``generate(text, i) -> (wav, sr, voice)`` (speechlm's TTS)."""
+    for i, text in enumerate(texts):
+        try:
+            wav, sr, voice = generate(text, i)
+        except SpeechLMError:
+            continue
+        wav = prepare(wav, sr)
+        if len(wav) >= SR // 4:
+            yield Clip(wav, 1, name, voice, split, f"{name}_{split}_{i}")
+
+
+def codec_clips(name: str, codec, sources: list[Clip], split: str) -> Iterator[Clip]:
+    """Resynthesis (encode + decode) of recordings through a speechlm codec (``Codec.load(name)``)."""
+    for c in sources:
+        tokens = codec.encode(c.wav, SR)
+        wav, sr = codec.decode(tokens)
+        wav = prepare(wav, sr)
+        if len(wav) >= SR // 4:
+            yield Clip(wav, 1, name, name, split, f"{name}_{c.id}")
+
+
+# ------------------------------------------------------------------------------------------- augmentation
+
+def _lossy(wav: np.ndarray, fmt: str, subtype: str, level: float) -> np.ndarray:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    kw = {"bitrate_mode": "CONSTANT"} if fmt == "MP3" else {}
+    sf.write(buf, np.clip(wav, -1, 1), SR, format=fmt, subtype=subtype, compression_level=level, **kw)
+    buf.seek(0)
+    out, _ = sf.read(buf, dtype="float32")
+    out = out[: len(wav)]
+    return np.pad(out, (0, len(wav) - len(out)))
+
+
+def channel_augment(wav: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+    """A random transmission channel for a 16-kHz clip ``[T] -> [T]``, the same distribution for both classes:
+    telephone band (8 kHz resampling), other band limits, Opus or MP3 at a random bitrate, noise, gain.
+    Returns the audio and the names of what was applied."""
+    from speechlm.audio.augment import add_noise, band_limit
+    from speechlm.audio.io import resample
+
+    x, tags = wav.astype(np.float32), []
+    u = rng.random()
+    if u < 0.3:
+        x = resample(resample(x, SR, 8000), 8000, SR)[: len(wav)]
+        tags.append("tel8k")
+    elif u < 0.4:
+        lo, hi = [(300, 3400), (100, 5000), (50, 7000)][int(rng.integers(3))]
+        x = band_limit(x, SR, lo, hi)
+        tags.append(f"band{lo}-{hi}")
+    v = rng.random()
+    if v < 0.2:
+        x = _lossy(x, "OGG", "OPUS", float(rng.uniform(0.3, 1.0)))
+        tags.append("opus")
+    elif v < 0.35:
+        x = _lossy(x, "MP3", "MPEG_LAYER_III", float(rng.uniform(0.3, 1.0)))
+        tags.append("mp3")
+    if rng.random() < 0.3:
+        x = add_noise(x, float(rng.uniform(10, 40)), rng, kind=("white", "pink")[int(rng.integers(2))], sr=SR)
+        tags.append("noise")
+    peak = float(np.max(np.abs(x))) or 1.0
+    x = x / peak * 10 ** (float(rng.uniform(-25, -1)) / 20)
+    return x.astype(np.float32), tags
+
+
+# ------------------------------------------------------------------------------------------------ the build
+
+@dataclass(frozen=True)
+class CorpusSizes:
+    """Clips per source (train includes the valid share)."""
+
+    human_per_source: int = 450
+    human_test_per_source: int = 150
+    espeak_train: int = 640
+    espeak_test: int = 200
+    flite_train: int = 240
+    flite_test: int = 100
+    piper_train: int = 240
+    piper_test: int = 100
+    tts_train: int = 280
+    tts_test: int = 100
+    codec_train: int = 220
+    codec_test: int = 80
+    festival_test: int = 150
+    codec_pitch_test: int = 80
+
+
+def build_corpus(out: Path, real: Path, tts: Callable[[str, int, np.ndarray | None], tuple[np.ndarray, int]],
+                 codecs: Callable[[str], object], sizes: CorpusSizes = CorpusSizes(), seed: int = 0,
+                 only: Iterable[str] | None = None, log: Callable[[str], None] = print) -> list[Path]:
+    """Render or read every source into ``out/<source>.npz`` (a source whose file exists is kept).
+
+    Args:
+        tts: ``tts(text, seed, prompt_wav16 | None) -> (wav, sr)``: speechlm's default TTS.
+        codecs: ``codecs(name) -> codec`` with ``encode(wav, sr)`` / ``decode(tokens)`` (``Codec.load``).
+        only: build only these source names (default: all).
+    """
+    from speechlm.data.sentences import SentenceSampler
+
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    written: list[Path] = []
+    cache: dict[str, list[Clip]] = {}
+
+    def human(split: str) -> list[Clip]:
+        key = f"human_{split}"
+        if key not in cache:
+            p = out / f"{key}.npz"
+            cache[key] = load_clips(p) if p.exists() else []
+        return cache[key]
+
+    en_test = heldout_texts(real, "en")
+    test_texts = {lang: heldout_texts(real, lang) for lang in ("en", "fr", "es", "it")}
+    train_en = [s.text for s in SentenceSampler("en", seed).take(1000)]
+
+    def make(name: str, clips: Callable[[], Iterable[Clip]]) -> None:
+        p = out / f"{name}.npz"
+        if (only is not None and name not in only) or p.exists():
+            return
+        got = list(clips())
+        save_clips(p, got)
+        written.append(p)
+        log(f"{name}: {len(got)} clips, {sum(len(c.wav) for c in got) / SR / 60:.1f} min")
+        if name.startswith("human_"):
+            cache[name] = got
+
+    make("human_train", lambda: human_clips(real, HUMAN_TRAIN, sizes.human_per_source, "train", rng, 0.1))
+    make("human_test", lambda: human_clips(real, HUMAN_TEST, sizes.human_test_per_source, "test", rng))
+
+    def espeak_jobs(n: int, variants: tuple[str, ...], langs: dict[str, str], texts: dict[str, list[str]],
+                    r: random.Random) -> list[tuple[str, str]]:
+        jobs = []
+        for _ in range(n):
+            accent = r.choice(sorted(langs))
+            var = r.choice(variants)
+            jobs.append((accent + (f"+{var}" if var else ""), r.choice(texts[langs[accent]])))
+        return jobs
+
+    def train_texts(lang: str) -> list[str]:
+        return train_en if lang == "en" else [s.text for s in SentenceSampler(lang, seed).take(300)]
+
+    r = random.Random(f"jobs:{seed}")
+    make("espeak_train", lambda: engine_clips("espeak", espeak_jobs(
+        sizes.espeak_train, ESPEAK_TRAIN, ESPEAK_TRAIN_LANGS,
+        {lang: train_texts(lang) for lang in set(ESPEAK_TRAIN_LANGS.values())}, r), "train", seed))
+    make("espeak_test", lambda: engine_clips("espeak", espeak_jobs(
+        sizes.espeak_test, ESPEAK_TEST, {"en-us": "en", "en-gb": "en", "fr-fr": "fr", "es": "es", "it": "it"},
+        test_texts, r), "test", seed))
+    make("flite_train", lambda: engine_clips(
+        "flite", [(r.choice(FLITE_TRAIN), r.choice(train_en)) for _ in range(sizes.flite_train)], "train", seed))
+    make("flite_test", lambda: engine_clips(
+        "flite", [(r.choice(FLITE_TEST), r.choice(en_test)) for _ in range(sizes.flite_test)], "test", seed))
+    make("festival_test", lambda: engine_clips("festival", [
+        (v, r.choice(test_texts[lang])) for v, lang in (r.choice(FESTIVAL_TEST) for _ in range(sizes.festival_test))
+    ], "test", seed))
+    make("piper_train", lambda: piper_clips(r.sample(train_en, sizes.piper_train), "train", seed))
+    make("piper_test", lambda: piper_clips([r.choice(en_test) for _ in range(sizes.piper_test)], "test", seed))
+
+    def tts_gen(split: str) -> Callable[[str, int], tuple[np.ndarray, int, str]]:
+        prompts = [c for c in human(split) if c.split == split and 3 * SR <= len(c.wav) <= 15 * SR]
+
+        def gen(text: str, i: int) -> tuple[np.ndarray, int, str]:
+            prompt = prompts[i % len(prompts)] if prompts and i % 2 else None
+            wav, sr = tts(text, i, None if prompt is None else prompt.wav)
+            return wav, sr, "prompted" if prompt is not None else "default"
+        return gen
+
+    make("tts_duration_train", lambda: generator_clips(
+        "tts_duration", tts_gen("train"), r.sample(train_en, sizes.tts_train), "train"))
+    make("tts_duration_test", lambda: generator_clips(
+        "tts_duration", tts_gen("test"), [r.choice(en_test) for _ in range(sizes.tts_test)], "test"))
+
+    def resynth_sources(split: str, n: int) -> list[Clip]:
+        pool = [c for c in human(split) if c.split == split and len(c.wav) <= 8 * SR]
+        return random.Random(f"resynth:{split}:{seed}").sample(pool, min(n, len(pool)))
+
+    make("codec_sf_train", lambda: codec_clips("codec_sf", codecs("codec_sf"),
+                                               resynth_sources("train", sizes.codec_train), "train"))
+    make("codec_sf_test", lambda: codec_clips("codec_sf", codecs("codec_sf"),
+                                              resynth_sources("test", sizes.codec_test), "test"))
+    make("codec_pitch_test", lambda: codec_clips("codec_pitch", codecs("codec_pitch"),
+                                                 resynth_sources("test", sizes.codec_pitch_test), "test"))
+    return written

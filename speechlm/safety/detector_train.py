@@ -1,0 +1,199 @@
+"""Training the synthetic-speech detector on a corpus folder (:mod:`speechlm.safety.detector_data`).
+
+Each training clip gives three views: the clean clip (at most 8 s) and two random 3-s crops through a random
+transmission channel (:func:`~speechlm.safety.detector_data.channel_augment`: telephone band, Opus, MP3, noise,
+gain), the same distribution for both classes. A batch is half human, half synthetic; within a class every source
+is drawn equally often (so espeak-ng's many clips do not drown Piper's), then a clip, a view and a random crop of
+64-201 frames (0.64-2 s). Binary cross-entropy, AdamW, warm-up then cosine decay, one CPU thread.
+
+The threshold saved with the model is the equal-error threshold on the ``valid`` clips (10 % of each human
+source; synthetic valid clips are the train sources' last 10 %). Test-only sources (festival, codec_pitch) and
+``--exclude`` sources are never read.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechlm.safety.detector import DetectorConfig, build_net, eer, lfb, num_params
+from speechlm.safety.detector_data import SR, UNSEEN, Clip, channel_augment, load_corpus
+
+MAX_CLEAN_S = 8.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_steps: int = 2500
+    max_minutes: float = 15.0
+    batch_size: int = 64
+    min_frames: int = 64
+    max_frames: int = 201
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 100
+    aug_views: int = 2
+    aug_crop_s: float = 3.0
+    valid_frac: float = 0.1
+    seed: int = 0
+    threads: int = 1
+    exclude: tuple[str, ...] = ()
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+
+@dataclass
+class _Item:
+    views: list[torch.Tensor]  # float16 [n_bands, T] each
+    label: int
+    source: str
+
+
+def _views(c: Clip, cfg: TrainConfig, rng: np.random.Generator) -> list[torch.Tensor]:
+    f = cfg.detector.features
+    out = [lfb(c.wav[: int(MAX_CLEAN_S * SR)], f).half()]
+    crop = int(cfg.aug_crop_s * SR)
+    for _ in range(cfg.aug_views):
+        start = int(rng.integers(0, max(1, len(c.wav) - crop + 1)))
+        wav, _ = channel_augment(c.wav[start : start + crop], rng)
+        out.append(lfb(wav, f).half())
+    return out
+
+
+def _split_valid(clips: list[Clip], frac: float, seed: int) -> list[Clip]:
+    """Synthetic train sources have no valid split of their own: move a seeded ``frac`` of each to ``valid``."""
+    rng = random.Random(f"valid:{seed}")
+    for c in clips:
+        if c.label == 1 and c.split == "train" and rng.random() < frac:
+            c.split = "valid"
+    return clips
+
+
+def featurize(clips: list[Clip], cfg: TrainConfig, log=print) -> dict[str, list[_Item]]:
+    rng = np.random.default_rng(cfg.seed)
+    out: dict[str, list[_Item]] = {"train": [], "valid": []}
+    t0 = time.time()
+    for i, c in enumerate(clips):
+        out[c.split].append(_Item(_views(c, cfg, rng), c.label, c.source))
+        if (i + 1) % 500 == 0:
+            log(f"features: {i + 1}/{len(clips)} clips ({time.time() - t0:.0f} s)")
+    return out
+
+
+def _crop(x: torch.Tensor, n: int, rng: random.Random) -> torch.Tensor:
+    if x.shape[1] < n:  # a short clip: repeat it
+        x = x.repeat(1, math.ceil(n / x.shape[1]))
+    s = rng.randrange(0, x.shape[1] - n + 1)
+    return x[:, s : s + n]
+
+
+def make_batch(items: list[_Item], cfg: TrainConfig, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+    """A class-balanced, source-balanced batch: feats ``[B, n_bands, L]``, labels ``[B]`` (float)."""
+    by: dict[int, dict[str, list[_Item]]] = {0: {}, 1: {}}
+    for it in items:
+        by[it.label].setdefault(it.source, []).append(it)
+    n = rng.randint(cfg.min_frames, cfg.max_frames)
+    feats, labels = [], []
+    for b in range(cfg.batch_size):
+        label = b % 2
+        src = rng.choice(sorted(by[label]))
+        it = rng.choice(by[label][src])
+        # prefer a clip long enough for this crop: a few redraws before repeating a short one
+        for _ in range(4):
+            if it.views[0].shape[1] >= n:
+                break
+            it = rng.choice(by[label][src])
+        feats.append(_crop(rng.choice(it.views), n, rng).float())
+        labels.append(float(label))
+    return torch.stack(feats), torch.tensor(labels)
+
+
+@torch.no_grad()
+def clip_scores(net: torch.nn.Module, feats: list[torch.Tensor], seg_frames: int = 201) -> np.ndarray:
+    """File-level scores (sigmoid of the mean segment logit) of feature matrices ``[n_bands, T]``."""
+    net.eval()
+    out = []
+    for x in feats:
+        x = x.float()
+        segs = [x[:, s : s + seg_frames] for s in range(0, max(1, x.shape[1] - seg_frames + 1), seg_frames)]
+        if x.shape[1] > seg_frames and (x.shape[1] - seg_frames) % seg_frames:
+            segs.append(x[:, -seg_frames:])
+        w = max(s.shape[1] for s in segs)
+        logits = net(torch.stack([torch.nn.functional.pad(s, (0, w - s.shape[1]), mode="replicate")
+                                  if s.shape[1] < w else s for s in segs]))
+        out.append(float(torch.sigmoid(logits.mean())))
+    return np.array(out)
+
+
+def validate(net: torch.nn.Module, items: list[_Item]) -> tuple[float, float]:
+    """EER and its threshold over every view of the valid items."""
+    feats = [v for it in items for v in it.views]
+    labels = np.array([it.label for it in items for _ in it.views])
+    s = clip_scores(net, feats)
+    return eer(s[labels == 0], s[labels == 1])
+
+
+def train(corpus: Path, out: Path, cfg: TrainConfig = TrainConfig(), log=lambda s: print(s, flush=True)) -> Path:
+    """Train on ``corpus`` (train/valid splits) and write a checkpoint folder ``out``."""
+    from speechlm.errors import SpeechLMError
+    from speechlm.train.checkpoint import check_destination, save_checkpoint
+
+    check_destination(out)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    skip = set(UNSEEN) | set(cfg.exclude)
+    clips = [c for c in load_corpus(corpus, ("train", "valid")) if c.source not in skip]
+    clips = _split_valid(clips, cfg.valid_frac, cfg.seed)
+    if not any(c.label == 0 for c in clips) or not any(c.label == 1 for c in clips):
+        raise SpeechLMError(f"{corpus}: training needs human and synthetic clips")
+    summary = {"corpus": str(corpus), "excluded": sorted(skip), "clips": {}}
+    for c in clips:
+        key = f"{c.split}/{c.source}"
+        summary["clips"][key] = summary["clips"].get(key, 0) + 1
+    log(f"{len(clips)} clips: {summary['clips']}")
+    data = featurize(clips, cfg, log)
+    net = build_net(cfg.detector)
+    log(f"model: {num_params(net)} parameters")
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        p = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    rng = random.Random(cfg.seed)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    t0, step, running = time.time(), 0, 0.0
+    history = []
+    while step < cfg.max_steps and (time.time() - t0) < cfg.max_minutes * 60:
+        net.train()
+        x, y = make_batch(data["train"], cfg, rng)
+        loss = loss_fn(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        running = 0.98 * running + 0.02 * float(loss) if step > 1 else float(loss)
+        if step % 100 == 0:
+            log(f"step {step} loss {running:.4f} ({time.time() - t0:.0f} s)")
+        if step % 500 == 0:
+            e, _ = validate(net, data["valid"])
+            history.append({"step": step, "valid_eer": e})
+            log(f"step {step} valid EER {e:.4f}")
+    e, thr = validate(net, data["valid"])
+    history.append({"step": step, "valid_eer": e})
+    log(f"final step {step}: valid EER {e:.4f} at threshold {thr:.4f} ({time.time() - t0:.0f} s)")
+    det = DetectorConfig(cfg.detector.features, cfg.detector.net, round(thr, 6))
+    tc = {k: v for k, v in asdict(cfg).items() if k != "detector"}
+    return save_checkpoint(out, model=net, config={"detector": det.to_dict(), "train": tc}, step=step,
+                           extra={"name": "detector_default", "valid_eer": e, "history": history,
+                                  "minutes": round((time.time() - t0) / 60, 2)},
+                           data_summary=summary)
