@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/render_tables.py            # rewrite every marked table in docs/
     .venv/bin/python benchmarks/render_tables.py --check    # exit 1 if a doc is out of date (CI can run this)
 
+It also renders the model cards into docs/models.md and the README's models table (benchmarks/render_cards.py).
+
 A table lives between ``<!-- table: NAME -->`` and ``<!-- /table -->`` in a markdown file under docs/; NAME is a
 JSON file in docs/results/ (without ``.json``), written by the benchmark named in the JSON's ``command``. Each
 renderer below turns one kind of result into markdown.
@@ -156,7 +158,15 @@ def main() -> int:
                 doc.write_text(new)
     for d in stale:
         print(("out of date: " if args.check else "rendered: ") + str(d))
-    return 1 if args.check and stale else 0
+    # the model cards: docs/models.md and the README's models table (benchmarks/render_cards.py)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from render_cards import update as update_cards
+
+    cards = update_cards(args.check)
+    for m in cards:
+        print(m)
+    bad = [m for m in cards if m.startswith(("out of date", "card:"))]
+    return 1 if (args.check and stale) or bad else 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``speechlm models [--json]``: every shipped model, its kind, size, id, use and measured quality."""
+"""``speechlm models [--json] [--card NAME]``: every shipped model, its kind, size, id, use and measured quality;
+one model's card."""
 
 from __future__ import annotations
 
@@ -13,16 +14,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="List every model shipped in speechlm/assets. NAME is what --model NAME and .load(NAME) take; "
         "'default' marks what the name 'default' loads for that kind.\n\n"
         "  speechlm models\n"
-        "  speechlm models --json")
+        "  speechlm models --json\n"
+        "  speechlm models --card codec_sf          # its model card: data, training, metrics with commands, limits")
     p.add_argument("--json", action="store_true",
-                   help="print a JSON list of objects: name, kind, id, size_mb, default, description, quality")
+                   help="print a JSON list of objects: name, kind, id, size_mb, default, description, quality "
+                   "(with --card: the card as JSON)")
+    p.add_argument("--card", metavar="NAME", default=None,
+                   help="print the model card of NAME (every card: docs/models.md)")
 
 
 def _models(args: argparse.Namespace) -> int:
     import json
 
-    from speechlm.models import shipped_models
+    from speechlm.models import card_text, model_card, shipped_models
 
+    if args.card is not None:
+        info, card = model_card(args.card)  # an unknown name: one line, exit 2
+        if args.json:
+            print(json.dumps({**info.to_dict(), "card": card}, indent=2, ensure_ascii=False))
+        else:
+            print(card_text(info, card))
+        return 0
     models = shipped_models()
     if args.json:
         print(json.dumps([m.to_dict() for m in models], indent=2, ensure_ascii=False))
