@@ -11,8 +11,8 @@ A fact (``speechlm.models`` describes them) is checked against its origin: a ``r
 benchmark JSON's number at ``key`` printed with the same number of decimals (times ``scale`` if given), and the
 fact's ``command`` must be the JSON's own ``command``; a ``config`` value likewise against the model's
 ``config.json``; a ``source`` value must appear word for word in the named file, or in the section under the
-``#anchor`` heading (whitespace-normalised); ``git:REV:PATH`` sources are read with ``git show`` when git history is
-there. A fact without an origin must say "not recorded".
+``#anchor`` heading (whitespace-normalised); ``git:REV:PATH`` sources are read with ``git show`` when that commit is
+there (not in a tarball or a shallow clone). A fact without an origin must say "not recorded".
 """
 
 from __future__ import annotations
@@ -94,11 +94,12 @@ def read_source(source: str) -> str | None:
     path, _, anchor = source.partition("#")
     if path.startswith("git:"):
         _, rev, rel = path.split(":", 2)
+        have = subprocess.run(["git", "cat-file", "-e", f"{rev}^{{commit}}"], cwd=ROOT, capture_output=True)
+        if have.returncode != 0:  # no git, or a shallow clone without that commit: nothing to check against
+            return None
         r = subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=ROOT, capture_output=True, text=True)
         if r.returncode != 0:
-            if (ROOT / ".git").exists():
-                raise ValueError(f"{source}: not in git history ({r.stderr.strip()[:120]})")
-            return None
+            raise ValueError(f"{source}: not in commit {rev} ({r.stderr.strip()[:120]})")
         text = r.stdout
     else:
         if not (ROOT / path).is_file():
