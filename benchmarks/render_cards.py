@@ -50,7 +50,7 @@ README = ROOT / "README.md"
 README_MARK = re.compile(r"(<!-- cards: models -->\n)(?P<body>.*?)(<!-- /cards -->)", re.S)
 HELD_OUT = re.compile(r"^(asterisk_core_\w+|pocketsphinx_testdata|codec2_examples)$")
 KIND_NAMES = {"codec": "codec", "semantic": "semantic tokenizer", "lm": "codec LM", "tts": "TTS model",
-              "asr": "ASR", "bridge": "bridge"}
+              "asr": "ASR", "bridge": "bridge", "detector": "detector"}
 
 
 # ---- checking facts -----------------------------------------------------------------------------------------------

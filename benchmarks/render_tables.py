@@ -165,7 +165,8 @@ def main() -> int:
     cards = update_cards(args.check)
     for m in cards:
         print(m)
-    bad = [m for m in cards if m.startswith(("out of date", "card:"))]
+    # a wrong or missing card is tests/test_model_cards.py's failure; here only docs that differ from the cards fail
+    bad = [m for m in cards if m.startswith("out of date")]
     return 1 if (args.check and stale) or bad else 0
 
 
