@@ -118,3 +118,20 @@ def test_models_md_and_readme_table_are_rendered_from_the_cards() -> None:
     readme = (ROOT / "README.md").read_text()
     table = rc.README_MARK.search(readme).group("body")
     assert all(f"`{n}`" in table for n in model_names())  # every shipped folder has a row
+
+
+def test_a_folder_without_a_card_is_listed_and_reported(tmp_path) -> None:
+    """A model folder someone adds without a card still gets its row and section, and the check names it."""
+    import shutil
+
+    for name in ("semantic_mfcc", "cards.json"):
+        src = ASSETS / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    shutil.copytree(ASSETS / "semantic_mfcc", tmp_path / "detector_x", ignore=shutil.ignore_patterns("card.json"))
+    models = shipped_models(tmp_path)
+    cards = {m.name: read_card(tmp_path / m.name) for m in models}
+    assert [m.name for m in models] == ["detector_x", "semantic_mfcc"] and cards["detector_x"] is None
+    doc = rc.models_md(models, cards, tmp_path)
+    assert "## `detector_x`" in doc and "No model card yet" in doc and "## `semantic_mfcc`" in doc
+    assert "| `detector_x` |" in rc.readme_table(models, cards)
+    assert rc.check_card("detector_x", None) == ["detector_x: no model card (speechlm/assets/detector_x/card.json)"]
