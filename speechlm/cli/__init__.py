@@ -36,6 +36,7 @@ GROUPS: dict[str, str] = {
     "models": "speechlm.cli.models",
     "serve": "speechlm.cli.serve",
     "provenance": "speechlm.cli.provenance",
+    "watermark": "speechlm.cli.watermark",
     "detect": "speechlm.cli.detect",
     "detector": "speechlm.cli.detector",
 }

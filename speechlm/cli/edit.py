@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="audio file to write")
     p.add_argument("--lang", default="en", help="language (espeak-ng code)")
     p.add_argument("--no-sign", action="store_true", help="do not add the signed provenance manifest to the output")
+    p.add_argument("--no-watermark", action="store_true",
+                   help="research only: do not watermark the regenerated spans (recorded in the signed manifest)")
     add_sampling_args(p)
     p.add_argument("--draws", type=int, default=4,
                    help="candidates sampled in one batch; the one that stops nearest the expected length is kept")
@@ -52,11 +54,18 @@ def _edit(args: argparse.Namespace) -> int:
         res = edit(tts, wav, sr, args.transcript, args.target, lang=args.lang, seed=args.seed,
                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, retries=args.retries,
                    draws=args.draws)
-    save_audio(args.output, res.wav, res.sample_rate)
-    if not args.no_sign:
-        from speechlm.cli.tts import sign_output
+    from speechlm.cli.tts import mark_output, sign_output
 
-        sign_output(args.output, tts, args.target, args.input)
+    # Only the regenerated spans carry the mark, so detection localises the edit; each span is widened to at
+    # least MIN_MARK_S (the detector looks at ~1 s windows), centred on it.
+    from speechlm.safety.watermark import MIN_MARK_S, widen
+
+    spans = widen([(a / res.sample_rate, b / res.sample_rate) for a, b in res.out_spans], MIN_MARK_S,
+                  len(res.wav) / res.sample_rate)
+    wav, payload = mark_output(res.wav, res.sample_rate, tts, args.no_watermark, "edit", spans)
+    save_audio(args.output, wav, res.sample_rate)
+    if not args.no_sign:
+        sign_output(args.output, tts, args.target, args.input, payload)
     changes = "; ".join(f"{a or '∅'} -> {b or '∅'}" for a, b in res.changes)
     print(f"{args.output}: {changes}; {len(res.in_spans)} span(s) regenerated in {res.seconds:.1f} s",
           file=sys.stderr)

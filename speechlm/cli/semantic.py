@@ -101,6 +101,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", required=True, help="audio of the voice to speak in (a few seconds)")
     p.add_argument("-o", "--output", required=True, help="audio file to write (.wav or .flac)")
     p.add_argument("--bridge", default=None, help="bridge model: 'default' (shipped), asset name or folder")
+    p.add_argument("--no-watermark", action="store_true",
+                   help="research only: do not embed the audio watermark (speechlm watermark detect)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
@@ -178,6 +180,10 @@ def _decode(args: argparse.Namespace) -> int:
     tokens = load_tokens(args.input)
     bridge = Bridge.load(args.bridge)
     bridge.decode_to_file(tokens, args.prompt, args.output, seed=args.seed)
+    if not args.no_watermark:  # generated speech in someone's voice: marked like every other generated output
+        from speechlm.safety.watermark import embed_file, make_payload
+
+        embed_file(args.output, args.output, make_payload("semantic"))
     print(f"{args.output}: {tokens.duration:.2f} s in the voice of {args.prompt}", file=sys.stderr)
     return 0
 

@@ -29,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--voices-dir", default=None, help="where uploaded voices are kept (default ~/.local/share/"
                    "speechlm/voices)")
     p.add_argument("--timeout", type=float, default=120.0, help="per-request generation budget in seconds")
+    p.add_argument("--no-watermark", action="store_true",
+                   help="research only: do not watermark responses (the X-Speechlm-Watermark header says 'none')")
+    p.add_argument("--no-sign", action="store_true",
+                   help="do not add the signed provenance manifest to whole WAV responses (/v1/audio/edit)")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -57,7 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
     from speechlm.serve.config import ServeConfig
 
     cfg = ServeConfig(model=args.model, api_key=key, workers=args.workers, queue=args.queue, threads=args.threads,
-                      timeout_s=args.timeout)
+                      timeout_s=args.timeout, watermark=not args.no_watermark, sign=not args.no_sign)
     if args.voices_dir:
         cfg.voices_dir = Path(args.voices_dir)
     uvicorn.run(create_app(cfg), host=args.host, port=args.port, log_level="info")

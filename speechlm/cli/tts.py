@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-chars", type=int, default=2000, help="refuse longer text (default 2000)")
     p.add_argument("--no-sign", action="store_true",
                    help="do not add the signed provenance manifest (speechlm provenance verify) to the output")
+    p.add_argument("--no-watermark", action="store_true",
+                   help="research only: do not embed the audio watermark (recorded in the signed manifest)")
     p.add_argument("--no-transcript-check", action="store_true",
                    help="skip the check that --prompt-text matches the prompt audio")
     p.add_argument("--min-length", type=float, default=None,
@@ -88,17 +90,33 @@ def _tts(args: argparse.Namespace) -> int:
                        **kw, seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                        max_chars=args.max_chars, check_transcript=not args.no_transcript_check,
                        retries=args.retries, min_length=min_length)
-    save_audio(args.output, res.wav, res.sample_rate)
+    wav, payload = mark_output(res.wav, res.sample_rate, tts, args.no_watermark)
+    save_audio(args.output, wav, res.sample_rate)
     if not args.no_sign:
-        sign_output(args.output, tts, args.text, args.prompt)
+        sign_output(args.output, tts, args.text, args.prompt, payload)
     capped = sum(res.hit_cap)
     print(f"{args.output}: {res.duration:.2f} s, {len(res.chunks)} chunk(s), RTF {res.rtf:.2f}"
           + (f", {capped} chunk(s) hit the length cap" if capped else ""), file=sys.stderr)
     return 0
 
 
-def sign_output(path: str, tts, text: str, prompt: str | None) -> None:
-    """Add the signed provenance manifest of a generated file (:mod:`speechlm.safety.provenance`)."""
+def mark_output(wav, sr: int, tts, off: bool, family: str | None = None,
+                regions: list[tuple[float, float]] | None = None):
+    """(audio ``[T]`` with the watermark of :mod:`speechlm.safety.watermark`, payload) or (audio, None) when
+    ``off``. ``family``: default the TTS model's kind; ``regions``: mark only these spans (seconds)."""
+    import numpy as np
+
+    from speechlm.safety.watermark import embed, make_payload
+
+    if off:
+        return wav, None
+    payload = make_payload(family or ("tts_duration" if hasattr(tts, "am") else "lm"))
+    return embed(np.asarray(wav, np.float32).reshape(-1), sr, payload, regions), payload
+
+
+def sign_output(path: str, tts, text: str, prompt: str | None, payload: int | None = None) -> None:
+    """Add the signed provenance manifest of a generated file (:mod:`speechlm.safety.provenance`); ``payload``:
+    the watermark's, None when the audio is not marked."""
     from pathlib import Path
 
     from speechlm.safety.provenance import sha256_hex, sign_file
@@ -106,4 +124,4 @@ def sign_output(path: str, tts, text: str, prompt: str | None) -> None:
     model = tts.am.model_id if hasattr(tts, "am") else tts.lm.model_id
     sign_file(path, {"model": model, "tokenizer": tts.codec.tokenizer_id, "text_sha256": sha256_hex(text),
                      "prompt_audio_sha256": sha256_hex(Path(prompt).read_bytes()) if prompt else None,
-                     "watermarked": False})
+                     "watermarked": payload is not None, "watermark_payload": payload})

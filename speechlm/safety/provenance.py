@@ -8,7 +8,8 @@
 - Other formats: a sidecar ``FILE.provenance.json`` with the same content, the hash covering every byte of FILE.
 
 The manifest (``format`` ``speechlm-provenance/1``): generator and version, model and tokenizer ids, creation time
-(UTC), sha256 of the prompt audio and of the text, whether the audio is watermarked, the audio's rate, channels
+(UTC), sha256 of the prompt audio and of the text, whether the audio is watermarked (and its payload; marked before
+signing, so the signature covers the marked samples), the audio's rate, channels
 and frames, the file hash, and the signer's public key (raw Ed25519, base64). The signature covers the canonical
 JSON of the manifest (sorted keys, no spaces).
 
@@ -150,14 +151,16 @@ def make_manifest(fields: dict[str, Any], file_sha256: str, audio: dict[str, Any
             "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "model": fields.get("model"), "tokenizer": fields.get("tokenizer"),
             "prompt_audio_sha256": fields.get("prompt_audio_sha256"), "text_sha256": fields.get("text_sha256"),
-            "watermarked": bool(fields.get("watermarked", False)), "audio": audio, "file_sha256": file_sha256,
+            "watermarked": bool(fields.get("watermarked", False)),
+            "watermark_payload": fields.get("watermark_payload"), "audio": audio, "file_sha256": file_sha256,
             "public_key": base64.b64encode(raw_public).decode()}
 
 
 def sign_file(path: str | os.PathLike, fields: dict[str, Any], key=None) -> dict:
     """Add a signed manifest to ``path`` (a WAV gets the chunk, rewritten atomically; others a sidecar).
 
-    ``fields``: ``model``, ``tokenizer``, ``text_sha256``, ``prompt_audio_sha256``, ``watermarked``. Returns the
+    ``fields``: ``model``, ``tokenizer``, ``text_sha256``, ``prompt_audio_sha256``, ``watermarked``,
+    ``watermark_payload`` (the 16-bit payload of :mod:`speechlm.safety.watermark`, or None). Returns the
     manifest."""
     import soundfile as sf
 
@@ -183,6 +186,27 @@ def sign_file(path: str | os.PathLike, fields: dict[str, Any], key=None) -> dict
         with atomic_path(Path(str(path) + SIDECAR)) as tmp:
             Path(tmp).write_bytes(payload + b"\n")
     return manifest
+
+
+def sign_wav_bytes(data: bytes, fields: dict[str, Any], key=None) -> bytes:
+    """The WAV ``data`` (a whole file in memory, e.g. a server response) with the signed ``slpv`` chunk added,
+    exactly as :func:`sign_file` would write it."""
+    import io
+
+    import soundfile as sf
+
+    if not (data[:4] == b"RIFF" and data[8:12] == b"WAVE"):
+        raise ProvenanceError("not a RIFF/WAVE file")
+    key = key or load_or_create_key()
+    info = sf.info(io.BytesIO(data))
+    audio = {"sample_rate": info.samplerate, "channels": info.channels, "frames": info.frames}
+    body = _without_chunk(data)[0]
+    manifest = make_manifest(fields, sha256_hex(body), audio, _raw_public(key))
+    signed = {"manifest": manifest, "signature": base64.b64encode(key.sign(_canonical(manifest))).decode()}
+    payload = json.dumps(signed, sort_keys=True).encode("utf-8")
+    out = bytearray(body + CHUNK + struct.pack("<I", len(payload)) + payload + (b"\0" if len(payload) & 1 else b""))
+    out[4:8] = struct.pack("<I", len(out) - 8)
+    return bytes(out)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field
 
+from speechlm.safety.provenance import sha256_hex, sign_wav_bytes
+from speechlm.safety.watermark import MIN_MARK_S, embed, make_payload, widen
 from speechlm.serve.config import ServeConfig
 from speechlm.serve.formats import FORMATS, MEDIA_TYPES, encode, stream
 from speechlm.serve.metrics import Metrics
@@ -129,6 +131,24 @@ class BodyLimit:
             return msg
 
         return await self.app(scope, limited, send)
+
+
+def marked(blocks: Iterator[np.ndarray], sr: int, payload: int) -> Iterator[np.ndarray]:
+    """The blocks with the watermark, as :class:`~speechlm.safety.watermark.StreamMarker` releases them."""
+    from speechlm.safety.watermark import StreamMarker
+
+    m = StreamMarker(sr, payload)
+    for b in blocks:
+        out = m.push(b)
+        if len(out):
+            yield out
+    out = m.flush()
+    if len(out):
+        yield out
+
+
+def mark_header(payload: int | None) -> dict[str, str]:
+    return {"X-Speechlm-Watermark": "none" if payload is None else str(payload)}
 
 
 def create_app(cfg: ServeConfig, tts=None):
@@ -238,7 +258,9 @@ def create_app(cfg: ServeConfig, tts=None):
                     return
                 yield b
 
-        byte_iter = stream(blocks(), tts.sample_rate, req.response_format, stop)
+        payload = make_payload("serve") if cfg.watermark else None
+        byte_iter = stream(blocks() if payload is None else marked(blocks(), tts.sample_rate, payload),
+                           tts.sample_rate, req.response_format, stop)
         try:  # the first bytes before the response starts: a timeout or failure can still be a JSON error
             head = await run_in_threadpool(next, byte_iter, b"")
         except TimeoutError:
@@ -281,7 +303,7 @@ def create_app(cfg: ServeConfig, tts=None):
                 metrics.observe("/v1/audio/speech", status, time.perf_counter() - t0)
 
         media = "text/event-stream" if req.stream_format == "sse" else MEDIA_TYPES[req.response_format]
-        return StreamingResponse(body(), media_type=media)
+        return StreamingResponse(body(), media_type=media, headers=mark_header(payload))
 
     # --- models and voices -------------------------------------------------------------------------
     @app.get("/v1/models")
@@ -383,7 +405,18 @@ def create_app(cfg: ServeConfig, tts=None):
             raise ApiError(504, f"the edit took over {cfg.timeout_s:g} s", "timeout") from None
         finally:
             slots.release()
-        return Response(encode(res.wav, res.sample_rate, response_format), media_type=MEDIA_TYPES[response_format])
+        wav, payload = res.wav, None
+        if cfg.watermark:  # only the regenerated spans, widened to what the detector needs (as `speechlm edit`)
+            payload = make_payload("edit")
+            spans = widen([(a / res.sample_rate, b / res.sample_rate) for a, b in res.out_spans], MIN_MARK_S,
+                          len(wav) / res.sample_rate)
+            wav = await run_in_threadpool(embed, res.wav, res.sample_rate, payload, spans)
+        data = encode(wav, res.sample_rate, response_format)
+        if cfg.sign and response_format == "wav":  # marked first: the signature covers the marked samples
+            data = await run_in_threadpool(sign_wav_bytes, data, {
+                "model": tts.am.model_id, "tokenizer": tts.codec.tokenizer_id, "text_sha256": sha256_hex(target),
+                "prompt_audio_sha256": None, "watermarked": payload is not None, "watermark_payload": payload})
+        return Response(data, media_type=MEDIA_TYPES[response_format], headers=mark_header(payload))
 
     # --- operations ---------------------------------------------------------------------------------
     @app.get("/health")

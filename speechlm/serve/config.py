@@ -29,3 +29,5 @@ class ServeConfig:
     timeout_s: float = 120.0
     voices_dir: Path = field(default_factory=default_voices_dir)
     max_voices: int = 1000
+    watermark: bool = True  # mark every response (speechlm.safety.watermark); off only for research
+    sign: bool = True  # signed provenance manifest on whole (non-streamed) WAV responses
