@@ -49,6 +49,7 @@ RESOLVERS: dict[str, str] = {
     "tts": "speechlm.lm.acoustic_api:resolve_acoustic_dir",
     "asr": "speechlm.asr.transcriber:resolve_model_dir",
     "bridge": "speechlm.tokenizers.semantic.bridge:resolve_bridge_dir",
+    "gender": "speechlm.pipeline.gender:resolve_model_dir",
     "detector": "speechlm.safety.detector:resolve_model_dir",
 }
 
