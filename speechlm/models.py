@@ -229,13 +229,13 @@ def default_dir(kind: str) -> Path | None:
 
 def model_id(folder: Path, kind: str, meta: dict[str, Any]) -> str:
     """The ``NAME@HASH`` the loaded model reports, without building it."""
-    from speechlm.train.checkpoint import model_id as checkpoint_id
+    from speechlm.utils.checkpoint import model_id as checkpoint_id
 
     if kind != "codec":
         return checkpoint_id(meta, folder)
     # A codec's id hashes only what fixes its tokens (a decoder fine-tuned on frozen tokens keeps the id).
     from speechlm.tokenizers.codec.api import token_space_sha256
-    from speechlm.train.checkpoint import load_checkpoint
+    from speechlm.utils.checkpoint import load_checkpoint
 
     name = (meta.get("extra") or {}).get("name") or folder.name
     return f"{name}@{token_space_sha256(load_checkpoint(folder, verify=False).state_dict)[:16]}"

@@ -80,7 +80,7 @@ class CTCTranscriber:
     @classmethod
     def load(cls, model: str | os.PathLike | None = None) -> CTCTranscriber:
         """Load a checkpoint folder (None: the shipped default); CheckpointError on a foreign folder."""
-        from speechlm.train.checkpoint import load_checkpoint
+        from speechlm.utils.checkpoint import load_checkpoint
 
         path = resolve_model_dir(model)
         ck = load_checkpoint(path)

@@ -34,7 +34,7 @@ KIND = "acoustic"
 def resolve_acoustic_dir(name_or_dir: str | os.PathLike | None) -> Path:
     """``None``/``"default"`` -> the shipped :data:`DEFAULT`; ``NAME`` -> ``assets/NAME`` or ``assets/tts_NAME``;
     else a checkpoint folder or a run folder (its newest checkpoint)."""
-    from speechlm.train.checkpoint import resolve_model_dir
+    from speechlm.utils.checkpoint import resolve_model_dir
 
     return resolve_model_dir(name_or_dir, "tts", DEFAULT, "TTS model")
 
@@ -166,8 +166,8 @@ class AcousticTTSModel:
 
     @classmethod
     def load(cls, name_or_dir: str | os.PathLike | None = None) -> AcousticTTSModel:
-        from speechlm.train.checkpoint import load_checkpoint
-        from speechlm.train.config import load_config
+        from speechlm.utils.checkpoint import load_checkpoint
+        from speechlm.utils.config import load_config
 
         path = resolve_acoustic_dir(name_or_dir)
         ckpt = load_checkpoint(path)
@@ -186,7 +186,7 @@ class AcousticTTSModel:
 
     @property
     def model_id(self) -> str:
-        from speechlm.train.checkpoint import model_id
+        from speechlm.utils.checkpoint import model_id
 
         return model_id(self.meta, self.path)
 

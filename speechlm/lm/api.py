@@ -22,7 +22,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
 def resolve_lm_dir(name_or_dir: str | os.PathLike | None) -> Path:
-    from speechlm.train.checkpoint import resolve_model_dir
+    from speechlm.utils.checkpoint import resolve_model_dir
 
     return resolve_model_dir(name_or_dir, "lm", "lm_default", "codec LM")
 
@@ -41,8 +41,8 @@ class CodecLanguageModel:
 
     @classmethod
     def load(cls, name_or_dir: str | os.PathLike | None = None) -> CodecLanguageModel:
-        from speechlm.train.checkpoint import load_checkpoint
-        from speechlm.train.config import load_config
+        from speechlm.utils.checkpoint import load_checkpoint
+        from speechlm.utils.config import load_config
 
         path = resolve_lm_dir(name_or_dir)
         ckpt = load_checkpoint(path)
@@ -79,7 +79,7 @@ class CodecLanguageModel:
     @property
     def model_id(self) -> str:
         """``NAME@HASH`` (the exported name and the weights hash), as ``speechlm models`` lists it."""
-        from speechlm.train.checkpoint import model_id
+        from speechlm.utils.checkpoint import model_id
 
         return model_id(self.meta, self.path)
 

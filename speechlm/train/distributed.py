@@ -23,6 +23,7 @@ import torch.distributed as tdist
 from torch import nn
 
 from speechlm.errors import SpeechLMError
+from speechlm.utils.checkpoint import unwrap  # noqa: F401 (the plain module inside a DDP or compile wrapper)
 
 
 @dataclass(frozen=True)
@@ -89,17 +90,6 @@ def wrap_ddp(model: nn.Module, info: DistInfo | None = None,
     device_ids = [info.device.index] if info is not None and info.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
                                                find_unused_parameters=find_unused_parameters)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module inside a DDP (or torch.compile) wrapper."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def barrier() -> None:

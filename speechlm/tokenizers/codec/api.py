@@ -34,7 +34,7 @@ BLOCK_FRAMES = 500  # frames per streamed block (10 s at 50 Hz): bounds memory f
 def resolve_model_dir(name_or_dir: str | os.PathLike | None) -> Path:
     """``None``/``"default"`` -> the shipped model; ``NAME`` or ``codec_NAME`` -> ``speechlm/assets/codec_NAME``;
     else a folder (a checkpoint, or a training run whose newest checkpoint is used)."""
-    from speechlm.train.checkpoint import latest_checkpoint
+    from speechlm.utils.checkpoint import latest_checkpoint
 
     name = str(name_or_dir) if name_or_dir is not None else DEFAULT_MODEL
     if name == DEFAULT_MODEL and not Path(name).exists():
@@ -60,7 +60,7 @@ def token_space_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     The decoder is left out on purpose: a decoder fine-tuned on a frozen token space (``codec.freeze_tokens``)
     reads every tokens file and LM made for the codec it started from.
     """
-    from speechlm.train.checkpoint import weights_sha256
+    from speechlm.utils.checkpoint import weights_sha256
 
     tokens = ("encoder.", "quantizer.", "unit_level.")
     keep = {k: v for k, v in state_dict.items()
@@ -91,7 +91,7 @@ class Codec:
     def load(cls, name_or_dir: str | os.PathLike | None = None) -> Codec | SourceFilterCodec:
         """Load the shipped default (None / "default": the source-filter codec), a named asset, a checkpoint
         folder or a run folder. A source-filter checkpoint loads as a :class:`SourceFilterCodec`."""
-        from speechlm.train.checkpoint import load_checkpoint
+        from speechlm.utils.checkpoint import load_checkpoint
 
         path = resolve_model_dir(name_or_dir)
         if _is_source_filter(path):

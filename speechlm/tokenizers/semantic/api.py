@@ -66,7 +66,7 @@ class SemanticTokenizer:
 
     @classmethod
     def load(cls, name_or_dir: str | os.PathLike | None = None) -> SemanticTokenizer:
-        from speechlm.train.checkpoint import load_checkpoint
+        from speechlm.utils.checkpoint import load_checkpoint
 
         path = resolve_model_dir(name_or_dir)
         ckpt = load_checkpoint(path)

@@ -102,7 +102,7 @@ class BridgeModel(nn.Module):
 def resolve_bridge_dir(name_or_dir: str | os.PathLike | None) -> Path:
     """``None``/``"default"`` -> ``speechlm/assets/bridge_default``; ``NAME`` -> ``bridge_NAME``; a folder (a
     checkpoint or a run folder, whose ``final/`` or newest checkpoint is used)."""
-    from speechlm.train.checkpoint import latest_checkpoint
+    from speechlm.utils.checkpoint import latest_checkpoint
 
     name = str(name_or_dir) if name_or_dir is not None else "default"
     p = Path(name)
@@ -125,7 +125,7 @@ class Bridge:
     def load(cls, name_or_dir: str | os.PathLike | None = None) -> Bridge:
         from speechlm.tokenizers.codec.api import Codec
         from speechlm.tokenizers.semantic.api import SemanticTokenizer
-        from speechlm.train.checkpoint import load_checkpoint
+        from speechlm.utils.checkpoint import load_checkpoint
 
         path = resolve_bridge_dir(name_or_dir)
         ckpt = load_checkpoint(path)

@@ -137,7 +137,7 @@ def asr_layers_from_model(asr: str | os.PathLike | None, layer: int, norm: str =
     """:class:`ASRLayers` cut from an ASR checkpoint folder (None: the shipped ``asr_default``), and the ASR's
     weights hash (which ASR it was, whatever the folder is called later)."""
     from speechlm.asr.transcriber import resolve_model_dir
-    from speechlm.train.checkpoint import load_checkpoint
+    from speechlm.utils.checkpoint import load_checkpoint
 
     ck = load_checkpoint(resolve_model_dir(asr))
     if "model" not in ck.config or "features" not in ck.config:

@@ -59,7 +59,7 @@ class SourceFilterCodec:
     @classmethod
     def load(cls, path: str | os.PathLike) -> SourceFilterCodec:
         """Load an exported source-filter codec folder (``config.json`` + ``model.safetensors``)."""
-        from speechlm.train.checkpoint import load_checkpoint, weights_sha256
+        from speechlm.utils.checkpoint import load_checkpoint, weights_sha256
 
         ckpt = load_checkpoint(path)
         cfg = ckpt.config.get("model", {})
