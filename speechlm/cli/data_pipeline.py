@@ -68,7 +68,7 @@ def add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="join a running Ray cluster (e.g. ray://head:10001 or auto) instead of a local one")
     p.add_argument("--backend", choices=("ray", "local"), default="ray",
-                   help="ray (default) or local: the same per-input code, one by one in this process")
+                   help="ray (default) or local: the same per-input code in a pool of --workers processes")
     p.add_argument("--lang", default=None, help="auto (identify per utterance; default) or a language code")
     p.add_argument("--asr", default=None, choices=("whisper-base", "whisper-tiny.en", "none"),
                    help="recogniser (default whisper-base; tiny.en is ~3x faster, English only)")

