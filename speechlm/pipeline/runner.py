@@ -10,8 +10,9 @@ An input is finished when ``rows.json`` (its manifest lines) exists; its segment
 :func:`run_pipeline` dispatches unfinished inputs to Ray tasks (``ray.init(num_cpus=workers)`` locally, or
 ``ray.init(address=...)`` to join a cluster whose nodes see the same paths), to a pool of ``workers`` local
 processes without Ray (``backend="local"``) or runs them one by one in this process (``"inline"``, for tests);
-all three call the same :func:`process_input`, with one OpenMP thread per worker; then :mod:`speechlm.pipeline.export` assembles
-``OUT/manifest.jsonl`` and the other outputs from the per-input results, in input order.
+all three call the same :func:`process_input`, with one OpenMP thread per worker; then
+:mod:`speechlm.pipeline.export` assembles ``OUT/manifest.jsonl`` and the other outputs from the per-input
+results, in input order.
 
 Per input, audio flows: source -> ``std.wav`` (stage 1) -> ``den.wav`` (stage 2, when it runs) -> VAD
 probabilities and regions (``vad.npy``/``vad.json``) -> diarisation turns -> utterance spans -> transcripts ->
