@@ -14,7 +14,7 @@ Method (a time-frequency "patchwork" with informed embedding):
   pushed until its statistic reaches ``MARGIN_DB`` per chip in the direction of its bit (sync groups: +1). The mark
   is the speech itself, slightly re-weighted in frequency, so it sits under the speech's own spectrum; silent
   blocks (more than 40 dB under the loudest block) are left alone.
-- Detection resamples to 16 kHz and searches speed factors 0.95-1.05 (9 steps; a speed change by resampling
+- Detection resamples to 16 kHz and searches speed factors 0.95-1.05 (7 steps; a speed change by resampling
   shifts time and frequency together), 3 block phases and 16 cyclic shifts, in ~1 s windows (20 blocks, hop 4).
   Per hypothesis the group sums become z-scores (divided by the window's spread of ``r``); the window score is
   ``T = (sum of sync z + sum over bits of (|z| - E|z|)) / sd`` (about N(0, 1) without a mark). The file's p-value
@@ -50,7 +50,7 @@ N_BITS = 16
 N_GROUPS = N_SYNC + N_BITS
 SEED = 0x5EEC  # the pattern's seed
 HP_BLOCKS = 5  # moving-average length of the time high-pass
-SILENCE_DB = 50.0
+SILENCE_DB = 50.0  # chips this far under the loudest block are neither marked nor counted
 CLIP_SD = 2.5  # the detector clips r at this many robust deviations
 MIN_SD_DB = 1.0  # floor of the spread of r (digital silence, pure tones)
 
@@ -59,9 +59,8 @@ MARGIN_DB = 1.5  # target per-chip statistic of each group in each copy
 BASE_DB = 0.25  # every chip gets at least this much (robustness where the host already agrees)
 MAX_GAIN_DB = 5.0
 EMBED_ITERS = 4
-SHIFT = 'none'
 CLOSED_LOOP = 1  # re-analyses of the marked audio
-SPEEDS = tuple(float(s) for s in np.linspace(0.95, 1.05, 9))
+SPEEDS = tuple(float(s) for s in np.linspace(0.95, 1.05, 7))
 WINDOW_BLOCKS = 30  # 0.96 s
 WINDOW_HOP = 6
 MIN_MARK_S = 1.2  # a marked span shorter than this (an edited word) is widened to it: detection needs ~1 s
@@ -276,10 +275,6 @@ def _chip_gains(y: np.ndarray, payload: int, base: float = BASE_DB) -> np.ndarra
         deficit = np.maximum(0.0, MARGIN_DB * n - c) / np.maximum(n, 1.0)
         # The high-pass removes part of a gain (about 1/HP_BLOCKS of it, plus the neighbours' share): overshoot a bit.
         gain = np.clip(gain + 1.25 * sgn * w * deficit[inst], -MAX_GAIN_DB, MAX_GAIN_DB)
-    if SHIFT == "max":
-        gain = gain - gain.max(1, keepdims=True)
-    elif SHIFT == "mean":
-        gain = gain - gain.mean(1, keepdims=True)
     return gain
 
 
@@ -323,7 +318,7 @@ def embed(audio: np.ndarray, sr: int, payload: int, regions: list[tuple[float, f
         # Overlapping frames smear a block's gain into its neighbours: measure what the detector will see and
         # push the groups that fell short again.
         y_out = _blocks_db(_power(_stft(out, hop)) @ bm)[: y.shape[0]]
-        g = g + _chip_gains(y_out, payload, base=0.0) - 0.0
+        g = g + _chip_gains(y_out, payload, base=0.0)
     if regions is not None:
         out = x + _region_mask(len(x), sr, regions) * (out - x)
     peak = float(np.max(np.abs(x))) if len(x) else 0.0
@@ -362,44 +357,43 @@ def _norm_sf(z: float) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
-def _window_stats(r: np.ndarray, w: np.ndarray, window: int = WINDOW_BLOCKS
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Score every window and cyclic shift of one (speed, phase) analysis.
+def _window_stats(r: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Score every ~1 s window, and the whole analysis, at every cyclic shift of one (speed, phase) analysis.
 
     Args:
         r, w: ``[T, B]`` residual and weights.
-        window: window length in blocks (the whole analysis when it is longer than ``T``).
 
     Returns:
-        (T ``[W, PERIOD]`` scores, z ``[W, PERIOD, N_GROUPS]`` group z-scores, start ``[W]`` first block,
-        window length in blocks).
+        (score ``[W + 1, PERIOD]``, z ``[W + 1, PERIOD, N_GROUPS]`` group z-scores, start ``[W]`` first block of
+        each window, window length in blocks); row ``W`` is the whole analysis.
     """
     t = r.shape[0]
-    wl = min(window, t)
+    wl = min(WINDOW_BLOCKS, t)
     # Syllable onsets and offsets make heavy tails in r: clip at CLIP_SD robust deviations (median absolute).
     on = r[w > 0]
     if on.size:
-        mad = 1.4826 * float(np.median(np.abs(on - np.median(on))))
-        r = np.clip(r, -CLIP_SD * max(mad, MIN_SD_DB), CLIP_SD * max(mad, MIN_SD_DB))
+        mad = max(1.4826 * float(np.median(np.abs(on - np.median(on)))), MIN_SD_DB)
+        r = np.clip(r, -CLIP_SD * mad, CLIP_SD * mad)
     starts = np.arange(0, max(t - wl, 0) + 1, WINDOW_HOP)
     if len(starts) and starts[-1] != t - wl:
         starts = np.append(starts, t - wl)
+    lo, hi = np.append(starts, 0), np.append(starts + wl, t)
     # Per block and shift, the signed group sums: block t meets pattern row (t - shift) mod PERIOD.
     rw = r * w
-    c = np.zeros((t + 1, PERIOD, N_GROUPS))
-    n = np.zeros((t + 1, PERIOD, N_GROUPS))
-    for slot in range(min(PERIOD, t)):
-        c[1 + slot :: PERIOD] = (rw[slot::PERIOD] @ _M_SHIFTED[slot]).reshape(-1, PERIOD, N_GROUPS)
-        n[1 + slot :: PERIOD] = (w[slot::PERIOD] @ _N_SHIFTED[slot]).reshape(-1, PERIOD, N_GROUPS)
-    c, n = np.cumsum(c, 0), np.cumsum(n, 0)
-    c = c[starts + wl] - c[starts]  # [W, shift, G]
-    cn = n[starts + wl] - n[starts]
+    k = -(-t // PERIOD)
+    pad = np.zeros((k * PERIOD - t, N_BANDS))
+    c = np.einsum("kpb,pbq->kpq", np.concatenate([rw, pad]).reshape(k, PERIOD, N_BANDS), _M_SHIFTED)
+    n = np.einsum("kpb,pbq->kpq", np.concatenate([w, pad]).reshape(k, PERIOD, N_BANDS), _N_SHIFTED)
+    zero = np.zeros((1, PERIOD * N_GROUPS))
+    c = np.concatenate([zero, np.cumsum(c.reshape(-1, PERIOD * N_GROUPS)[:t], 0)])
+    n = np.concatenate([zero, np.cumsum(n.reshape(-1, PERIOD * N_GROUPS)[:t], 0)])
+    c = (c[hi] - c[lo]).reshape(-1, PERIOD, N_GROUPS)  # [W + 1, shift, G]
+    cn = (n[hi] - n[lo]).reshape(-1, PERIOD, N_GROUPS)
     r2 = np.concatenate([[0.0], np.cumsum((r * rw).sum(1))])
     s1 = np.concatenate([[0.0], np.cumsum(rw.sum(1))])
     nw = np.concatenate([[0.0], np.cumsum(w.sum(1))])
-    m = nw[starts + wl] - nw[starts]
-    mean = (s1[starts + wl] - s1[starts]) / np.maximum(m, 1.0)
-    var = (r2[starts + wl] - r2[starts]) / np.maximum(m, 1.0) - mean**2
+    m = np.maximum(nw[hi] - nw[lo], 1.0)
+    var = (r2[hi] - r2[lo]) / m - ((s1[hi] - s1[lo]) / m) ** 2
     sd = np.maximum(np.sqrt(np.maximum(var, 0.0)), MIN_SD_DB)
     z = np.where(cn >= 1.0, c / (sd[:, None, None] * np.sqrt(np.maximum(cn, 1.0))), 0.0)
     # Weighted by sqrt(chips) so that every chip counts alike (a sum over chips, bit groups by their sign);
@@ -438,11 +432,12 @@ def detect(audio: np.ndarray, sr: int, p_threshold: float = P_THRESHOLD,
     if sr != DETECT_SR:
         x = soxr.resample(x, sr, DETECT_SR)
     hop = round(DETECT_SR * HOP_S)
-    bm = _band_matrix(hop, DETECT_SR)
     best_w: tuple | None = None  # (score, speed, phase, scores, z, starts, wl) of the best window
     best_f: tuple | None = None  # (score, speed, z [G]) of the best whole-file hypothesis
     n_windows = 0
+    bm = _band_matrix(hop, DETECT_SR)
     for s in speeds:
+        # Resampled by s: a file played s times faster is back to its own time and frequencies.
         xs = x if s == 1.0 else soxr.resample(x, DETECT_SR, DETECT_SR * s)
         if len(xs) < 4 * hop * BLOCK_FRAMES:
             continue
@@ -451,14 +446,14 @@ def detect(audio: np.ndarray, sr: int, p_threshold: float = P_THRESHOLD,
             y = _blocks_db(e, ph)
             r, w = _residual(_floor(y)), _weights(y)
             score, z, starts, wl = _window_stats(r, w)
+            if len(starts) > 1:  # the whole file is a hypothesis of its own
+                k = int(score[-1].argmax())
+                if best_f is None or score[-1, k] > best_f[0]:
+                    best_f = (float(score[-1, k]), s, z[-1, k])
+            score, z = score[:-1], z[:-1]
             n_windows = max(n_windows, len(starts))
             if best_w is None or score.max() > best_w[0]:
                 best_w = (float(score.max()), s, ph, score, z, starts, wl)
-            if len(starts) > 1:
-                fs, fz, _, _ = _window_stats(r, w, r.shape[0])
-                k = int(fs[0].argmax())
-                if best_f is None or fs[0, k] > best_f[0]:
-                    best_f = (float(fs[0, k]), s, fz[0, k])
     if best_w is None:
         return Detection(False, 0.0, 1.0, None)
     tmax, s, ph, score, z, starts, wl = best_w
