@@ -63,7 +63,7 @@ CLOSED_LOOP = 1  # re-analyses of the marked audio
 SPEEDS = tuple(float(s) for s in np.linspace(0.95, 1.05, 7))
 WINDOW_BLOCKS = 30  # 0.96 s
 WINDOW_HOP = 6
-MIN_MARK_S = 1.2  # a marked span shorter than this (an edited word) is widened to it: detection needs ~1 s
+MIN_MARK_S = 2.0  # a marked span shorter than this (an edited word) is widened to it: detection needs 1-2 s
 P_THRESHOLD = 1e-3  # file-level decision; see the calibration in benchmarks/watermark_bench.py
 
 FAMILIES: dict[str, int] = {"unknown": 0, "tts_duration": 1, "lm": 2, "edit": 3, "semantic": 4, "vc": 5,
@@ -364,20 +364,27 @@ def _window_stats(r: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray,
         r, w: ``[T, B]`` residual and weights.
 
     Returns:
-        (score ``[W + 1, PERIOD]``, z ``[W + 1, PERIOD, N_GROUPS]`` group z-scores, start ``[W]`` first block of
-        each window, window length in blocks); row ``W`` is the whole analysis.
+        (score ``[W + 1, PERIOD]``, z ``[W + 1, PERIOD, N_GROUPS]`` group z-scores, first block ``[W]`` and end
+        block ``[W]`` of each window); windows of ``WINDOW_BLOCKS`` and twice that (a 1-2 s marked region), row
+        ``W`` is the whole analysis.
     """
     t = r.shape[0]
-    wl = min(WINDOW_BLOCKS, t)
     # Syllable onsets and offsets make heavy tails in r: clip at CLIP_SD robust deviations (median absolute).
     on = r[w > 0]
     if on.size:
         mad = max(1.4826 * float(np.median(np.abs(on - np.median(on)))), MIN_SD_DB)
         r = np.clip(r, -CLIP_SD * mad, CLIP_SD * mad)
-    starts = np.arange(0, max(t - wl, 0) + 1, WINDOW_HOP)
-    if len(starts) and starts[-1] != t - wl:
-        starts = np.append(starts, t - wl)
-    lo, hi = np.append(starts, 0), np.append(starts + wl, t)
+    los, his = [], []
+    for length in (WINDOW_BLOCKS, 2 * WINDOW_BLOCKS):
+        wl = min(length, t)
+        starts = np.arange(0, max(t - wl, 0) + 1, WINDOW_HOP)
+        if starts[-1] != t - wl:
+            starts = np.append(starts, t - wl)
+        los.append(starts)
+        his.append(starts + wl)
+        if wl == t:
+            break
+    lo, hi = np.concatenate([*los, [0]]), np.concatenate([*his, [t]])
     # Per block and shift, the signed group sums: block t meets pattern row (t - shift) mod PERIOD.
     rw = r * w
     k = -(-t // PERIOD)
@@ -402,7 +409,7 @@ def _window_stats(r: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     score = ((z[..., :N_SYNC] * sq[..., :N_SYNC]).sum(-1)
              + ((np.abs(z[..., N_SYNC:]) - _E_ABS) * sq[..., N_SYNC:]).sum(-1))
     score = score / np.sqrt(cn[..., :N_SYNC].sum(-1) + (1.0 - 2.0 / math.pi) * cn[..., N_SYNC:].sum(-1) + 1e-9)
-    return score, z, starts, wl
+    return score, z, lo[:-1], hi[:-1]
 
 
 def detect(audio: np.ndarray, sr: int, p_threshold: float = P_THRESHOLD,
@@ -432,7 +439,7 @@ def detect(audio: np.ndarray, sr: int, p_threshold: float = P_THRESHOLD,
     if sr != DETECT_SR:
         x = soxr.resample(x, sr, DETECT_SR)
     hop = round(DETECT_SR * HOP_S)
-    best_w: tuple | None = None  # (score, speed, phase, scores, z, starts, wl) of the best window
+    best_w: tuple | None = None  # (score, speed, phase, scores, z, lo, hi) of the best window
     best_f: tuple | None = None  # (score, speed, z [G]) of the best whole-file hypothesis
     n_windows = 0
     bm = _band_matrix(hop, DETECT_SR)
@@ -445,18 +452,18 @@ def detect(audio: np.ndarray, sr: int, p_threshold: float = P_THRESHOLD,
         for ph in range(BLOCK_FRAMES):
             y = _blocks_db(e, ph)
             r, w = _residual(_floor(y)), _weights(y)
-            score, z, starts, wl = _window_stats(r, w)
-            if len(starts) > 1:  # the whole file is a hypothesis of its own
+            score, z, lo, hi = _window_stats(r, w)
+            if len(lo) > 1:  # the whole file is a hypothesis of its own
                 k = int(score[-1].argmax())
                 if best_f is None or score[-1, k] > best_f[0]:
                     best_f = (float(score[-1, k]), s, z[-1, k])
             score, z = score[:-1], z[:-1]
-            n_windows = max(n_windows, len(starts))
+            n_windows = max(n_windows, len(lo))
             if best_w is None or score.max() > best_w[0]:
-                best_w = (float(score.max()), s, ph, score, z, starts, wl)
+                best_w = (float(score.max()), s, ph, score, z, lo, hi)
     if best_w is None:
         return Detection(False, 0.0, 1.0, None)
-    tmax, s, ph, score, z, starts, wl = best_w
+    tmax, s, ph, score, z, lo, hi = best_w
     hyp = len(speeds) * BLOCK_FRAMES * PERIOD
     n_eff = max(1.0, n_windows * WINDOW_HOP / WINDOW_BLOCKS)
     p_win = min(1.0, hyp * n_eff * _norm_sf(tmax))
@@ -483,7 +490,7 @@ def detect(audio: np.ndarray, sr: int, p_threshold: float = P_THRESHOLD,
     conf = tuple(float(1.0 - _norm_sf(abs(v))) for v in zb)
     block_s = BLOCK_FRAMES * HOP_S / s  # a block of the speed-corrected signal, in the input's time
     off = ph * HOP_S / s
-    spans = sorted((off + a * block_s, off + (a + wl) * block_s) for a in starts[good])
+    spans = sorted((off + a * block_s, off + b * block_s) for a, b in zip(lo[good], hi[good], strict=True))
     regions: list[tuple[float, float]] = []
     dur = len(x) / DETECT_SR
     for a, b in spans:
