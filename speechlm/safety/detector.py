@@ -242,7 +242,7 @@ class Detector:
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None) -> Detector:
-        from speechlm.train.checkpoint import load_checkpoint
+        from speechlm.utils.checkpoint import load_checkpoint
 
         path = resolve_model_dir(model)
         ckpt = load_checkpoint(path)

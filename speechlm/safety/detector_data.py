@@ -260,10 +260,10 @@ def channel_augment(wav: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarr
         x = band_limit(x, SR, lo, hi)
         tags.append(f"band{lo}-{hi}")
     v = rng.random()
-    if v < 0.2:
+    if v < 0.15:
         x = _lossy(x, "OGG", "OPUS", float(rng.uniform(0.3, 1.0)))
         tags.append("opus")
-    elif v < 0.35:
+    elif v < 0.3:
         x = _lossy(x, "MP3", "MPEG_LAYER_III", float(rng.uniform(0.3, 1.0)))
         tags.append("mp3")
     if rng.random() < 0.3:

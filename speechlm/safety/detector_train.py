@@ -43,6 +43,8 @@ class TrainConfig:
     valid_frac: float = 0.1
     seed: int = 0
     threads: int = 1
+    workers: int = 2
+    limit: int = 0  # clips per source (0: all), for quick runs
     exclude: tuple[str, ...] = ()
     detector: DetectorConfig = field(default_factory=DetectorConfig)
 
@@ -74,14 +76,27 @@ def _split_valid(clips: list[Clip], frac: float, seed: int) -> list[Clip]:
     return clips
 
 
+def _featurize_one(job: tuple[Clip, TrainConfig, int]) -> list[torch.Tensor]:
+    c, cfg, i = job
+    torch.set_num_threads(1)
+    return _views(c, cfg, np.random.default_rng([cfg.seed, i]))
+
+
 def featurize(clips: list[Clip], cfg: TrainConfig, log=print) -> dict[str, list[_Item]]:
-    rng = np.random.default_rng(cfg.seed)
+    """Every clip's views (clean + ``aug_views`` augmented crops) as LFB features, in ``workers`` processes."""
     out: dict[str, list[_Item]] = {"train": [], "valid": []}
     t0 = time.time()
-    for i, c in enumerate(clips):
-        out[c.split].append(_Item(_views(c, cfg, rng), c.label, c.source))
-        if (i + 1) % 500 == 0:
-            log(f"features: {i + 1}/{len(clips)} clips ({time.time() - t0:.0f} s)")
+    jobs = [(c, cfg, i) for i, c in enumerate(clips)]
+    if cfg.workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(cfg.workers) as ex:
+            views = list(ex.map(_featurize_one, jobs, chunksize=32))
+    else:
+        views = [_featurize_one(j) for j in jobs]
+    for c, v in zip(clips, views):
+        out[c.split].append(_Item(v, c.label, c.source))
+    log(f"features: {len(clips)} clips in {time.time() - t0:.0f} s")
     return out
 
 
@@ -148,6 +163,10 @@ def train(corpus: Path, out: Path, cfg: TrainConfig = TrainConfig(), log=lambda 
     torch.manual_seed(cfg.seed)
     skip = set(UNSEEN) | set(cfg.exclude)
     clips = [c for c in load_corpus(corpus, ("train", "valid")) if c.source not in skip]
+    if cfg.limit:
+        per: dict[str, int] = {}
+        clips = [c for c in clips if per.setdefault(c.source, 0) < cfg.limit and not per.update(
+            {c.source: per[c.source] + 1})]
     clips = _split_valid(clips, cfg.valid_frac, cfg.seed)
     if not any(c.label == 0 for c in clips) or not any(c.label == 1 for c in clips):
         raise SpeechLMError(f"{corpus}: training needs human and synthetic clips")
@@ -181,7 +200,7 @@ def train(corpus: Path, out: Path, cfg: TrainConfig = TrainConfig(), log=lambda 
         opt.step()
         sched.step()
         step += 1
-        running = 0.98 * running + 0.02 * float(loss) if step > 1 else float(loss)
+        running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
         if step % 100 == 0:
             log(f"step {step} loss {running:.4f} ({time.time() - t0:.0f} s)")
         if step % 500 == 0:
