@@ -101,3 +101,26 @@ def test_bad_prompts_and_other_languages_are_refused(tts):
         tts.generate("Bonjour.", lang="fr")
     with pytest.raises(TTSInputError, match="pace"):
         tts.generate("Hello.", pace=0)
+
+
+def test_audio_comes_from_the_parameters_and_the_tokens_stay_available(tts):
+    """By default the predicted parameters are synthesised before the quantiser (no envelope lost to the
+    codebooks); ``via_tokens`` decodes the quantised codes instead; both give the same tokens and length."""
+    from speechlm.tasks.tts_duration import DurationTTS
+    from speechlm.tokenizers.source_filter.world import synthesize, to_analysis_rate
+
+    feat, _ = tts.am.features(tts.text_chunks("Good morning, everyone.")[0][1])
+    codes, blocks = tts.render(feat, block_tokens=10_000)
+    wav = np.concatenate(list(blocks))
+    assert len(wav) == codes.shape[1] * tts.codec.hop
+    fr = tts.am.to_frames(feat)
+    a = to_analysis_rate(fr, 4, len(fr) * 4)
+    ref = synthesize(a.f0, a.mcep, a.bap)[: len(wav)]
+    assert np.allclose(wav[: len(ref)], ref, atol=1e-4)
+    via = DurationTTS(tts.am, tts.codec, via_tokens=True)
+    codes2, blocks2 = via.render(feat, block_tokens=10_000)
+    wav2 = np.concatenate(list(blocks2))
+    assert np.array_equal(codes, codes2) and len(wav2) == len(wav)
+    assert not np.allclose(wav, wav2, atol=1e-3)  # the quantised envelope is another sound
+    assert via.generate("Good morning.").extra["decoded_from"] == "tokens"
+    assert tts.generate("Good morning.").extra["decoded_from"] == "parameters"

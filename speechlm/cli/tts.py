@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pace", type=float, default=1.0,
                    help="speaking pace of the default (duration-based) model: >1 slower, <1 faster (0.25-4)")
     p.add_argument("--lang", default="en", help="language of the text and the prompt (espeak-ng code)")
+    p.add_argument("--via-tokens", action="store_true",
+                   help="default (duration-based) model: make the audio from its codec_sf tokens, as a token LM's "
+                        "output is heard, instead of from its unquantised parameters (clearer)")
     p.add_argument("--description", default=None,
                    help="style description: not supported yet (refused until the model has style control)")
     p.add_argument("--max-chars", type=int, default=2000, help="refuse longer text (default 2000)")
@@ -75,6 +78,9 @@ def _tts(args: argparse.Namespace) -> int:
         raise SpeechLMError("a prompt needs its transcript (--prompt-text) with a codec LM")
     if kind == "acoustic" and not 0.25 <= args.pace <= 4.0:
         raise SpeechLMError(f"--pace must be between 0.25 and 4, got {args.pace:g}")
+    if kind != "acoustic" and args.via_tokens:
+        raise SpeechLMError("--via-tokens is for the duration-based model (a codec LM's audio always comes from "
+                            "its tokens)")
 
     import torch
 
@@ -86,6 +92,8 @@ def _tts(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     tts = TTS.load(args.model, args.codec)
     kw = {"pace": args.pace} if kind == "acoustic" else {}
+    if args.via_tokens:
+        tts.via_tokens = True
     res = tts.generate(args.text, prompt=prompt, prompt_sr=prompt_sr, prompt_text=args.prompt_text, lang=args.lang,
                        **kw, seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                        max_chars=args.max_chars, check_transcript=not args.no_transcript_check,

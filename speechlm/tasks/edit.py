@@ -267,8 +267,7 @@ def edit_duration(tts, wav: np.ndarray, sr: int, transcript: str, target: str, l
     shift = tts.voice_shift(clip, sr_out) if dur >= 1.0 else None
     tokens = tts_tokens(target, lang)
     feat, feat_dur = tts.am.features(token_ids(tokens, tts.symbols), 1.0, shift)
-    codes = tts.am.to_codes(feat, tts.codec)
-    gen = np.concatenate(list(tts.codec.decode_stream(codes, codes.shape[1] * tts.codec.hop)))
+    gen = np.concatenate(list(tts.render(feat)[1]))
     hop = tts.codec.hop
     gwords = [(a * hop / sr_out, b * hop / sr_out) for a, b in _word_frames(tokens, feat_dur)]
     if len(gwords) != len(dst):

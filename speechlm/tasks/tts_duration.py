@@ -1,8 +1,14 @@
 """TTS with the duration-based acoustic model: ``DurationTTS.load().generate("text")`` (the default ``speechlm tts``).
 
 Text -> sentences -> TTS input tokens (:mod:`speechlm.text.tts_input`) -> the acoustic model (durations, pitch
-and frames, non-autoregressive) -> source-filter codec tokens -> audio. The alignment is explicit (every token
+and frames, non-autoregressive) -> source-filter parameters -> audio. The alignment is explicit (every token
 gets a number of frames), so words cannot be skipped or repeated and nothing runs to a length cap.
+
+The predicted parameters are also quantised into ordinary ``codec_sf`` tokens (``TTSResult.extra["codes"]``).
+By default the audio is synthesised from the parameters themselves, before the quantiser: the envelope
+codebooks cost intelligibility the model does not lose (Whisper-base WER 0.064 vs 0.086 through the tokens on
+40 unseen sentences; docs/experiments/2026-12-04-tts-parameters.md). ``via_tokens=True`` decodes the tokens
+instead, as a codec LM's output would be heard.
 
 A voice prompt (1-20 s, any speech; no transcript needed) sets the voice through :class:`VoiceShift` (its F0
 range and mean envelope). :meth:`DurationTTS.stream` yields audio blocks while later sentences are still being
@@ -36,7 +42,7 @@ LANGS = ("en",)
 class DurationTTS:
     """An acoustic model + the source-filter codec it was trained for. Build with :meth:`load`."""
 
-    def __init__(self, am: AcousticTTSModel, codec) -> None:
+    def __init__(self, am: AcousticTTSModel, codec, via_tokens: bool = False) -> None:
         from speechlm.errors import CheckpointError
         from speechlm.text.symbols import default_symbols
 
@@ -46,14 +52,16 @@ class DurationTTS:
         self.symbols = default_symbols()
         if am.symbols and am.symbols != self.symbols.hash:
             raise CheckpointError(f"{am.path}: trained with another phoneme table ({am.symbols})")
-        self.am, self.codec = am, codec
+        self.am, self.codec, self.via_tokens = am, codec, via_tokens
 
     @classmethod
-    def load(cls, model: str | os.PathLike | None = None, codec: str | os.PathLike | None = None) -> DurationTTS:
+    def load(cls, model: str | os.PathLike | None = None, codec: str | os.PathLike | None = None,
+             via_tokens: bool = False) -> DurationTTS:
+        """``via_tokens``: make the audio from the quantised codec tokens instead of the predicted parameters."""
         from speechlm.tokenizers.codec.api import Codec
 
         am = AcousticTTSModel.load(model)
-        return cls(am, Codec.load(codec) if codec is not None else Codec.for_tokenizer(am.tokenizer))
+        return cls(am, Codec.load(codec) if codec is not None else Codec.for_tokenizer(am.tokenizer), via_tokens)
 
     @property
     def sample_rate(self) -> int:
@@ -103,10 +111,20 @@ class DurationTTS:
         return self.voice_shift(*read_prompt(prompt, prompt_sr))
 
     # --- generation -------------------------------------------------------------------------------
-    def codes(self, ids: list[int], shift: VoiceShift | None = None, pace: float = 1.0) -> np.ndarray:
-        """Token ids of one chunk -> codec codes ``[K, T]``."""
-        feat, _ = self.am.features(ids, pace, shift)
-        return self.am.to_codes(feat, self.codec)
+    def render(self, feat: np.ndarray, block_tokens: int | None = None
+               ) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+        """Predicted features ``[T, F]`` -> (their codec codes ``[K, T]``, an iterator of float32 audio blocks
+        ``T * hop`` samples in all), synthesised from the parameters or, with ``via_tokens``, from the codes;
+        in blocks of ``block_tokens`` frames (default: the codec's offline block, as :meth:`generate` uses)."""
+        extra = () if block_tokens is None else (block_tokens,)
+        frames = self.am.to_frames(feat)
+        codes = self.codec.quantizer.encode(frames, self.codec.quantizer.n_env_stages)
+        n = codes.shape[1] * self.codec.hop
+        if self.via_tokens:
+            dec = self.codec.stream_decoder(*extra)
+            return codes, itertools.chain(dec.push(codes), dec.flush(n))
+        fdec = self.codec.frame_stream_decoder(*extra)
+        return codes, itertools.chain(fdec.push(frames), fdec.flush(n))
 
     def generate(self, text: str, prompt: str | os.PathLike | np.ndarray | VoiceShift | None = None,
                  prompt_text: str | None = None, lang: str = "en", pace: float = 1.0, prompt_sr: int | None = None,
@@ -117,12 +135,16 @@ class DurationTTS:
         t0 = time.perf_counter()
         chunks = self.text_chunks(text, lang, max_chars)
         shift = self._shift(prompt, prompt_sr)
-        codes = [self.codes(ids, shift, pace) for _, ids in chunks]
-        pieces = [np.concatenate(list(self.codec.decode_stream(c, c.shape[1] * self.codec.hop))) for c in codes]
+        codes, pieces = [], []
+        for _, ids in chunks:
+            c, blocks = self.render(self.am.features(ids, pace, shift)[0])
+            codes.append(c)
+            pieces.append(np.concatenate(list(blocks)))
         wav = fade_join(pieces, self.sample_rate)
         return TTSResult(wav, self.sample_rate, [s for s, _ in chunks], [c.shape[1] for c in codes],
                          [False] * len(chunks), time.perf_counter() - t0,
-                         extra={"codes": codes, "model": self.am.model_id})
+                         extra={"codes": codes, "model": self.am.model_id,
+                                "decoded_from": "tokens" if self.via_tokens else "parameters"})
 
     def stream(self, text: str, prompt: str | os.PathLike | np.ndarray | VoiceShift | None = None,
                lang: str = "en", pace: float = 1.0, prompt_sr: int | None = None, max_chars: int = 2000,
@@ -142,12 +164,11 @@ class DurationTTS:
         gap = np.zeros(int(GAP_S * self.sample_rate), np.float32)
         n_fade = int(FADE_S * self.sample_rate)
         for i, (_, ids) in enumerate(chunks):
-            c = self.codes(ids, shift, pace)
+            _, blocks = self.render(self.am.features(ids, pace, shift)[0], block_tokens)
             if i:
                 yield gap
-            dec = self.codec.stream_decoder(block_tokens)
             first = True
-            for b in itertools.chain(dec.push(c), dec.flush(c.shape[1] * self.codec.hop)):
+            for b in blocks:
                 if first and n_fade:
                     b = b.copy()
                     m = min(n_fade, len(b))

@@ -254,6 +254,11 @@ class SourceFilterCodec:
         """An incremental decoder: :meth:`StreamDecoder.push` codes as they are generated, get audio back."""
         return StreamDecoder(self, block_tokens)
 
+    def frame_stream_decoder(self, block_tokens: int = BLOCK_TOKENS) -> FrameStreamDecoder:
+        """An incremental synthesiser of unquantised token-rate :class:`Frames` (what the acoustic TTS model
+        predicts): the parameters skip the quantiser, so nothing of the envelope is lost to the codebooks."""
+        return FrameStreamDecoder(self, block_tokens)
+
     def decode_stream(self, codes: np.ndarray, n_samples: int, block_tokens: int = BLOCK_TOKENS
                       ) -> Iterator[np.ndarray]:
         """Yield float32 audio blocks of codes ``[K, T]``; together they are ``n_samples`` long. The same
@@ -384,11 +389,20 @@ class StreamDecoder:
         self.emitted = 0
         xf = int(XFADE_MS * SAMPLE_RATE / 1000)
         self.fade = np.linspace(0.0, 1.0, xf, dtype=np.float32)
-        self.ahead = codec.refiner.lookahead_frames + SYNTH_CONTEXT_TOKENS
+        self.ahead = codec.refiner.lookahead_frames + SYNTH_CONTEXT_TOKENS  # frames after a block that it reads
+        self.keep = codec.refiner.lookback_frames + SYNTH_CONTEXT_TOKENS  # frames before a block that it reads
+
+    def _rows(self, codes) -> np.ndarray:
+        """What :meth:`push` takes -> rows ``[R, t]`` kept until no later block reads them."""
+        return np.asarray(codes, np.int64)
+
+    def _frames(self, rows: np.ndarray) -> Frames:
+        """Rows ``[R, t]`` -> 5-ms frames ``t * HOP_FRAMES`` long."""
+        return self.codec.refine(rows)
 
     def push(self, codes: np.ndarray) -> Iterator[np.ndarray]:
         """Append codes ``[K, t]`` and yield the audio blocks that became complete."""
-        codes = np.asarray(codes, np.int64)
+        codes = self._rows(codes)
         self.codes = codes if self.codes.size == 0 else np.concatenate([self.codes, codes], axis=1)
         while self.next + self.block + self.ahead <= self.start + self.codes.shape[1]:
             yield self._block(self.next, self.next + self.block, None)
@@ -404,10 +418,9 @@ class StreamDecoder:
             self.emitted = n_samples
 
     def _block(self, a: int, b: int, n_samples: int | None) -> np.ndarray:
-        c, hop, t = self.codec, self.codec.hop, self.start + self.codes.shape[1]
-        keep = c.refiner.lookback_frames + SYNTH_CONTEXT_TOKENS  # frames before a block that it reads
+        hop, t, keep = self.codec.hop, self.start + self.codes.shape[1], self.keep
         lo, hi = max(0, a - keep), min(t, b + self.ahead)
-        fr = c.refine(self.codes[:, lo - self.start : hi - self.start])
+        fr = self._frames(self.codes[:, lo - self.start : hi - self.start])
         s_lo, s_hi = max(0, a - SYNTH_CONTEXT_TOKENS), min(t, b + SYNTH_CONTEXT_TOKENS)
         k0, k1 = (s_lo - lo) * HOP_FRAMES, (s_hi - lo) * HOP_FRAMES + 1
         wav = synthesize(fr.f0[k0:k1], fr.mcep[k0:k1], fr.bap[k0:k1])  # starts at sample s_lo * hop
@@ -426,6 +439,32 @@ class StreamDecoder:
         self.codes, self.start = self.codes[:, drop:], self.start + drop
         return out.astype(np.float32)
 
+
+
+class FrameStreamDecoder(StreamDecoder):
+    """Token-rate source-filter parameters in (unquantised, e.g. an acoustic model's prediction), audio out,
+    block by block, exactly as :class:`StreamDecoder` synthesises decoded codes (same blocks, context and
+    crossfades; no refiner: the parameters are already what the refiner estimates). Built with
+    :meth:`SourceFilterCodec.frame_stream_decoder`."""
+
+    def __init__(self, codec: SourceFilterCodec, block_tokens: int = BLOCK_TOKENS) -> None:
+        super().__init__(codec, block_tokens)
+        self.ahead = self.keep = SYNTH_CONTEXT_TOKENS
+        self.n_mcep = 0
+
+    def _rows(self, frames: Frames) -> np.ndarray:
+        self.n_mcep = frames.mcep.shape[1]
+        return np.concatenate([np.asarray(frames.f0, np.float32)[None], np.asarray(frames.mcep, np.float32).T,
+                               np.asarray(frames.bap, np.float32).T])
+
+    def _frames(self, rows: np.ndarray) -> Frames:
+        m = self.n_mcep
+        tok = Frames(rows[0], rows[1 : 1 + m].T, rows[1 + m :].T)
+        return to_analysis_rate(tok, HOP_FRAMES, rows.shape[1] * HOP_FRAMES)
+
+    def push(self, frames: Frames) -> Iterator[np.ndarray]:  # type: ignore[override]
+        """Append token-rate :class:`Frames` (``t`` rows) and yield the audio blocks that became complete."""
+        return super().push(frames)
 
 def _pad_frames(frames: Frames, n: int) -> Frames:
     """Repeat the last frame up to ``n`` rows (the end of the audio)."""
