@@ -422,3 +422,17 @@ def test_model_stages_are_wired_in(raw, tmp_path, monkeypatch):
         ref = std[int(round(r["start"] * PIPELINE_SR)):][: len(seg)]
         np.testing.assert_allclose(seg, 0.5 * ref, atol=2e-4)  # the denoised audio was saved
         assert r["tags"]["rms"] == pytest.approx(float(np.sqrt(np.mean(seg ** 2))), rel=1e-3)
+
+
+def test_a_failing_input_is_reported_not_fatal(tmp_path):
+    from speechlm.pipeline.export import finish, format_report
+    from speechlm.pipeline.runner import _outcome
+
+    def boom():
+        raise RuntimeError("worker said\nsomething broke")
+
+    s = _outcome(boom, "x.wav", "k" * 16)
+    assert s["status"] == "failed" and s["message"] == "something broke" and s["rows"] == []
+    r = finish(tmp_path, [s], PipelineConfig(), wall_s=1.0, workers=1, backend="local", duplicates=[])
+    assert r["failed_inputs"] == {"x.wav": "something broke"} and r["processed"] == 0
+    assert "FAILED 1" in format_report(r) and (tmp_path / "manifest.jsonl").read_text() == ""

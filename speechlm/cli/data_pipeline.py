@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from speechlm.cli._common import add_command
 
@@ -44,7 +45,9 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     report = run_pipeline(args.inputs, args.out, cfg, backend=args.backend, workers=args.workers,
                           ray_address=args.ray_address, progress=not args.quiet)
     print(format_report(report))
-    return 0
+    for src, msg in report["failed_inputs"].items():
+        print(f"speechlm: error: {src}: {msg}", file=sys.stderr)
+    return 1 if report["failed_inputs"] else 0
 
 
 def add_pipeline(sub: argparse._SubParsersAction) -> None:

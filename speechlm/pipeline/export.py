@@ -142,10 +142,13 @@ def finish(out: Path, summaries: list[dict[str, Any]], cfg: PipelineConfig, *, w
     rejects: Counter = Counter()
     rejected_inputs: Counter = Counter()
     seconds: Counter = Counter()
+    failed: dict[str, str] = {}
     for s in summaries:
         rejects.update(s.get("rejects", {}))
         if s["status"] == "rejected":
             rejected_inputs[s["reason"]] += 1
+        elif s["status"] == "failed":
+            failed[s["source"]] = s["message"]
         seconds.update(s.get("seconds", {}))
     raw_s = sum(float(s.get("duration", 0.0)) for s in summaries)
     report = {
@@ -153,6 +156,7 @@ def finish(out: Path, summaries: list[dict[str, Any]], cfg: PipelineConfig, *, w
         "processed": sum(s["status"] == "done" for s in summaries),
         "rejected_inputs": dict(rejected_inputs),
         "rejected_input_files": {s["source"]: s.get("message", "") for s in summaries if s["status"] == "rejected"},
+        "failed_inputs": failed,
         "duplicate_inputs": duplicates,
         "resumed_inputs": sum(len(s.get("resumed", [])) == len(STAGES) for s in summaries),
         "utterances": len(rows),
@@ -180,6 +184,7 @@ def format_report(report: dict[str, Any]) -> str:
              f"{sum(report['rejected_inputs'].values())}"
              + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(report['rejected_inputs'].items()))})"
                 if report["rejected_inputs"] else "")
+             + (f", FAILED {len(report['failed_inputs'])} (re-run to retry)" if report["failed_inputs"] else "")
              + (f", duplicates {len(report['duplicate_inputs'])}" if report["duplicate_inputs"] else "")
              + (f", finished earlier {report['resumed_inputs']}" if report["resumed_inputs"] else ""),
              f"utterances kept {report['utterances']} ({report['kept_hours'] * 3600:.1f} s of "

@@ -371,6 +371,18 @@ def _write_segments(out: str, key: str, src: str, audio: Path, spans: list, trs:
     return rows
 
 
+def _outcome(get: Callable[[], dict[str, Any]], src: str, key: str) -> dict[str, Any]:
+    """A worker's summary, or a ``failed`` one when its task raised: one bad input does not stop the run (it
+    has no ``rows.json``, so the next run tries it again)."""
+    try:
+        return get()
+    except Exception as exc:  # noqa: BLE001 - any error of one input, reported in the summary
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        log.error("%s failed: %s", src, msg)
+        return {"key": key, "source": src, "status": "failed", "reason": "error", "message": msg, "duration": 0.0,
+                "rows": [], "rejects": {}, "seconds": {}, "resumed": []}
+
+
 def dispatch(jobs: list[tuple[str, str]], out: str, cfg: PipelineConfig, *, backend: str = "ray", workers: int = 1,
              ray_address: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
     """Run :func:`process_input` for each ``(source, key)`` and return the summaries in the same order."""
@@ -393,7 +405,7 @@ def dispatch(jobs: list[tuple[str, str]], out: str, cfg: PipelineConfig, *, back
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futs = {pool.submit(process_input, src, out, cfg.to_dict(), key): i for i, (src, key) in enumerate(jobs)}
             for f in as_completed(futs):
-                results[futs[f]] = f.result()
+                results[futs[f]] = _outcome(f.result, *jobs[futs[f]])
                 bar.update(1)
     elif backend == "ray":
         import ray
@@ -411,7 +423,7 @@ def dispatch(jobs: list[tuple[str, str]], out: str, cfg: PipelineConfig, *, back
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for r in ready:
-                results[refs[r]] = ray.get(r)
+                results[refs[r]] = _outcome(lambda r=r: ray.get(r), *jobs[refs[r]])
                 bar.update(1)
     else:
         raise SpeechLMError(f"unknown backend {backend!r} (ray, local or inline)")
