@@ -2,26 +2,28 @@
 
 Method (a time-frequency "patchwork" with informed embedding):
 
-- The audio is cut into 48 ms blocks (3 STFT hops of 16 ms) and 12 log-spaced bands between 300 and 3500 Hz (all
+- The audio is cut into 32 ms blocks (2 STFT hops of 16 ms) and 16 log-spaced bands between 300 and 3500 Hz (all
   below the 4 kHz Nyquist of 8 kHz telephone audio). Each (block, band) cell is a *chip*.
-- A fixed pseudo-random pattern of ``PERIOD`` = 16 blocks x 12 bands = 192 chips repeats every 0.768 s, so any
-  ~1 s of audio holds a whole copy. Each chip belongs to one of 20 groups (4 sync groups, 16 payload-bit groups) and
-  carries a sign +-1; each group is balanced (as many + as - chips).
+- A fixed pseudo-random pattern of ``PERIOD`` = 24 blocks x 16 bands = 384 chips repeats every 0.768 s, so any
+  ~1 s of audio holds a whole copy. 128 chips form the sync group, the other 256 sixteen payload-bit groups; each
+  chip carries a sign +-1 and each group is balanced (as many + as - chips).
 - Detection statistic per group: the sum over its chips of sign x ``r``, where ``r`` is the block's band energy in
   dB with the block's mean over bands and a 5-block moving average per band removed (so loudness, gain, spectral
-  tilt and most of the speech envelope drop out). Embedding multiplies the STFT magnitudes of each chip by a small
-  gain (a few tenths of a dB to ``MAX_GAIN_DB``) chosen *knowing the host*: each group of each copy of the pattern is
-  pushed until its statistic reaches ``MARGIN_DB`` per chip in the direction of its bit (sync groups: +1). The mark
-  is the speech itself, slightly re-weighted in frequency, so it sits under the speech's own spectrum; silent
-  blocks (more than 40 dB under the loudest block) are left alone.
-- Detection resamples to 16 kHz and searches speed factors 0.95-1.05 (7 steps; a speed change by resampling
-  shifts time and frequency together), 3 block phases and 16 cyclic shifts, in ~1 s windows (20 blocks, hop 4).
-  Per hypothesis the group sums become z-scores (divided by the window's spread of ``r``); the window score is
-  ``T = (sum of sync z + sum over bits of (|z| - E|z|)) / sd`` (about N(0, 1) without a mark). The file's p-value
-  is the best window's Gaussian tail times the number of hypotheses searched (Bonferroni); detected when it is at
-  most :data:`P_THRESHOLD` (calibrated for a 1 % false-positive rate on unmarked speech that the benchmark does
-  not report on, see ``benchmarks/watermark_bench.py``). The payload is the sign of each bit group summed over the
-  windows that detect; windows that detect are merged into the marked regions.
+  tilt and most of the speech envelope drop out). Embedding multiplies the STFT magnitudes of each chip by a gain
+  (``BASE_DB`` to ``MAX_GAIN_DB``) chosen *knowing the host*: each group of each copy of the pattern is pushed until
+  its statistic reaches ``MARGIN_DB`` per chip in the direction of its bit (sync: +1), then once more after
+  measuring the marked audio (``CLOSED_LOOP``). The mark is the speech itself, slightly re-weighted in frequency,
+  so it sits under the speech's own spectrum; blocks more than ``SILENCE_DB`` under the loudest are left alone.
+- Detection resamples to 16 kHz and searches 7 speed factors 0.95-1.05 (a speed change by resampling shifts time
+  and frequency together), 2 block phases and 24 cyclic shifts, over the whole file and over 1 s and 2 s windows.
+  Per hypothesis the group sums become z-scores (divided by the spread of ``r``, clipped at ``CLIP_SD`` robust
+  deviations); the score sums the sync z and the bits' ``|z| - E|z|``, weighted by their chips, scaled to about
+  N(0, 1) without a mark. The p-value is the best score's Gaussian tail times the number of hypotheses
+  (Bonferroni, twice for the two searches); detected when it is at most :data:`P_THRESHOLD`, which
+  ``benchmarks/watermark_bench.py`` checks against unmarked calibration speech it does not report on (the
+  Bonferroni p-values are not conservative on speech: the threshold is the calibrated one). The payload is the
+  sign of each bit group (whole file, or summed over the windows that detect); windows that detect are merged into
+  the marked regions.
 
 Payload layout (16 bits, most significant first): 4 bits model family (:data:`FAMILIES`), 12 bits a user id
 (``$SPEECHLM_WATERMARK_ID``, 0-4095, default 0). See :func:`make_payload` / :func:`split_payload`.
