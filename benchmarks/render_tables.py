@@ -131,9 +131,16 @@ def serve_bench(r: dict) -> str:
     return "\n".join(lines)
 
 
+def watermark_bench(r: dict) -> str:
+    from watermark_bench import to_markdown  # benchmarks/ is this script's folder
+
+    return to_markdown(r)
+
+
 RENDERERS = {"serve_bench": serve_bench, "tts_eval": tts_eval, "edit_eval": edit_eval, "codec_bench": codec_bench,
              "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab,
-             "sf_streaming": sf_streaming}
+             "sf_streaming": sf_streaming,
+             "watermark_bench": watermark_bench}
 
 
 def render(name: str) -> str:
