@@ -137,10 +137,16 @@ def watermark_bench(r: dict) -> str:
     return to_markdown(r)
 
 
+def pipeline_bench(r: dict) -> str:
+    from pipeline_bench import render as render_pipeline  # benchmarks/ is this script's folder
+
+    return render_pipeline(r)
+
+
 RENDERERS = {"serve_bench": serve_bench, "tts_eval": tts_eval, "edit_eval": edit_eval, "codec_bench": codec_bench,
              "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab,
              "sf_streaming": sf_streaming,
-             "watermark_bench": watermark_bench}
+             "watermark_bench": watermark_bench, "pipeline_bench": pipeline_bench}
 
 
 def render(name: str) -> str:
