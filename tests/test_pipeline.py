@@ -105,6 +105,8 @@ def test_config_files_and_digests(tmp_path):
         PipelineConfig.load(p)
     with pytest.raises(SpeechLMError):
         PipelineConfig(min_utt_s=10, max_utt_s=5)
+    for shipped in sorted((ROOT / "configs" / "pipeline").glob("*.yaml")):
+        assert PipelineConfig.load(shipped) != PipelineConfig()
     a, b = PipelineConfig(), PipelineConfig(min_dnsmos=3.5)
     assert a.digest("transcribe") == b.digest("transcribe")  # a later threshold keeps earlier stages
     assert a.digest("filter") != b.digest("filter") and a.digest("tag") != b.digest("tag")
