@@ -143,10 +143,17 @@ def pipeline_bench(r: dict) -> str:
     return render_pipeline(r)
 
 
+def pipeline_models(r: dict) -> str:
+    from pipeline_models_bench import to_markdown  # benchmarks/ is this script's folder
+
+    return to_markdown(r)
+
+
 RENDERERS = {"serve_bench": serve_bench, "tts_eval": tts_eval, "edit_eval": edit_eval, "codec_bench": codec_bench,
              "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab,
              "sf_streaming": sf_streaming,
              "watermark_bench": watermark_bench, "pipeline_bench": pipeline_bench}
+RENDERERS["pipeline_models"] = pipeline_models
 
 
 def render(name: str) -> str:

@@ -147,7 +147,8 @@ def _synth_speakers() -> list[tuple[str, str, str, str]]:
 def _prosody(engine: str, rng: random.Random) -> tuple[tuple[str, float], ...]:
     """A prosody setting drawn for one speaker (wider than the synthetic corpus's grid: rate and pitch vary)."""
     if engine == "espeak-ng":
-        return (("pitch", float(rng.choice((20, 35, 50, 65, 80)))), ("rate", float(rng.choice((120, 150, 175, 210)))))
+        # Pitch settings kept near the middle: a female variant at -p 20 is no longer heard as a woman.
+        return (("pitch", float(rng.choice((35, 50, 65)))), ("rate", float(rng.choice((120, 150, 175, 210)))))
     if engine == "flite":
         return (("stretch", rng.choice((0.75, 0.9, 1.0, 1.2, 1.4))), ("f0x", rng.choice((0.8, 0.9, 1.0, 1.15, 1.3))))
     if engine == "festival":
