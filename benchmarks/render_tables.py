@@ -131,8 +131,8 @@ def serve_bench(r: dict) -> str:
     return "\n".join(lines)
 
 
-def watermark_bench(r: dict) -> str:
-    from watermark_bench import to_markdown  # benchmarks/ is this script's folder
+def detect_bench(r: dict) -> str:
+    from detect_bench import to_markdown  # benchmarks/ is this script's folder
 
     return to_markdown(r)
 
@@ -143,6 +143,12 @@ def pipeline_bench(r: dict) -> str:
     return render_pipeline(r)
 
 
+def watermark_bench(r: dict) -> str:
+    from watermark_bench import to_markdown  # benchmarks/ is this script's folder
+
+    return to_markdown(r)
+
+
 def pipeline_models(r: dict) -> str:
     from pipeline_models_bench import to_markdown  # benchmarks/ is this script's folder
 
@@ -151,8 +157,8 @@ def pipeline_models(r: dict) -> str:
 
 RENDERERS = {"serve_bench": serve_bench, "tts_eval": tts_eval, "edit_eval": edit_eval, "codec_bench": codec_bench,
              "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab,
-             "sf_streaming": sf_streaming,
-             "watermark_bench": watermark_bench, "pipeline_bench": pipeline_bench}
+             "sf_streaming": sf_streaming, "detect_bench": detect_bench, "pipeline_bench": pipeline_bench,
+             "watermark_bench": watermark_bench}
 RENDERERS["pipeline_models"] = pipeline_models
 
 
