@@ -261,10 +261,10 @@ def channel_augment(wav: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarr
         tags.append(f"band{lo}-{hi}")
     v = rng.random()
     if v < 0.15:
-        x = _lossy(x, "OGG", "OPUS", float(rng.uniform(0.3, 1.0)))
+        x = _lossy(x, "OGG", "OPUS", float(rng.uniform(0.3, 0.9)))
         tags.append("opus")
     elif v < 0.3:
-        x = _lossy(x, "MP3", "MPEG_LAYER_III", float(rng.uniform(0.3, 1.0)))
+        x = _lossy(x, "MP3", "MPEG_LAYER_III", float(rng.uniform(0.3, 0.9)))
         tags.append("mp3")
     if rng.random() < 0.3:
         x = add_noise(x, float(rng.uniform(10, 40)), rng, kind=("white", "pink")[int(rng.integers(2))], sr=SR)
