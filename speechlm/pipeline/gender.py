@@ -56,7 +56,7 @@ LANGS = ("en", "fr", "es", "it", "de", "cs")
 
 def resolve_model_dir(name_or_dir: str | os.PathLike | None = None) -> Path:
     """``None``/``"default"``/``"gender_default"`` or a folder -> the classifier folder."""
-    from speechlm.train.checkpoint import resolve_model_dir as resolve
+    from speechlm.utils.checkpoint import resolve_model_dir as resolve
 
     return resolve(name_or_dir, "gender", "gender_default", "gender classifier")
 
@@ -87,7 +87,7 @@ class GenderClassifier:
 
     @classmethod
     def load(cls, name_or_dir: str | os.PathLike | None = None) -> GenderClassifier:
-        from speechlm.train.checkpoint import load_checkpoint
+        from speechlm.utils.checkpoint import load_checkpoint
 
         ck = load_checkpoint(resolve_model_dir(name_or_dir))
         sd = {k: v.numpy().astype(np.float64) for k, v in ck.state_dict.items()}
