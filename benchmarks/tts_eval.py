@@ -1,5 +1,5 @@
-"""TTS on held-out English sentences: ours (default voice and prompted) beside Piper joe, flite slt and the
-recordings, judged by Whisper base, in one run.
+"""TTS on held-out English sentences: ours (default voice, prompted, and heard through its codec_sf tokens)
+beside Piper joe, flite slt and the recordings, judged by Whisper base, in one run.
 
     .venv/bin/python benchmarks/tts_eval.py --out runs/tts_eval            # 100 sentences, ~15 min on 2 cores
     .venv/bin/python benchmarks/tts_eval.py --out runs/tts_eval --n 20 --systems ours,piper_joe
@@ -29,7 +29,7 @@ import numpy as np
 SR = 16000
 SENTENCES = "data/real/asterisk_core_en/manifest.jsonl"
 PROMPT_SOURCES = ("data/real/pocketsphinx_testdata/manifest.jsonl", "data/real/codec2_examples/manifest.jsonl")
-SYSTEMS = ("ours", "ours_prompted", "piper_joe", "flite_slt", "ground_truth")
+SYSTEMS = ("ours", "ours_prompted", "ours_tokens", "piper_joe", "flite_slt", "ground_truth")
 
 
 def pick_sentences(path: str, n: int) -> list:
@@ -100,7 +100,7 @@ def main() -> int:
     prompts = pick_prompts(sents, root)
     for u, (w, _) in zip(sents, prompts):
         save_audio(out / "prompts" / f"{u.id}.wav", w, SR)
-    tts = TTS.load(args.model) if {"ours", "ours_prompted"} & set(systems) else None
+    tts = TTS.load(args.model) if {"ours", "ours_prompted", "ours_tokens"} & set(systems) else None
     gen_time = {s: 0.0 for s in systems}
     first_audio = []
     from tqdm import tqdm
@@ -117,6 +117,10 @@ def main() -> int:
                     t0 += time.perf_counter() - t1
             elif s == "ours_prompted":
                 wav = tts.generate(u.text, prompt=prompts[i][0], prompt_sr=SR).wav
+            elif s == "ours_tokens":  # the same model heard through its codec_sf tokens
+                tts.via_tokens = True
+                wav = tts.generate(u.text).wav
+                tts.via_tokens = False
             elif s == "piper_joe":
                 from speechlm.data.piper import joe
 

@@ -81,3 +81,42 @@ def test_long_token_lists_are_cut_at_clauses_then_words():
     flat = [t for p in pieces for t in p[1:-1] if t not in ("|", ",", ".")]
     assert flat == [t for t in tokens if t not in ("|", ",", ".", "<bos>", "<eos>")]
     assert _split_tokens(tokens[:20], 100) == [tokens[:20]]
+
+
+def _tiny_cache(path, rng, shift: float = 0.0) -> None:
+    feats, ids, durs = [], [], []
+    for n in (6, 8, 5, 7):
+        d = rng.integers(1, 4, n)
+        f = rng.normal(shift, 1.0, size=(int(d.sum()), 48)).astype(np.float32)
+        f[:, 41] = (f[:, 41] > shift).astype(np.float32)
+        feats.append(f)
+        ids.append(rng.integers(6, 40, n))
+        durs.append(d)
+    np.savez(path, feat=np.concatenate(feats), ids=np.concatenate(ids), dur=np.concatenate(durs),
+             feat_len=np.array([len(f) for f in feats]), tok_len=np.array([len(t) for t in ids]))
+
+
+def test_fine_tuning_starts_from_the_init_model_and_keeps_its_size_and_normalisation(tmp_path):
+    import pytest
+
+    from speechlm.errors import CheckpointError
+    from speechlm.lm.acoustic_train import AcousticTrainConfig, train_acoustic
+    from speechlm.utils.checkpoint import load_checkpoint
+
+    rng = np.random.default_rng(0)
+    _tiny_cache(tmp_path / "a.npz", rng)
+    _tiny_cache(tmp_path / "b.npz", rng, shift=3.0)  # another "voice": statistics far from a's
+    tiny = {"d_model": 16, "ff_dim": 32, "ff_kernel": 3, "enc_layers": 1, "dec_layers": 1}
+    a = load_checkpoint(train_acoustic(tmp_path / "a.npz", tmp_path / "run_a", AcousticTrainConfig(
+        steps=2, warmup=1, save_every=2, threads=1, model=tiny), progress=False))
+    # a near-zero learning rate: the fine-tuned weights must still be the init's
+    cfg = AcousticTrainConfig(steps=1, lr=1e-12, warmup=1, save_every=1, threads=1, model={"d_model": 64})
+    b = load_checkpoint(train_acoustic(tmp_path / "b.npz", tmp_path / "run_b", cfg, progress=False,
+                                       init=tmp_path / "run_a"))
+    assert b.config["model"] == a.config["model"]  # the init's architecture, not cfg.model
+    assert b.meta["extra"]["init"] == a.model_id and b.meta["extra"]["init_step"] == 2
+    for k, v in a.state_dict.items():
+        assert torch.allclose(b.state_dict[k].float(), v.float(), atol=1e-6), k
+    with pytest.raises(CheckpointError):  # an init that is not an acoustic model
+        (tmp_path / "bogus").mkdir()
+        train_acoustic(tmp_path / "b.npz", tmp_path / "run_c", cfg, progress=False, init=tmp_path / "bogus")

@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=4500, help="optimizer steps (default 4500: ~1 h on 2 cores)")
     p.add_argument("--codec", default="codec_sf", help="the source-filter codec the output is quantised for")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="fine-tune this acoustic model (name, folder or run; e.g. `default`) instead of starting "
+                        "from scratch: its size and normalisation are kept, the optimizer starts afresh")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3; 3e-4 with --init)")
     p = add_command(cmds, "export", "copy a trained acoustic model into an inference-only folder", _export)
     p.add_argument("run", help="training run or checkpoint folder")
     p.add_argument("-o", "--output", required=True, help="destination (e.g. speechlm/assets/tts_duration)")
@@ -73,15 +77,18 @@ def _train(args: argparse.Namespace) -> int:
     check_input_file(args.features, "feature cache")
     if args.steps < 1:
         raise SpeechLMError(f"--steps must be at least 1, got {args.steps}")
+    if args.lr is not None and not 0 < args.lr < 1:
+        raise SpeechLMError(f"--lr must be in (0, 1), got {args.lr}")
     from speechlm.lm.acoustic_train import AcousticTrainConfig, train_acoustic
     from speechlm.tokenizers.codec.api import Codec
 
     codec = Codec.load(args.codec)
     if not hasattr(codec, "quantizer"):
         raise SpeechLMError(f"{args.codec} is not a source-filter codec")
-    cfg = AcousticTrainConfig(steps=args.steps, batch_frames=3000, save_every=500, threads=args.threads,
-                              model={"d_model": 192, "ff_dim": 512, "ff_kernel": 3})
-    print(train_acoustic(args.features, args.out, cfg, extra={"tokenizer": codec.tokenizer_id}))
+    lr = args.lr if args.lr is not None else (3e-4 if args.init else 1e-3)
+    cfg = AcousticTrainConfig(steps=args.steps, batch_frames=3000, save_every=500, threads=args.threads, lr=lr,
+                              warmup=100 if args.init else 400, model={"d_model": 192, "ff_dim": 512, "ff_kernel": 3})
+    print(train_acoustic(args.features, args.out, cfg, extra={"tokenizer": codec.tokenizer_id}, init=args.init))
     return 0
 
 

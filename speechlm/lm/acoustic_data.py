@@ -113,19 +113,26 @@ class Utt:
 
 
 class AcousticDataset:
-    """The cache as utterances, with normalisation statistics (``mean``/``std`` ``[F]``; vuv left as 0/1)."""
+    """The cache as utterances, with normalisation statistics (``mean``/``std`` ``[F]``; vuv left as 0/1).
 
-    def __init__(self, path: str | os.PathLike, n_mcep: int = 40) -> None:
+    ``stats``: ``(mean, std)`` to normalise with instead of the cache's own (fine-tuning a model keeps the
+    statistics it was trained with)."""
+
+    def __init__(self, path: str | os.PathLike, n_mcep: int = 40,
+                 stats: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         with np.load(path, allow_pickle=False) as z:
             feat, ids, dur = z["feat"], z["ids"], z["dur"]
             fl, tl = z["feat_len"], z["tok_len"]
         m = n_mcep
-        self.mean = feat.mean(0)
-        self.std = feat.std(0) + 1e-5
-        voiced = feat[:, m + 1] > 0.5
-        self.mean[m] = feat[voiced, m].mean()
-        self.std[m] = feat[voiced, m].std() + 1e-5
-        self.mean[m + 1], self.std[m + 1] = 0.0, 1.0
+        if stats is not None:
+            self.mean, self.std = (np.asarray(x, dtype=np.float32).copy() for x in stats)
+        else:
+            self.mean = feat.mean(0)
+            self.std = feat.std(0) + 1e-5
+            voiced = feat[:, m + 1] > 0.5
+            self.mean[m] = feat[voiced, m].mean()
+            self.std[m] = feat[voiced, m].std() + 1e-5
+            self.mean[m + 1], self.std[m + 1] = 0.0, 1.0
         norm = (feat - self.mean) / self.std
         self.utts: list[Utt] = []
         fo = np.concatenate([[0], np.cumsum(fl)])

@@ -14,7 +14,7 @@ import json
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +83,13 @@ def losses(model: AcousticModel, batch) -> dict[str, torch.Tensor]:
 
 
 def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: AcousticTrainConfig,
-                   valid_fraction: float = 0.02, progress: bool = True, extra: dict | None = None) -> Path:
-    """Train on a feature cache; writes checkpoints and ``log.jsonl`` under ``out``; returns the last checkpoint."""
+                   valid_fraction: float = 0.02, progress: bool = True, extra: dict | None = None,
+                   init: str | os.PathLike | None = None) -> Path:
+    """Train on a feature cache; writes checkpoints and ``log.jsonl`` under ``out``; returns the last checkpoint.
+
+    ``init``: an acoustic model (name, folder or run) to fine-tune: its architecture, weights and normalisation
+    statistics replace ``cfg.model`` and the cache's statistics (the optimizer and schedule start afresh). A run
+    that already has checkpoints resumes from its newest one instead."""
     from tqdm import tqdm
 
     from speechlm.text.symbols import default_symbols
@@ -95,7 +100,20 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
 
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    ds = AcousticDataset(features)
+    base = None
+    if init is not None:
+        from speechlm.errors import CheckpointError
+        from speechlm.lm.acoustic_api import resolve_acoustic_dir
+        from speechlm.utils.checkpoint import load_checkpoint
+
+        base = load_checkpoint(resolve_acoustic_dir(init))
+        if (base.meta.get("extra") or {}).get("kind") != KIND:
+            raise CheckpointError(f"{base.path}: not an acoustic model checkpoint (--init)")
+        if base.meta["extra"].get("symbols") != default_symbols().hash:
+            raise CheckpointError(f"{base.path}: trained with another phoneme table; it cannot be fine-tuned here")
+        stats = (base.state_dict["feat_mean"].float().numpy(), base.state_dict["feat_std"].float().numpy())
+        cfg = replace(cfg, model={k: v for k, v in base.config["model"].items() if k != "vocab"})
+    ds = AcousticDataset(features, stats=stats if base is not None else None)
     rng = random.Random(cfg.seed)
     idx = list(range(len(ds)))
     rng.shuffle(idx)
@@ -105,6 +123,9 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
     model = AcousticModel(mcfg)
     model.feat_mean.copy_(torch.from_numpy(ds.mean))
     model.feat_std.copy_(torch.from_numpy(ds.std))
+    if base is not None:
+        model.load_state_dict({k: v.float() for k, v in base.state_dict.items()})
+        extra = {**(extra or {}), "init": base.model_id, "init_step": base.step}
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup, cfg.steps, cfg.final_lr))
     out = Path(out)

@@ -1,0 +1,109 @@
+"""Where the default TTS loses intelligibility between its prediction and the audio: Whisper-base WER of the same
+predicted source-filter parameters heard through different decoders, on unseen English sentences.
+
+    .venv/bin/python benchmarks/tts_decode_ablation.py --n 40 --out runs/tts_decode_ablation.json
+
+Variants (one model pass per sentence, every variant from the same parameters):
+  tokens      the codec_sf tokens decoded by the codec (quantised F0, voicing, aperiodicity and envelope; refiner)
+  parameters  the unquantised parameters synthesised directly (the default ``speechlm tts`` path)
+  q_norefine  the tokens' decoded parameters without the codec's envelope refiner
+  q_env_only  quantised envelope, unquantised F0 / voicing / aperiodicity
+  q_src_only  quantised F0 / voicing / aperiodicity, unquantised envelope
+
+Sentences: the offline English pool (Debian fortunes) with seed 123, 5-18 words, none of the first 4000 drawn
+with seed 0 (the pool the training corpus was drawn from) — a development set, not the held-out test sentences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+VARIANTS = ("tokens", "parameters", "q_norefine", "q_env_only", "q_src_only")
+
+
+def dev_sentences(n: int) -> list[str]:
+    from speechlm.data.sentences import SentenceSampler
+
+    def norm(t: str) -> str:
+        return " ".join("".join(c for c in t.lower() if c.isalnum() or c.isspace()).split())
+
+    train = {norm(x.text) for x in SentenceSampler("en", 0).take(4000)}
+    sampler, out = SentenceSampler("en", 123), []
+    while len(out) < n:
+        t = sampler.take(1)[0].text
+        if 5 <= len(t.split()) <= 18 and norm(t) not in train and t not in out:
+            out.append(t)
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=40)
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+
+    import torch
+
+    from speechlm.eval.whisper import WhisperJudge
+    from speechlm.tasks.tts import TTS
+    from speechlm.text.wer import word_errors
+    from speechlm.tokenizers.source_filter.world import Frames, synthesize, to_analysis_rate
+
+    torch.set_num_threads(args.threads)
+    variants = [v for v in args.variants.split(",") if v]
+    if set(variants) - set(VARIANTS):
+        p.error(f"unknown variants {sorted(set(variants) - set(VARIANTS))}; choose from {', '.join(VARIANTS)}")
+    tts = TTS.load()
+    judge = WhisperJudge.load("base", threads=args.threads)
+    q = tts.codec.quantizer
+    sents = dev_sentences(args.n)
+    counts = {v: [0, 0] for v in variants}
+
+    def synth(fr: Frames) -> np.ndarray:
+        a = to_analysis_rate(fr, 4, len(fr) * 4)
+        return synthesize(a.f0, a.mcep, a.bap).astype(np.float32)
+
+    from tqdm import tqdm
+
+    for text in tqdm(sents, desc="sentences"):
+        audio = {v: [] for v in variants}
+        for _, ids in tts.text_chunks(text):
+            feat, _ = tts.am.features(ids)
+            fr = tts.am.to_frames(feat)
+            codes = q.encode(fr, q.n_env_stages)
+            dq = q.decode(codes)
+            for v in variants:
+                if v == "tokens":
+                    w = np.concatenate(list(tts.codec.decode_stream(codes, codes.shape[1] * tts.codec.hop)))
+                elif v == "parameters":
+                    w = synth(fr)
+                elif v == "q_norefine":
+                    w = synth(dq)
+                elif v == "q_env_only":
+                    w = synth(Frames(fr.f0, dq.mcep, fr.bap))
+                else:
+                    w = synth(Frames(dq.f0, fr.mcep, dq.bap))
+                audio[v].append(w)
+        for v in variants:
+            c = word_errors(text, judge.transcribe(np.concatenate(audio[v]), tts.sample_rate, "en"))
+            counts[v][0] += c.errors
+            counts[v][1] += c.ref_len
+    rows = {v: round(e / max(r, 1), 4) for v, (e, r) in counts.items()}
+    print("| variant | Whisper-base WER |\n|---|---|")
+    for v, w in rows.items():
+        print(f"| {v} | {w:.3f} |")
+    if args.out:
+        res = {"kind": "tts_decode_ablation", "n": len(sents), "model": tts.am.model_id, "judge": "whisper-base",
+               "command": f"benchmarks/tts_decode_ablation.py --n {args.n}", "wer": rows}
+        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
