@@ -90,3 +90,36 @@ def test_config_to_dict_round_trip():
     d = config_to_dict(cfg)
     assert d["strides"] == [2, 4] and d["train"]["seed"] == 3
     assert load_config(d, Recipe) == cfg
+
+
+def test_recipe_defaults_name_the_models_the_shipped_ones_use():
+    """The LM recipe encodes with the shipped LM's codec, the bridge recipe pairs the shipped bridge's tokenizers,
+    the unit-hybrid preset takes its units from the shipped hybrid's teacher: in the dataclass defaults and in the
+    presets (a recipe default naming another model would train something the shipped model is not)."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from speechlm.lm.train import LMTrainConfig
+    from speechlm.tokenizers.codec.api import ASSETS, Codec
+    from speechlm.tokenizers.semantic.api import SemanticTokenizer
+    from speechlm.tokenizers.semantic.bridge_train import BridgeTrainConfig
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+
+    def shipped(name: str) -> dict:
+        return json.loads((ASSETS / name / "config.json").read_text())
+
+    def preset(path: str) -> dict:
+        return yaml.safe_load((configs / path).read_text())
+
+    lm_codec = shipped("lm_default")["data_summary"]["tokenizer"]
+    for name in (LMTrainConfig().codec, preset("lm/default.yaml")["lm"]["codec"]):
+        assert Codec.load(name).tokenizer_id == lm_codec, name
+    bridge = shipped("bridge_default")["extra"]
+    for cfg in (BridgeTrainConfig().__dict__, preset("semantic/bridge.yaml")["bridge"]):
+        assert Codec.load(cfg["codec_model"]).tokenizer_id == bridge["codec_id"]
+        assert SemanticTokenizer.load(cfg["semantic_model"]).tokenizer_id == bridge["semantic_id"]
+    teacher = preset("hybrid/units.yaml")["hybrid"]["teacher"]
+    assert SemanticTokenizer.load(teacher).tokenizer_id == shipped("codec_hybrid")["data_summary"]["teacher"]

@@ -44,7 +44,8 @@ class LMTrainConfig:
     max_frames: int = 600  # longer utterances are left out (12 s at 50 Hz)
     valid_items: int = 32
     num_threads: int = 0
-    codec: str = "default"  # codec that encodes a manifest given as --data (a shard folder carries its own)
+    # codec that encodes a manifest given as --data (a shard folder carries its own): the shipped LM's codec
+    codec: str = "codec_pitch"
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class _Items(torch.utils.data.Dataset):
 
 
 def resolve_data(data: str | Path, out_dir: Path, n_q: int, show_progress: bool = True,
-                 codec: str = "default") -> Path:
+                 codec: str = "codec_pitch") -> Path:
     """A shard folder as is; a manifest (``.jsonl``) is encoded with ``codec`` (``lm.codec``) into ``out/shards``."""
     p = Path(data)
     if p.is_dir():

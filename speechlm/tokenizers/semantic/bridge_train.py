@@ -28,8 +28,8 @@ from speechlm.train.seed import seed_everything
 
 @dataclass(frozen=True)
 class BridgeTrainConfig:
-    semantic_model: str = "default"
-    codec_model: str = "pitch"
+    semantic_model: str = "semantic_default"
+    codec_model: str = "codec_pitch"
     batch_size: int = 8
     prompt_frames: int = 100
     target_frames: int = 150
