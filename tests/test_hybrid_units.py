@@ -124,6 +124,11 @@ def test_shipped_hybrid_level_one_is_the_shipped_semantic_asr():
     sem = load_tokenizer("semantic:asr")
     assert cfg["config"]["model"]["unit_level"]["tokenizer"] == sem.tokenizer_id
     hyb = load_tokenizer("hybrid")
+    # the names `speechlm models` lists load the same tokenizers as the kind:model spellings
+    assert load_tokenizer("semantic_asr").tokenizer_id == sem.tokenizer_id
+    assert load_tokenizer("codec_hybrid").tokenizer_id == hyb.tokenizer_id
+    with pytest.raises(SpeechLMError, match="unknown tokenizer"):
+        load_tokenizer("codex_sf")
     wav = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
     a, b = hyb.encode(wav, 16000).codes[0], sem.encode(wav, 16000).codes[0]
     assert abs(len(a) - len(b)) <= 1 and (a[: len(b)] == b[: len(a)]).all()

@@ -1,4 +1,5 @@
-"""Tokenizers by name: ``codec[:MODEL]``, ``hybrid`` (= ``codec:hybrid``), ``semantic[:MODEL]``, or a folder.
+"""Tokenizers by name: a shipped model's name (``codec_sf``, ``semantic_asr``: the spelling of ``speechlm models``),
+``codec[:MODEL]``, ``hybrid`` (= ``codec:hybrid``), ``semantic[:MODEL]``, or a folder.
 
 ``MODEL`` is an asset name (``speechlm/assets/codec_MODEL``, ``speechlm/assets/semantic_MODEL``) or a folder. A
 bare folder is recognised by its checkpoint config (a semantic tokenizer has a ``semantic`` section).
@@ -18,6 +19,9 @@ KINDS = ("codec", "hybrid", "semantic")
 def load_tokenizer(spec: str) -> AudioTokenizer:
     """Load a tokenizer from a spec (see the module docstring)."""
     kind, _, model = spec.partition(":")
+    prefix = spec.split("_", 1)[0]
+    if kind not in KINDS and prefix in ("codec", "semantic") and not Path(spec).is_dir():
+        kind, model = prefix, spec  # a model name as `speechlm models` lists it
     if kind not in KINDS and Path(spec).is_dir():
         cfg = Path(spec) / "config.json"
         if not cfg.is_file() and (Path(spec) / "tokenizer" / "config.json").is_file():
@@ -37,4 +41,5 @@ def load_tokenizer(spec: str) -> AudioTokenizer:
         from speechlm.tokenizers.semantic.api import SemanticTokenizer
 
         return SemanticTokenizer.load(model or None)
-    raise SpeechLMError(f"unknown tokenizer {spec!r}: use codec[:MODEL], hybrid, semantic[:MODEL] or a folder")
+    raise SpeechLMError(f"unknown tokenizer {spec!r}: use a model name (codec_sf, semantic_asr, ...), "
+                        "codec[:MODEL], hybrid, semantic[:MODEL] or a folder")
