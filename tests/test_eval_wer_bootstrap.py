@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from speechlm.eval.bootstrap import bootstrap_mean, bootstrap_ratio
-from speechlm.text.wer import EditCounts, cer, char_errors, corpus_wer, normalize_text, wer, word_errors
+from speechlm.text.wer import (
+    EditCounts,
+    cer,
+    char_errors,
+    corpus_wer,
+    normalize_text,
+    sequence_errors,
+    wer,
+    word_errors,
+)
 
 
 def test_wer_fixed_strings():
@@ -20,6 +29,28 @@ def test_wer_fixed_strings():
     assert word_errors("", "a b") == EditCounts(0, 0, 2, 0)
     assert cer("abc", "abd") == pytest.approx(1 / 3)
     assert char_errors("ab cd", "abcd").errors == 0  # CER ignores spaces
+
+
+def test_sequence_errors_are_the_levenshtein_distance():
+    """Token sequences (the ASR's phone and character ids) go through jiwer too; checked against a plain
+    dynamic-programming Levenshtein distance on random sequences, including empty ones and tokens like "a b"."""
+
+    def levenshtein(a, b):
+        prev = list(range(len(b) + 1))
+        for i, x in enumerate(a, 1):
+            cur = [i] + [0] * len(b)
+            for j, y in enumerate(b, 1):
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+            prev = cur
+        return prev[-1]
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        a, b = (rng.integers(0, 5, rng.integers(0, 9)).tolist() for _ in range(2))
+        got = sequence_errors(a, b)
+        assert got.errors == levenshtein(a, b) and got.ref_len == len(a), (a, b)
+    assert sequence_errors(["a b", "c"], ["a", "b", "c"]).errors == 2  # a token is never split into words
+    assert sequence_errors([3, 1, 2], [1, 2]) == EditCounts(0, 1, 0, 3)
 
 
 def test_wer_matches_jiwer_directly():

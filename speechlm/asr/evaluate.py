@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from speechlm.asr.labels import phone_tokens
-from speechlm.asr.train import edit_distance, phonemize_utterances
+from speechlm.asr.train import phonemize_utterances
 from speechlm.asr.transcriber import SAMPLE_RATE, get_transcriber
 from speechlm.data.manifest import manifest_root, read_manifest
 from speechlm.errors import SpeechLMError
@@ -36,7 +36,7 @@ def evaluate_manifest(
 ) -> dict:
     """Transcribe a split and return a report dict (``summary`` numbers plus ``utterances`` details)."""
     from speechlm.audio.io import load_audio
-    from speechlm.text.wer import char_errors, word_errors
+    from speechlm.text.wer import char_errors, sequence_errors, word_errors
 
     torch.set_num_threads(threads)
     t_start = time.perf_counter()
@@ -63,7 +63,7 @@ def evaluate_manifest(
         audio_s += wav.shape[-1] / SAMPLE_RATE
         ref_ph = phone_tokens(ph)
         we, ce = word_errors(u.text, hyp, u.lang), char_errors(u.text, hyp, u.lang)
-        pe = edit_distance(ref_ph, hyp_ph)
+        pe = sequence_errors(ref_ph, hyp_ph).errors
         for key in (u.lang, "all"):
             a = agg[key]
             a["n"] += 1

@@ -36,6 +36,7 @@ from speechlm.asr.model import ConformerCTC, CTCModelConfig, count_parameters, s
 from speechlm.asr.transcriber import MODEL_KIND
 from speechlm.data.manifest import Utterance, manifest_root, read_manifest
 from speechlm.errors import SpeechLMError
+from speechlm.text.wer import sequence_errors
 from speechlm.train.loop import TrainConfig
 from speechlm.train.schedule import warmup_cosine
 
@@ -396,17 +397,6 @@ def ctc_losses(model: ConformerCTC, batch: Batch) -> dict[str, Tensor]:
 # metrics
 
 
-def edit_distance(a: Sequence, b: Sequence) -> int:
-    """Levenshtein distance between two sequences."""
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, y in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return prev[-1]
-
-
 @torch.no_grad()
 def score_examples(
     model: ConformerCTC, examples: Sequence[Example], max_frames: int = 20000
@@ -429,9 +419,9 @@ def score_examples(
             greedy_decode(out.phone_logprobs, out.lengths),
             greedy_decode(out.char_logprobs, out.lengths),
         ):
-            pe += edit_distance(it.phones.tolist(), hp)
+            pe += sequence_errors(it.phones.tolist(), hp).errors
             pn += len(it.phones)
-            ce += edit_distance(it.chars.tolist(), hc)
+            ce += sequence_errors(it.chars.tolist(), hc).errors
             cn += len(it.chars)
     model.train(was_training)
     return {"eval/per": pe / max(1, pn), "eval/cer": ce / max(1, cn)}

@@ -9,6 +9,7 @@ corpus WER is ``sum(errors) / sum(reference words)``, not the mean of per-uttera
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 from speechlm.errors import MissingDependencyError
@@ -58,6 +59,17 @@ def _word_counts(ref_words: list[str], hyp_words: list[str]) -> EditCounts:
     return EditCounts(
         out.substitutions, out.deletions, out.insertions, out.substitutions + out.deletions + out.hits
     )
+
+
+def sequence_errors(reference: Sequence[Hashable], hypothesis: Sequence[Hashable]) -> EditCounts:
+    """Edit counts between two token sequences (phone ids, characters, units), aligned by jiwer: each distinct
+    token becomes one word, so ``.errors`` is their Levenshtein distance."""
+    names: dict[Hashable, str] = {}
+
+    def words(seq: Sequence[Hashable]) -> list[str]:
+        return [names.setdefault(t, f"t{len(names)}") for t in seq]
+
+    return _word_counts(words(reference), words(hypothesis))
 
 
 def word_errors(reference: str, hypothesis: str, lang: str = "en", normalize: bool = True) -> EditCounts:
