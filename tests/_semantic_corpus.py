@@ -1,9 +1,11 @@
-"""A tiny espeak-ng corpus and tiny tokenizers shared by the semantic / tokens tests (no /work/data needed)."""
+"""The tiny espeak-ng test corpus (semantic, tokens, codec-LM and ASR tests) and tiny tokenizers; no corpus on disk
+needed."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import soundfile as sf
@@ -17,19 +19,27 @@ TINY_CODEC = dict(channels=8, max_channels=32, dim=16, n_q=4, codebook_size=64, 
                   enc_blocks=1, dec_blocks=1)
 
 
-def make_corpus(root: Path) -> Path:
-    """12 utterances (2 voices x 6 texts): texts 0-3 train, 4 valid, 5 test. -> manifest path."""
+def espeak_corpus(root: Path, voices: Sequence[tuple[str, int, int]] = (("en-us", 50, 170),),
+                  split: Callable[[int], str] = lambda i: "valid" if i == 0 else "train",
+                  fields: Callable[[str], dict] = lambda text: {}) -> Path:
+    """The one test corpus: TEXTS spoken by each espeak-ng voice (name, pitch, words per minute), speaker
+    ``spk<voice index>``; ``split(i)`` is text i's split, ``fields(text)`` adds manifest fields. -> manifest path."""
     lines = []
-    for v, (voice, pitch) in enumerate(VOICES):
+    for v, (voice, pitch, wpm) in enumerate(voices):
         for i, text in enumerate(TEXTS):
             wav = root / f"v{v}_{i}.wav"
-            subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", "160", "-w", str(wav), text],
+            subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(wpm), "-w", str(wav), text],
                            check=True)
-            split = "train" if i < 4 else "valid" if i == 4 else "test"
             lines.append({"audio": wav.name, "text": text, "lang": "en", "speaker": f"spk{v}",
-                          "duration": sf.info(str(wav)).duration, "split": split})
+                          "duration": sf.info(str(wav)).duration, "split": split(i), **fields(text)})
     (root / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     return root / "manifest.jsonl"
+
+
+def make_corpus(root: Path) -> Path:
+    """12 utterances (2 voices x 6 texts): texts 0-3 train, 4 valid, 5 test. -> manifest path."""
+    return espeak_corpus(root, [(voice, pitch, 160) for voice, pitch in VOICES],
+                         split=lambda i: "train" if i < 4 else "valid" if i == 4 else "test")
 
 
 def save_tiny_codec(path: Path, seed: int = 0, name: str = "tiny_codec") -> Path:

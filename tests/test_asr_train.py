@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _semantic_corpus import TEXTS, espeak_corpus
 
 from speechlm.asr.align import Alignment
 from speechlm.asr.train import ASRTrainConfig, train
@@ -17,14 +17,6 @@ from speechlm.asr.transcriber import CTCTranscriber
 from speechlm.train.config import load_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "asr"
-TEXTS = [
-    "hello world",
-    "the cat sat on the mat",
-    "good morning to you",
-    "one two three four",
-    "a small test of speech",
-    "read the book again",
-]
 
 pytestmark = pytest.mark.needs_tool("espeak-ng")
 
@@ -36,27 +28,7 @@ def fake_phonemes(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("asr_corpus")
-    lines = []
-    for i, text in enumerate(TEXTS):
-        wav = root / f"u{i}.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "170", "-w", str(wav), text], check=True)
-        import soundfile as sf
-
-        dur = sf.info(str(wav)).duration
-        lines.append(
-            {
-                "audio": wav.name,
-                "text": text,
-                "lang": "en",
-                "speaker": "espeak",
-                "duration": dur,
-                "split": "valid" if i == 0 else "train",
-                "phonemes": fake_phonemes(text),
-            }
-        )
-    (root / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return root / "manifest.jsonl"
+    return espeak_corpus(tmp_path_factory.mktemp("asr_corpus"), fields=lambda text: {"phonemes": fake_phonemes(text)})
 
 
 def losses(run: Path) -> list[float]:
@@ -81,7 +53,7 @@ def test_tiny_recipe_trains_exports_and_resumes(corpus, tmp_path):
     tr = CTCTranscriber.load(final)
     import soundfile as sf
 
-    wav, sr = sf.read(str(corpus.parent / "u1.wav"), dtype="float32")
+    wav, sr = sf.read(str(corpus.parent / "v0_1.wav"), dtype="float32")
     assert isinstance(tr.transcribe(wav, sr=sr), str)
     al = tr.align(wav, TEXTS[1], "en", sr=sr, phonemes=fake_phonemes(TEXTS[1]))
     assert isinstance(al, Alignment) and [w.word for w in al.words] == TEXTS[1].split()

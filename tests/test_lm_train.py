@@ -6,24 +6,18 @@ import json
 
 import numpy as np
 import pytest
-from lm_helpers import make_shards, one_thread, train_tiny
+from lm_helpers import make_shards, train_tiny
 
 from speechlm.errors import CheckpointError, SpeechLMError
 from speechlm.lm.api import CodecLanguageModel
 from speechlm.lm.data import TokenData
 from speechlm.train.metrics import read_metrics
 
-pytestmark = pytest.mark.needs_tool("espeak-ng")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    with one_thread():
-        yield
+pytestmark = [pytest.mark.needs_tool("espeak-ng"), pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory, _threads):
+def shards(tmp_path_factory, one_thread):
     return make_shards(tmp_path_factory.mktemp("lm_corpus"))
 
 

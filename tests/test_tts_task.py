@@ -9,23 +9,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from lm_helpers import make_shards, one_thread, train_tiny
+from lm_helpers import make_shards, train_tiny
 
 from speechlm.errors import CheckpointError
 from speechlm.tasks.edit import EditInputError, edit, frame_spans, pick_draw, word_diff
 from speechlm.tasks.tts import TTS, TTSInputError, fade_join, split_sentences
 
-pytestmark = pytest.mark.needs_tool("espeak-ng")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    with one_thread():
-        yield
+pytestmark = [pytest.mark.needs_tool("espeak-ng"), pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, _threads):
+def run(tmp_path_factory, one_thread):
     root = tmp_path_factory.mktemp("tts")
     shards = make_shards(root)
     train_tiny(shards, root / "run", steps=4)
@@ -38,7 +32,7 @@ def tts(run):
 
 
 def _speech(run, i: int = 1):
-    wav, sr = sf.read(str(run / f"u{i}.wav"), dtype="float32")
+    wav, sr = sf.read(str(run / f"v0_{i}.wav"), dtype="float32")
     return wav, sr
 
 
@@ -197,10 +191,10 @@ def test_cli_tts_and_edit(run, tmp_path, capsys) -> None:
     assert main(["tts", "...", "-o", str(bad), *common]) == 2
     err = capsys.readouterr().err
     assert "nothing to read" in err and len(err.strip().splitlines()) == 1 and not bad.exists()
-    assert main(["edit", str(run / "u1.wav"), "--transcript", "the cat sat on the mat", "--target",
+    assert main(["edit", str(run / "v0_1.wav"), "--transcript", "the cat sat on the mat", "--target",
                  "the dog sat on the mat", "-o", str(tmp_path / "e.wav"), *common]) == 0
     assert (tmp_path / "e.wav").exists()
-    assert main(["edit", str(run / "u1.wav"), "--transcript", "the cat", "--target", "the cat", "-o",
+    assert main(["edit", str(run / "v0_1.wav"), "--transcript", "the cat", "--target", "the cat", "-o",
                  str(tmp_path / "same.wav"), *common]) == 2
     assert not (tmp_path / "same.wav").exists()
 
