@@ -46,6 +46,7 @@ def main() -> int:
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--model", default=None, help="acoustic model (name, folder or training run; default: shipped)")
     args = p.parse_args()
 
     import torch
@@ -59,14 +60,14 @@ def main() -> int:
     variants = [v for v in args.variants.split(",") if v]
     if set(variants) - set(VARIANTS):
         p.error(f"unknown variants {sorted(set(variants) - set(VARIANTS))}; choose from {', '.join(VARIANTS)}")
-    tts = TTS.load()
+    tts = TTS.load(args.model)
     judge = WhisperJudge.load("base", threads=args.threads)
     q = tts.codec.quantizer
     sents = dev_sentences(args.n)
     counts = {v: [0, 0] for v in variants}
 
-    def synth(fr: Frames) -> np.ndarray:
-        a = to_analysis_rate(fr, 4, len(fr) * 4)
+    def synth(fr: Frames, hop: int = 4) -> np.ndarray:
+        a = fr if hop == 1 else to_analysis_rate(fr, hop, len(fr) * hop)
         return synthesize(a.f0, a.mcep, a.bap).astype(np.float32)
 
     from tqdm import tqdm
@@ -75,14 +76,15 @@ def main() -> int:
         audio = {v: [] for v in variants}
         for _, ids in tts.text_chunks(text):
             feat, _ = tts.am.features(ids)
-            fr = tts.am.to_frames(feat)
+            fine = tts.am.to_frames(feat)  # the model's own rate (20 ms, or 5 ms with 4 sub-frames)
+            fr = tts.am.token_frames(fine)
             codes = q.encode(fr, q.n_env_stages)
             dq = q.decode(codes)
             for v in variants:
                 if v == "tokens":
                     w = np.concatenate(list(tts.codec.decode_stream(codes, codes.shape[1] * tts.codec.hop)))
                 elif v == "parameters":
-                    w = synth(fr)
+                    w = synth(fine, 4 // tts.am.sub_frames)
                 elif v == "q_norefine":
                     w = synth(dq)
                 elif v == "q_env_only":
@@ -100,7 +102,8 @@ def main() -> int:
         print(f"| {v} | {w:.3f} |")
     if args.out:
         res = {"kind": "tts_decode_ablation", "n": len(sents), "model": tts.am.model_id, "judge": "whisper-base",
-               "command": f"benchmarks/tts_decode_ablation.py --n {args.n}", "wer": rows}
+               "command": f"benchmarks/tts_decode_ablation.py --n {args.n}"
+               + (f" --model {args.model}" if args.model else ""), "wer": rows}
         Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     return 0
 

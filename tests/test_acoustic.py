@@ -120,3 +120,60 @@ def test_fine_tuning_starts_from_the_init_model_and_keeps_its_size_and_normalisa
     with pytest.raises(CheckpointError):  # an init that is not an acoustic model
         (tmp_path / "bogus").mkdir()
         train_acoustic(tmp_path / "b.npz", tmp_path / "run_c", cfg, progress=False, init=tmp_path / "bogus")
+
+
+def test_a_widened_model_predicts_each_codec_frame_for_every_sub_frame():
+    from speechlm.lm.acoustic import widen_sub_frames
+
+    torch.manual_seed(0)
+    kw = dict(vocab=20, d_model=32, ff_dim=64, ff_kernel=3, enc_layers=1, dec_layers=1, dropout=0.0)
+    narrow = AcousticModel(AcousticConfig(**kw)).eval()
+    wide = AcousticModel(AcousticConfig(**kw, sub_frames=4)).eval()
+    wide.load_state_dict(widen_sub_frames(narrow.state_dict(), 4))
+    ids = torch.tensor([[3, 7, 9, 12, 4]])
+    f1, d1 = narrow.infer(ids)
+    f4, d4 = wide.infer(ids)
+    assert torch.equal(d1, d4) and f4.shape == (4 * f1.shape[0], f1.shape[1])
+    assert torch.allclose(f4, f1.repeat_interleave(4, dim=0), atol=1e-5)
+
+
+def test_five_ms_features_are_the_analysis_frames_the_codec_averages():
+    from speechlm.tokenizers.source_filter.world import SAMPLE_RATE
+
+    t = np.arange(int(0.73 * SAMPLE_RATE)) / SAMPLE_RATE
+    wav = (0.3 * np.sin(2 * np.pi * 140 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float64)
+    from speechlm.lm.acoustic_data import frame_features
+
+    f1, f4 = frame_features(wav, 1), frame_features(wav, 4)
+    assert f4.shape == (4 * len(f1), 48)
+    m = f4[:, :40].reshape(len(f1), 4, 40).mean(1)  # the 20-ms mel-cepstra are the 5-ms ones averaged
+    assert np.allclose(m, f1[:, :40], atol=1e-4)
+    assert np.abs(np.diff(f4[:, 0])).max() > 0  # and the 5-ms ones keep movement inside a codec frame
+
+
+def test_the_frame_decoder_synthesises_five_ms_frames_as_they_are_in_any_blocks():
+    from speechlm.tokenizers.codec.api import Codec
+    from speechlm.tokenizers.source_filter.world import Frames, synthesize
+
+    codec = Codec.load("codec_sf")
+    rng = np.random.default_rng(0)
+    t = 60  # codec frames
+    f0 = np.where(np.arange(4 * t) % 50 < 35, 120 + 20 * np.sin(np.arange(4 * t) / 9), 0).astype(np.float32)
+    mcep = (rng.normal(0, 0.05, (4 * t, 40)) + np.r_[-6.0, 1.0, np.zeros(38)]).astype(np.float32)
+    bap = np.full((4 * t, 6), -20.0, np.float32)
+    fr = Frames(f0, mcep, bap)
+    dec = codec.frame_stream_decoder(block_tokens=t + 10, sub_frames=4)
+    whole = np.concatenate(list(dec.push(fr)) + list(dec.flush(t * codec.hop)))
+    ref = synthesize(f0, mcep, bap)[: t * codec.hop]
+    assert len(whole) == t * codec.hop
+    assert np.corrcoef(whole[400:-400], ref[400:-400])[0, 1] > 0.99  # one block: WORLD on the frames themselves
+    dec = codec.frame_stream_decoder(block_tokens=5, sub_frames=4)
+    parts = []
+    for i in range(0, 4 * t, 28):  # frames arriving 7 tokens at a time
+        parts += list(dec.push(Frames(f0[i : i + 28], mcep[i : i + 28], bap[i : i + 28])))
+    blocks = np.concatenate(parts + list(dec.flush(t * codec.hop)))
+    assert len(blocks) == t * codec.hop
+    from speechlm.audio.features import log_mel  # the synthesiser restarts at block joins: compare spectra
+
+    a, b = log_mel(blocks, 16000).numpy(), log_mel(whole, 16000).numpy()
+    assert np.corrcoef(np.ravel(a), np.ravel(b))[0, 1] > 0.85 and np.abs(a - b).mean() < 0.25

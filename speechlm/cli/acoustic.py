@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("manifests", nargs="+", help="manifests with tags.tts_tokens and tags.durations_s")
     p.add_argument("-o", "--output", required=True, help="cache file (.npz)")
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.add_argument("--sub-frames", type=int, default=4, choices=(1, 2, 4),
+                   help="feature frames per 20-ms codec frame: 4 = WORLD's own 5-ms frames (default; the "
+                        "model then predicts 5-ms parameters, which keeps consonant transients), 1 = 20-ms averages")
     p = add_command(cmds, "train", "train the acoustic model on a feature cache (resumable)", _train)
     p.add_argument("features", help="feature cache (.npz) from `speechlm acoustic features`")
     p.add_argument("--out", required=True, help="run folder (checkpoints/, log.jsonl)")
@@ -67,7 +70,7 @@ def _features(args: argparse.Namespace) -> int:
         check_input_file(m, "manifest")
     if not args.output.endswith(".npz"):
         raise SpeechLMError(f"the feature cache must be a .npz file, got {args.output}")
-    print(extract_features(args.manifests, args.output, workers=max(1, args.workers)))
+    print(extract_features(args.manifests, args.output, workers=max(1, args.workers), sub_frames=args.sub_frames))
     return 0
 
 

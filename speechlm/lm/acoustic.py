@@ -2,11 +2,13 @@
 
 Text tokens (:mod:`speechlm.text.tts_input`) -> encoder -> per-token duration, pitch and energy (predicted;
 teacher-forced in training) -> length regulator (each token's state repeated for its frames) -> decoder -> per
-codec frame (50 Hz): 40 mel-cepstra, log-F0, a voicing logit and band aperiodicity. Those are the parameters
+codec frame (50 Hz), or per 5-ms sub-frame with ``sub_frames = 4`` (four stacked in one output row): 40
+mel-cepstra, log-F0, a voicing logit and band aperiodicity. Those are the parameters
 the source-filter codec (:mod:`speechlm.tokenizers.source_filter`) quantises, so its quantiser turns the
 output into codec tokens and its decoder into audio (:mod:`speechlm.lm.acoustic_api`).
 
-Shapes: ``B`` utterances, ``N`` tokens, ``T`` frames; ``F = n_mcep + 2 + n_bap`` output features per frame,
+Shapes: ``B`` utterances, ``N`` tokens, ``T`` codec frames (``T * S`` output frames, ``S = sub_frames``);
+``F = n_mcep + 2 + n_bap`` output features per frame,
 ordered ``[mcep | lf0 | vuv | bap]``. Features are predicted normalised (``feat_mean``/``feat_std`` buffers,
 set from the training data); ``vuv`` is a logit.
 """
@@ -35,6 +37,7 @@ class AcousticConfig:
     n_mcep: int = 40
     n_bap: int = 6
     max_frames_per_token: int = 75
+    sub_frames: int = 1  # output frames per codec frame: 4 = the codec's 5-ms analysis rate
 
     @property
     def n_feat(self) -> int:
@@ -121,7 +124,7 @@ class AcousticModel(nn.Module):
         self.decoder = nn.ModuleList([FFTBlock(d, cfg.n_heads, cfg.ff_dim, cfg.ff_kernel, cfg.dropout)
                                       for _ in range(cfg.dec_layers)])
         self.dec_norm = nn.LayerNorm(d)
-        self.proj = nn.Linear(d, cfg.n_feat)
+        self.proj = nn.Linear(d, cfg.n_feat * cfg.sub_frames)
         self.register_buffer("feat_mean", torch.zeros(cfg.n_feat))
         self.register_buffer("feat_std", torch.ones(cfg.n_feat))
 
@@ -139,7 +142,8 @@ class AcousticModel(nn.Module):
 
     def decode(self, h: torch.Tensor, pad: torch.Tensor, durations: torch.Tensor, pitch: torch.Tensor,
                energy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token states + per-token frames/pitch/energy ``[B, N]`` -> (features ``[B, T, F]``, frame pad ``[B, T]``)."""
+        """Token states + per-token frames/pitch/energy ``[B, N]`` -> (features ``[B, T * S, F]``, frame pad
+        ``[B, T * S]``; ``S`` = ``sub_frames`` output frames per codec frame)."""
         keep = (~pad)[..., None].to(h.dtype)
         h = h + (self.pitch_embed(pitch[:, None]).transpose(1, 2)
                  + self.energy_embed(energy[:, None]).transpose(1, 2)) * keep
@@ -147,12 +151,17 @@ class AcousticModel(nn.Module):
         x = x + sinusoids(x.shape[1], self.cfg.d_model, x.device)
         for blk in self.decoder:
             x = blk(x, fpad)
-        return self.proj(self.dec_norm(x)), fpad
+        y = self.proj(self.dec_norm(x))
+        r = self.cfg.sub_frames
+        if r > 1:
+            y = y.reshape(y.shape[0], y.shape[1] * r, self.cfg.n_feat)
+            fpad = fpad.repeat_interleave(r, dim=1)
+        return y, fpad
 
     def forward(self, ids: torch.Tensor, durations: torch.Tensor, pitch: torch.Tensor, energy: torch.Tensor
                 ) -> dict[str, torch.Tensor]:
         """Teacher-forced pass (training): ids/durations/pitch/energy ``[B, N]`` -> predictions (``feat``
-        ``[B, T, F]``, ``frame_pad`` ``[B, T]``, and :meth:`variances`)."""
+        ``[B, T * S, F]``, ``frame_pad`` ``[B, T * S]``, and :meth:`variances`)."""
         h, pad = self.encode(ids)
         out = self.variances(h, pad)
         feat, fpad = self.decode(h, pad, durations, pitch, energy)
@@ -161,7 +170,8 @@ class AcousticModel(nn.Module):
     @torch.inference_mode()
     def infer(self, ids: torch.Tensor, pace: float = 1.0, pitch_shift: float = 0.0, pitch_scale: float = 1.0
               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """ids ``[1, N]`` -> (denormalised features ``[T, F]`` with vuv a probability, frames per token ``[N]``).
+        """ids ``[1, N]`` -> (denormalised features ``[T * S, F]`` with vuv a probability, codec frames per token
+        ``[N]``).
 
         ``pace`` > 1 speaks slower; ``pitch_shift``/``pitch_scale`` move the predicted token pitch (normalised
         units) before decoding, so the contour follows."""
@@ -177,3 +187,13 @@ class AcousticModel(nn.Module):
         m = self.cfg.n_mcep
         feat[:, m + 1] = torch.sigmoid(feat[:, m + 1])
         return feat, dur[0]
+
+
+def widen_sub_frames(state_dict: dict[str, torch.Tensor], sub_frames: int) -> dict[str, torch.Tensor]:
+    """Weights of a ``sub_frames = 1`` model -> those of a ``sub_frames`` one that predicts each codec frame's
+    features for every sub-frame (the output projection repeated): the starting point for fine-tuning a
+    50-Hz model to the 5-ms rate."""
+    out = dict(state_dict)
+    out["proj.weight"] = state_dict["proj.weight"].repeat(sub_frames, 1)
+    out["proj.bias"] = state_dict["proj.bias"].repeat(sub_frames)
+    return out

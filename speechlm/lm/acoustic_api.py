@@ -203,8 +203,14 @@ class AcousticTTSModel:
             feat = shift.apply(feat, self.config.n_mcep)
         return feat, dur.numpy()
 
+    @property
+    def sub_frames(self) -> int:
+        """Output frames per codec frame: 1 (20 ms) or 4 (WORLD's 5-ms analysis rate)."""
+        return self.config.sub_frames
+
     def to_frames(self, feat: np.ndarray):
-        """Features ``[T, F]`` -> token-rate source-filter :class:`~speechlm.tokenizers.source_filter.world.Frames`."""
+        """Features ``[T * S, F]`` -> source-filter :class:`~speechlm.tokenizers.source_filter.world.Frames` at the
+        model's rate (``S`` = :attr:`sub_frames` per codec frame)."""
         from speechlm.tokenizers.source_filter.world import Frames
 
         m = self.config.n_mcep
@@ -213,8 +219,14 @@ class AcousticTTSModel:
         return Frames(f0, feat[:, :m].astype(np.float32), bap)
 
     def to_codes(self, feat: np.ndarray, codec) -> np.ndarray:
-        """Features ``[T, F]`` -> codes ``[K, T]`` of ``codec`` (a source-filter codec; every stream)."""
+        """Features ``[T * S, F]`` -> codes ``[K, T]`` of ``codec`` (a source-filter codec; every stream)."""
         if not hasattr(codec, "quantizer"):
             raise CheckpointError(f"{codec.tokenizer_id} is not a source-filter codec: the acoustic model's frames "
                                   "are quantised by codec_sf")
-        return codec.quantizer.encode(self.to_frames(feat), codec.quantizer.n_env_stages)
+        return codec.quantizer.encode(self.token_frames(self.to_frames(feat)), codec.quantizer.n_env_stages)
+
+    def token_frames(self, frames):
+        """:meth:`to_frames`'s output -> codec-rate (20-ms) frames: sub-frames averaged as the codec analyses."""
+        from speechlm.tokenizers.source_filter.world import to_token_rate
+
+        return frames if self.sub_frames == 1 else to_token_rate(frames, self.sub_frames)

@@ -2,11 +2,13 @@
 
 Input: a manifest whose rows carry ``tags.tts_tokens`` and ``tags.durations_s`` (one duration per token, e.g.
 :func:`speechlm.data.piper_corpus.build_piper_corpus`). Each utterance is analysed like the source-filter codec
-analyses audio (WORLD every 5 ms, averaged to 20-ms frames: :func:`speechlm.tokenizers.source_filter.world`),
-and the token durations become whole frames by rounding their cumulative ends (so they sum to the frame count).
+analyses audio (WORLD every 5 ms, averaged to 20-ms frames: :func:`speechlm.tokenizers.source_filter.world`;
+or kept at ``sub_frames`` = 2 or 4 frames per 20-ms codec frame), and the token durations become whole codec
+frames by rounding their cumulative ends (so they sum to the frame count).
 
-:func:`extract_features` writes one ``.npz`` cache (no pickles): ``feat [sum T, F]`` (``[mcep | lf0 | vuv |
-bap]``, log-F0 interpolated through unvoiced frames), ``ids``/``dur`` ``[sum N]`` and per-utterance offsets.
+:func:`extract_features` writes one ``.npz`` cache (no pickles): ``feat [sum T * S, F]`` (``[mcep | lf0 | vuv |
+bap]``, log-F0 interpolated through unvoiced frames; ``S`` = ``sub_frames``), ``ids``/``dur`` ``[sum N]``
+(``dur`` in codec frames), per-utterance lengths and ``sub_frames``.
 """
 
 from __future__ import annotations
@@ -32,11 +34,19 @@ def frame_durations(seconds: np.ndarray, n_frames: int, rate: float = FRAME_RATE
     return np.diff(np.concatenate([[0], ends]))
 
 
-def frame_features(wav16: np.ndarray) -> np.ndarray:
-    """Mono audio at 16 kHz -> ``[T, F]`` features at the codec's frame rate (module docstring)."""
-    from speechlm.tokenizers.source_filter.world import analyze, to_token_rate
+def frame_features(wav16: np.ndarray, sub_frames: int = 1) -> np.ndarray:
+    """Mono audio at 16 kHz -> ``[T * sub_frames, F]`` features, ``T`` codec frames (module docstring)."""
+    from speechlm.tokenizers.source_filter.world import Frames, analyze, to_token_rate
 
-    fr = to_token_rate(analyze(wav16), 4)
+    hop = 4  # analysis frames per codec frame
+    if sub_frames not in (1, 2, 4):
+        raise SpeechLMError(f"sub_frames must be 1, 2 or 4, got {sub_frames}")
+    fr = analyze(wav16)
+    pad = -len(fr) % hop
+    if pad:
+        fr = Frames(*(np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) for x in (fr.f0, fr.mcep, fr.bap)))
+    if sub_frames < hop:
+        fr = to_token_rate(fr, hop // sub_frames)
     return features_from_frames(fr.f0, fr.mcep, fr.bap)
 
 
@@ -51,19 +61,19 @@ def features_from_frames(f0: np.ndarray, mcep: np.ndarray, bap: np.ndarray) -> n
     return np.concatenate([mcep, lf0[:, None], voiced[:, None].astype(np.float32), bap], axis=1).astype(np.float32)
 
 
-def _one(args: tuple[str, list[str], list[float]]) -> tuple[np.ndarray, np.ndarray] | None:
+def _one(args: tuple[str, list[str], list[float], int]) -> tuple[np.ndarray, np.ndarray] | None:
     from speechlm.audio.io import load_audio
 
-    path, tokens, secs = args
+    path, tokens, secs, sub = args
     if len(secs) != len(tokens):
         return None
     wav, _ = load_audio(path, sr=16000)
-    feat = frame_features(np.ascontiguousarray(wav[0], np.float64))
-    return feat, frame_durations(np.asarray(secs, np.float64), len(feat))
+    feat = frame_features(np.ascontiguousarray(wav[0], np.float64), sub)
+    return feat, frame_durations(np.asarray(secs, np.float64), len(feat) // sub)
 
 
 def extract_features(manifests: list[str | os.PathLike], out: str | os.PathLike, workers: int = 1,
-                     progress: bool = True) -> Path:
+                     progress: bool = True, sub_frames: int = 1) -> Path:
     """Analyse every aligned row of ``manifests`` into one cache file ``out`` (``.npz``); returns its path."""
     from multiprocessing import Pool
 
@@ -80,7 +90,7 @@ def extract_features(manifests: list[str | os.PathLike], out: str | os.PathLike,
             tags = u.tags or {}
             if "tts_tokens" not in tags or "durations_s" not in tags:
                 continue
-            jobs.append((str(u.audio_path(Path(m).parent)), tags["tts_tokens"], tags["durations_s"]))
+            jobs.append((str(u.audio_path(Path(m).parent)), tags["tts_tokens"], tags["durations_s"], sub_frames))
             ids.append(token_ids(tags["tts_tokens"], sym))
     if not jobs:
         raise SpeechLMError("no aligned utterances (tags.tts_tokens + tags.durations_s) in the manifests")
@@ -98,6 +108,7 @@ def extract_features(manifests: list[str | os.PathLike], out: str | os.PathLike,
     tmp = out.with_name(out.name + ".partial.npz")
     np.savez(tmp, feat=np.concatenate(feats), ids=np.concatenate(toks), dur=np.concatenate(durs),
              feat_len=np.array([len(f) for f in feats]), tok_len=np.array([len(t) for t in toks]),
+             sub_frames=np.array(sub_frames),
              meta=np.frombuffer(json.dumps({"manifests": [str(m) for m in manifests]}).encode(), np.uint8))
     os.replace(tmp, out)
     return out
@@ -106,8 +117,8 @@ def extract_features(manifests: list[str | os.PathLike], out: str | os.PathLike,
 @dataclass
 class Utt:
     ids: np.ndarray  # [N] int64
-    dur: np.ndarray  # [N] int64 frames
-    feat: np.ndarray  # [T, F] float32 (raw)
+    dur: np.ndarray  # [N] int64 codec frames
+    feat: np.ndarray  # [T * sub_frames, F] float32 (raw)
     pitch: np.ndarray  # [N] token mean of normalised lf0 over voiced frames (0 where none)
     energy: np.ndarray  # [N] token mean of normalised c0
 
@@ -123,6 +134,7 @@ class AcousticDataset:
         with np.load(path, allow_pickle=False) as z:
             feat, ids, dur = z["feat"], z["ids"], z["dur"]
             fl, tl = z["feat_len"], z["tok_len"]
+            self.sub_frames = int(z["sub_frames"]) if "sub_frames" in z.files else 1
         m = n_mcep
         if stats is not None:
             self.mean, self.std = (np.asarray(x, dtype=np.float32).copy() for x in stats)
@@ -140,7 +152,7 @@ class AcousticDataset:
         for i in range(len(fl)):
             f, d = feat[fo[i] : fo[i + 1]], dur[to[i] : to[i + 1]]
             nf = norm[fo[i] : fo[i + 1]]
-            owner = np.repeat(np.arange(len(d)), d)
+            owner = np.repeat(np.arange(len(d)), d * self.sub_frames)
             v = f[:, m + 1] > 0.5
             cnt_v = np.bincount(owner, weights=v, minlength=len(d))
             pitch = np.bincount(owner, weights=nf[:, m] * v, minlength=len(d)) / np.maximum(cnt_v, 1)

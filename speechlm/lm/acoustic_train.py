@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from speechlm.lm.acoustic import AcousticConfig, AcousticModel
+from speechlm.lm.acoustic import AcousticConfig, AcousticModel, widen_sub_frames
 from speechlm.lm.acoustic_data import AcousticDataset, Utt, collate
 
 KIND = "acoustic"
@@ -44,11 +44,11 @@ class AcousticTrainConfig:
 
 
 def batches(utts: list[Utt], batch_frames: int, rng: random.Random) -> list[list[int]]:
-    """Indices grouped by length (sorted, chunked to ``batch_frames`` padded frames), in random order."""
-    order = sorted(range(len(utts)), key=lambda i: len(utts[i].feat) + rng.random())
+    """Indices grouped by length (sorted, chunked to ``batch_frames`` padded codec frames), in random order."""
+    order = sorted(range(len(utts)), key=lambda i: int(utts[i].dur.sum()) + rng.random())
     out, cur, longest = [], [], 0
     for i in order:
-        n = len(utts[i].feat)
+        n = int(utts[i].dur.sum())
         if cur and max(longest, n) * (len(cur) + 1) > batch_frames:
             out.append(cur)
             cur, longest = [], 0
@@ -88,8 +88,10 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
     """Train on a feature cache; writes checkpoints and ``log.jsonl`` under ``out``; returns the last checkpoint.
 
     ``init``: an acoustic model (name, folder or run) to fine-tune: its architecture, weights and normalisation
-    statistics replace ``cfg.model`` and the cache's statistics (the optimizer and schedule start afresh). A run
-    that already has checkpoints resumes from its newest one instead."""
+    statistics replace ``cfg.model`` and the cache's statistics (the optimizer and schedule start afresh; a
+    50-Hz model fine-tuned on a 5-ms cache starts from :func:`~speechlm.lm.acoustic.widen_sub_frames`). A run
+    that already has checkpoints resumes from its newest one instead. The output rate (``sub_frames``) is the
+    cache's."""
     from tqdm import tqdm
 
     from speechlm.text.symbols import default_symbols
@@ -114,6 +116,10 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
         stats = (base.state_dict["feat_mean"].float().numpy(), base.state_dict["feat_std"].float().numpy())
         cfg = replace(cfg, model={k: v for k, v in base.config["model"].items() if k != "vocab"})
     ds = AcousticDataset(features, stats=stats if base is not None else None)
+    init_sub = int(cfg.model.get("sub_frames", 1))
+    if base is not None and init_sub not in (1, ds.sub_frames):
+        raise CheckpointError(f"{base.path}: predicts {init_sub} sub-frames; the cache has {ds.sub_frames}")
+    cfg = replace(cfg, model={**cfg.model, "sub_frames": ds.sub_frames})
     rng = random.Random(cfg.seed)
     idx = list(range(len(ds)))
     rng.shuffle(idx)
@@ -124,7 +130,8 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
     model.feat_mean.copy_(torch.from_numpy(ds.mean))
     model.feat_std.copy_(torch.from_numpy(ds.std))
     if base is not None:
-        model.load_state_dict({k: v.float() for k, v in base.state_dict.items()})
+        sd = {k: v.float() for k, v in base.state_dict.items()}
+        model.load_state_dict(widen_sub_frames(sd, ds.sub_frames) if init_sub != ds.sub_frames else sd)
         extra = {**(extra or {}), "init": base.model_id, "init_step": base.step}
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup, cfg.steps, cfg.final_lr))

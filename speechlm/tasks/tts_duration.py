@@ -113,17 +113,17 @@ class DurationTTS:
     # --- generation -------------------------------------------------------------------------------
     def render(self, feat: np.ndarray, block_tokens: int | None = None
                ) -> tuple[np.ndarray, Iterator[np.ndarray]]:
-        """Predicted features ``[T, F]`` -> (their codec codes ``[K, T]``, an iterator of float32 audio blocks
+        """Predicted features ``[T * S, F]`` -> (their codec codes ``[K, T]``, an iterator of float32 audio blocks
         ``T * hop`` samples in all), synthesised from the parameters or, with ``via_tokens``, from the codes;
         in blocks of ``block_tokens`` frames (default: the codec's offline block, as :meth:`generate` uses)."""
         extra = () if block_tokens is None else (block_tokens,)
         frames = self.am.to_frames(feat)
-        codes = self.codec.quantizer.encode(frames, self.codec.quantizer.n_env_stages)
+        codes = self.codec.quantizer.encode(self.am.token_frames(frames), self.codec.quantizer.n_env_stages)
         n = codes.shape[1] * self.codec.hop
         if self.via_tokens:
             dec = self.codec.stream_decoder(*extra)
             return codes, itertools.chain(dec.push(codes), dec.flush(n))
-        fdec = self.codec.frame_stream_decoder(*extra)
+        fdec = self.codec.frame_stream_decoder(*extra, sub_frames=self.am.sub_frames)
         return codes, itertools.chain(fdec.push(frames), fdec.flush(n))
 
     def generate(self, text: str, prompt: str | os.PathLike | np.ndarray | VoiceShift | None = None,

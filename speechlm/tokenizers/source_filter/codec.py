@@ -254,10 +254,11 @@ class SourceFilterCodec:
         """An incremental decoder: :meth:`StreamDecoder.push` codes as they are generated, get audio back."""
         return StreamDecoder(self, block_tokens)
 
-    def frame_stream_decoder(self, block_tokens: int = BLOCK_TOKENS) -> FrameStreamDecoder:
-        """An incremental synthesiser of unquantised token-rate :class:`Frames` (what the acoustic TTS model
-        predicts): the parameters skip the quantiser, so nothing of the envelope is lost to the codebooks."""
-        return FrameStreamDecoder(self, block_tokens)
+    def frame_stream_decoder(self, block_tokens: int = BLOCK_TOKENS, sub_frames: int = 1) -> FrameStreamDecoder:
+        """An incremental synthesiser of unquantised :class:`Frames` (what the acoustic TTS model predicts),
+        ``sub_frames`` (1, 2 or 4) frames per token: the parameters skip the quantiser, so nothing of the envelope
+        is lost to the codebooks, and at 4 nothing of the 5-ms detail to the token rate."""
+        return FrameStreamDecoder(self, block_tokens, sub_frames)
 
     def decode_stream(self, codes: np.ndarray, n_samples: int, block_tokens: int = BLOCK_TOKENS
                       ) -> Iterator[np.ndarray]:
@@ -442,29 +443,41 @@ class StreamDecoder:
 
 
 class FrameStreamDecoder(StreamDecoder):
-    """Token-rate source-filter parameters in (unquantised, e.g. an acoustic model's prediction), audio out,
-    block by block, exactly as :class:`StreamDecoder` synthesises decoded codes (same blocks, context and
-    crossfades; no refiner: the parameters are already what the refiner estimates). Built with
+    """Unquantised source-filter parameters in (e.g. an acoustic model's prediction), audio out, block by block,
+    exactly as :class:`StreamDecoder` synthesises decoded codes (same blocks, context and crossfades; no refiner:
+    the parameters are already what the refiner estimates). ``sub_frames`` frames arrive per token: 1 (token
+    rate, interpolated to 5 ms), 2, or 4 (the 5-ms analysis rate itself, synthesised as they are). Built with
     :meth:`SourceFilterCodec.frame_stream_decoder`."""
 
-    def __init__(self, codec: SourceFilterCodec, block_tokens: int = BLOCK_TOKENS) -> None:
+    def __init__(self, codec: SourceFilterCodec, block_tokens: int = BLOCK_TOKENS, sub_frames: int = 1) -> None:
         super().__init__(codec, block_tokens)
+        if sub_frames not in (1, 2, 4) or HOP_FRAMES % sub_frames:
+            raise SpeechLMError(f"sub_frames must divide {HOP_FRAMES}, got {sub_frames}")
         self.ahead = self.keep = SYNTH_CONTEXT_TOKENS
+        self.sub = sub_frames
         self.n_mcep = 0
 
     def _rows(self, frames: Frames) -> np.ndarray:
+        """``t * sub`` frames -> rows ``[sub * C, t]`` (a token's sub-frames stacked in one column)."""
         self.n_mcep = frames.mcep.shape[1]
-        return np.concatenate([np.asarray(frames.f0, np.float32)[None], np.asarray(frames.mcep, np.float32).T,
-                               np.asarray(frames.bap, np.float32).T])
+        x = np.concatenate([np.asarray(frames.f0, np.float32)[:, None], np.asarray(frames.mcep, np.float32),
+                            np.asarray(frames.bap, np.float32)], axis=1)
+        if len(x) % self.sub:
+            raise SpeechLMError(f"{len(x)} frames is not a whole number of tokens of {self.sub} sub-frames")
+        return x.reshape(len(x) // self.sub, self.sub * x.shape[1]).T
 
     def _frames(self, rows: np.ndarray) -> Frames:
-        m = self.n_mcep
-        tok = Frames(rows[0], rows[1 : 1 + m].T, rows[1 + m :].T)
-        return to_analysis_rate(tok, HOP_FRAMES, rows.shape[1] * HOP_FRAMES)
+        m, t = self.n_mcep, rows.shape[1]
+        x = rows.T.reshape(t * self.sub, -1)
+        fr = Frames(x[:, 0], x[:, 1 : 1 + m], x[:, 1 + m :])
+        if self.sub == HOP_FRAMES:
+            return fr
+        return to_analysis_rate(fr, HOP_FRAMES // self.sub, t * HOP_FRAMES)
 
     def push(self, frames: Frames) -> Iterator[np.ndarray]:  # type: ignore[override]
-        """Append token-rate :class:`Frames` (``t`` rows) and yield the audio blocks that became complete."""
+        """Append ``t * sub_frames`` :class:`Frames` and yield the audio blocks that became complete."""
         return super().push(frames)
+
 
 def _pad_frames(frames: Frames, n: int) -> Frames:
     """Repeat the last frame up to ``n`` rows (the end of the audio)."""
