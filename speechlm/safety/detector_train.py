@@ -24,6 +24,7 @@ import torch
 
 from speechlm.safety.detector import DetectorConfig, build_net, eer, lfb, num_params
 from speechlm.safety.detector_data import SR, UNSEEN, Clip, channel_augment, load_corpus
+from speechlm.train.schedule import warmup_cosine
 
 MAX_CLEAN_S = 8.0
 
@@ -180,13 +181,7 @@ def train(corpus: Path, out: Path, cfg: TrainConfig = TrainConfig(), log=lambda 
     log(f"model: {num_params(net)} parameters")
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        p = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.max_steps, 0.0))
     rng = random.Random(cfg.seed)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     t0, step, running = time.time(), 0, 0.0

@@ -117,14 +117,13 @@ class DurationTTS:
         ``T * hop`` samples in all), synthesised from the parameters or, with ``via_tokens``, from the codes;
         in blocks of ``block_tokens`` frames (default: the codec's offline block, as :meth:`generate` uses)."""
         extra = () if block_tokens is None else (block_tokens,)
-        frames = self.am.to_frames(feat)
-        codes = self.codec.quantizer.encode(self.am.token_frames(frames), self.codec.quantizer.n_env_stages)
+        codes = self.am.to_codes(feat, self.codec)
         n = codes.shape[1] * self.codec.hop
         if self.via_tokens:
             dec = self.codec.stream_decoder(*extra)
             return codes, itertools.chain(dec.push(codes), dec.flush(n))
         fdec = self.codec.frame_stream_decoder(*extra, sub_frames=self.am.sub_frames)
-        return codes, itertools.chain(fdec.push(frames), fdec.flush(n))
+        return codes, itertools.chain(fdec.push(self.am.to_frames(feat)), fdec.flush(n))
 
     def generate(self, text: str, prompt: str | os.PathLike | np.ndarray | VoiceShift | None = None,
                  prompt_text: str | None = None, lang: str = "en", pace: float = 1.0, prompt_sr: int | None = None,
