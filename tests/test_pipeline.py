@@ -111,8 +111,10 @@ def test_config_files_and_digests(tmp_path):
     for shipped in sorted((ROOT / "configs" / "pipeline").glob("*.yaml")):
         assert PipelineConfig.load(shipped) != PipelineConfig()
     a, b = PipelineConfig(), PipelineConfig(min_dnsmos=3.5)
-    assert a.digest("transcribe") == b.digest("transcribe")  # a later threshold keeps earlier stages
+    assert a.digest("segment") == b.digest("segment")  # a later threshold keeps earlier stages
     assert a.digest("filter") != b.digest("filter") and a.digest("tag") != b.digest("tag")
+    c = PipelineConfig(min_avg_logprob=-0.5)  # a text gate: after the audio gates
+    assert a.digest("filter") == c.digest("filter") and a.digest("transcribe") != c.digest("transcribe")
 
 
 # ------------------------------------------------------------------------------------------ standardise
@@ -547,6 +549,45 @@ def test_model_stages_are_wired_in(raw, tmp_path, monkeypatch):
         ref = std[int(round(r["start"] * PIPELINE_SR)):][: len(seg)]
         np.testing.assert_allclose(seg, 0.5 * ref, atol=2e-4)  # the denoised audio was saved
         assert r["tags"]["rms"] == pytest.approx(float(np.sqrt(np.mean(seg ** 2))), rel=1e-3)
+
+
+def test_audio_gates_run_before_asr_and_a_new_threshold_reuses_transcripts(raw, tmp_path, monkeypatch):
+    """An utterance the audio gates reject is not transcribed; a re-run with other thresholds re-gates every
+    utterance but transcribes only those it has no transcript of."""
+    from speechlm.pipeline import filter as filter_mod
+    from speechlm.pipeline import runner
+    from speechlm.pipeline import transcribe as transcribe_mod
+
+    calls = Counter()
+    measure = filter_mod.measure
+
+    def fake_measure(kept, standardised=None, sr=PIPELINE_SR, dnsmos=True):
+        q = measure(kept, standardised, sr, dnsmos=False)
+        q["snr_db"] = [30.0, 3.0, 30.0][calls["measure"] % 3]  # the second utterance is noisy
+        calls["measure"] += 1
+        return q
+
+    def fake_transcribe(audio, sr, lang, *, asr, beam_size):
+        calls["transcribe"] += 1
+        return transcribe_mod.Transcript(text=f"utterance {len(audio)} of the gating test", lang="en",
+                                         lang_prob=1.0, avg_logprob=-0.6, no_speech_prob=0.0)
+
+    monkeypatch.setattr(filter_mod, "measure", fake_measure)
+    monkeypatch.setattr(transcribe_mod, "transcribe", fake_transcribe)
+
+    def run(**kw) -> tuple[dict, list[dict]]:
+        cfg = PipelineConfig.from_dict({**FAST, "asr": "whisper-base", "lang": "auto", **kw})
+        report = runner.run_pipeline([raw["a"]], tmp_path / "out", cfg, backend="inline", progress=False)
+        return report, _manifest(tmp_path / "out")
+
+    report, rows = run(min_snr_db=5.0)
+    assert calls["transcribe"] == 2 and len(rows) == 2  # the noisy one was not transcribed
+    assert report["rejected_utterances"] == {"low_snr": 1}
+    report, rows = run(min_snr_db=2.0)  # it passes now: only it is transcribed
+    assert calls["transcribe"] == 3 and len(rows) == 3 and calls["measure"] == 6
+    report, rows = run(min_snr_db=2.0, min_avg_logprob=-0.5)  # a text gate: no audio measure, no ASR again
+    assert calls["transcribe"] == 3 and calls["measure"] == 6 and rows == []
+    assert report["rejected_utterances"] == {"low_confidence": 3}
 
 
 def test_a_failing_input_is_reported_not_fatal(tmp_path):

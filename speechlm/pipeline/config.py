@@ -139,7 +139,8 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "vad": ("vad_threshold", "min_speech_s"),
     "diarise": ("diarise",),
     "segment": ("min_pause_s", "pad_s", "min_utt_s", "max_utt_s"),
-    "transcribe": ("asr", "asr_beam", "lang"),
-    "filter": ("min_dnsmos", "min_avg_logprob", "min_snr_db", "max_clip_fraction", "min_chars_per_s", "dnsmos"),
+    # The audio gates run before ASR, so that what they reject is not transcribed; the text gates after it.
+    "filter": ("dnsmos", "min_dnsmos", "min_snr_db", "max_clip_fraction"),
+    "transcribe": ("asr", "asr_beam", "lang", "min_avg_logprob", "min_chars_per_s"),
     "tag": ("tag", "seed", "split"),
 }

@@ -3,6 +3,8 @@
 :func:`measure` computes, per utterance, DNSMOS P.835 (:mod:`speechlm.eval.mos`, speechmos's ONNX models) on the
 audio that will be kept, an SNR estimate, and the fraction of clipped samples in the standardised (not denoised)
 audio. :func:`gate` returns the reasons an utterance fails, empty when it passes; the runner counts each reason.
+The runner applies the audio gates (``transcript`` None) before ASR and transcribes only the utterances that pass
+them, then applies every gate; an utterance the audio gates reject is not counted under the text gates.
 
 - ``dnsmos``: DNSMOS OVRL below ``min_dnsmos``;
 - ``low_confidence``: Whisper's mean token log-probability below ``min_avg_logprob``;

@@ -15,8 +15,11 @@ all three call the same :func:`process_input`, with one OpenMP thread per worker
 results, in input order.
 
 Per input, audio flows: source -> ``std.wav`` (stage 1) -> ``den.wav`` (stage 2, when it runs) -> VAD
-probabilities and regions (``vad.npy``/``vad.json``) -> diarisation turns -> utterance spans -> transcripts ->
-quality gates -> tags and descriptions -> segment files under ``OUT/audio/``. Denoising and diarisation see at
+probabilities and regions (``vad.npy``/``vad.json``) -> diarisation turns -> utterance spans -> audio quality
+gates (DNSMOS, SNR, clipping, duration) -> transcripts of the utterances that pass them, then the text gates
+(confidence, characters per second) -> tags and descriptions -> segment files under ``OUT/audio/``. A changed
+threshold reruns the gates, not ASR: the transcribe stage reuses the transcripts of an earlier run whose
+recogniser settings and utterances were the same (:func:`_earlier_transcripts`). Denoising and diarisation see at
 most ``window_s`` of audio at once (windows end in a pause), so memory is bounded for hours-long inputs.
 """
 
@@ -39,7 +42,7 @@ from speechlm.pipeline.config import PIPELINE_SR, PipelineConfig
 
 log = logging.getLogger(__name__)
 
-STAGES = ("standardise", "denoise", "vad", "diarise", "segment", "transcribe", "filter", "tag")
+STAGES = ("standardise", "denoise", "vad", "diarise", "segment", "filter", "transcribe", "tag")
 ROWS = "rows.json"
 BLOCK_S = 30.0
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -260,37 +263,49 @@ def process_input(src: str, out: str, cfg_dict: dict[str, Any], key: str | None 
     seg = stage("segment", do_segment)
     spans = [tuple(u) for u in seg["utterances"]]
 
-    def do_transcribe() -> dict[str, Any]:
-        if cfg.asr == "none":
-            return {"transcripts": [None] * len(spans)}
-        from speechlm.pipeline.transcribe import transcribe
-
-        lang = None if cfg.lang == "auto" else cfg.lang
-        return {"transcripts": [transcribe(_read(audio, s, e), PIPELINE_SR, lang, asr=cfg.asr,
-                                           beam_size=cfg.asr_beam).to_dict() for s, e, _ in spans]}
-
-    trs = stage("transcribe", do_transcribe)["transcripts"]
-
-    def do_filter() -> dict[str, Any]:
+    def do_filter() -> dict[str, Any]:  # the audio gates (duration too): before ASR
         from speechlm.pipeline.filter import gate, measure
 
         items = []
-        for (s, e, _), tr in zip(spans, trs, strict=True):
+        for s, e, _ in spans:
             kept = _read(audio, s, e)
             q = measure(kept, _read(wd.root / "std.wav", s, e) if audio.name != "std.wav" else None,
                         PIPELINE_SR, dnsmos=cfg.dnsmos)
-            items.append({"quality": q, "reasons": gate(q, tr, e - s, cfg)})
+            items.append({"quality": q, "reasons": gate(q, None, e - s, cfg)})
         return {"items": items}
 
     flt = stage("filter", do_filter)["items"]
+
+    def do_transcribe() -> dict[str, Any]:  # the utterances the audio gates kept, then the text gates
+        from speechlm.pipeline.filter import gate
+
+        asr_key = _asr_key(cfg)
+        earlier = _earlier_transcripts(wd, asr_key, len(spans))
+        trs: list[dict[str, Any] | None] = []
+        reasons: list[list[str]] = []
+        for i, ((s, e, _), f) in enumerate(zip(spans, flt, strict=True)):
+            tr = None
+            if cfg.asr != "none" and not f["reasons"]:
+                tr = earlier[i]
+                if tr is None:
+                    from speechlm.pipeline.transcribe import transcribe
+
+                    tr = transcribe(_read(audio, s, e), PIPELINE_SR, None if cfg.lang == "auto" else cfg.lang,
+                                    asr=cfg.asr, beam_size=cfg.asr_beam).to_dict()
+            trs.append(tr)
+            reasons.append(gate(f["quality"], tr, e - s, cfg) if tr is not None else list(f["reasons"]))
+        return {"transcripts": trs, "reasons": reasons, "asr_key": asr_key}
+
+    tsc = stage("transcribe", do_transcribe)
+    trs, reasons = tsc["transcripts"], tsc["reasons"]
 
     def do_tag() -> dict[str, Any]:
         tag_fn = _optional("tags", "tag") if cfg.tag else None
         describe_fn = _optional("describe", "describe") if cfg.tag else None
         out_items: list[dict[str, Any] | None] = []
         off = None
-        for i, ((s, e, _), tr, f) in enumerate(zip(spans, trs, flt, strict=True)):
-            if f["reasons"]:
+        for i, ((s, e, _), tr, why) in enumerate(zip(spans, trs, reasons, strict=True)):
+            if why:
                 out_items.append(None)
                 continue
             tags: dict[str, Any] = {}
@@ -313,12 +328,31 @@ def process_input(src: str, out: str, cfg_dict: dict[str, Any], key: str | None 
     tagged = stage("tag", do_tag)["items"]
     rows = _write_segments(out, key, str(src), audio, spans, trs, flt, tagged, cfg)
     rejects: Counter = Counter(seg.get("rejects", {}))
-    for f in flt:
-        rejects.update(f["reasons"])
+    for why in reasons:
+        rejects.update(why)
     summary = {**base, "status": "done", "duration": duration, "rows": rows, "rejects": dict(rejects),
                "denoise": den.get("applied", False), "diarise": dia.get("applied", False)}
     _write_json(done, {**summary, "digest": cfg.digest("tag")})
     return summary
+
+
+def _asr_key(cfg: PipelineConfig) -> str:
+    """What a transcript depends on: the utterance spans (everything up to segmentation) and the recogniser."""
+    d = {"segment": cfg.digest("segment"), "asr": cfg.asr, "beam": cfg.asr_beam, "lang": cfg.lang}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _earlier_transcripts(wd: WorkDir, asr_key: str, n: int) -> list[dict[str, Any] | None]:
+    """The transcripts an earlier run of this input stored with the same spans and recogniser (its gate thresholds
+    may differ; an utterance it did not transcribe is None); all None when there are none."""
+    try:
+        d = json.loads((wd.root / "transcribe.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return [None] * n
+    old = d.get("transcripts")
+    if d.get("asr_key") != asr_key or not isinstance(old, list) or len(old) != n:
+        return [None] * n
+    return old
 
 
 def _remove_temporaries(*folders: Path) -> None:
