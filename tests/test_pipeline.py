@@ -602,3 +602,25 @@ def test_a_failing_input_is_reported_not_fatal(tmp_path):
     r = finish(tmp_path, [s], PipelineConfig(), wall_s=1.0, workers=1, backend="local", duplicates=[])
     assert r["failed_inputs"] == {"x.wav": "something broke"} and r["processed"] == 0
     assert "FAILED 1" in format_report(r) and (tmp_path / "manifest.jsonl").read_text() == ""
+
+
+def test_a_missing_package_turns_a_stage_off_but_a_broken_speechlm_module_is_an_error(monkeypatch):
+    import importlib
+
+    import pytest
+
+    from speechlm.pipeline import runner
+
+    real = importlib.import_module
+
+    def fake(name, *a, **k):
+        if name == "speechlm.pipeline.denoise":
+            raise ModuleNotFoundError("No module named 'df'", name="df")
+        if name == "speechlm.pipeline.tags":
+            raise ModuleNotFoundError("No module named 'speechlm.pipeline.helpers'", name="speechlm.pipeline.helpers")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+    assert runner._optional("denoise", "denoise") is None
+    with pytest.raises(ModuleNotFoundError):
+        runner._optional("tags", "tag")

@@ -87,12 +87,18 @@ class WorkDir:
 
 
 def _optional(module: str, name: str) -> Callable[..., Any] | None:
-    """A stage function from a module that may be missing or unable to run; None (and a log line) then."""
+    """A stage function whose third-party package may be missing or whose model cannot run; None (and a log
+    line) then. A broken speechlm module is an error, not a stage turned off."""
     import importlib
 
     try:
         return getattr(importlib.import_module(f"speechlm.pipeline.{module}"), name)
-    except (ImportError, AttributeError, SpeechLMError) as exc:
+    except ImportError as exc:
+        if (exc.name or "speechlm").split(".")[0] == "speechlm":
+            raise
+        log.warning("stage %s.%s unavailable: %s", module, name, exc)
+        return None
+    except SpeechLMError as exc:
         log.warning("stage %s.%s unavailable: %s", module, name, exc)
         return None
 
