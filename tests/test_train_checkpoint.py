@@ -190,3 +190,20 @@ def test_atomic_writes_get_umask_modes(tmp_path) -> None:
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_files_written_privately_into_a_checkpoint_get_the_usual_mode(tmp_path):
+    import os
+    import stat
+
+    from speechlm.utils.atomic import atomic_dir
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "ckpt") as tmp:
+            fd = os.open(tmp / "model.safetensors", os.O_WRONLY | os.O_CREAT, 0o600)  # as safetensors does
+            os.close(fd)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "ckpt" / "model.safetensors").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(tmp_path / "ckpt").st_mode) == 0o755

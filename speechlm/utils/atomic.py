@@ -93,6 +93,11 @@ def atomic_dir(target: str | os.PathLike, owned: Collection[str] = (), last: Seq
     try:
         yield tmp
         _default_mode(tmp, is_dir=True)
+        for root, dirs, files in os.walk(tmp):  # writers such as safetensors create private (0600) files
+            for name in files:
+                _default_mode(Path(root) / name, is_dir=False)
+            for name in dirs:
+                _default_mode(Path(root) / name, is_dir=True)
         swapped = _install_dir(tmp, target, set(owned), list(last))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
