@@ -26,9 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("manifests", nargs="+", help="manifests with tags.tts_tokens and tags.durations_s")
     p.add_argument("-o", "--output", required=True, help="cache file (.npz)")
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
-    p.add_argument("--sub-frames", type=int, default=4, choices=(1, 2, 4),
-                   help="feature frames per 20-ms codec frame: 4 = WORLD's own 5-ms frames (default; the "
-                        "model then predicts 5-ms parameters, which keeps consonant transients), 1 = 20-ms averages")
+    p.add_argument("--sub-frames", type=int, default=1, choices=(1, 2, 4),
+                   help="feature frames per 20-ms codec frame: 1 = 20-ms averages (default, as the shipped model), "
+                        "4 = WORLD's own 5-ms frames (the model then predicts 5-ms parameters; it did not measure "
+                        "better: docs/experiments/2026-12-04-tts-parameters.md)")
     p = add_command(cmds, "train", "train the acoustic model on a feature cache (resumable)", _train)
     p.add_argument("features", help="feature cache (.npz) from `speechlm acoustic features`")
     p.add_argument("--out", required=True, help="run folder (checkpoints/, log.jsonl)")

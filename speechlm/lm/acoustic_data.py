@@ -36,15 +36,13 @@ def frame_durations(seconds: np.ndarray, n_frames: int, rate: float = FRAME_RATE
 
 def frame_features(wav16: np.ndarray, sub_frames: int = 1) -> np.ndarray:
     """Mono audio at 16 kHz -> ``[T * sub_frames, F]`` features, ``T`` codec frames (module docstring)."""
-    from speechlm.tokenizers.source_filter.world import Frames, analyze, to_token_rate
+    from speechlm.tokenizers.source_filter.world import analyze, pad_frames, to_token_rate
 
     hop = 4  # analysis frames per codec frame
     if sub_frames not in (1, 2, 4):
         raise SpeechLMError(f"sub_frames must be 1, 2 or 4, got {sub_frames}")
     fr = analyze(wav16)
-    pad = -len(fr) % hop
-    if pad:
-        fr = Frames(*(np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) for x in (fr.f0, fr.mcep, fr.bap)))
+    fr = pad_frames(fr, -(-len(fr) // hop) * hop)  # whole codec frames
     if sub_frames < hop:
         fr = to_token_rate(fr, hop // sub_frames)
     return features_from_frames(fr.f0, fr.mcep, fr.bap)

@@ -102,7 +102,7 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
 
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    base = None
+    base, stats = None, None
     if init is not None:
         from speechlm.errors import CheckpointError
         from speechlm.lm.acoustic_api import resolve_acoustic_dir
@@ -115,7 +115,7 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
             raise CheckpointError(f"{base.path}: trained with another phoneme table; it cannot be fine-tuned here")
         stats = (base.state_dict["feat_mean"].float().numpy(), base.state_dict["feat_std"].float().numpy())
         cfg = replace(cfg, model={k: v for k, v in base.config["model"].items() if k != "vocab"})
-    ds = AcousticDataset(features, stats=stats if base is not None else None)
+    ds = AcousticDataset(features, stats=stats)
     init_sub = int(cfg.model.get("sub_frames", 1))
     if base is not None and init_sub not in (1, ds.sub_frames):
         raise CheckpointError(f"{base.path}: predicts {init_sub} sub-frames; the cache has {ds.sub_frames}")

@@ -28,6 +28,7 @@ from speechlm.tokenizers.source_filter.world import (
     SAMPLE_RATE,
     Frames,
     analyze,
+    pad_frames,
     synthesize,
     to_analysis_rate,
     to_token_rate,
@@ -365,7 +366,7 @@ class StreamEncoder:
         if n_tokens is not None:
             want = min(want, (n_tokens - start // c.hop) * HOP_FRAMES)
         sl = slice(first, first + want)
-        part = _pad_frames(Frames(frames.f0[sl], frames.mcep[sl], frames.bap[sl]), want)
+        part = pad_frames(Frames(frames.f0[sl], frames.mcep[sl], frames.bap[sl]), want)
         codes = c.quantizer.encode(to_token_rate(part, HOP_FRAMES), self.n_q - len(STREAM_PREFIX))
         self.start += self.span
         drop = max(0, self.start - self.left - self.buf_start)
@@ -477,14 +478,3 @@ class FrameStreamDecoder(StreamDecoder):
     def push(self, frames: Frames) -> Iterator[np.ndarray]:  # type: ignore[override]
         """Append ``t * sub_frames`` :class:`Frames` and yield the audio blocks that became complete."""
         return super().push(frames)
-
-
-def _pad_frames(frames: Frames, n: int) -> Frames:
-    """Repeat the last frame up to ``n`` rows (the end of the audio)."""
-    pad = n - len(frames)
-    if pad <= 0:
-        return frames
-    def rep(x: np.ndarray) -> np.ndarray:
-        return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
-
-    return Frames(rep(frames.f0), rep(frames.mcep), rep(frames.bap))

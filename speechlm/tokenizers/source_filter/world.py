@@ -107,6 +107,18 @@ def synthesize(f0: np.ndarray, mcep: np.ndarray, bap: np.ndarray) -> np.ndarray:
     return y.astype(np.float32)
 
 
+def pad_frames(frames: Frames, n: int) -> Frames:
+    """Repeat the last frame up to ``n`` rows (the end of the audio); ``frames`` as it is if already that long."""
+    pad = n - len(frames)
+    if pad <= 0:
+        return frames
+
+    def rep(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+
+    return Frames(rep(frames.f0), rep(frames.mcep), rep(frames.bap))
+
+
 def to_token_rate(frames: Frames, hop_frames: int) -> Frames:
     """Average every ``hop_frames`` analysis frames into one token frame (``ceil(T / hop_frames)`` rows).
 
