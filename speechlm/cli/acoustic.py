@@ -1,4 +1,5 @@
-"""``speechlm acoustic corpus|features|train|export``: the duration-based TTS model's recipe."""
+"""``speechlm acoustic corpus|features|train|train-lm|export``: the duration-based TTS model's recipe and the
+aligned codec LM trained on the same data."""
 
 from __future__ import annotations
 
@@ -40,6 +41,31 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fine-tune this acoustic model (name, folder or run; e.g. `default`) instead of starting "
                         "from scratch: its size and normalisation are kept, the optimizer starts afresh")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3; 3e-4 with --init)")
+    p = add_command(cmds, "train-lm", "train the aligned autoregressive codec LM (durations from the NAR model)",
+                    _train_lm, description="Train an aligned autoregressive LM over codec_sf tokens (RALL-E-style: "
+                    "the NAR acoustic model's\nencoder, durations and pitch guide a causal transformer over 20-ms "
+                    "frames; next-token prediction,\nKV-cache sampling, a voice prompt in context). Resumes a run "
+                    "folder that has checkpoints.\n\n"
+                    "  taskset -c 0 speechlm acoustic train-lm data/piper_joe/features20.npz --out runs/aligned_lm/a "
+                    "--steps 600 --threads 1\n\n"
+                    "The cache's parameters are quantised to codec tokens once (RUN/codes.npz). Use the result with\n"
+                    "speechlm.tasks.tts_aligned.AlignedTTS.load(RUN) or benchmarks/tts_eval.py --systems "
+                    "ours_aligned --aligned-model RUN.")
+    p.add_argument("features", help="20-ms feature cache (.npz) from `speechlm acoustic features`")
+    p.add_argument("--out", required=True, help="run folder (codes.npz, checkpoints/, log.jsonl)")
+    p.add_argument("--steps", type=int, default=600, help="optimizer steps (default 600: ~35 min on one thread)")
+    p.add_argument("--nar", default=None, metavar="MODEL",
+                   help="the duration model (an acoustic model name, folder or run; default: the shipped one); "
+                        "its weights are copied into the LM, frozen")
+    p.add_argument("--codec", default="codec_sf", help="the source-filter codec whose tokens are modelled")
+    p.add_argument("--size", default="small", choices=("tiny", "small", "base"),
+                   help="tiny = 2 x 64 (tests), small = 4 layers x 192 (default), base = 6 x 256")
+    p.add_argument("--batch-frames", type=int, default=4000, help="padded frames per batch (default 4000)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                   help="a wall-time budget: the learning-rate cosine ends at the last step or at the budget, "
+                        "whichever comes first, and training stops (and saves) there (0 = no limit)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p = add_command(cmds, "export", "copy a trained acoustic model into an inference-only folder", _export)
     p.add_argument("run", help="training run or checkpoint folder")
     p.add_argument("-o", "--output", required=True, help="destination (e.g. speechlm/assets/tts_duration)")
@@ -93,6 +119,33 @@ def _train(args: argparse.Namespace) -> int:
     cfg = AcousticTrainConfig(steps=args.steps, batch_frames=3000, save_every=500, threads=args.threads, lr=lr,
                               warmup=100 if args.init else 400, model={"d_model": 192, "ff_dim": 512, "ff_kernel": 3})
     print(train_acoustic(args.features, args.out, cfg, extra={"tokenizer": codec.tokenizer_id}, init=args.init))
+    return 0
+
+
+SIZES = {"tiny": {"d_model": 64, "n_layers": 2, "n_heads": 2}, "small": {"d_model": 192, "n_layers": 4, "n_heads": 4},
+         "base": {"d_model": 256, "n_layers": 6, "n_heads": 4}}
+
+
+def _train_lm(args: argparse.Namespace) -> int:
+    from speechlm.errors import SpeechLMError
+
+    check_input_file(args.features, "feature cache")
+    if not args.features.endswith(".npz"):
+        raise SpeechLMError(f"{args.features}: the feature cache must be a .npz file")
+    if args.steps < 1:
+        raise SpeechLMError(f"--steps must be at least 1, got {args.steps}")
+    if not 0 < args.lr < 1:
+        raise SpeechLMError(f"--lr must be in (0, 1), got {args.lr}")
+    if args.batch_frames < 100:
+        raise SpeechLMError(f"--batch-frames must be at least 100, got {args.batch_frames}")
+    if args.threads < 1 or args.max_minutes < 0:
+        raise SpeechLMError("--threads must be at least 1 and --max-minutes at least 0")
+    from speechlm.lm.aligned_train import AlignedTrainConfig, train_aligned
+
+    cfg = AlignedTrainConfig(steps=args.steps, batch_frames=args.batch_frames, lr=args.lr, threads=args.threads,
+                             max_minutes=args.max_minutes, warmup=min(30, max(1, args.steps // 10)),
+                             model=dict(SIZES[args.size]))
+    print(train_aligned(args.features, args.out, cfg, nar=args.nar, codec_name=args.codec))
     return 0
 
 
