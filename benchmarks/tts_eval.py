@@ -3,6 +3,8 @@ beside Piper joe, flite slt and the recordings, judged by Whisper base, in one r
 
     .venv/bin/python benchmarks/tts_eval.py --out runs/tts_eval            # 100 sentences, ~15 min on 2 cores
     .venv/bin/python benchmarks/tts_eval.py --out runs/tts_eval --n 20 --systems ours,piper_joe
+    .venv/bin/python benchmarks/tts_eval.py --out runs/tts_eval_aligned --systems ours_aligned \
+        --aligned-model runs/aligned_lm/small --threads 1   # the aligned codec LM (only when named)
 
 Sentences: ``--n`` evenly spaced asterisk-core-sounds-en prompts of at least 4 words (held out: never trained on;
 their recordings are the ground truth, 8 kHz telephone speech). Prompted rows take a held-out human voice: the
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +34,7 @@ SR = 16000
 SENTENCES = "data/real/asterisk_core_en/manifest.jsonl"
 PROMPT_SOURCES = ("data/real/pocketsphinx_testdata/manifest.jsonl", "data/real/codec2_examples/manifest.jsonl")
 SYSTEMS = ("ours", "ours_prompted", "ours_tokens", "piper_joe", "flite_slt", "ground_truth")
+OPTIONAL = ("ours_aligned",)  # run only when named: the aligned codec LM of --aligned-model (not shipped)
 
 
 def pick_sentences(path: str, n: int) -> list:
@@ -74,7 +79,11 @@ def main() -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--model", default=None, help="our TTS model (default: the shipped default)")
-    p.add_argument("--systems", default=",".join(SYSTEMS))
+    p.add_argument("--systems", default=",".join(SYSTEMS),
+                   help=f"comma-separated, of {', '.join(SYSTEMS + OPTIONAL)} (default: all but {', '.join(OPTIONAL)})")
+    p.add_argument("--aligned-model", default=None, metavar="RUN",
+                   help="ours_aligned: an aligned codec LM (a run or checkpoint of `speechlm acoustic train-lm`), "
+                        "greedy, heard through its codec_sf tokens")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--page", type=int, default=20, help="sentences on the listening page")
     args = p.parse_args()
@@ -91,6 +100,11 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     systems = [s for s in args.systems.split(",") if s]
+    unknown = [s for s in systems if s not in SYSTEMS + OPTIONAL]
+    if unknown:
+        p.error(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS + OPTIONAL)}")
+    if "ours_aligned" in systems and not args.aligned_model:
+        p.error("ours_aligned needs --aligned-model RUN")
     out = Path(args.out)
     for s in systems:
         (out / s).mkdir(parents=True, exist_ok=True)
@@ -101,8 +115,14 @@ def main() -> int:
     for u, (w, _) in zip(sents, prompts):
         save_audio(out / "prompts" / f"{u.id}.wav", w, SR)
     tts = TTS.load(args.model) if {"ours", "ours_prompted", "ours_tokens"} & set(systems) else None
+    aligned = None
+    if "ours_aligned" in systems:
+        from speechlm.tasks.tts_aligned import AlignedTTS
+
+        aligned = AlignedTTS.load(args.aligned_model)
     gen_time = {s: 0.0 for s in systems}
     first_audio = []
+    first_aligned = []
     from tqdm import tqdm
 
     for i, u in enumerate(tqdm(sents, desc="generate")):
@@ -117,6 +137,13 @@ def main() -> int:
                     t0 += time.perf_counter() - t1
             elif s == "ours_prompted":
                 wav = tts.generate(u.text, prompt=prompts[i][0], prompt_sr=SR).wav
+            elif s == "ours_aligned":
+                wav = aligned.generate(u.text).wav
+                if i < 20:  # time to the first streamed block
+                    t1 = time.perf_counter()
+                    next(iter(aligned.stream(u.text)))
+                    first_aligned.append(time.perf_counter() - t1)
+                    t0 += time.perf_counter() - t1
             elif s == "ours_tokens":  # the same model heard through its codec_sf tokens
                 tts.via_tokens = True
                 wav = tts.generate(u.text).wav
@@ -157,10 +184,14 @@ def main() -> int:
                    "rtf": gen_time[s] / dur if s != "ground_truth" else None, "audio_s": dur}
     if first_audio:
         rows["ours"]["first_audio_s"] = float(np.median(first_audio))
-    res = {"kind": "tts_eval", "command": "benchmarks/tts_eval.py --out runs/tts_eval" + (
-               f" --n {args.n}" if args.n != 100 else ""), "n": len(sents), "sentences": SENTENCES,
+    if first_aligned:
+        rows["ours_aligned"]["first_audio_s"] = float(np.median(first_aligned))
+    command = shlex.join(["benchmarks/tts_eval.py", *sys.argv[1:]])
+    res = {"kind": "tts_eval", "command": command, "n": len(sents), "sentences": SENTENCES,
            "judge": "whisper-base", "threads": args.threads,
            "model": getattr(getattr(tts, "am", None), "model_id", None), "rows": rows, "utterances": per_utt}
+    if aligned is not None:
+        res["aligned_model"] = aligned.model_id
     (out / "results.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
     lines = ["| system | WER | ins+del | DNSMOS OVRL | spk sim to prompt | RTF |", "|---|---|---|---|---|---|"]
     for s, r in rows.items():
@@ -170,6 +201,10 @@ def main() -> int:
     if first_audio:
         lines.append(f"\nours: first streamed audio after {1000 * rows['ours']['first_audio_s']:.0f} ms (median of "
                      f"{len(first_audio)} sentences, {args.threads} threads)")
+    if first_aligned:
+        ms = 1000 * rows["ours_aligned"]["first_audio_s"]
+        lines.append(f"\nours_aligned: first streamed audio after {ms:.0f} ms (median of {len(first_aligned)} "
+                     f"sentences, {args.threads} threads)")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     from codec_intelligibility import write_page
 

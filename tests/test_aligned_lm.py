@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from speechlm.lm.acoustic import AcousticConfig
-from speechlm.lm.aligned import AlignedConfig, Guide, build, frame_alignment, stream_losses
+from speechlm.lm.aligned import AlignedConfig, Guide, build, frame_alignment, greedy_pick, stream_losses
 
 CARDS = [128, 32, 32, 1024, 1024]
 TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2}
@@ -70,13 +70,20 @@ def test_kv_cache_generation_equals_the_full_forward(prompt_len):
     with torch.no_grad():
         logits = m(cond, full[None], mask)
     for k, lg in enumerate(logits):
-        assert torch.equal(lg[0, prompt_len:].argmax(-1), out[k])
+        assert torch.equal(greedy_pick(lg[0, prompt_len:], k == m.cfg.voicing_stream), out[k])
     # sampling with a seed reproduces itself; a different seed differs
     from speechlm.lm.sampling import SamplingConfig
 
     cfg = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
     a, b = m.generate(g, prompt, cfg, seed=3), m.generate(g, prompt, cfg, seed=3)
     assert torch.equal(a, b) and not torch.equal(a, m.generate(g, prompt, cfg, seed=4))
+
+
+def test_greedy_decides_voicing_before_pitch():
+    # 40% unvoiced, 60% spread over three pitch bins: voiced, the likeliest bin; a plain argmax says unvoiced
+    logits = torch.log(torch.tensor([[0.4, 0.25, 0.2, 0.15], [0.6, 0.2, 0.1, 0.1]]))
+    assert greedy_pick(logits).tolist() == [0, 0]
+    assert greedy_pick(logits, voicing=True).tolist() == [1, 0]
 
 
 def test_loss_goes_down_on_a_tiny_overfit():

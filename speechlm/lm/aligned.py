@@ -50,6 +50,7 @@ class AlignedConfig:
     dropout: float = 0.0
     nar_dim: int = 192  # width of the NAR encoder states used as conditioning
     max_rel: int = 32  # frames-since / frames-until positions are clamped to this
+    voicing_stream: int = 0  # the stream whose id 0 means "unvoiced" (codec_sf's f0; -1: none), see greedy_pick
 
     @property
     def prompt_id(self) -> int:
@@ -84,6 +85,18 @@ class Guide:
     pitch: torch.Tensor
     energy: torch.Tensor
     states: torch.Tensor
+
+
+def greedy_pick(logits: torch.Tensor, voicing: bool = False) -> torch.Tensor:
+    """Greedy tokens of logits ``[N, V]`` -> ``[N]``. With ``voicing`` (an F0 stream: id 0 = unvoiced, the rest
+    pitch bins) the voicing is decided first (voiced when P(id != 0) > 0.5) and then the likeliest pitch bin is
+    taken: a plain argmax almost never picks a voiced bin, because the voiced mass is spread over ~127 of them
+    (it made every frame unvoiced: whispered speech)."""
+    if not voicing:
+        return logits.argmax(-1)
+    p = logits.float().softmax(-1)
+    voiced = p[:, 0] < 0.5
+    return torch.where(voiced, logits[:, 1:].argmax(-1) + 1, torch.zeros_like(voiced, dtype=torch.long))
 
 
 class AlignedLM(nn.Module):
@@ -188,7 +201,11 @@ class AlignedLM(nn.Module):
         out = []
         acc = torch.zeros_like(h)
         for k, head in enumerate(self.heads):
-            tok = sample(head(h + acc)[None], cfg, gen)[0]
+            logits = head(h + acc)[None]
+            if cfg.temperature == 0:
+                tok = greedy_pick(logits, k == self.cfg.voicing_stream)[0]
+            else:
+                tok = sample(logits, cfg, gen)[0]
             out.append(tok)
             acc = acc + self.inframe.weight[self.offsets[k] + tok]
         return torch.stack(out)

@@ -26,12 +26,14 @@ from speechlm.tasks.tts import TTSInputError, TTSResult, check_prompt_audio, fad
 
 PROMPT_FRAMES = 150  # the prompt's last 3 s are kept in context (training prompts are 1-3 s)
 STREAM_BLOCK = 10  # codec frames (200 ms) per streamed block
+N_PREFIX = 3  # codec_sf streams before the envelope stages (f0, gain, aperiodicity)
 
 
 class AlignedTTS:
     """An aligned codec LM + the source-filter codec it was trained for. Build with :meth:`load`."""
 
-    def __init__(self, lm: LoadedAligned, codec, sampling: SamplingConfig | None = None) -> None:
+    def __init__(self, lm: LoadedAligned, codec, sampling: SamplingConfig | None = None,
+                 env_stages: int | None = None) -> None:
         from speechlm.errors import CheckpointError
         from speechlm.lm.acoustic_api import AcousticTTSModel, VoiceStats
         from speechlm.tasks.tts_duration import DurationTTS
@@ -45,16 +47,22 @@ class AlignedTTS:
         self.nar = DurationTTS(am, codec, via_tokens=True)
         self.lm, self.codec = lm, codec
         self.sampling = sampling or SamplingConfig(temperature=0.0)
+        n_env = codec.num_codebooks - N_PREFIX
+        if env_stages is not None and not 1 <= env_stages <= n_env:
+            raise TTSInputError(f"env_stages must be 1..{n_env}, got {env_stages}")
+        self.env_stages = n_env if env_stages is None else env_stages
 
     @classmethod
     def load(cls, model: str | os.PathLike, codec: str | os.PathLike | None = None,
-             sampling: SamplingConfig | None = None) -> AlignedTTS:
+             sampling: SamplingConfig | None = None, env_stages: int | None = None) -> AlignedTTS:
         """``model``: a run folder (its newest checkpoint) or a checkpoint folder of ``speechlm acoustic
-        train-lm``; ``sampling`` default greedy."""
+        train-lm``; ``sampling`` default greedy; ``env_stages``: decode only the first envelope stages (a lower
+        codec bitrate: stages the model predicts poorly add noise rather than detail; default all)."""
         from speechlm.tokenizers.codec.api import Codec
 
         lm = load_aligned(model)
-        return cls(lm, Codec.load(codec) if codec is not None else Codec.for_tokenizer(lm.tokenizer), sampling)
+        return cls(lm, Codec.load(codec) if codec is not None else Codec.for_tokenizer(lm.tokenizer), sampling,
+                   env_stages)
 
     @property
     def sample_rate(self) -> int:
@@ -117,6 +125,7 @@ class AlignedTTS:
         codes, pieces, durs = [], [], []
         for i, (_, ids) in enumerate(chunks):
             c, d = self.codes(ids, p, pace, cfg, None if seed is None else seed + i)
+            c = c[: N_PREFIX + self.env_stages]
             codes.append(c)
             durs.append(d)
             blocks = list(self.codec.decode_stream(c, c.shape[1] * self.codec.hop))
@@ -152,7 +161,7 @@ class AlignedTTS:
             buf = []
             n = 0
             for frame in m.generate_frames(guide, p, cfg, None if seed is None else seed + i):
-                buf.append(frame.numpy())
+                buf.append(frame.numpy()[: N_PREFIX + self.env_stages])
                 n += 1
                 if len(buf) == block_tokens:
                     yield from dec.push(np.stack(buf, 1))
