@@ -68,7 +68,8 @@ def sf_streaming(r: dict) -> str:
 
 
 def tts_eval(r: dict) -> str:
-    lines = [f"{r['n']} held-out sentences (`{r['sentences']}`), judge {r['judge']}, {r['threads']} threads; "
+    threads = "one thread" if r["threads"] == 1 else f"{r['threads']} threads"
+    lines = [f"{r['n']} held-out sentences (`{r['sentences']}`), judge {r['judge']}, {threads}; "
              f"ours = `{r['model']}`", "",
              "| system | Whisper-base WER | insertions + deletions | DNSMOS OVRL | speaker similarity to the prompt "
              "| RTF |",
@@ -94,7 +95,7 @@ def tts_eval(r: dict) -> str:
                   f"| ... and >= unprompted + 0.1 ({o['spk_sim']:.3f} + 0.1) | {p['spk_sim']:.3f} | "
                   f"{yes(p['spk_sim'] >= o['spk_sim'] + 0.1)} |",
                   f"| insertions + deletions <= 0.03 | {worst_id:.3f} (worst row of ours) | {yes(worst_id <= 0.03)} |",
-                  f"| RTF <= 0.3 on {r['threads']} threads | {o['rtf']:.3f} / {p['rtf']:.3f} | "
+                  f"| RTF <= 0.3 on 2 threads (measured on {threads}) | {o['rtf']:.3f} / {p['rtf']:.3f} | "
                   f"{yes(max(o['rtf'], p['rtf']) <= 0.3)} |"]
         if "first_audio_s" in o:
             lines.append(f"| first streamed audio <= 300 ms | {1000 * o['first_audio_s']:.0f} ms | "
