@@ -15,7 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  speechlm acoustic corpus --out data/piper_joe -n 2000 --exclude data/real/asterisk_core_en/manifest.jsonl\n"
         "  speechlm acoustic features data/piper_joe/manifest.jsonl -o data/piper_joe/features.npz\n"
         "  speechlm acoustic train data/piper_joe/features.npz --out runs/tts_duration --steps 4500\n"
-        "  speechlm acoustic export runs/tts_duration -o speechlm/assets/tts_duration")
+        "  speechlm acoustic export runs/tts_duration -o speechlm/assets/tts_duration\n\n"
+        "An aligned autoregressive codec LM on the same data (experimental; docs/experiments/"
+        "2026-12-04-aligned-lm.md):\n"
+        "  speechlm acoustic train-lm data/piper_joe/features.npz --out runs/aligned_lm/small --max-minutes 32")
     p = add_command(cmds, "corpus", "speak offline English sentences with the Piper voice, with exact durations",
                     _corpus)
     p.add_argument("--out", required=True, help="corpus folder (wav/ and manifest.jsonl; resumes)")
@@ -46,14 +49,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "the NAR acoustic model's\nencoder, durations and pitch guide a causal transformer over 20-ms "
                     "frames; next-token prediction,\nKV-cache sampling, a voice prompt in context). Resumes a run "
                     "folder that has checkpoints.\n\n"
-                    "  taskset -c 0 speechlm acoustic train-lm data/piper_joe/features20.npz --out runs/aligned_lm/a "
-                    "--steps 600 --threads 1\n\n"
+                    "  taskset -c 0 speechlm acoustic train-lm data/piper_joe/features20.npz \\\n"
+                    "      --out runs/aligned_lm/small --steps 2000 --max-minutes 32 --threads 1\n\n"
                     "The cache's parameters are quantised to codec tokens once (RUN/codes.npz). Use the result with\n"
                     "speechlm.tasks.tts_aligned.AlignedTTS.load(RUN) or benchmarks/tts_eval.py --systems "
                     "ours_aligned --aligned-model RUN.")
     p.add_argument("features", help="20-ms feature cache (.npz) from `speechlm acoustic features`")
     p.add_argument("--out", required=True, help="run folder (codes.npz, checkpoints/, log.jsonl)")
-    p.add_argument("--steps", type=int, default=600, help="optimizer steps (default 600: ~35 min on one thread)")
+    p.add_argument("--steps", type=int, default=600,
+                   help="optimizer steps (default 600; 3.5-6.5 s a step on one thread at the default size: bound "
+                        "the time with --max-minutes)")
     p.add_argument("--nar", default=None, metavar="MODEL",
                    help="the duration model (an acoustic model name, folder or run; default: the shipped one); "
                         "its weights are copied into the LM, frozen")
