@@ -3,8 +3,9 @@ sentences, for decoding settings, beside the NAR baseline heard through its toke
 
     taskset -c 0 .venv/bin/python benchmarks/aligned_lm_dev.py runs/aligned_lm/small --n 20 --threads 1
 
-Sentences: the first ``--n`` of ``--sentences`` (default runs/tts3/dev_sentences.jsonl, kept out of the Piper
-corpus). Writes OUT/dev.json (default: RUN/dev.json) and prints one row per setting.
+Sentences: the first ``--n`` of ``--sentences`` (a JSONL of ``{"text": ...}``), by default the development
+sentences of ``benchmarks/tts_decode_ablation.py`` (kept out of the Piper corpus; not the test sentences).
+Writes OUT/dev.json (default: RUN/dev.json) and prints one row per setting.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="aligned LM run or checkpoint")
-    p.add_argument("--sentences", default="runs/tts3/dev_sentences.jsonl")
+    p.add_argument("--sentences", default=None, help="JSONL of {\"text\": ...} (default: the development set)")
     p.add_argument("--n", type=int, default=20)
     p.add_argument("--temperatures", default="0,0.7", help="comma-separated; 0 = greedy")
     p.add_argument("--top-k", type=int, default=20)
@@ -36,7 +37,12 @@ def main() -> int:
     from speechlm.text.wer import word_errors
 
     torch.set_num_threads(args.threads)
-    texts = [json.loads(line)["text"] for line in open(args.sentences, encoding="utf-8") if line.strip()][: args.n]
+    if args.sentences:
+        texts = [json.loads(line)["text"] for line in open(args.sentences, encoding="utf-8") if line.strip()][: args.n]
+    else:
+        from tts_decode_ablation import dev_sentences
+
+        texts = dev_sentences(args.n)
     tts = AlignedTTS.load(args.run)
     judge = WhisperJudge.load("base", threads=args.threads)
     settings: list[tuple[str, object]] = [("nar_tokens", None)] if args.nar else []

@@ -69,17 +69,18 @@ def sf_streaming(r: dict) -> str:
 
 def tts_eval(r: dict) -> str:
     threads = "one thread" if r["threads"] == 1 else f"{r['threads']} threads"
-    lines = [f"{r['n']} held-out sentences (`{r['sentences']}`), judge {r['judge']}, {threads}; "
-             f"ours = `{r['model']}`", "",
+    models = f"ours = `{r['model']}`" + (f", ours_aligned = `{r['aligned_model']}`" if r.get("aligned_model") else "")
+    lines = [f"{r['n']} held-out sentences (`{r['sentences']}`), judge {r['judge']}, {threads}; {models}", "",
              "| system | Whisper-base WER | insertions + deletions | DNSMOS OVRL | speaker similarity to the prompt "
              "| RTF |",
              "|---|---|---|---|---|---|"]
     for k, v in r["rows"].items():
         lines.append(f"| {k} | {v['wer']:.3f} | {v['ins_del']:.3f} | {_f(v['dnsmos_ovrl'])} | {_f(v['spk_sim'], 3)} "
                      f"| {_f(v['rtf'], 3)} |")
-    if "first_audio_s" in r["rows"].get("ours", {}):
-        lines += ["", f"First streamed audio of `ours` after {1000 * r['rows']['ours']['first_audio_s']:.0f} ms "
-                  "(median over 20 sentences)."]
+    for k in ("ours", "ours_aligned"):
+        if "first_audio_s" in r["rows"].get(k, {}):
+            lines += ["", f"First streamed audio of `{k}` after {1000 * r['rows'][k]['first_audio_s']:.0f} ms "
+                      "(median over 20 sentences)."]
     rows = r["rows"]
     if "ours" in rows and "ours_prompted" in rows:
         o, p = rows["ours"], rows["ours_prompted"]
