@@ -41,13 +41,9 @@ def resolve_acoustic_dir(name_or_dir: str | os.PathLike | None) -> Path:
 
 def is_acoustic(path: Path) -> bool:
     """Whether a checkpoint folder holds an acoustic model (reads ``config.json`` only)."""
-    import json
+    from speechlm.utils.checkpoint import checkpoint_kind
 
-    try:
-        meta = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return (meta.get("extra") or {}).get("kind") == KIND
+    return checkpoint_kind(path) == KIND
 
 
 @dataclass(frozen=True)

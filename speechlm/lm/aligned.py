@@ -269,17 +269,6 @@ class LoadedAligned:
         return model_id(self.meta, self.path)
 
 
-def is_aligned(path: Path) -> bool:
-    """Whether a checkpoint folder holds an aligned LM (reads ``config.json`` only)."""
-    import json
-
-    try:
-        meta = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return (meta.get("extra") or {}).get("kind") == KIND
-
-
 def load_aligned(name_or_dir: str | os.PathLike) -> LoadedAligned:
     """A checkpoint folder or a run folder (its newest checkpoint) -> :class:`LoadedAligned` (eval mode)."""
     from speechlm.errors import CheckpointError, SpeechLMError

@@ -155,6 +155,14 @@ def resolve_model_dir(name_or_dir: str | os.PathLike | None, prefix: str, defaul
     return p
 
 
+def checkpoint_kind(path: str | os.PathLike) -> str | None:
+    """The ``extra.kind`` a checkpoint folder declares (reads ``config.json`` only); ``None`` if unreadable."""
+    try:
+        return (_read_json(Path(path) / CONFIG_FILE).get("extra") or {}).get("kind")
+    except CheckpointError:
+        return None
+
+
 def model_id(meta: Mapping[str, Any], path: str | os.PathLike) -> str:
     """``NAME@HASH`` of a checkpoint from its ``config.json`` alone (``meta``): its exported name (``extra.name``,
     else the folder's name) and the first 16 hex digits of its weights hash."""
