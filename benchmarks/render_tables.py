@@ -105,6 +105,22 @@ def tts_eval(r: dict) -> str:
     return "\n".join(lines)
 
 
+def tts_lang_cer(r: dict) -> str:
+    threads = "one thread" if r["threads"] == 1 else f"{r['threads']} threads"
+    lines = [f"Whisper-base CER (the language given to the judge), held-out asterisk-core-sounds sentences, "
+             f"{threads}; `lm_default` = `{r['models']['lm_default']}`", "",
+             "| language | sentences | recordings | espeak-ng | `lm_default` (ours, codec LM) | `lm_default` RTF "
+             "| `tts_duration` (default) |",
+             "|---|---|---|---|---|---|---|"]
+    for lang, v in r["rows"].items():
+        c = v["cer"]
+        default = "refused (English only)" if v["tts_duration"].startswith("this TTS model speaks") else \
+            v["tts_duration"]
+        lines.append(f"| {lang} | {v['n']} | {c['ground_truth']:.3f} | {c['espeak_ng']:.3f} | {c['lm_default']:.3f} "
+                     f"| {v['rtf']['lm_default']:.2f} | {default} |")
+    return "\n".join(lines)
+
+
 def edit_eval(r: dict) -> str:
     return "\n".join([
         f"{r['n']} edits of held-out recordings ({len(r['failed'])} refused), one word replaced each, judge "
@@ -160,7 +176,7 @@ def pipeline_models(r: dict) -> str:
 RENDERERS = {"serve_bench": serve_bench, "tts_eval": tts_eval, "edit_eval": edit_eval, "codec_bench": codec_bench,
              "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab,
              "sf_streaming": sf_streaming, "detect_bench": detect_bench, "pipeline_bench": pipeline_bench,
-             "watermark_bench": watermark_bench}
+             "watermark_bench": watermark_bench, "tts_lang_cer": tts_lang_cer}
 RENDERERS["pipeline_models"] = pipeline_models
 
 
