@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from speechlm.lm.acoustic import AcousticConfig, AcousticModel, widen_sub_frames
-from speechlm.lm.acoustic_data import AcousticDataset, Utt, collate
+from speechlm.lm.acoustic_data import AcousticDataset, collate
 
 KIND = "acoustic"
 
@@ -41,23 +41,6 @@ class AcousticTrainConfig:
     save_every: int = 1000
     threads: int = 2
     model: dict = field(default_factory=dict)
-
-
-def batches(utts: list[Utt], batch_frames: int, rng: random.Random) -> list[list[int]]:
-    """Indices grouped by length (sorted, chunked to ``batch_frames`` padded codec frames), in random order."""
-    order = sorted(range(len(utts)), key=lambda i: int(utts[i].dur.sum()) + rng.random())
-    out, cur, longest = [], [], 0
-    for i in order:
-        n = int(utts[i].dur.sum())
-        if cur and max(longest, n) * (len(cur) + 1) > batch_frames:
-            out.append(cur)
-            cur, longest = [], 0
-        cur.append(i)
-        longest = max(longest, n)
-    if cur:
-        out.append(cur)
-    rng.shuffle(out)
-    return out
 
 
 def losses(model: AcousticModel, batch) -> dict[str, torch.Tensor]:
@@ -96,6 +79,7 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
 
     from speechlm.text.symbols import default_symbols
     from speechlm.text.tts_input import vocab_size
+    from speechlm.train.batching import length_batches
     from speechlm.train.checkpoint import checkpoint_path, latest_checkpoint, load_train_state, save_checkpoint
     from speechlm.train.schedule import warmup_cosine
     from speechlm.train.seed import seed_everything
@@ -153,8 +137,9 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
     log = (out / "log.jsonl").open("a")
     bar = tqdm(total=cfg.steps, initial=step, desc="acoustic", disable=not progress)
     t0 = time.time()
+    tr_frames = [int(u.dur.sum()) for u in tr]  # frames per training utterance, for length-bucketed batches
     while step < cfg.steps:
-        for b in batches(tr, cfg.batch_frames, rng):
+        for b in length_batches(tr_frames, cfg.batch_frames, rng):
             model.train()
             ls = losses(model, collate([tr[i] for i in b], ds.mean, ds.std))
             opt.zero_grad(set_to_none=True)

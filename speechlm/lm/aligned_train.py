@@ -156,23 +156,6 @@ def pick_prompts(items: list[Item], batch: list[int], cfg: AlignedTrainConfig, r
     return out
 
 
-def batches(items: list[Item], batch_frames: int, rng: random.Random) -> list[list[int]]:
-    """Indices grouped by length (sorted, chunked to ``batch_frames`` padded frames), in random order."""
-    order = sorted(range(len(items)), key=lambda i: items[i].codes.shape[1] + rng.random())
-    out, cur, longest = [], [], 0
-    for i in order:
-        n = items[i].codes.shape[1]
-        if cur and max(longest, n) * (len(cur) + 1) > batch_frames:
-            out.append(cur)
-            cur, longest = [], 0
-        cur.append(i)
-        longest = max(longest, n)
-    if cur:
-        out.append(cur)
-    rng.shuffle(out)
-    return out
-
-
 def loss_of(model: AlignedLM, batch) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of :func:`make_batch` -> (mean loss, per-stream losses ``[K]``)."""
     cond, codes, mask, weight = batch
@@ -191,6 +174,7 @@ def train_aligned(features: str | os.PathLike, out: str | os.PathLike, cfg: Alig
     from speechlm.lm.acoustic_api import AcousticTTSModel
     from speechlm.text.symbols import default_symbols
     from speechlm.tokenizers.codec.api import Codec
+    from speechlm.train.batching import length_batches
     from speechlm.train.checkpoint import checkpoint_path, latest_checkpoint, load_train_state, save_checkpoint
     from speechlm.train.schedule import warmup_cosine
     from speechlm.train.seed import seed_everything
@@ -266,8 +250,9 @@ def train_aligned(features: str | os.PathLike, out: str | os.PathLike, cfg: Alig
     vrng = random.Random(cfg.seed + 1)
     val_prompts = pick_prompts(val, list(range(len(val))), cfg, vrng)
     stop = False
+    tr_frames = [it.codes.shape[1] for it in tr]  # frames per training utterance, for length-bucketed batches
     while step < cfg.steps and not stop:
-        for b in batches(tr, cfg.batch_frames, rng):
+        for b in length_batches(tr_frames, cfg.batch_frames, rng):
             model.train()
             loss, per = loss_of(model, make_batch(model, [tr[i] for i in b], pick_prompts(tr, b, cfg, rng)))
             opt.zero_grad(set_to_none=True)
