@@ -5,8 +5,8 @@ interpolation of the decoded token-rate parameters, at every bitrate, on the wid
         --data data/real/pocketsphinx_testdata/manifest.jsonl --data data/real/codec2_examples/manifest.jsonl \
         --out runs/sf_refiner_ab.json
 
-Also the ceiling of the parameterisation: WORLD analysis/synthesis of the same clips unquantised, at the 5-ms
-analysis rate and averaged to the 20-ms token rate.
+Also the ceiling of the parameterisation: WORLD analysis/synthesis of the same clips unquantised (the codec's
+own analysis settings), at the 5-ms analysis rate and averaged to the 20-ms token rate.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main() -> int:
                 "stoi": float(np.mean([stoi_score(w, y[: len(w)], 16000) for w, y in zip(clips, ys)]))}
 
     def unquantised(w: np.ndarray, token_rate: bool) -> np.ndarray:
-        fr = analyze(w)
+        fr = analyze(w, dio_threshold=codec.dio_threshold)
         if token_rate:
             fr = to_analysis_rate(to_token_rate(fr, HOP_FRAMES), HOP_FRAMES, len(fr))
         y = synthesize(fr.f0, fr.mcep, fr.bap)

@@ -177,3 +177,31 @@ def test_the_frame_decoder_synthesises_five_ms_frames_as_they_are_in_any_blocks(
 
     a, b = log_mel(blocks, 16000).numpy(), log_mel(whole, 16000).numpy()
     assert np.corrcoef(np.ravel(a), np.ravel(b))[0, 1] > 0.85 and np.abs(a - b).mean() < 0.25
+
+
+def test_the_f0_analysis_travels_from_the_cache_to_the_model_and_its_prompts(tmp_path):
+    """A cache records how its F0 was analysed, the model trained on it records the same, and a cache from
+    before that record means DIO at WORLD's threshold. A higher DIO threshold voices more of a noisy vowel."""
+    import json
+
+    from speechlm.lm.acoustic_api import AcousticTTSModel
+    from speechlm.lm.acoustic_data import DEFAULT_ANALYSIS, AcousticDataset, frame_features
+    from speechlm.lm.acoustic_train import AcousticTrainConfig, train_acoustic
+
+    rng = np.random.default_rng(0)
+    _tiny_cache(tmp_path / "old.npz", rng)
+    assert AcousticDataset(tmp_path / "old.npz").analysis == DEFAULT_ANALYSIS
+    with np.load(tmp_path / "old.npz") as z:
+        arrays = dict(z)
+    chosen = {"f0_tracker": "dio", "dio_threshold": 0.3}
+    np.savez(tmp_path / "new.npz", **arrays, meta=np.frombuffer(json.dumps({"analysis": chosen}).encode(), np.uint8))
+    tiny = {"d_model": 16, "ff_dim": 32, "ff_kernel": 3, "enc_layers": 1, "dec_layers": 1}
+    run = train_acoustic(tmp_path / "new.npz", tmp_path / "run", AcousticTrainConfig(
+        steps=1, warmup=1, save_every=1, threads=1, model=tiny), progress=False)
+    assert AcousticTTSModel.load(run).analysis == chosen
+
+    t = np.arange(16000) / 16000
+    vowel = sum(np.sin(2 * np.pi * k * 120 * t) / k for k in range(1, 20))
+    wav = 0.1 * vowel / np.abs(vowel).max() + 0.2 * rng.standard_normal(len(t))  # noise above the vowel
+    voiced = [frame_features(wav, analysis={"dio_threshold": th})[:, 41].mean() for th in (0.1, 0.3)]
+    assert voiced[1] > voiced[0], voiced

@@ -160,10 +160,16 @@ def test_tokens_contract(tiny, speech):
 
 
 def test_bitrate_picks_envelope_stages(tiny, speech):
+    assert tiny.rvq_beam == 8  # configs/codec/source_filter.yaml: beam-searched RVQ
     full = tiny.encode(speech, 16000)
     low = tiny.encode(speech, 16000, bitrate=tiny.bitrates[0])
     assert low.codes.shape == (4, full.num_frames) and low.bitrate == pytest.approx(tiny.bitrates[0])
-    np.testing.assert_array_equal(low.codes, full.codes[:4])  # residual VQ: a lower rate is a prefix
+    np.testing.assert_array_equal(low.codes[:3], full.codes[:3])  # the source streams do not depend on the rate
+    tiny.rvq_beam = 1
+    try:  # stage by stage, a lower rate is a prefix of the full one
+        np.testing.assert_array_equal(low.codes, tiny.encode(speech, 16000).codes[:4])
+    finally:
+        tiny.rvq_beam = 8
     assert list(tiny.streams(low)) == ["f0", "gain", "aperiodicity", "envelope.1"]
     between = tiny.encode(speech, 16000, bitrate=(tiny.bitrates[0] + tiny.bitrates[1]) / 2)
     assert between.num_codebooks == 4  # the most stages that fit
@@ -231,7 +237,7 @@ def test_encode_blocks_equal_encode(tiny, speech):
         np.testing.assert_array_equal(streamed.codes, offline.codes)
         assert streamed.n_samples == len(x) and streamed.bitrate == offline.bitrate
     low = tiny.encode_blocks(cuts[0], bitrate=tiny.bitrates[0])
-    np.testing.assert_array_equal(low.codes, offline.codes[:4])
+    np.testing.assert_array_equal(low.codes, tiny.encode(x, 16000, bitrate=tiny.bitrates[0]).codes)
 
 
 def test_decode_blocks_equal_decode(tiny, speech):
@@ -336,6 +342,37 @@ def test_harvest_tracker_same_token_space(tiny, speech):
         from speechlm.tokenizers.source_filter.world import analyze
 
         analyze(speech[:1600], f0_tracker="yin")
+
+
+def test_beam_rvq():
+    """Beam search: width 1 is stage-by-stage nearest entries; a wider beam never ends with a larger error and
+    here lowers it."""
+    from speechlm.tokenizers.source_filter.quantizer import beam_rvq
+    from speechlm.tokenizers.source_filter.train import greedy_rvq
+
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((2000, 6)) * np.array([3, 2, 1, 1, 0.5, 0.5])).astype(np.float32)
+    books = np.stack([x[rng.choice(len(x), 16, replace=False)] * s for s in (1.0, 0.5, 0.3)]).astype(np.float32)
+
+    def err(idx: np.ndarray) -> np.ndarray:
+        return ((x - sum(books[s][i] for s, i in enumerate(idx))) ** 2).sum(1)
+
+    greedy, _ = greedy_rvq(x, books)
+    np.testing.assert_array_equal(beam_rvq(x, books, 1), greedy)
+    e1, e4, e16 = err(greedy), err(beam_rvq(x, books, 4)), err(beam_rvq(x, books, 16))
+    assert e16.mean() < e4.mean() < 0.97 * e1.mean(), (e1.mean(), e4.mean(), e16.mean())
+
+
+def test_codec_records_its_encoder_settings(tiny, tiny_dir):
+    """The recipe's DIO threshold and beam width travel with the checkpoint; an old checkpoint without them gets
+    WORLD's threshold and greedy RVQ."""
+    from speechlm.tokenizers.source_filter.world import DIO_THRESHOLD
+
+    assert tiny.dio_threshold == 0.25 and tiny.rvq_beam == 8
+    cfg = {k: v for k, v in tiny.config.items() if k not in ("dio_threshold", "rvq_beam")}
+    old = SourceFilterCodec(tiny.quantizer, tiny.refiner, "old", tiny.weights_hash, cfg)
+    assert old.dio_threshold == DIO_THRESHOLD == 0.1 and old.rvq_beam == 1
+    assert old.tokenizer_id.split("@")[1] == tiny.tokenizer_id.split("@")[1]  # same token space
 
 
 def test_rvq_refinement_lowers_error():

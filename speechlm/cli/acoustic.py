@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="feature frames per 20-ms codec frame: 1 = 20-ms averages (default, as the shipped model), "
                         "4 = WORLD's own 5-ms frames (the model then predicts 5-ms parameters; it did not measure "
                         "better: docs/experiments/2026-12-04-tts-parameters.md)")
+    p.add_argument("--f0-tracker", choices=("dio", "harvest"), default="dio",
+                   help="WORLD F0 analysis: dio (fast) or harvest (about 20x slower; fewer voicing errors)")
+    p.add_argument("--dio-threshold", type=float, default=0.1,
+                   help="DIO's voicing threshold (its allowed_range; default 0.1, WORLD's own): higher calls more "
+                        "frames voiced")
     p = add_command(cmds, "train", "train the acoustic model on a feature cache (resumable)", _train)
     p.add_argument("features", help="feature cache (.npz) from `speechlm acoustic features`")
     p.add_argument("--out", required=True, help="run folder (checkpoints/, log.jsonl)")
@@ -102,7 +107,9 @@ def _features(args: argparse.Namespace) -> int:
         check_input_file(m, "manifest")
     if not args.output.endswith(".npz"):
         raise SpeechLMError(f"the feature cache must be a .npz file, got {args.output}")
-    print(extract_features(args.manifests, args.output, workers=max(1, args.workers), sub_frames=args.sub_frames))
+    analysis = {"f0_tracker": args.f0_tracker, "dio_threshold": args.dio_threshold}
+    print(extract_features(args.manifests, args.output, workers=max(1, args.workers), sub_frames=args.sub_frames,
+                           analysis=analysis))
     return 0
 
 

@@ -187,6 +187,14 @@ class AcousticTTSModel:
         return model_id(self.meta, self.path)
 
     @property
+    def analysis(self) -> dict:
+        """The F0 analysis of the model's training features (``frame_features``' ``analysis``); prompts get the
+        same."""
+        from speechlm.lm.acoustic_data import DEFAULT_ANALYSIS
+
+        return {**DEFAULT_ANALYSIS, **((self.meta.get("extra") or {}).get("analysis") or {})}
+
+    @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
@@ -219,7 +227,8 @@ class AcousticTTSModel:
         if not hasattr(codec, "quantizer"):
             raise CheckpointError(f"{codec.tokenizer_id} is not a source-filter codec: the acoustic model's frames "
                                   "are quantised by codec_sf")
-        return codec.quantizer.encode(self.token_frames(self.to_frames(feat)), codec.quantizer.n_env_stages)
+        return codec.quantizer.encode(self.token_frames(self.to_frames(feat)), codec.quantizer.n_env_stages,
+                                      getattr(codec, "rvq_beam", 1))
 
     def token_frames(self, frames):
         """:meth:`to_frames`'s output -> codec-rate (20-ms) frames: sub-frames averaged as the codec analyses."""

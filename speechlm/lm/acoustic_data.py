@@ -23,6 +23,8 @@ import numpy as np
 from speechlm.errors import SpeechLMError
 
 FRAME_RATE = 50.0
+# WORLD's F0 analysis of features made before a cache recorded its own (DIO at WORLD's voicing threshold)
+DEFAULT_ANALYSIS = {"f0_tracker": "dio", "dio_threshold": 0.1}
 
 
 def frame_durations(seconds: np.ndarray, n_frames: int, rate: float = FRAME_RATE) -> np.ndarray:
@@ -34,14 +36,18 @@ def frame_durations(seconds: np.ndarray, n_frames: int, rate: float = FRAME_RATE
     return np.diff(np.concatenate([[0], ends]))
 
 
-def frame_features(wav16: np.ndarray, sub_frames: int = 1) -> np.ndarray:
-    """Mono audio at 16 kHz -> ``[T * sub_frames, F]`` features, ``T`` codec frames (module docstring)."""
+def frame_features(wav16: np.ndarray, sub_frames: int = 1, analysis: dict | None = None) -> np.ndarray:
+    """Mono audio at 16 kHz -> ``[T * sub_frames, F]`` features, ``T`` codec frames (module docstring).
+
+    ``analysis``: the F0 analysis, ``{"f0_tracker": "dio" | "harvest", "dio_threshold": float}`` (default
+    :data:`DEFAULT_ANALYSIS`); a model's prompts must be analysed as its training data was."""
     from speechlm.tokenizers.source_filter.world import analyze, pad_frames, to_token_rate
 
     hop = 4  # analysis frames per codec frame
     if sub_frames not in (1, 2, 4):
         raise SpeechLMError(f"sub_frames must be 1, 2 or 4, got {sub_frames}")
-    fr = analyze(wav16)
+    a = {**DEFAULT_ANALYSIS, **(analysis or {})}
+    fr = analyze(wav16, f0_tracker=a["f0_tracker"], dio_threshold=float(a["dio_threshold"]))
     fr = pad_frames(fr, -(-len(fr) // hop) * hop)  # whole codec frames
     if sub_frames < hop:
         fr = to_token_rate(fr, hop // sub_frames)
@@ -59,20 +65,21 @@ def features_from_frames(f0: np.ndarray, mcep: np.ndarray, bap: np.ndarray) -> n
     return np.concatenate([mcep, lf0[:, None], voiced[:, None].astype(np.float32), bap], axis=1).astype(np.float32)
 
 
-def _one(args: tuple[str, list[str], list[float], int]) -> tuple[np.ndarray, np.ndarray] | None:
+def _one(args: tuple[str, list[str], list[float], int, dict]) -> tuple[np.ndarray, np.ndarray] | None:
     from speechlm.audio.io import load_audio
 
-    path, tokens, secs, sub = args
+    path, tokens, secs, sub, analysis = args
     if len(secs) != len(tokens):
         return None
     wav, _ = load_audio(path, sr=16000)
-    feat = frame_features(np.ascontiguousarray(wav[0], np.float64), sub)
+    feat = frame_features(np.ascontiguousarray(wav[0], np.float64), sub, analysis)
     return feat, frame_durations(np.asarray(secs, np.float64), len(feat) // sub)
 
 
 def extract_features(manifests: list[str | os.PathLike], out: str | os.PathLike, workers: int = 1,
-                     progress: bool = True, sub_frames: int = 1) -> Path:
-    """Analyse every aligned row of ``manifests`` into one cache file ``out`` (``.npz``); returns its path."""
+                     progress: bool = True, sub_frames: int = 1, analysis: dict | None = None) -> Path:
+    """Analyse every aligned row of ``manifests`` into one cache file ``out`` (``.npz``); returns its path.
+    ``analysis``: as :func:`frame_features` takes it; recorded in the cache (and so in a model trained on it)."""
     from multiprocessing import Pool
 
     from tqdm import tqdm
@@ -80,7 +87,11 @@ def extract_features(manifests: list[str | os.PathLike], out: str | os.PathLike,
     from speechlm.data.manifest import read_manifest
     from speechlm.text.symbols import default_symbols
     from speechlm.text.tts_input import token_ids
+    from speechlm.tokenizers.source_filter.world import F0_TRACKERS
 
+    analysis = {**DEFAULT_ANALYSIS, **(analysis or {})}
+    if analysis["f0_tracker"] not in F0_TRACKERS or not 0 < float(analysis["dio_threshold"]) < 1:
+        raise SpeechLMError(f"bad F0 analysis {analysis}: f0_tracker one of {F0_TRACKERS}, dio_threshold in (0, 1)")
     sym = default_symbols()
     jobs, ids = [], []
     for m in manifests:
@@ -88,7 +99,8 @@ def extract_features(manifests: list[str | os.PathLike], out: str | os.PathLike,
             tags = u.tags or {}
             if "tts_tokens" not in tags or "durations_s" not in tags:
                 continue
-            jobs.append((str(u.audio_path(Path(m).parent)), tags["tts_tokens"], tags["durations_s"], sub_frames))
+            jobs.append((str(u.audio_path(Path(m).parent)), tags["tts_tokens"], tags["durations_s"], sub_frames,
+                         analysis))
             ids.append(token_ids(tags["tts_tokens"], sym))
     if not jobs:
         raise SpeechLMError("no aligned utterances (tags.tts_tokens + tags.durations_s) in the manifests")
@@ -107,7 +119,8 @@ def extract_features(manifests: list[str | os.PathLike], out: str | os.PathLike,
     np.savez(tmp, feat=np.concatenate(feats), ids=np.concatenate(toks), dur=np.concatenate(durs),
              feat_len=np.array([len(f) for f in feats]), tok_len=np.array([len(t) for t in toks]),
              sub_frames=np.array(sub_frames),
-             meta=np.frombuffer(json.dumps({"manifests": [str(m) for m in manifests]}).encode(), np.uint8))
+             meta=np.frombuffer(json.dumps({"manifests": [str(m) for m in manifests], "analysis": analysis}).encode(),
+                                np.uint8))
     os.replace(tmp, out)
     return out
 
@@ -133,6 +146,8 @@ class AcousticDataset:
             feat, ids, dur = z["feat"], z["ids"], z["dur"]
             fl, tl = z["feat_len"], z["tok_len"]
             self.sub_frames = int(z["sub_frames"]) if "sub_frames" in z.files else 1
+            meta = json.loads(z["meta"].tobytes().decode()) if "meta" in z.files else {}
+        self.analysis: dict = {**DEFAULT_ANALYSIS, **meta.get("analysis", {})}  # how the features were analysed
         m = n_mcep
         if stats is not None:
             self.mean, self.std = (np.asarray(x, dtype=np.float32).copy() for x in stats)

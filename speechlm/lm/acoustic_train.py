@@ -133,6 +133,7 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
     config = {"model": asdict(mcfg), "train": asdict(cfg)}
     voice = VoiceStats.of_features(np.concatenate([u.feat for u in ds.utts]), mcfg.n_mcep)
     info = {"kind": KIND, "symbols": default_symbols().hash, "langs": ["en"], "voice_stats": voice.to_dict(),
+            "analysis": ds.analysis,
             "train_utterances": len(tr), "train_frames": int(sum(len(u.feat) for u in tr)), **(extra or {})}
     log = (out / "log.jsonl").open("a")
     bar = tqdm(total=cfg.steps, initial=step, desc="acoustic", disable=not progress)

@@ -99,7 +99,7 @@ class DurationTTS:
 
         wav = check_prompt_audio(wav, sr)
         wav16 = resample(wav, sr, 16000) if sr != 16000 else wav
-        feat = frame_features(np.ascontiguousarray(wav16, np.float64))
+        feat = frame_features(np.ascontiguousarray(wav16, np.float64), analysis=self.am.analysis)
         m = self.am.config.n_mcep
         if (feat[:, m + 1] > 0.5).sum() < 10:
             raise TTSInputError("the prompt has almost no voiced speech (under 0.2 s): give a recording of a voice")

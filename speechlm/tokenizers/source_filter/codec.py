@@ -25,6 +25,7 @@ from speechlm.tokenizers.source_filter.quantizer import STREAM_PREFIX, SourceFil
 from speechlm.tokenizers.source_filter.refiner import EnvelopeRefiner, RefinerConfig, refiner_input
 from speechlm.tokenizers.source_filter.world import (
     ANALYSIS_MS,
+    DIO_THRESHOLD,
     SAMPLE_RATE,
     Frames,
     analyze,
@@ -54,6 +55,10 @@ class SourceFilterCodec:
         self.weights_hash = weights_hash
         self.config = config
         self.f0_tracker = "dio"  # or "harvest": better envelopes, slower encoding (world.analyze); same tokens
+        # encoder settings (the token space does not depend on them): DIO's voicing threshold and the envelope
+        # RVQ's beam width; checkpoints from before they existed get WORLD's threshold and greedy RVQ
+        self.dio_threshold = float(config.get("dio_threshold", DIO_THRESHOLD))
+        self.rvq_beam = int(config.get("rvq_beam", 1))
         self.use_refiner = True  # False: decode with the envelope interpolated, as before the refiner (A/B)
 
     # ---- construction ---------------------------------------------------------------------------
@@ -94,9 +99,11 @@ class SourceFilterCodec:
         return sd
 
     @staticmethod
-    def model_config(quantizer: SourceFilterQuantizer, refiner: RefinerConfig) -> dict:
+    def model_config(quantizer: SourceFilterQuantizer, refiner: RefinerConfig, dio_threshold: float = DIO_THRESHOLD,
+                     rvq_beam: int = 1) -> dict:
         return {"kind": KIND, "sample_rate": SAMPLE_RATE, "hop_frames": HOP_FRAMES, "analysis_ms": ANALYSIS_MS,
-                "gain_levels": quantizer.gain_levels, "refiner": asdict(refiner)}
+                "gain_levels": quantizer.gain_levels, "refiner": asdict(refiner), "dio_threshold": dio_threshold,
+                "rvq_beam": rvq_beam}
 
     # ---- properties (the AudioTokenizer protocol) -------------------------------------------------
     @property
@@ -360,14 +367,14 @@ class StreamEncoder:
         c, start = self.codec, self.start
         lo = max(0, start - self.left)
         seg = self.buf[lo - self.buf_start : start + self.span + self.right - self.buf_start]
-        frames = analyze(seg, f0_tracker=c.f0_tracker)
+        frames = analyze(seg, f0_tracker=c.f0_tracker, dio_threshold=c.dio_threshold)
         first = (start - lo) // (c.hop // HOP_FRAMES)  # analysis frame of `start` within seg
         want = self.span // c.hop * HOP_FRAMES
         if n_tokens is not None:
             want = min(want, (n_tokens - start // c.hop) * HOP_FRAMES)
         sl = slice(first, first + want)
         part = pad_frames(Frames(frames.f0[sl], frames.mcep[sl], frames.bap[sl]), want)
-        codes = c.quantizer.encode(to_token_rate(part, HOP_FRAMES), self.n_q - len(STREAM_PREFIX))
+        codes = c.quantizer.encode(to_token_rate(part, HOP_FRAMES), self.n_q - len(STREAM_PREFIX), c.rvq_beam)
         self.start += self.span
         drop = max(0, self.start - self.left - self.buf_start)
         self.buf, self.buf_start = self.buf[drop:], self.buf_start + drop

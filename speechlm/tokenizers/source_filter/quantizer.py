@@ -45,6 +45,30 @@ def dequantize_f0(q: np.ndarray) -> np.ndarray:
     return np.where(q > 0, F0_MIN * np.exp((np.asarray(q) - 1) / (F0_LEVELS - 2) * span), 0.0)
 
 
+def beam_rvq(x: np.ndarray, books: np.ndarray, beam: int) -> np.ndarray:
+    """Residual VQ of ``x [N, D]`` through every stage of ``books [S, C, D]`` by beam search -> indices ``[S, N]``.
+
+    Keeps the ``beam`` paths with the least residual error after each stage and returns the best full path:
+    a lower error at the full depth than stage-by-stage nearest entries (``beam=1``), same codebooks. A prefix
+    of the result is tuned for the full depth, not for itself."""
+    n = len(x)
+    res = x.astype(np.float32)[:, None, :]  # [N, b, D]
+    err = (res * res).sum(-1)  # [N, b]
+    paths = np.zeros((n, 1, 0), np.int64)
+    for book in books:
+        b, c = res.shape[1], len(book)
+        # |r - e|^2 of every path and entry: [N, b, C]
+        cross = (res.reshape(n * b, -1) @ book.T).reshape(n, b, c)
+        d = (err[:, :, None] + (book * book).sum(1)[None, None] - 2.0 * cross).reshape(n, b * c)
+        k = min(beam, b * c)
+        top = np.argpartition(d, k - 1, axis=1)[:, :k] if k < b * c else np.tile(np.arange(b * c), (n, 1))
+        src, entry = top // c, top % c
+        res = np.take_along_axis(res, src[:, :, None], 1) - book[entry]
+        err = (res * res).sum(-1)
+        paths = np.concatenate([np.take_along_axis(paths, src[:, :, None], 1), entry[:, :, None]], axis=2)
+    return paths[np.arange(n), err.argmin(1)].T
+
+
 @dataclass(frozen=True)
 class SourceFilterQuantizer:
     """Learned codebooks and ranges (all float32 numpy arrays; see the module docstring for the streams).
@@ -77,12 +101,15 @@ class SourceFilterQuantizer:
     def bits_per_frame(self, n_env: int) -> float:
         return float(sum(math.log2(c) for c in self.cardinalities[: len(STREAM_PREFIX) + n_env]))
 
-    def encode(self, frames: Frames, n_env: int) -> np.ndarray:
-        """Token-rate :class:`Frames` -> codes ``[3 + n_env, T]`` int64."""
+    def encode(self, frames: Frames, n_env: int, beam: int = 1) -> np.ndarray:
+        """Token-rate :class:`Frames` -> codes ``[3 + n_env, T]`` int64; the envelope stages by :func:`beam_rvq`
+        when ``beam`` > 1, else stage by stage (nearest entry)."""
         lo, hi = (float(v) for v in self.gain_range)
         gain = np.clip(np.round((frames.mcep[:, 0] - lo) / (hi - lo) * (self.gain_levels - 1)), 0, self.gain_levels - 1)
         rows = [quantize_f0(frames.f0), gain.astype(np.int64), nearest(frames.bap, self.ap_codebook)]
         residual = frames.mcep[:, 1:].astype(np.float32)
+        if beam > 1 and n_env > 1:
+            return np.stack(rows + list(beam_rvq(residual, self.env_codebooks[:n_env], beam)))
         for s in range(n_env):
             idx = nearest(residual, self.env_codebooks[s])
             rows.append(idx)

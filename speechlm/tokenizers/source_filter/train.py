@@ -14,6 +14,7 @@ import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -54,20 +55,24 @@ class SourceFilterTrainConfig:
     max_hours: float = 1.6
     workers: int = 2
     seed: int = 0
+    dio_threshold: float = 0.1  # DIO's voicing threshold (world.analyze), recorded in the codec for encoding
+    rvq_beam: int = 1  # beam width of the envelope RVQ when encoding (1 = stage by stage), recorded likewise
+    quantizer_from: str | None = None  # a codec folder whose codebooks to keep (its token space): refiner only
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     refiner: RefinerConfig = field(default_factory=RefinerConfig)
     train: RefinerTrainConfig = field(default_factory=RefinerTrainConfig)
 
 
-def _analyze_file(path: str) -> Frames:
+def _analyze_file(path: str, dio_threshold: float) -> Frames:
     from speechlm.audio.io import load_audio
 
     torch.set_num_threads(1)
     wav, _ = load_audio(path, sr=SAMPLE_RATE)
-    return analyze(wav[0])
+    return analyze(wav[0], dio_threshold=dio_threshold)
 
 
-def collect_features(manifests: list[str], max_hours: float, workers: int, seed: int) -> list[Frames]:
+def collect_features(manifests: list[str], max_hours: float, workers: int, seed: int,
+                     dio_threshold: float = 0.1) -> list[Frames]:
     """5-ms WORLD frames of a random ``max_hours`` of the manifests' ``split=train`` utterances."""
     from tqdm import tqdm
 
@@ -87,7 +92,8 @@ def collect_features(manifests: list[str], max_hours: float, workers: int, seed:
         chosen.append(str(utts[i][0]))
         total += float(utts[i][1] or 0.0)
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(tqdm(pool.map(_analyze_file, chosen, chunksize=8), total=len(chosen),
+        return list(tqdm(pool.map(partial(_analyze_file, dio_threshold=dio_threshold), chosen, chunksize=8),
+                         total=len(chosen),
                          desc=f"WORLD analysis ({total / 3600:.2f} h)", unit="utt"))
 
 
@@ -159,8 +165,9 @@ def refine_rvq(x: np.ndarray, books: np.ndarray, passes: int) -> np.ndarray:
 
 
 def train_refiner(frames: list[Frames], quantizer: SourceFilterQuantizer, rcfg: RefinerConfig,
-                  tcfg: RefinerTrainConfig, seed: int) -> tuple[EnvelopeRefiner, list[float]]:
-    """Train the refiner on (decoded parameters with n stages, the unquantised 5-ms mel-cepstra) pairs."""
+                  tcfg: RefinerTrainConfig, seed: int, beam: int = 1) -> tuple[EnvelopeRefiner, list[float]]:
+    """Train the refiner on (decoded parameters with n stages, the unquantised 5-ms mel-cepstra) pairs; the
+    n-stage inputs are encoded as the codec encodes at that bitrate (``beam``: the RVQ beam width)."""
     from tqdm import tqdm
 
     n_stages = quantizer.n_env_stages
@@ -169,8 +176,12 @@ def train_refiner(frames: list[Frames], quantizer: SourceFilterQuantizer, rcfg: 
         tok = to_token_rate(fr, HOP_FRAMES)
         if len(tok) < 8:
             continue
-        codes = quantizer.encode(tok, n_stages)
-        inputs = np.stack([refiner_input(quantizer.decode(codes[: 3 + n])) for n in range(1, n_stages + 1)])
+        if beam > 1:
+            inputs = np.stack([refiner_input(quantizer.decode(quantizer.encode(tok, n, beam)))
+                               for n in range(1, n_stages + 1)])
+        else:
+            codes = quantizer.encode(tok, n_stages)
+            inputs = np.stack([refiner_input(quantizer.decode(codes[: 3 + n])) for n in range(1, n_stages + 1)])
         n = len(tok) * HOP_FRAMES
         target = np.concatenate([fr.mcep, np.repeat(fr.mcep[-1:], n - len(fr), 0)]) if n > len(fr) else fr.mcep[:n]
         examples.append((inputs, target.astype(np.float32)))
@@ -219,13 +230,19 @@ def train(config: str | None, data: list[str], out: str, overrides: list[str] = 
     cfg = load_config(config, SourceFilterTrainConfig, overrides)
     torch.manual_seed(cfg.seed)
     t0 = time.time()
-    frames = collect_features(list(data), cfg.max_hours, cfg.workers, cfg.seed)
+    if cfg.quantizer_from:  # checked before the analysis: a wrong folder fails in seconds
+        quantizer = SourceFilterCodec.load(cfg.quantizer_from).quantizer
+        if quantizer.n_env_stages != cfg.quantizer.env_stages:
+            raise SpeechLMError(f"{cfg.quantizer_from} has {quantizer.n_env_stages} envelope stages; the config "
+                                f"asks for {cfg.quantizer.env_stages}")
+    frames = collect_features(list(data), cfg.max_hours, cfg.workers, cfg.seed, cfg.dio_threshold)
     t_feat = time.time() - t0
-    tokens = [to_token_rate(f, HOP_FRAMES) for f in frames]
-    quantizer = fit_quantizer(tokens, cfg.quantizer, cfg.seed)
+    if not cfg.quantizer_from:
+        quantizer = fit_quantizer([to_token_rate(f, HOP_FRAMES) for f in frames], cfg.quantizer, cfg.seed)
     t_q = time.time() - t0 - t_feat
-    refiner, losses = train_refiner(frames, quantizer, cfg.refiner, cfg.train, cfg.seed)
-    codec = SourceFilterCodec(quantizer, refiner, cfg.name, "", SourceFilterCodec.model_config(quantizer, cfg.refiner))
+    refiner, losses = train_refiner(frames, quantizer, cfg.refiner, cfg.train, cfg.seed, cfg.rvq_beam)
+    codec = SourceFilterCodec(quantizer, refiner, cfg.name, "", SourceFilterCodec.model_config(
+        quantizer, cfg.refiner, cfg.dio_threshold, cfg.rvq_beam))
     summary = {"frames": int(sum(len(f) for f in frames)), "hours": sum(len(f) for f in frames) * 0.005 / 3600,
                "seconds": {"features": t_feat, "quantizer": t_q, "refiner": time.time() - t0 - t_feat - t_q},
                "final_loss": float(np.mean(losses[-100:]))}

@@ -21,6 +21,7 @@ FFT_SIZE = 1024
 MCEP_DIM = 40
 F0_FLOOR, F0_CEIL = 60.0, 600.0
 BAND_EDGES_HZ = (0.0, 500.0, 1000.0, 2000.0, 3000.0, 4500.0, 8000.0)
+DIO_THRESHOLD = 0.1  # WORLD's own DIO voicing threshold (``allowed_range``); a codec config may raise it
 AP_FLOOR_DB = -80.0
 
 _FREQS = np.arange(FFT_SIZE // 2 + 1) * SAMPLE_RATE / FFT_SIZE
@@ -65,17 +66,21 @@ def n_bands() -> int:
 F0_TRACKERS = ("dio", "harvest")
 
 
-def analyze(wav: np.ndarray, f0_tracker: str = "dio") -> Frames:
+def analyze(wav: np.ndarray, f0_tracker: str = "dio", dio_threshold: float = DIO_THRESHOLD) -> Frames:
     """Mono float audio ``[n]`` at 16 kHz -> 5-ms :class:`Frames` (``n // 80 + 1`` rows, WORLD's count).
 
     ``f0_tracker``: ``"dio"`` (DIO + StoneMask, fast) or ``"harvest"`` (Harvest + StoneMask: fewer voicing and
-    octave errors and so a sharper envelope, at about 6x the analysis time)."""
+    octave errors and so a sharper envelope, at about 6x the analysis time). ``dio_threshold``: DIO's voicing
+    threshold (its ``allowed_range``; higher calls more frames voiced; Harvest ignores it)."""
     pw = pyworld()
     x = np.ascontiguousarray(wav, dtype=np.float64)
     if f0_tracker not in F0_TRACKERS:
         raise SpeechLMError(f"unknown F0 tracker {f0_tracker!r}: use {' or '.join(F0_TRACKERS)}")
-    track = pw.harvest if f0_tracker == "harvest" else pw.dio
-    f0, t = track(x, SAMPLE_RATE, f0_floor=F0_FLOOR, f0_ceil=F0_CEIL, frame_period=ANALYSIS_MS)
+    if f0_tracker == "harvest":
+        f0, t = pw.harvest(x, SAMPLE_RATE, f0_floor=F0_FLOOR, f0_ceil=F0_CEIL, frame_period=ANALYSIS_MS)
+    else:
+        f0, t = pw.dio(x, SAMPLE_RATE, f0_floor=F0_FLOOR, f0_ceil=F0_CEIL, frame_period=ANALYSIS_MS,
+                       allowed_range=dio_threshold)
     f0 = pw.stonemask(x, f0, t, SAMPLE_RATE)
     sp = pw.cheaptrick(x, f0, t, SAMPLE_RATE, f0_floor=F0_FLOOR, fft_size=FFT_SIZE)
     ap = pw.d4c(x, f0, t, SAMPLE_RATE, fft_size=FFT_SIZE)
