@@ -51,6 +51,7 @@ def main() -> int:
 
     import torch
 
+    from speechlm.eval.mos import dnsmos
     from speechlm.eval.whisper import WhisperJudge
     from speechlm.tasks.tts import TTS
     from speechlm.text.wer import word_errors
@@ -65,6 +66,7 @@ def main() -> int:
     q = tts.codec.quantizer
     sents = dev_sentences(args.n)
     counts = {v: [0, 0] for v in variants}
+    mos = {v: [] for v in variants}
 
     def synth(fr: Frames, hop: int = 4) -> np.ndarray:
         a = fr if hop == 1 else to_analysis_rate(fr, hop, len(fr) * hop)
@@ -78,7 +80,7 @@ def main() -> int:
             feat, _ = tts.am.features(ids)
             fine = tts.am.to_frames(feat)  # the model's own rate (20 ms, or 5 ms with 4 sub-frames)
             fr = tts.am.token_frames(fine)
-            codes = q.encode(fr, q.n_env_stages)
+            codes = q.encode(fr, q.n_env_stages, tts.codec.rvq_beam)  # as the codec encodes
             dq = q.decode(codes)
             for v in variants:
                 if v == "tokens":
@@ -93,17 +95,21 @@ def main() -> int:
                     w = synth(Frames(dq.f0, fr.mcep, dq.bap))
                 audio[v].append(w)
         for v in variants:
-            c = word_errors(text, judge.transcribe(np.concatenate(audio[v]), tts.sample_rate, "en"))
+            wav = np.concatenate(audio[v])
+            mos[v].append(dnsmos(wav, tts.sample_rate).ovrl)
+            c = word_errors(text, judge.transcribe(wav, tts.sample_rate, "en"))
             counts[v][0] += c.errors
             counts[v][1] += c.ref_len
     rows = {v: round(e / max(r, 1), 4) for v, (e, r) in counts.items()}
-    print("| variant | Whisper-base WER |\n|---|---|")
+    ovrl = {v: round(float(np.mean(m)), 3) for v, m in mos.items()}
+    print("| variant | Whisper-base WER | DNSMOS OVRL |\n|---|---|---|")
     for v, w in rows.items():
-        print(f"| {v} | {w:.3f} |")
+        print(f"| {v} | {w:.3f} | {ovrl[v]:.2f} |")
     if args.out:
         res = {"kind": "tts_decode_ablation", "n": len(sents), "model": tts.am.model_id, "judge": "whisper-base",
                "command": f"benchmarks/tts_decode_ablation.py --n {args.n}"
-               + (f" --model {args.model}" if args.model else ""), "wer": rows}
+               + (f" --model {args.model}" if args.model else ""), "wer": rows,
+               "dnsmos_ovrl": ovrl}
         Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     return 0
 

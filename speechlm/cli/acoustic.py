@@ -36,9 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "better: docs/experiments/2026-12-04-tts-parameters.md)")
     p.add_argument("--f0-tracker", choices=("dio", "harvest"), default="dio",
                    help="WORLD F0 analysis: dio (fast) or harvest (about 20x slower; fewer voicing errors)")
-    p.add_argument("--dio-threshold", type=float, default=0.1,
-                   help="DIO's voicing threshold (its allowed_range; default 0.1, WORLD's own): higher calls more "
-                        "frames voiced")
+    p.add_argument("--dio-threshold", type=float, default=0.25,
+                   help="DIO's voicing threshold (its allowed_range; default 0.25, as codec_sf and the shipped model; "
+                        "WORLD's own 0.1 leaves much of a voice unvoiced and sounds breathier)")
     p = add_command(cmds, "train", "train the acoustic model on a feature cache (resumable)", _train)
     p.add_argument("features", help="feature cache (.npz) from `speechlm acoustic features`")
     p.add_argument("--out", required=True, help="run folder (checkpoints/, log.jsonl)")
