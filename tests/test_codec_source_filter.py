@@ -375,6 +375,30 @@ def test_codec_records_its_encoder_settings(tiny, tiny_dir):
     assert old.tokenizer_id.split("@")[1] == tiny.tokenizer_id.split("@")[1]  # same token space
 
 
+def test_refiner_only_recipe_keeps_the_token_space(tiny, tiny_dir, corpus, tmp_path):
+    """``quantizer_from``: the codebooks of an existing codec are kept (same token space, same tokens for the same
+    encoder settings) and only the refiner is trained; a codec with another number of stages is refused before
+    any analysis."""
+    from speechlm.tokenizers.source_filter.train import train
+
+    steps = [o for o in TINY if not o.startswith("train.steps")] + ["train.steps=2", f"quantizer_from={tiny_dir}"]
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        summary = train(str(ROOT / "configs" / "codec" / "source_filter.yaml"), [str(corpus)], str(tmp_path / "r"),
+                        steps)
+    finally:
+        torch.set_num_threads(n)
+    assert summary["seconds"]["quantizer"] < 1.0  # no k-means
+    again = SourceFilterCodec.load(tmp_path / "r" / "final")
+    assert again.tokenizer_id.split("@")[1] == tiny.tokenizer_id.split("@")[1]
+    wav = np.sin(2 * np.pi * 150 * np.arange(16000) / 16000).astype(np.float32) * 0.3
+    np.testing.assert_array_equal(again.encode(wav, 16000).codes, tiny.encode(wav, 16000).codes)
+    six = [o for o in steps if not o.startswith("quantizer.env_stages")] + ["quantizer.env_stages=6"]
+    with pytest.raises(SpeechLMError, match="has 2 envelope stages"):
+        train(str(ROOT / "configs" / "codec" / "source_filter.yaml"), [str(corpus)], str(tmp_path / "s"), six)
+
+
 def test_rvq_refinement_lowers_error():
     """The joint re-fitting of RVQ stages never raises the full-rate error of greedy encoding."""
     from speechlm.tokenizers.source_filter.train import greedy_rvq, refine_rvq
@@ -450,4 +474,5 @@ def test_cli_encode_decode_info(tiny, tiny_dir, corpus, tmp_path, capsys):
     assert main(["codec", "info", "--model", str(tiny_dir)]) == 0
     info = capsys.readouterr().out
     assert "codebooks: f0 128, gain 32, aperiodicity 8, envelope.1 32, envelope.2 32" in info
+    assert "encoder: world (dio, voicing threshold 0.25), envelope RVQ beam 8" in info
     assert "bitrates (kbps): 1, 1.25" in info and "world+refiner" in info and tiny.tokenizer_id in info

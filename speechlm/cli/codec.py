@@ -202,7 +202,8 @@ def _info(args: argparse.Namespace) -> int:
         f"tokenizer: {c.tokenizer_id}\nparams: {c.num_params / 1e6:.2f} M\nsample_rate: {c.sample_rate}\n"
         f"frame_rate: {c.frame_rate:g} Hz\ncodebooks: {books}\n"
         f"bitrates (kbps): {', '.join(f'{b:g}' for b in c.bitrates)}\n"
-        f"decoder: {c.decoder_name}\n"
+        + (f"encoder: {c.encoder_name}\n" if hasattr(c, "encoder_name") else "")
+        + f"decoder: {c.decoder_name}\n"
         + ("encoder: offline (level-1 semantic units need the whole input); decoding streams"
            if c.latency_ms is None else f"algorithmic latency: {c.latency_ms:g} ms")
     )

@@ -146,6 +146,13 @@ class SourceFilterCodec:
         return "world+refiner"
 
     @property
+    def encoder_name(self) -> str:
+        """The analysis and the envelope search (what ``speechlm codec info`` prints)."""
+        tracker = f"dio, voicing threshold {self.dio_threshold:g}" if self.f0_tracker == "dio" else self.f0_tracker
+        search = f"beam {self.rvq_beam}" if self.rvq_beam > 1 else "greedy"
+        return f"world ({tracker}), envelope RVQ {search}"
+
+    @property
     def tokenizer_id(self) -> str:
         return f"{self.name}@{self.weights_hash[:16]}"
 
