@@ -190,9 +190,9 @@ class AcousticTTSModel:
     def analysis(self) -> dict:
         """The F0 analysis of the model's training features (``frame_features``' ``analysis``); prompts get the
         same."""
-        from speechlm.lm.acoustic_data import DEFAULT_ANALYSIS
+        from speechlm.lm.acoustic_data import analysis_settings
 
-        return {**DEFAULT_ANALYSIS, **((self.meta.get("extra") or {}).get("analysis") or {})}
+        return analysis_settings((self.meta.get("extra") or {}).get("analysis"))
 
     @property
     def n_params(self) -> int:

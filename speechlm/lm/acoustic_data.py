@@ -27,6 +27,11 @@ FRAME_RATE = 50.0
 DEFAULT_ANALYSIS = {"f0_tracker": "dio", "dio_threshold": 0.1}
 
 
+def analysis_settings(analysis: dict | None) -> dict:
+    """A recorded (or requested) F0 analysis, partial or None -> every setting (:data:`DEFAULT_ANALYSIS` fills)."""
+    return {**DEFAULT_ANALYSIS, **(analysis or {})}
+
+
 def frame_durations(seconds: np.ndarray, n_frames: int, rate: float = FRAME_RATE) -> np.ndarray:
     """Seconds per token ``[N]`` -> whole frames per token ``[N]`` summing to ``n_frames`` (cumulative rounding;
     the last token absorbs the difference)."""
@@ -46,7 +51,7 @@ def frame_features(wav16: np.ndarray, sub_frames: int = 1, analysis: dict | None
     hop = 4  # analysis frames per codec frame
     if sub_frames not in (1, 2, 4):
         raise SpeechLMError(f"sub_frames must be 1, 2 or 4, got {sub_frames}")
-    a = {**DEFAULT_ANALYSIS, **(analysis or {})}
+    a = analysis_settings(analysis)
     fr = analyze(wav16, f0_tracker=a["f0_tracker"], dio_threshold=float(a["dio_threshold"]))
     fr = pad_frames(fr, -(-len(fr) // hop) * hop)  # whole codec frames
     if sub_frames < hop:
@@ -89,7 +94,7 @@ def extract_features(manifests: list[str | os.PathLike], out: str | os.PathLike,
     from speechlm.text.tts_input import token_ids
     from speechlm.tokenizers.source_filter.world import F0_TRACKERS
 
-    analysis = {**DEFAULT_ANALYSIS, **(analysis or {})}
+    analysis = analysis_settings(analysis)
     if analysis["f0_tracker"] not in F0_TRACKERS or not 0 < float(analysis["dio_threshold"]) < 1:
         raise SpeechLMError(f"bad F0 analysis {analysis}: f0_tracker one of {F0_TRACKERS}, dio_threshold in (0, 1)")
     sym = default_symbols()
@@ -147,7 +152,7 @@ class AcousticDataset:
             fl, tl = z["feat_len"], z["tok_len"]
             self.sub_frames = int(z["sub_frames"]) if "sub_frames" in z.files else 1
             meta = json.loads(z["meta"].tobytes().decode()) if "meta" in z.files else {}
-        self.analysis: dict = {**DEFAULT_ANALYSIS, **meta.get("analysis", {})}  # how the features were analysed
+        self.analysis: dict = analysis_settings(meta.get("analysis"))  # how the features were analysed
         m = n_mcep
         if stats is not None:
             self.mean, self.std = (np.asarray(x, dtype=np.float32).copy() for x in stats)

@@ -24,7 +24,7 @@ from speechlm.errors import SpeechLMError
 from speechlm.tokenizers.source_filter.codec import HOP_FRAMES, SourceFilterCodec
 from speechlm.tokenizers.source_filter.quantizer import SourceFilterQuantizer
 from speechlm.tokenizers.source_filter.refiner import EnvelopeRefiner, RefinerConfig, refiner_input
-from speechlm.tokenizers.source_filter.world import SAMPLE_RATE, Frames, analyze, to_token_rate
+from speechlm.tokenizers.source_filter.world import DIO_THRESHOLD, SAMPLE_RATE, Frames, analyze, to_token_rate
 from speechlm.train.schedule import warmup_cosine
 
 
@@ -55,7 +55,7 @@ class SourceFilterTrainConfig:
     max_hours: float = 1.6
     workers: int = 2
     seed: int = 0
-    dio_threshold: float = 0.1  # DIO's voicing threshold (world.analyze), recorded in the codec for encoding
+    dio_threshold: float = DIO_THRESHOLD  # DIO's voicing threshold (world.analyze), recorded in the codec for encoding
     rvq_beam: int = 1  # beam width of the envelope RVQ when encoding (1 = stage by stage), recorded likewise
     quantizer_from: str | None = None  # a codec folder whose codebooks to keep (its token space): refiner only
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
@@ -72,7 +72,7 @@ def _analyze_file(path: str, dio_threshold: float) -> Frames:
 
 
 def collect_features(manifests: list[str], max_hours: float, workers: int, seed: int,
-                     dio_threshold: float = 0.1) -> list[Frames]:
+                     dio_threshold: float = DIO_THRESHOLD) -> list[Frames]:
     """5-ms WORLD frames of a random ``max_hours`` of the manifests' ``split=train`` utterances."""
     from tqdm import tqdm
 
