@@ -80,7 +80,7 @@ def main() -> int:
             feat, _ = tts.am.features(ids)
             fine = tts.am.to_frames(feat)  # the model's own rate (20 ms, or 5 ms with 4 sub-frames)
             fr = tts.am.token_frames(fine)
-            codes = q.encode(fr, q.n_env_stages, tts.codec.rvq_beam)  # as the codec encodes
+            codes = tts.am.to_codes(feat, tts.codec)  # the tokens `speechlm tts` makes
             dq = q.decode(codes)
             for v in variants:
                 if v == "tokens":
