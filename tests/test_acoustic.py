@@ -34,6 +34,16 @@ def test_length_regulator_repeats_states_by_duration():
     assert not pad.any()
     _, pad = regulate(h, torch.tensor([[1, 0, 0], [2, 1, 0]]))
     assert pad[0].tolist() == [False, True, True]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):  # the batched gather equals repeating each utterance's states, zeros after its end
+        h = torch.randn(3, 6, 4, generator=g)
+        d = torch.randint(0, 4, (3, 6), generator=g)
+        d[1] = 0
+        out, pad = regulate(h, d)
+        for b in range(3):
+            ref = torch.repeat_interleave(h[b], d[b], dim=0)
+            assert torch.equal(out[b, : len(ref)], ref) and not out[b, len(ref) :].any()
+            assert pad[b].tolist() == [i >= len(ref) for i in range(out.shape[1])]
 
 
 def test_a_few_steps_fit_one_batch_and_inference_follows_predicted_durations():
@@ -120,6 +130,57 @@ def test_fine_tuning_starts_from_the_init_model_and_keeps_its_size_and_normalisa
     with pytest.raises(CheckpointError):  # an init that is not an acoustic model
         (tmp_path / "bogus").mkdir()
         train_acoustic(tmp_path / "b.npz", tmp_path / "run_c", cfg, progress=False, init=tmp_path / "bogus")
+
+
+def test_a_time_budget_ends_training_early_with_a_checkpoint_and_a_gpu_is_asked_for_only_when_there(tmp_path):
+    import json
+
+    import pytest
+
+    from speechlm.errors import SpeechLMError
+    from speechlm.lm.acoustic_train import AcousticTrainConfig, train_acoustic
+    from speechlm.utils.checkpoint import load_checkpoint
+
+    _tiny_cache(tmp_path / "a.npz", np.random.default_rng(0))
+    tiny = {"d_model": 16, "ff_dim": 32, "ff_kernel": 3, "enc_layers": 1, "dec_layers": 1}
+    cfg = AcousticTrainConfig(steps=100000, warmup=1, save_every=100000, threads=1, max_minutes=1e-5, model=tiny)
+    ckpt = load_checkpoint(train_acoustic(tmp_path / "a.npz", tmp_path / "run", cfg, progress=False))
+    assert 1 <= ckpt.step < 100
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == ckpt.step and rows[-1]["lr"] < cfg.lr  # logged where it stopped, annealed
+    if not torch.cuda.is_available():
+        with pytest.raises(SpeechLMError, match="no GPU"):
+            train_acoustic(tmp_path / "a.npz", tmp_path / "run_gpu", AcousticTrainConfig(
+                steps=1, threads=1, device="cuda", model=tiny), progress=False)
+
+
+def test_packed_features_unpack_to_a_cache_within_half_a_level(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from speechlm.lm.acoustic_data import AcousticDataset
+
+    rng = np.random.default_rng(0)
+    _tiny_cache(tmp_path / "a.npz", rng)
+    _tiny_cache(tmp_path / "b.npz", rng)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "pack_features.py"
+    run = [sys.executable, str(script)]
+    subprocess.run([*run, "pack", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "-o", str(tmp_path / "p.npz"),
+                    "--max-utts", "6"], check=True, capture_output=True)
+    subprocess.run([*run, "unpack", str(tmp_path / "p.npz"), "-o", str(tmp_path / "u.npz")], check=True,
+                   capture_output=True)
+    a, b, u = (AcousticDataset(tmp_path / f"{n}.npz") for n in "abu")
+    src = a.utts + b.utts[:2]
+    assert len(u) == 6
+    for x, y in zip(src, u.utts):
+        assert np.array_equal(x.ids, y.ids) and np.array_equal(x.dur, y.dur)
+        assert np.array_equal(x.feat[:, 41], y.feat[:, 41])  # voicing exact
+        span = np.ptp(np.concatenate([z.feat for z in src]), axis=0)
+        assert (np.abs(x.feat - y.feat) <= span / 255 * 0.51 + 1e-5).all()
+    bad = subprocess.run([*run, "pack", str(tmp_path / "missing.npz"), "-o", str(tmp_path / "x.npz")],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "no such file" in bad.stderr
 
 
 def test_a_widened_model_predicts_each_codec_frame_for_every_sub_frame():

@@ -49,6 +49,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fine-tune this acoustic model (name, folder or run; e.g. `default`) instead of starting "
                         "from scratch: its size and normalisation are kept, the optimizer starts afresh")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3; 3e-4 with --init)")
+    p.add_argument("--batch-frames", type=int, default=3000,
+                   help="20-ms frames per batch (default 3000; a GPU takes 10-20x more)")
+    p.add_argument("--d-model", type=int, default=192, help="width (default 192, as the shipped model)")
+    p.add_argument("--layers", type=int, default=4, help="encoder and decoder blocks each (default 4)")
+    p.add_argument("--ff-kernel", type=int, default=3, help="feed-forward convolution width in frames (default 3)")
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                   help="a wall-time budget: the learning-rate cosine ends at the last step or at the budget, "
+                        "whichever comes first, and training stops (and saves) there (0 = no limit)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p = add_command(cmds, "train-lm", "train the aligned autoregressive codec LM (durations from the NAR model)",
                     _train_lm, description="Train an aligned autoregressive LM over codec_sf tokens (RALL-E-style: "
                     "the NAR acoustic model's\nencoder, durations and pitch guide a causal transformer over 20-ms "
@@ -121,6 +130,11 @@ def _train(args: argparse.Namespace) -> int:
         raise SpeechLMError(f"--steps must be at least 1, got {args.steps}")
     if args.lr is not None and not 0 < args.lr < 1:
         raise SpeechLMError(f"--lr must be in (0, 1), got {args.lr}")
+    if args.batch_frames < 100 or args.d_model < 8 or args.d_model % 2 or args.layers < 1 or args.ff_kernel < 1:
+        raise SpeechLMError("--batch-frames must be at least 100, --d-model even and at least 8, --layers and "
+                            "--ff-kernel at least 1")
+    if args.max_minutes < 0 or args.device.split(":")[0] not in ("cpu", "cuda"):
+        raise SpeechLMError(f"--max-minutes must be at least 0 and --device cpu or cuda, got {args.device}")
     from speechlm.lm.acoustic_train import AcousticTrainConfig, train_acoustic
     from speechlm.tokenizers.codec.api import Codec
 
@@ -128,8 +142,11 @@ def _train(args: argparse.Namespace) -> int:
     if not hasattr(codec, "quantizer"):
         raise SpeechLMError(f"{args.codec} is not a source-filter codec")
     lr = args.lr if args.lr is not None else (3e-4 if args.init else 1e-3)
-    cfg = AcousticTrainConfig(steps=args.steps, batch_frames=3000, save_every=500, threads=args.threads, lr=lr,
-                              warmup=100 if args.init else 400, model={"d_model": 192, "ff_dim": 512, "ff_kernel": 3})
+    model = {"d_model": args.d_model, "ff_dim": args.d_model * 8 // 3, "ff_kernel": args.ff_kernel,
+             "enc_layers": args.layers, "dec_layers": args.layers}
+    cfg = AcousticTrainConfig(steps=args.steps, batch_frames=args.batch_frames, save_every=500, threads=args.threads,
+                              lr=lr, warmup=100 if args.init else 400, max_minutes=args.max_minutes,
+                              device=args.device, model=model)
     print(train_acoustic(args.features, args.out, cfg, extra={"tokenizer": codec.tokenizer_id}, init=args.init))
     return 0
 

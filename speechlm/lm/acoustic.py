@@ -94,14 +94,16 @@ class VariancePredictor(nn.Module):
 
 
 def regulate(h: torch.Tensor, durations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Length regulator: h ``[B, N, D]``, durations ``[B, N]`` (frames, int) -> (``[B, T, D]``, pad ``[B, T]``)."""
-    lens = durations.sum(1)
+    """Length regulator: h ``[B, N, D]``, durations ``[B, N]`` (frames, int) -> (``[B, T, D]``, pad ``[B, T]``;
+    padding frames are zeros). One gather for the whole batch (no per-utterance loop)."""
+    dur = durations.clamp(min=0)
+    ends = dur.cumsum(1)  # [B, N] end frame of each token
+    lens = ends[:, -1]
     t = int(lens.max().clamp(min=1))
-    out = h.new_zeros(h.shape[0], t, h.shape[2])
-    for b in range(h.shape[0]):
-        r = torch.repeat_interleave(h[b], durations[b].clamp(min=0), dim=0)
-        out[b, : len(r)] = r
-    pad = torch.arange(t, device=h.device)[None] >= lens[:, None]
+    frames = torch.arange(t, device=h.device)[None].expand(h.shape[0], t).contiguous()
+    owner = torch.searchsorted(ends, frames, right=True).clamp(max=h.shape[1] - 1)  # [B, T] token of each frame
+    pad = frames >= lens[:, None]
+    out = h.gather(1, owner[..., None].expand(-1, -1, h.shape[2])) * (~pad)[..., None].to(h.dtype)
     return out, pad
 
 

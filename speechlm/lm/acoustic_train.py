@@ -40,11 +40,13 @@ class AcousticTrainConfig:
     log_every: int = 50
     save_every: int = 1000
     threads: int = 2
+    max_minutes: float = 0.0  # > 0: a wall-time budget (the cosine ends at it; training saves and stops there)
+    device: str = "cpu"  # "cuda" trains on a GPU (checkpoints are the same CPU files)
     model: dict = field(default_factory=dict)
 
 
 def losses(model: AcousticModel, batch) -> dict[str, torch.Tensor]:
-    ids, dur, pitch, energy, feat = batch
+    ids, dur, pitch, energy, feat = (x.to(model.feat_mean.device) for x in batch)
     out = model(ids, dur, pitch, energy)
     m = model.cfg.n_mcep
     keep = (~out["frame_pad"]).float()[..., None]
@@ -81,11 +83,17 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
     from speechlm.text.tts_input import vocab_size
     from speechlm.train.batching import length_batches
     from speechlm.train.checkpoint import checkpoint_path, latest_checkpoint, load_train_state, save_checkpoint
-    from speechlm.train.schedule import warmup_cosine
+    from speechlm.train.schedule import BudgetedCosine
     from speechlm.train.seed import seed_everything
 
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
+    if cfg.device != "cpu" and not torch.cuda.is_available():
+        from speechlm.errors import SpeechLMError
+
+        raise SpeechLMError(f"device {cfg.device!r} asked for, but torch sees no GPU")
+    if cfg.device != "cpu":
+        torch.set_float32_matmul_precision("high")  # TF32 matrix products on the GPU
     base, stats = None, None
     if init is not None:
         from speechlm.errors import CheckpointError
@@ -117,8 +125,10 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
         sd = {k: v.float() for k, v in base.state_dict.items()}
         model.load_state_dict(widen_sub_frames(sd, ds.sub_frames) if init_sub != ds.sub_frames else sd)
         extra = {**(extra or {}), "init": base.model_id, "init_step": base.step}
+    model.to(cfg.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup, cfg.steps, cfg.final_lr))
+    lr_mult = BudgetedCosine(cfg.warmup, cfg.steps, cfg.final_lr, cfg.max_minutes)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_mult(s))  # a function: no state saved
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     step = 0
@@ -138,8 +148,10 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
     log = (out / "log.jsonl").open("a")
     bar = tqdm(total=cfg.steps, initial=step, desc="acoustic", disable=not progress)
     t0 = time.time()
+    lr_mult.start()
+    stop = False
     tr_frames = [int(u.dur.sum()) for u in tr]  # frames per training utterance, for length-bucketed batches
-    while step < cfg.steps:
+    while step < cfg.steps and not stop:
         for b in length_batches(tr_frames, cfg.batch_frames, rng):
             model.train()
             ls = losses(model, collate([tr[i] for i in b], ds.mean, ds.std))
@@ -150,7 +162,8 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
             sched.step()
             step += 1
             bar.update(1)
-            if step % cfg.log_every == 0:
+            stop = lr_mult.over
+            if step % cfg.log_every == 0 or stop:
                 row = {"step": step, "time": round(time.time() - t0, 1), "lr": sched.get_last_lr()[0],
                        **{k: round(float(v.detach()), 4) for k, v in ls.items()}}
                 if step % (cfg.log_every * 4) == 0:
@@ -161,12 +174,13 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 bar.set_postfix(loss=row["loss"], dur=row["dur"])
-            if step % cfg.save_every == 0 or step >= cfg.steps:
+            if step % cfg.save_every == 0 or step >= cfg.steps or stop:
                 save_checkpoint(checkpoint_path(out, step), model=model, config=config, step=step, optimizer=opt,
                                 scheduler=sched, extra=info)
-            if step >= cfg.steps:
+            if step >= cfg.steps or stop:
                 break
     bar.close()
+    log.close()
     return latest_checkpoint(out)
 
 

@@ -16,7 +16,6 @@ Loss: next-frame cross-entropy averaged over the ``K`` streams. AdamW, warm-up +
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
@@ -176,7 +175,7 @@ def train_aligned(features: str | os.PathLike, out: str | os.PathLike, cfg: Alig
     from speechlm.tokenizers.codec.api import Codec
     from speechlm.train.batching import length_batches
     from speechlm.train.checkpoint import checkpoint_path, latest_checkpoint, load_train_state, save_checkpoint
-    from speechlm.train.schedule import warmup_cosine
+    from speechlm.train.schedule import BudgetedCosine
     from speechlm.train.seed import seed_everything
 
     torch.set_num_threads(cfg.threads)
@@ -217,19 +216,8 @@ def train_aligned(features: str | os.PathLike, out: str | os.PathLike, cfg: Alig
     mcfg = model.cfg
     params = [p for n, p in model.named_parameters() if not n.startswith("nar.")]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
-    by_step = warmup_cosine(cfg.warmup, cfg.steps, cfg.final_lr)
-    clock = {"t0": time.time(), "base": 0.0}  # wall seconds of this session; base: those before a resume
-
-    def lr_mult(s: int) -> float:
-        # with a time budget the cosine ends at whichever comes first, the last step or the budget's end, so a
-        # slower machine (or a shared core) still anneals instead of stopping at a high learning rate
-        m = by_step(s)
-        if cfg.max_minutes > 0 and s >= cfg.warmup:
-            frac = min(1.0, (clock["base"] + time.time() - clock["t0"]) / (cfg.max_minutes * 60))
-            m = min(m, cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * frac)))
-        return m
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_mult)
+    lr_mult = BudgetedCosine(cfg.warmup, cfg.steps, cfg.final_lr, cfg.max_minutes)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_mult(s))  # a function: no state saved
     step = 0
     if last is not None:
         step = load_train_state(last, optimizer=opt, scheduler=sched).step
@@ -246,7 +234,7 @@ def train_aligned(features: str | os.PathLike, out: str | os.PathLike, cfg: Alig
                           "train_utterances": len(tr)}) + "\n")
     bar = tqdm(total=cfg.steps, initial=step, desc="aligned LM", disable=not progress)
     t0 = time.time()
-    clock["t0"] = t0
+    lr_mult.start()
     vrng = random.Random(cfg.seed + 1)
     val_prompts = pick_prompts(val, list(range(len(val))), cfg, vrng)
     stop = False
@@ -262,7 +250,7 @@ def train_aligned(features: str | os.PathLike, out: str | os.PathLike, cfg: Alig
             sched.step()
             step += 1
             bar.update(1)
-            stop = cfg.max_minutes > 0 and time.time() - t0 > cfg.max_minutes * 60
+            stop = lr_mult.over
             if step % cfg.log_every == 0 or stop or step >= cfg.steps:
                 row = {"step": step, "time": round(time.time() - t0, 1), "lr": sched.get_last_lr()[0],
                        "loss": round(float(loss.detach()), 4),
