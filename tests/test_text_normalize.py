@@ -32,6 +32,10 @@ from speechlm.text.normalize import normalize_for_wer, normalize_text
         ("cats vs. dogs", "cats versus dogs"),
         ("No. 7 & No. 8", "number seven and number eight"),
         ("“smart”  quotes’", '"smart" quotes\''),
+        ("press * to pause, press # to save", "press star to pause, press pound to save"),
+        ("Dial *69 or #5.", "Dial star sixty-nine or number five."),
+        ("Press *.", "Press star."),
+        ("C# and *bold* stay", "C# and *bold* stay"),
     ],
 )
 def test_english(text, expected):

@@ -5,7 +5,7 @@
 1. Unicode NFC (NFKC for ``cmn``/``ja``, which folds full-width digits and Latin), typographic quotes and dashes
    to ASCII, whitespace collapsed.
 2. Abbreviations (English: Mr., Mrs., Dr., St., Prof., etc., e.g., i.e., vs., No. before a number, ...; a few
-   per language for de, fr, es, it).
+   per language for de, fr, es, it) and, in English, telephone keys (``press * or #`` -> "press star or pound").
 3. Numbers, through num2words: currency (``$3.50`` -> "three dollars and fifty cents", ``€5`` / ``5 €``),
    percentages, times (``10:30`` -> "ten thirty", ``10:00`` -> "ten o'clock"), ordinals (``1st``; fr ``1er``/``2e``;
    es/it/pt ``1º``/``1ª``), years (English four-digit numbers 1100-2099 read as years: ``1984`` -> "nineteen
@@ -435,6 +435,12 @@ def _expand_abbreviations(text: str, lang: str) -> str:
         text = re.sub(r"\bSt\.", "Street", text)
         text = re.sub(r"\bNo\.\s*(?=\d)", "number ", text)
         text = re.sub(r"\s&\s", " and ", text)
+        # Telephone keys, as the prompts of a phone system say them: "press * or #" -> "press star or pound",
+        # "*69" -> "star 69", "#5" -> "number 5". Inside or after a word ("C#", "*bold*") they stay.
+        text = re.sub(r"(?<![\w*#])\*(?=\d)", "star ", text)
+        text = re.sub(r"(?<![\w*#])\*(?=[\s.,;:!?)]|$)", "star", text)
+        text = re.sub(r"(?<![\w*#])#(?=\d)", "number ", text)
+        text = re.sub(r"(?<![\w*#])#(?=[\s.,;:!?)]|$)", "pound", text)
 
         def repl(m: re.Match) -> str:
             word = _EN_ABBREV[m.group(1).lower()]
