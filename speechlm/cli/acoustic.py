@@ -51,9 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3; 3e-4 with --init)")
     p.add_argument("--batch-frames", type=int, default=3000,
                    help="20-ms frames per batch (default 3000; a GPU takes 10-20x more)")
-    p.add_argument("--d-model", type=int, default=192, help="width (default 192, as the shipped model)")
+    p.add_argument("--d-model", type=int, default=192, help="width (default 192)")
     p.add_argument("--layers", type=int, default=4, help="encoder and decoder blocks each (default 4)")
-    p.add_argument("--ff-kernel", type=int, default=3, help="feed-forward convolution width in frames (default 3)")
+    p.add_argument("--ff-kernel", type=int, default=5,
+                   help="feed-forward convolution width in frames (default 5, as the shipped model; 3 before it)")
     p.add_argument("--max-minutes", type=float, default=0.0,
                    help="a wall-time budget: the learning-rate cosine ends at the last step or at the budget, "
                         "whichever comes first, and training stops (and saves) there (0 = no limit)")
