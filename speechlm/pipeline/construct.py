@@ -20,8 +20,10 @@ previous one by 0.3-1.0 s, ~10 % followed by a long silence of 3-6 s. The backgr
 telephone band-limited (300-3400 Hz, through 8 kHz) and ~20 % clipped (gain so that ~1 % of samples exceed full
 scale). The ground truth per segment (one utterance): ``start``, ``end`` (s), ``speaker``, ``text``, ``lang``,
 ``gender``, ``pitch_mean_hz`` (:func:`speechlm.pipeline.tags.pitch_mean_hz` of the clean utterance),
-``speaking_rate`` (phones per second: G2P phones of the text over the utterance's duration, end silences trimmed
-at -40 dB), ``voice``, ``overlap`` (bool).
+``speaking_rate`` (phones per second: G2P phones of the text over the clean utterance's speech span, from the
+start of its first to the end of its last Silero VAD region: the tagger's own measure, so the benchmark scores its
+robustness to the background; a -40 dB trim of the recordings counted their breaths and room tone as speech),
+``voice``, ``overlap`` (bool).
 Per file: ``snr_db``, ``background`` kind, ``telephone``, ``clipped``, ``duration``, the stem paths.
 
 Command-line use without the CLI: ``python -m speechlm.pipeline.construct OUT --n 30 --seed 0``.
@@ -117,10 +119,10 @@ def trim(wav: np.ndarray, threshold_db: float = TRIM_DB) -> np.ndarray:
 
 
 def speaking_rate(wav: np.ndarray, text: str, lang: str, sr: int = SR) -> float:
-    """Phones per second of ``text`` over the end-trimmed duration of the clean ``wav [T]``."""
-    from speechlm.pipeline.tags import count_phones
+    """Phones per second of ``text`` over the speech span (Silero VAD) of the clean ``wav [T]``."""
+    from speechlm.pipeline.tags import count_phones, vad_span_s
 
-    dur = trim(wav).size / sr
+    dur = vad_span_s(wav, sr) if wav.size else 0.0
     return count_phones(text, lang) / dur if dur > 0 else 0.0
 
 
