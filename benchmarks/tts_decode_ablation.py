@@ -11,7 +11,7 @@ Variants (one model pass per sentence, every variant from the same parameters):
   q_src_only  quantised F0 / voicing / aperiodicity, unquantised envelope
 
 Sentences: the offline English pool (Debian fortunes) with seed 123, 5-18 words, none of the first 8200 drawn
-with seed 0 (the pool the 8000-sentence training corpus was drawn from; results before 2026-12-05 excluded only
+with seed 0 (the pool the 8000-sentence training corpus was drawn from; results before commit 9378ef4 excluded only
 the first 4000) — a development set, not the held-out test sentences.
 """
 
