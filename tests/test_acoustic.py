@@ -266,3 +266,19 @@ def test_the_f0_analysis_travels_from_the_cache_to_the_model_and_its_prompts(tmp
     wav = 0.1 * vowel / np.abs(vowel).max() + 0.2 * rng.standard_normal(len(t))  # noise above the vowel
     voiced = [frame_features(wav, analysis={"dio_threshold": th})[:, 41].mean() for th in (0.1, 0.3)]
     assert voiced[1] > voiced[0], voiced
+
+
+def test_acoustic_train_refuses_bad_settings_in_one_line_before_any_work(tmp_path, capsys):
+    from speechlm.cli import main
+
+    _tiny_cache(tmp_path / "a.npz", np.random.default_rng(0))
+    run = str(tmp_path / "run")
+    cases = [["--dropout", "1.0"], ["--layers", "0"], ["--d-model", "7"], ["--batch-frames", "10"],
+             ["--max-minutes", "-1"], ["--device", "tpu"]]
+    if not torch.cuda.is_available():
+        cases.append(["--device", "cuda"])
+    for extra in cases:
+        assert main(["acoustic", "train", str(tmp_path / "a.npz"), "--out", run, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("speechlm: error:") and "\n" not in err, err
+    assert not (tmp_path / "run" / "checkpoints").exists()

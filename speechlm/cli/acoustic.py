@@ -53,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="20-ms frames per batch (default 3000; a GPU takes 10-20x more)")
     p.add_argument("--d-model", type=int, default=192, help="width (default 192)")
     p.add_argument("--layers", type=int, default=4, help="encoder and decoder blocks each (default 4)")
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout in every block (default 0.1)")
     p.add_argument("--ff-kernel", type=int, default=5,
                    help="feed-forward convolution width in frames (default 5, as the shipped model; 3 before it)")
     p.add_argument("--max-minutes", type=float, default=0.0,
@@ -134,6 +135,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.batch_frames < 100 or args.d_model < 8 or args.d_model % 2 or args.layers < 1 or args.ff_kernel < 1:
         raise SpeechLMError("--batch-frames must be at least 100, --d-model even and at least 8, --layers and "
                             "--ff-kernel at least 1")
+    if not 0 <= args.dropout < 1:
+        raise SpeechLMError(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.max_minutes < 0 or args.device.split(":")[0] not in ("cpu", "cuda"):
         raise SpeechLMError(f"--max-minutes must be at least 0 and --device cpu or cuda, got {args.device}")
     from speechlm.lm.acoustic_train import AcousticTrainConfig, train_acoustic
@@ -144,7 +147,7 @@ def _train(args: argparse.Namespace) -> int:
         raise SpeechLMError(f"{args.codec} is not a source-filter codec")
     lr = args.lr if args.lr is not None else (3e-4 if args.init else 1e-3)
     model = {"d_model": args.d_model, "ff_dim": args.d_model * 8 // 3, "ff_kernel": args.ff_kernel,
-             "enc_layers": args.layers, "dec_layers": args.layers}
+             "enc_layers": args.layers, "dec_layers": args.layers, "dropout": args.dropout}
     cfg = AcousticTrainConfig(steps=args.steps, batch_frames=args.batch_frames, save_every=500, threads=args.threads,
                               lr=lr, warmup=100 if args.init else 400, max_minutes=args.max_minutes,
                               device=args.device, model=model)
