@@ -47,12 +47,9 @@ def pack(caches: list[str], out: str, max_utts: int = 0) -> None:
     q = np.clip(np.round((feat - lo) / scale), 0, LEVELS).astype(np.uint8)
     meta = {"manifests": sum((m.get("manifests", []) for m in metas), []), "analysis": metas[0].get("analysis"),
             "packed_from": caches}
-    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    tmp = out + ".partial.npz"
-    np.savez_compressed(tmp, feat_q=q, lo=lo, scale=scale.astype(np.float32), ids=ids.astype(np.int16),
-                        dur=dur.astype(np.int16), feat_len=fl.astype(np.int32), tok_len=tl.astype(np.int32),
-                        sub_frames=np.array(subs.pop()), meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
-    os.replace(tmp, out)
+    _write(out, np.savez_compressed, feat_q=q, lo=lo, scale=scale.astype(np.float32), ids=ids.astype(np.int16),
+           dur=dur.astype(np.int16), feat_len=fl.astype(np.int32), tok_len=tl.astype(np.int32),
+           sub_frames=np.array(subs.pop()), meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
     err = np.abs(q * scale + lo - feat).mean(0)
     print(f"{out}: {len(fl)} utterances, {len(feat)} frames, {os.path.getsize(out) / 2**20:.1f} MiB; "
           f"mean abs rounding error / std: {float((err / (feat.std(0) + 1e-6)).mean()):.4f}")
@@ -64,11 +61,17 @@ def unpack(packed: str, out: str) -> None:
         arrays = {"feat": feat.astype(np.float32), "ids": z["ids"].astype(np.int64), "dur": z["dur"].astype(np.int64),
                   "feat_len": z["feat_len"].astype(np.int64), "tok_len": z["tok_len"].astype(np.int64),
                   "sub_frames": z["sub_frames"], "meta": z["meta"]}
+    _write(out, np.savez, **arrays)
+    print(f"{out}: {len(arrays['feat_len'])} utterances, {len(feat)} frames")
+
+
+def _write(out: str, save, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` with ``save`` (np.savez or np.savez_compressed) to a temporary sibling, then move it into
+    place: a reader never sees half a file."""
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     tmp = out + ".partial.npz"
-    np.savez(tmp, **arrays)
+    save(tmp, **arrays)
     os.replace(tmp, out)
-    print(f"{out}: {len(arrays['feat_len'])} utterances, {len(feat)} frames")
 
 
 def main() -> int:
