@@ -142,6 +142,19 @@ def speed(x: np.ndarray, factor: float) -> np.ndarray:
     return soxr.resample(x, SR, SR / factor)
 
 
+def active_fraction(crop: np.ndarray, whole: np.ndarray, below_db: float = 30.0) -> float:
+    """The share of ``crop``'s 32-ms blocks within ``below_db`` of the loudest block of ``whole`` (how much of a
+    crop is speech rather than pause: the mark lives in the speech)."""
+    blk = 512
+
+    def levels(x: np.ndarray) -> np.ndarray:
+        n = len(x) // blk * blk
+        return 10 * np.log10(np.mean(x[:n].reshape(-1, blk).astype(np.float64) ** 2, 1) + 1e-12)
+
+    lc, lw = levels(crop), levels(whole)
+    return float(np.mean(lc > lw.max() - below_db)) if len(lc) and len(lw) else 0.0
+
+
 def make_attacks(rng: np.random.Generator) -> dict:
     def noise(x):
         return x + rng.standard_normal(len(x)).astype(np.float32) * np.sqrt(np.mean(x**2) / 10 ** (20 / 10))
@@ -270,6 +283,7 @@ def main() -> int:
     # Marked: PESQ, cost, robustness.
     attacks = make_attacks(rng)
     rows = {a: {"tp": 0, "n": 0, "bits": 0, "bits_n": 0} for a in attacks}
+    crops: list[tuple[float, bool]] = []  # (share of the 1-s crop that is speech, detected)
     by_source: dict[str, dict] = {}
     pesqs, embed_s, detect_s, audio_s = [], 0.0, 0.0, 0.0
     tts_embed_s = 0.0
@@ -292,6 +306,8 @@ def main() -> int:
             if a == "none":
                 detect_s += time.perf_counter() - t0
                 audio_s += len(z) / SR
+            if a == "crop_1s":
+                crops.append((active_fraction(z, y), bool(d.detected)))
             row = rows[a]
             row["n"] += 1
             bs = by_source.setdefault(src, {}).setdefault(a, [0, 0])
@@ -317,6 +333,8 @@ def main() -> int:
         "fpr": {"rate": fpr, "clips": n_null, "by_source": fp},
         "attacks": table,
         "tpr_by_source": {s: {a: v[0] / v[1] for a, v in d.items()} for s, d in by_source.items()},
+        "crop_by_activity": {k: {"n": len(v), "tpr": float(np.mean(v)) if v else None} for k, v in (
+            ("active_ge_0.7", [d for f, d in crops if f >= 0.7]), ("active_lt_0.7", [d for f, d in crops if f < 0.7]))},
         "cost": {"embed_ms_per_s": 1000 * embed_s / sum(len(c[2]) / SR for c in marked_set),
                  "tts_generation_s": gen_s, "tts_embed_s": tts_embed_s, "tts_audio_s": tts_audio_s,
                  "embed_over_generation": tts_embed_s / gen_s, "detect_xrt": audio_s / detect_s},
@@ -346,6 +364,12 @@ def to_markdown(r: dict) -> str:
         human = (v["tpr"] * (nh + nt) - (ours or 0.0) * nt) / max(nh, 1)  # pooled: all = human + ours
         lines.append(f"| {a} | {v['tpr']:.3f} | {human:.3f} | {'–' if ours is None else f'{ours:.3f}'} | {ba} | "
                      f"{ok(v['tpr'] >= t['tpr'])} |")
+    ca = r.get("crop_by_activity")
+    if ca:
+        part = "; ".join(f"{'at least' if k.endswith('ge_0.7') else 'under'} 70 %: {v['tpr']:.3f} of {v['n']}"
+                         for k, v in ca.items() if v["n"])
+        lines += ["", f"crop_1s by how much of the second is speech (32-ms blocks within 30 dB of the clip's loudest; "
+                      f"the mark is only in speech): {part}."]
     pe = r["pesq_wb"]
     src = ", ".join(f"{k} {v:.2f}" for k, v in sorted(pe["by_source"].items()))
     fpr = r["fpr"]
