@@ -206,8 +206,20 @@ def main() -> int:
     p.add_argument("--skip", default="", help="comma-separated parts to skip: w2,fast,memory")
     p.add_argument("--reuse", action="store_true", help="reuse complete fresh runs of an earlier invocation")
     p.add_argument("--json", action="store_true", help=f"write {RESULT.relative_to(ROOT)}")
+    p.add_argument("--clean", action="store_true",
+                   help="run on each constructed file's clean speech stem (stems/ID.speech.wav) instead of the mixture")
+    p.add_argument("--set", default=None, metavar="JSON",
+                   help='settings for the default runs, e.g. \'{"denoise_skip_snr_db": 15}\' (not with --json)')
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    if (args.set is not None or args.clean) and args.json:
+        raise SystemExit("--set and --clean change the benchmark: they do not write the results file (--json)")
+    try:
+        over = json.loads(args.set) if args.set is not None else None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"--set: not JSON ({exc})") from None
+    if over is not None and not isinstance(over, dict):
+        raise SystemExit("--set: expected a JSON object of settings")
     out = ROOT / args.out
     cons = ROOT / args.constructed
     if not (cons / "truth.json").is_file():
@@ -217,14 +229,17 @@ def main() -> int:
     truth = json.loads((cons / "truth.json").read_text())
     truth["files"] = truth["files"][: args.files]
     truth["_root"] = str(cons)
+    if args.clean:  # the same conversations without background, telephone band or clipping: the same truth
+        for f in truth["files"]:
+            f["audio"] = f"stems/{Path(f['audio']).stem}.speech.wav"
     inputs = [cons / f["audio"] for f in truth["files"]]
     raw_s = sum(f["duration"] for f in truth["files"])
     print(f"{len(inputs)} constructed files, {raw_s:.1f} s ({raw_s / 60:.1f} min); load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     runs: dict[str, Any] = {}
-    runs["default_w1"] = _run(inputs, out / "w1", 1, None, reuse=args.reuse)
+    runs["default_w1"] = _run(inputs, out / "w1", 1, over, reuse=args.reuse)
     if "w2" not in skip:
-        runs["default_w2"] = _run(inputs, out / "w2", 2, None, reuse=args.reuse)
+        runs["default_w2"] = _run(inputs, out / "w2", 2, over, reuse=args.reuse)
     if "fast" not in skip:
         runs["fast_w1"] = _run(inputs, out / "fast", 1, FAST, reuse=args.reuse)
     result: dict[str, Any] = {

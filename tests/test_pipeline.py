@@ -115,6 +115,17 @@ def test_config_files_and_digests(tmp_path):
     assert a.digest("filter") != b.digest("filter") and a.digest("tag") != b.digest("tag")
     c = PipelineConfig(min_avg_logprob=-0.5)  # a text gate: after the audio gates
     assert a.digest("filter") == c.digest("filter") and a.digest("transcribe") != c.digest("transcribe")
+    # an optional setting, off by default (null): a number turns it on, anything else is refused
+    p.write_text("denoise_skip_snr_db: 20\n")
+    assert PipelineConfig.load(p).denoise_skip_snr_db == 20.0
+    p.write_text("denoise_skip_snr_db: null\n")
+    assert PipelineConfig.load(p).denoise_skip_snr_db is None
+    p.write_text("denoise_skip_snr_db: loud\n")
+    with pytest.raises(SpeechLMError, match="must be a float"):
+        PipelineConfig.load(p)
+    with pytest.raises(SpeechLMError, match="finite"):
+        PipelineConfig(denoise_skip_snr_db=float("nan"))
+    assert a.digest("denoise") != PipelineConfig(denoise_skip_snr_db=20.0).digest("denoise")
 
 
 # ------------------------------------------------------------------------------------------ standardise
@@ -624,3 +635,39 @@ def test_a_missing_package_turns_a_stage_off_but_a_broken_speechlm_module_is_an_
     assert runner._optional("denoise", "denoise") is None
     with pytest.raises(ModuleNotFoundError):
         runner._optional("tags", "tag")
+
+
+def test_denoiser_skips_quiet_input(raw, tmp_path, monkeypatch):
+    """The SNR gate of stage 2 (``denoise_skip_snr_db``, off by default): a clean input passes through undenoised
+    (den.wav is std.wav), the same speech under white noise at 0 dB is denoised; the VAD-based SNR follows the noise
+    that was added."""
+    from speechlm.pipeline import runner
+    from speechlm.pipeline.denoise import speech_snr_db
+
+    calls = Counter()
+
+    def denoise(audio, sr):
+        calls["denoise"] += 1
+        return (0.5 * audio).astype(np.float32)
+
+    monkeypatch.setattr(runner, "_optional", lambda module, name: {"denoise": denoise}[name])
+    x, sr = sf.read(raw["a"], dtype="float32")
+    rng = np.random.default_rng(0)
+    speech_rms = float(np.sqrt(np.mean(x[np.abs(x) > 0.01 * np.abs(x).max()] ** 2)))
+    noisy = (x + rng.standard_normal(len(x)).astype(np.float32) * speech_rms).astype(np.float32)
+    sf.write(tmp_path / "noisy.wav", 0.5 * noisy / np.abs(noisy).max(), sr)
+    if sr == 16000:
+        assert speech_snr_db(x, sr) > 15.0 > 5.0 > speech_snr_db(noisy, sr)
+    assert PipelineConfig().denoise_skip_snr_db is None  # off by default: every input is denoised
+    cfg = PipelineConfig.from_dict({**FAST, "denoise": True, "denoise_skip_snr_db": 15})
+    runner.run_pipeline([raw["a"], tmp_path / "noisy.wav"], tmp_path / "out", cfg, backend="inline", progress=False)
+    assert calls["denoise"] == 1
+    done = {}
+    for d in (tmp_path / "out" / "work").iterdir():
+        res = json.loads((d / "denoise.json").read_text())
+        std, _ = sf.read(d / "std.wav", dtype="float32")
+        den, _ = sf.read(d / "den.wav", dtype="float32")
+        done["skipped" if res["skipped_s"] > 0 else "denoised"] = (res, np.abs(den - std).max())
+    assert set(done) == {"skipped", "denoised"}
+    assert done["skipped"][1] < 1e-4 and done["denoised"][1] > 0.01  # passed through vs halved by the stand-in
+    assert done["skipped"][0]["snr_db"][0] >= 15.0 > done["denoised"][0]["snr_db"][0]

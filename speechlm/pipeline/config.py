@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -32,6 +33,10 @@ class PipelineConfig:
     min_input_s: float = 1.0  # shorter (or empty) inputs are rejected
     # 2./3. the model-based stages (off when their module cannot run)
     denoise: bool = True
+    # a window whose SNR (denoise.speech_snr_db: speech vs non-speech frames of the VAD) is at least this is passed
+    # through undenoised, saving the denoiser's time; null (the default): always denoise. A trade: DNSMOS rejects
+    # more of the undenoised utterances (docs/pipeline.md#measured)
+    denoise_skip_snr_db: float | None = None
     diarise: bool = True
     window_s: float = 600.0  # denoise/diarise see at most this much audio at once (bounded memory)
     # 4. segment
@@ -71,6 +76,8 @@ class PipelineConfig:
             raise SpeechLMError(f"window_s must be at least 4 x max_utt_s ({4 * self.max_utt_s:g} s)")
         if self.shard_utts < 1 or self.asr_beam < 1:
             raise SpeechLMError("shard_utts and asr_beam must be >= 1")
+        if self.denoise_skip_snr_db is not None and not math.isfinite(self.denoise_skip_snr_db):
+            raise SpeechLMError(f"denoise_skip_snr_db must be a finite number or null, not {self.denoise_skip_snr_db}")
         if not 0 < self.vad_threshold < 1:
             raise SpeechLMError(f"vad_threshold must be in (0, 1), not {self.vad_threshold}")
 
@@ -84,7 +91,12 @@ class PipelineConfig:
         base = cls()
         kw: dict[str, Any] = {}
         for k, v in d.items():
+            if v is None and "None" in str(known[k].type):  # an optional setting switched off
+                kw[k] = None
+                continue
             want = type(getattr(base, k))
+            if getattr(base, k) is None:  # an optional setting off by default: its type from the annotation
+                want = {"float": float, "int": int, "str": str, "bool": bool}[str(known[k].type).split(" |")[0]]
             if want is float and isinstance(v, int) and not isinstance(v, bool):
                 v = float(v)
             if not isinstance(v, want) or (want is not bool and isinstance(v, bool)):
@@ -135,7 +147,7 @@ class PipelineConfig:
 # The settings each stage's result depends on, in stage order (a stage also depends on all earlier ones).
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "standardise": ("target_lufs", "max_gain_db", "min_input_s"),
-    "denoise": ("denoise", "window_s"),
+    "denoise": ("denoise", "window_s", "denoise_skip_snr_db"),
     "vad": ("vad_threshold", "min_speech_s"),
     "diarise": ("diarise",),
     "segment": ("min_pause_s", "pad_s", "min_utt_s", "max_utt_s"),

@@ -11,6 +11,11 @@ padded at the end), so the output lines up with the input sample for sample.
 When the package is missing (or its model does not match the pinned hash) :func:`denoise` falls back to a
 spectral-gating enhancer (:func:`spectral_gate`: noise floor per frequency from the quietest frames, a
 Wiener-like gain with a floor), logging a warning once.
+
+The pipeline skips the denoiser where the input is already quiet (``denoise_skip_snr_db``): :func:`speech_snr_db`
+measures the SNR with the voice activity detector (power of the frames it calls speech over that of the frames it
+calls non-speech), which follows music and babble, unlike an energy-quantile estimate (their pauses look like
+silence to it).
 """
 
 from __future__ import annotations
@@ -130,6 +135,26 @@ def denoise(audio: np.ndarray, sr: int, atten_lim_db: float = ATTEN_LIM_DB) -> n
     if y.size < x.size:
         y = np.pad(y, (0, x.size - y.size))
     return y[: x.size].astype(np.float32)
+
+
+def speech_snr_db(audio: np.ndarray, sr: int = 16000, min_frames: int = 10) -> float:
+    """SNR in dB of mono 16-kHz ``audio [T]``: mean power of the 32-ms frames Silero VAD calls speech (p > 0.8),
+    less the noise, over the mean power of those it calls non-speech (p < 0.2) -- the background under the speech
+    is taken to be what it is between the words. NaN when either kind has fewer than ``min_frames`` frames."""
+    from speechlm.pipeline.segment import FRAME_S, speech_probs
+
+    if sr != 16000:
+        raise ValueError(f"speech_snr_db takes 16 kHz audio, not {sr} Hz")
+    hop = round(FRAME_S * sr)
+    x = np.asarray(audio, np.float32).reshape(-1)
+    p = speech_probs([x])
+    n = min(len(p), len(x) // hop)
+    power = np.mean(x[: n * hop].astype(np.float64).reshape(n, hop) ** 2, axis=1)
+    speech, rest = power[p[:n] > 0.8], power[p[:n] < 0.2]
+    if len(speech) < min_frames or len(rest) < min_frames:
+        return float("nan")
+    noise = float(np.mean(rest)) + 1e-12
+    return float(10.0 * np.log10(max(float(np.mean(speech)) - noise, 1e-12) / noise))
 
 
 def si_sdr(est: np.ndarray, ref: np.ndarray) -> float:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections import Counter
@@ -153,20 +154,30 @@ def _stage_denoise(wd: WorkDir, cfg: PipelineConfig, duration: float) -> dict[st
         return {"applied": False, "reason": "speechlm.pipeline.denoise unavailable"}
     import soundfile as sf
 
+    from speechlm.pipeline.denoise import speech_snr_db
     from speechlm.utils.atomic import atomic_path
 
+    skip_db = cfg.denoise_skip_snr_db
+    windows, skipped_s, snrs = 0, 0.0, []
     with atomic_path(wd.root / "den.wav") as tmp, sf.SoundFile(str(tmp), "w", PIPELINE_SR, 1, subtype="PCM_16",
                                                                 format="WAV") as out:
         start = 0.0
         while start < duration:
             end = min(duration, start + cfg.window_s)
             x = np.concatenate(list(_file_blocks(wd.root / "std.wav", start, end)) or [np.zeros(0, np.float32)])
-            y = np.asarray(fn(x, PIPELINE_SR), np.float32)
-            if y.shape != x.shape:
-                raise SpeechLMError(f"denoise returned {y.shape} samples for {x.shape}")
+            snr = speech_snr_db(x, PIPELINE_SR) if skip_db is not None else float("nan")
+            snrs.append(None if math.isnan(snr) else round(snr, 1))
+            windows += 1
+            if skip_db is not None and snr >= skip_db:  # quiet (NaN: unknown, denoise): it would only cost speech
+                y = x
+                skipped_s += end - start
+            else:
+                y = np.asarray(fn(x, PIPELINE_SR), np.float32)
+                if y.shape != x.shape:
+                    raise SpeechLMError(f"denoise returned {y.shape} samples for {x.shape}")
             out.write(np.clip(y, -1.0, 1.0))
             start = end
-    return {"applied": True}
+    return {"applied": True, "windows": windows, "skipped_s": round(skipped_s, 3), "snr_db": snrs}
 
 
 def _stage_vad(wd: WorkDir, cfg: PipelineConfig, audio: Path) -> dict[str, Any]:
