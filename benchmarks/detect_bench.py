@@ -8,7 +8,8 @@ Human clips are the held-out recordings (asterisk-core en/fr/es/it, pocketsphinx
 synthetic clips are the corpus's ``test`` split (held-out espeak-ng variants and flite voices, held-out texts for
 Piper and speechlm's TTS, codec_sf resynthesis of held-out recordings, and the never-seen festival and
 codec_pitch). Anchors in the same run: a logistic regression on each clip's LFB mean and standard deviation
-(the classic LFCC + linear back-end, trained here on the same training clips), and AASIST's published EER on
+(60 bands whatever the model uses: the classic LFCC + linear back-end, trained here on the same training clips),
+and AASIST's published EER on
 ASVspoof 2019 LA (0.83 %, a different data set: quoted, not run).
 
 Writes docs/results/detect_bench__default.json (rendered into docs/safety.md by benchmarks/render_tables.py).
@@ -17,6 +18,7 @@ Writes docs/results/detect_bench__default.json (rendered into docs/safety.md by 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+ANCHOR_BANDS = 60  # the anchor's LFB bands (LFCC-style; fixed across models)
 AASIST = {"name": "AASIST (Jung et al. 2022), ASVspoof 2019 LA eval, published", "eer": 0.0083}
 
 
@@ -145,7 +148,8 @@ def main() -> int:
                    "benchmarks/detect_bench.py runs/detect/corpus" + (f" --model {args.model}" if args.model else ""),
     }
     if not args.no_anchor:
-        cfg = det.config.features
+        # the anchor's front end stays the classic one (60 bands) whatever the model uses, so it is comparable
+        cfg = dataclasses.replace(det.config.features, n_bands=ANCHOR_BANDS)
         train = [c for c in load_corpus(Path(args.corpus), ["train"]) if c.source not in UNSEEN]
         score = lfb_lr_anchor(train, cfg)
         ah = np.array([score(c.wav) for c in human])

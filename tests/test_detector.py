@@ -62,8 +62,9 @@ def test_eer():
 
 
 def test_net_takes_any_length_and_ignores_gain():
-    net = build_net(DetectorConfig(net=NetConfig(channels=16))).eval()
-    x = torch.randn(3, 60, 150)
+    cfg = DetectorConfig(net=NetConfig(channels=16))
+    net = build_net(cfg).eval()
+    x = torch.randn(3, cfg.features.n_bands, 150)
     with torch.no_grad():
         assert net(x).shape == (3,) and net(x[:, :, :7]).shape == (3,)
         assert torch.allclose(net(x), net(x + 2.0), atol=1e-5)

@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude", nargs="*", default=[], help="sources never to train on (besides test-only ones)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--bands", type=int, default=160,
+                   help="linear filterbank bands of the features, 0-8 kHz (default 160; the first model used 60)")
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -74,12 +76,15 @@ def _train(args: argparse.Namespace) -> int:
 
     from speechlm.errors import SpeechLMError
 
+    if not 8 <= args.bands <= 256:
+        raise SpeechLMError(f"--bands must be 8-256 (the STFT has 257 bins), not {args.bands}")
     if not list(Path(args.corpus).glob("*.npz")):
         raise SpeechLMError(f"{args.corpus}: no corpus (.npz) files; run `speechlm detector build` first")
+    from speechlm.safety.detector import DetectorConfig, FeatureConfig
     from speechlm.safety.detector_train import TrainConfig, train
 
     out = train(Path(args.corpus), Path(args.out), TrainConfig(
         max_steps=args.steps, max_minutes=args.minutes, seed=args.seed, threads=args.threads,
-        exclude=tuple(args.exclude)))
+        exclude=tuple(args.exclude), detector=DetectorConfig(features=FeatureConfig(n_bands=args.bands))))
     print(out)
     return 0

@@ -49,7 +49,7 @@ class FeatureConfig:
     sample_rate: int = 16000
     n_fft: int = 512
     hop_length: int = 160
-    n_bands: int = 60
+    n_bands: int = 160  # 50 Hz wide: finer than the 60 bands of the first model (docs/safety.md#detection)
     f_max: float = 8000.0
     segment_s: float = 2.0
 
