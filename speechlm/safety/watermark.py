@@ -67,7 +67,8 @@ CLOSED_LOOP = 1  # re-analyses of the marked audio
 SPEEDS = tuple(float(s) for s in np.linspace(0.95, 1.05, 7))
 WINDOW_BLOCKS = 30  # 0.96 s
 WINDOW_HOP = 6
-MIN_MARK_S = 3.0  # a marked span shorter than this (an edited word) is widened to it: 2 s of a mark can be missed
+MIN_MARK_S = 2.0  # a marked span shorter than this (an edited word) is widened to it (scheme 2 found 2-s spans
+# inside unmarked speech in 284 of 284 trials: docs/safety.md; scheme 1 needed 3 s)
 P_THRESHOLD = 2.5e-4  # file-level decision; checked against calibration speech in benchmarks/watermark_bench.py
 
 FAMILIES: dict[str, int] = {"unknown": 0, "tts_duration": 1, "lm": 2, "edit": 3, "semantic": 4, "vc": 5,
