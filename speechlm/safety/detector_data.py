@@ -15,8 +15,10 @@ Sources and splits (``train`` / ``valid`` are for training and choosing the thre
 - ``tts_duration`` (speechlm's default TTS), unprompted and prompted: train sentences vs held-out texts
   (prompts of the test clips come from held-out recordings);
 - ``codec_sf`` (speechlm's default codec) resynthesis: of training recordings (train) and of held-out ones (test);
+- ``codec_default`` (the plain neural RVQ codec) resynthesis of training recordings: train only;
 - unseen in training, test only: festival (kal/ked diphones, slt HTS, Italian diphones) and ``codec_pitch``
-  resynthesis (a neural RVQ codec) of held-out recordings: the hard cases.
+  resynthesis (a neural RVQ codec fine-tuned from ``codec_default`` with a pitch input and a harmonic decoder) of
+  held-out recordings: the hard cases.
 
 Codecs that only carry a person's voice (Opus, MP3, a telephone band) are channel effects, not synthesis: the
 same random :func:`channel_augment` is applied to both classes in training.
@@ -389,6 +391,9 @@ def build_corpus(out: Path, real: Path, tts: Callable[[str, int, np.ndarray | No
                                                resynth_sources("train", sizes.codec_train), "train"))
     make("codec_sf_test", lambda: codec_clips("codec_sf", codecs("codec_sf"),
                                               resynth_sources("test", sizes.codec_test), "test"))
+    # the plain neural RVQ codec (codec_pitch was fine-tuned from it): the training side's neural codec
+    make("codec_default_train", lambda: codec_clips("codec_default", codecs("codec_default"),
+                                                    resynth_sources("train", sizes.codec_train), "train"))
     make("codec_pitch_test", lambda: codec_clips("codec_pitch", codecs("codec_pitch"),
                                                  resynth_sources("test", sizes.codec_pitch_test), "test"))
     return written
