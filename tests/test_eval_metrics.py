@@ -95,3 +95,16 @@ def test_mcd_and_f0_identical_and_shifted():
     h = M.f0_metrics(x, z, 16000)
     assert h.rmse_cents == pytest.approx(100.0, abs=25.0)
     assert M.mcd(x, z, 16000) > M.mcd(x, x, 16000)
+
+
+def test_voiced_kept_clear_counts_clearly_voiced_frames():
+    x = _speechlike(2.0)
+    same = M.f0_metrics(x, x, 16000)
+    assert same.voiced_kept == 1.0 and same.voiced_kept_clear == 1.0
+    # The second half whispered (noise with the same envelope): its voiced frames are lost under both counts.
+    y = x.copy()
+    half = y.size // 2
+    noise = np.random.default_rng(3).standard_normal(y.size - half).astype(np.float32)
+    y[half:] = noise * np.abs(x[half:]).mean() * 2
+    lost = M.f0_metrics(x, y, 16000)
+    assert 0.3 < lost.voiced_kept < 0.7 and 0.3 < lost.voiced_kept_clear < 0.7

@@ -101,6 +101,7 @@ def _metrics(ref: np.ndarray, deg: np.ndarray, embedder) -> dict[str, float]:
     f0 = f0_metrics(ref, deg, SR)
     return {
         "voiced_kept": f0.voiced_kept,
+        "voiced_kept_clear": f0.voiced_kept_clear,
         "f0_median_cents": f0.median_cents,
         "pesq_wb": pesq_score(ref, deg, SR),
         "stoi": stoi_score(ref, deg, SR),
@@ -328,21 +329,22 @@ def to_markdown(r: dict) -> str:
         "(RTF = seconds of audio per second of compute; for Opus/Codec2 the encode column is one "
         "encode+decode round trip through the command-line tools).",
         "",
-        "| system | kbps (Opus: payload) | PESQ-WB | STOI | voiced kept | F0 err ¢ (median) | mel dist "
-        "| SI-SDR dB | spk sim | enc ×RT | dec ×RT | params M |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| system | kbps (Opus: payload) | PESQ-WB | STOI | voiced kept | clearly voiced kept "
+        "| F0 err ¢ (median) | mel dist | SI-SDR dB | spk sim | enc ×RT | dec ×RT | params M |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["rows"]:
         lines.append(
             f"| {row['system']} | {row['bitrate_kbps']:.2f} | {_f(row['pesq_wb'])} | {_f(row['stoi'], 3)} "
-            f"| {_f(row.get('voiced_kept', float('nan')), 3)} | {_f(row.get('f0_median_cents', float('nan')), 1)} "
+            f"| {_f(row.get('voiced_kept', float('nan')), 3)} | {_f(row.get('voiced_kept_clear', float('nan')), 3)} "
+            f"| {_f(row.get('f0_median_cents', float('nan')), 1)} "
             f"| {_f(row['mel_dist'], 3)} | {_f(row['si_sdr'], 1)} | {_f(row['spk_sim'], 3)} "
             f"| {_f(row['encode_rtf'], 1)} | {_f(row['decode_rtf'], 1)} | {_f(row['params_m'])} |"
         )
     enc = r.get("encodec_24k_random")
     if enc:
         lines.append(
-            f"| EnCodec 24 kHz arch (random weights, 6 kbps) | – | – | – | – | – | – | – | – "
+            f"| EnCodec 24 kHz arch (random weights, 6 kbps) | – | – | – | – | – | – | – | – | – "
             f"| {enc['encode_rtf']:.1f} | {enc['decode_rtf']:.1f} | {enc['params_m']:.2f} |"
         )
         s, sp = r["speedup_vs_encodec"], r["speed_best_of_3"]
