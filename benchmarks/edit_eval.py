@@ -29,6 +29,7 @@ def main() -> int:
     p.add_argument("--model", default=None, help="TTS model (default: the shipped default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-anchor", action="store_true", help="skip Piper reading the target sentences whole")
     args = p.parse_args()
 
     import torch
@@ -56,7 +57,15 @@ def main() -> int:
     judge = WhisperJudge.load("base", threads=args.threads)
     from speechlm.text.wer import word_errors
 
+    piper = None
+    if not args.no_anchor:
+        from speechlm.audio.io import resample
+        from speechlm.data.piper import joe
+
+        piper = joe(threads=args.threads)
+        (out / "piper").mkdir(exist_ok=True)
     rows, e_edit, e_orig, n_edit, n_orig, corrs, failed = [], 0, 0, 0, 0, [], []
+    e_anchor = n_anchor = 0
     x = int(XFADE_S * SR)
     for u in tqdm(sents, desc="edits"):
         words = u.text.split()
@@ -73,8 +82,18 @@ def main() -> int:
             continue
         save_audio(out / "edited" / f"{u.id}.wav", res.wav, SR)
         save_audio(out / "original" / f"{u.id}.wav", wav, SR)
-        c = word_errors(target, judge.transcribe(res.wav, SR, "en"))
+        hyp = judge.transcribe(res.wav, SR, "en")
+        c = word_errors(target, hyp)
         o = word_errors(u.text, judge.transcribe(wav, SR, "en"))
+        row_anchor = {}
+        if piper is not None:
+            pw = resample(piper.synthesize(target, noise_scale=0.667, noise_w=0.8), piper.sample_rate, SR)
+            save_audio(out / "piper" / f"{u.id}.wav", pw, SR)
+            hyp_a = judge.transcribe(pw, SR, "en")
+            a_err = word_errors(target, hyp_a)
+            e_anchor, n_anchor = e_anchor + a_err.errors, n_anchor + a_err.ref_len
+            row_anchor = {"wer_piper": a_err.rate, "new_word_heard_piper": new_word_heard(words, k, target, hyp_a),
+                          "hyp_piper": hyp_a}
         e_edit, n_edit, e_orig, n_orig = e_edit + c.errors, n_edit + c.ref_len, e_orig + o.errors, n_orig + o.ref_len
         # before the first edit the output starts as the input; after the last one it ends as the input (each
         # junction's crossfade, x samples, excluded)
@@ -84,27 +103,55 @@ def main() -> int:
         kept_in = np.concatenate([wav[: max(0, a - x)], wav[len(wav) - n_tail :]])
         corr = float(np.corrcoef(kept_out, kept_in)[0, 1]) if len(kept_out) > 100 and kept_in.std() > 0 else 1.0
         corrs.append(corr)
-        rows.append({"id": u.id, "text": u.text, "target": target, "wer": c.rate, "corr_outside": corr})
+        rows.append({"id": u.id, "text": u.text, "target": target, "wer": c.rate, "corr_outside": corr,
+                     "new_word_heard": new_word_heard(words, k, target, hyp), "hyp": hyp, **row_anchor})
     res = {"kind": "edit_eval", "command": "benchmarks/edit_eval.py --out runs/edit_eval" + (
                f" --n {args.n}" if args.n != 50 else ""), "n": len(rows), "failed": failed,
-           "model": str(args.model or "default"), "judge": "whisper-base",
+           "model": getattr(getattr(tts, "am", None), "model_id", None) or str(args.model or "default"),
+           "judge": "whisper-base",
            "wer_edited": e_edit / max(n_edit, 1), "wer_original": e_orig / max(n_orig, 1),
            "corr_outside_min": float(np.min(corrs)) if corrs else None,
-           "corr_outside_median": float(np.median(corrs)) if corrs else None, "rows": rows}
+           "corr_outside_median": float(np.median(corrs)) if corrs else None,
+           "new_word_heard": float(np.mean([r["new_word_heard"] for r in rows])) if rows else None}
+    if piper is not None and rows:
+        res.update({"wer_piper_target": e_anchor / max(n_anchor, 1),
+                    "new_word_heard_piper": float(np.mean([r["new_word_heard_piper"] for r in rows]))})
+    res["rows"] = rows
     (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
     summary = (f"{len(rows)} edits ({len(failed)} refused): WER edited {res['wer_edited']:.3f} (originals "
-               f"{res['wer_original']:.3f}); correlation outside the edits min {res['corr_outside_min']:.4f}, "
+               f"{res['wer_original']:.3f}"
+               + (f"; Piper reading the targets {res['wer_piper_target']:.3f}" if "wer_piper_target" in res else "")
+               + f"); new word heard {res['new_word_heard']:.2f}"
+               + (f" (Piper {res['new_word_heard_piper']:.2f})" if "new_word_heard_piper" in res else "")
+               + f"; correlation outside the edits min {res['corr_outside_min']:.4f}, "
                f"median {res['corr_outside_median']:.4f}")
     body = "".join(f"<tr><td>{html.escape(r['text'])}</td><td>{html.escape(r['target'])}</td>"
                    f"<td><audio controls preload='none' src='original/{r['id']}.wav'></audio></td>"
-                   f"<td><audio controls preload='none' src='edited/{r['id']}.wav'></audio></td></tr>"
+                   f"<td><audio controls preload='none' src='edited/{r['id']}.wav'></audio></td>"
+                   + (f"<td><audio controls preload='none' src='piper/{r['id']}.wav'></audio></td>" if piper else "")
+                   + "</tr>"
                    for r in rows[:20])
     (out / "index.html").write_text("<!doctype html><meta charset='utf-8'><title>speechlm edits</title>"
                                     f"<h1>Edits of held-out recordings</h1><p>{html.escape(summary)}</p><table>"
-                                    "<tr><th>original text</th><th>target</th><th>original</th><th>edited</th></tr>"
+                                    "<tr><th>original text</th><th>target</th><th>original</th><th>edited</th>"
+                                    + ("<th>Piper reads the target</th>" if piper else "") + "</tr>"
                                     + body + "</table>")
     print(summary)
     return 0
+
+
+def new_word_heard(words: list[str], k: int, target: str, hyp: str) -> bool:
+    """Whether the replaced word ``words[k]`` of ``target`` lies in a stretch of the normalised target that the
+    hypothesis matches (difflib's alignment of the two word sequences)."""
+    import difflib
+
+    from speechlm.text.wer import normalize_text
+
+    ref = normalize_text(target).split()
+    at = len(normalize_text(" ".join(words[:k])).split())  # the new word's index in the normalised target
+    hw = normalize_text(hyp).split()
+    blocks = difflib.SequenceMatcher(a=ref, b=hw, autojunk=False).get_matching_blocks()
+    return any(b.a <= at < b.a + b.size for b in blocks)
 
 
 if __name__ == "__main__":

@@ -122,13 +122,20 @@ def tts_lang_cer(r: dict) -> str:
 
 
 def edit_eval(r: dict) -> str:
-    return "\n".join([
+    lines = [
         f"{r['n']} edits of held-out recordings ({len(r['failed'])} refused), one word replaced each, judge "
         f"{r['judge']}, model `{r['model']}`", "", "| | value |", "|---|---|",
-        f"| WER of the edited audio against the target text | {r['wer_edited']:.3f} |",
-        f"| WER of the unedited recordings against their transcripts | {r['wer_original']:.3f} |",
-        f"| correlation with the original outside the edits (min / median) | {r['corr_outside_min']:.4f} / "
-        f"{r['corr_outside_median']:.4f} |"])
+        f"| WER of the edited audio against the target text | {r['wer_edited']:.3f} |"]
+    if "wer_piper_target" in r:
+        lines.append(f"| WER of Piper reading the target sentences whole (anchor) | {r['wer_piper_target']:.3f} |")
+    lines.append(f"| WER of the unedited recordings against their transcripts | {r['wer_original']:.3f} |")
+    if "new_word_heard" in r:
+        lines.append(f"| new word heard in the edited audio | {r['new_word_heard']:.2f} |")
+    if "new_word_heard_piper" in r:
+        lines.append(f"| new word heard, Piper reading the target whole (anchor) | {r['new_word_heard_piper']:.2f} |")
+    lines.append(f"| correlation with the original outside the edits (min / median) | {r['corr_outside_min']:.4f} / "
+                 f"{r['corr_outside_median']:.4f} |")
+    return "\n".join(lines)
 
 
 def serve_bench(r: dict) -> str:

@@ -12,7 +12,7 @@ import torch
 from lm_helpers import make_shards, train_tiny
 
 from speechlm.errors import CheckpointError
-from speechlm.tasks.edit import EditInputError, edit, frame_spans, pick_draw, word_diff
+from speechlm.tasks.edit import EditInputError, edit, frame_spans, pick_draw, with_context, word_diff
 from speechlm.tasks.tts import TTS, TTSInputError, fade_join, split_sentences
 
 pytestmark = [pytest.mark.needs_tool("espeak-ng"), pytest.mark.usefixtures("one_thread")]
@@ -142,6 +142,23 @@ def test_word_diff_and_spans() -> None:
     spans = frame_spans(changes, starts, ends, 1.8, 50.0, 90, max_spans=4)
     assert spans == [(13, 29), (53, 64)]  # (1.05 + 1.1) / 2 * 50 = 53.75, floored
     assert frame_spans(changes, starts, ends, 1.8, 50.0, 90, max_spans=1) == [(13, 64)]
+
+
+def test_with_context_widens_to_joined_neighbours() -> None:
+    # "the cat sat on the mat": a 0.3-s pause after "sat", words otherwise joined
+    spans = [(0.1, 0.3), (0.3, 0.55), (0.55, 0.8), (1.1, 1.3), (1.3, 1.45), (1.45, 1.8)]
+    # cat -> dog: "the" joins it on the left; on the right "sat" joins, then the pause stops it
+    assert with_context([(1, 2, 1, 2)], spans, 6) == [(0, 3, 0, 3)]
+    # mat -> big mat (two words for one): two neighbours on the left, the end of the sentence on the right
+    assert with_context([(5, 6, 5, 7)], spans, 7) == [(3, 6, 3, 7)]
+    # "on" after the pause: left stops at once, right takes "the" and "mat"
+    assert with_context([(3, 4, 3, 4)], spans, 6) == [(3, 6, 3, 6)]
+    # two changes whose widened ranges meet or touch are merged, in both index spaces
+    assert with_context([(1, 2, 1, 2), (4, 5, 4, 5)], spans, 6) == [(0, 6, 0, 6)]
+    assert with_context([(1, 2, 1, 2), (4, 5, 4, 5)], spans, 6, words=0) == [(1, 2, 1, 2), (4, 5, 4, 5)]
+    assert with_context([(1, 2, 1, 2), (5, 6, 6, 7)], spans, 6, words=0) == [(1, 2, 1, 2), (5, 6, 6, 7)]
+    # words=0 is the changed words alone
+    assert with_context([(1, 2, 1, 2)], spans, 6, words=0) == [(1, 2, 1, 2)]
 
 
 def test_pick_draw_prefers_a_stopped_draw_near_the_expected_length() -> None:
