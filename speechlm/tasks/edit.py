@@ -285,9 +285,10 @@ def _cut_points(spans: list[tuple[float, float]], total: float) -> list[float]:
 def edit_duration(tts, wav: np.ndarray, sr: int, transcript: str, target: str, lang: str = "en") -> EditResult:
     """Edit with the duration-based model (:class:`~speechlm.tasks.tts_duration.DurationTTS`): the target
     sentence is spoken in the recording's own voice (:meth:`DurationTTS.voice_shift` of the recording), and the
-    changed words' stretch of it (cut at the middles of the pauses around them, where the model's durations put
-    them) replaces the changed words' stretch of the recording (cut the same way, after forced alignment), at the
-    recording's loudness, with ``XFADE_S`` crossfades. Everything else is the original audio."""
+    stretch of it that holds the changed words and the unchanged words joined to them (:func:`with_context`), cut
+    at the middles of the pauses around them (where the model's durations put them), replaces the same stretch of
+    the recording (cut the same way, after forced alignment), at the recording's loudness, with ``XFADE_S``
+    crossfades. Everything else is the original audio."""
     from speechlm.text.g2p import resolve_lang
     from speechlm.text.tts_input import token_ids, tts_tokens
 
