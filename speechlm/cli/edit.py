@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         sub, "edit", "replace/insert/delete words of a recording", _edit,
         description="Word diff between --transcript (what IN.wav says) and --target -> forced alignment -> "
         "the changed words are made again in the recording's voice (default: the duration-based model speaks "
-        "the target in that voice and its stretch of the changed words is used; --model lm_default: codec LM "
+        "the target in that voice and its stretch of the changed words, with up to two joined neighbours on "
+        "each side (up to a pause), is used; --model lm_default: codec LM "
         "infilling) -> spliced into the original with 10 ms crossfades. Audio outside the edited spans is copied "
         "unchanged. The sampling options apply to codec LMs only.\n\n"
         "  speechlm edit in.wav --transcript \"the cat sat\" --target \"the dog sat\" -o out.wav")
