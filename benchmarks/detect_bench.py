@@ -82,6 +82,15 @@ def lfb_lr_anchor(train_clips, cfg) -> callable:
     return score
 
 
+def _threshold_rule(model: str | None) -> str:
+    """How the model's threshold was set: an ensemble's rule (``speechlm detector combine``), else the valid EER."""
+    from speechlm.safety.detector import resolve_model_dir
+
+    meta = json.loads((resolve_model_dir(model) / "config.json").read_text(encoding="utf-8"))
+    rule = (meta.get("extra") or {}).get("threshold_rule")
+    return rule or "valid EER point"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("corpus")
@@ -130,7 +139,7 @@ def main() -> int:
     ws, _, _ = _scores(det, wide)
     ts, _, _ = _scores(det, tel)
     result = {
-        "kind": "detect_bench", "model": det.model_id, "threshold": thr,
+        "kind": "detect_bench", "model": det.model_id, "threshold": thr, "threshold_rule": _threshold_rule(args.model),
         "params": sum(p.numel() for p in det.net.parameters()),
         "n_human": len(human), "n_synthetic": len(synth),
         "eer_seen_generators": overall,
@@ -184,7 +193,8 @@ def to_markdown(r: dict) -> str:
     sc = r["shortcut_tel_synthetic_vs_wideband_human"]
     lines = [
         f"`{r['model']}` ({r['params']} parameters), {r['n_human']} held-out human recordings vs {r['n_synthetic']} "
-        f"synthetic clips of held-out voices/texts/recordings; threshold {r['threshold']:.3f} (valid EER point)", "",
+        f"synthetic clips of held-out voices/texts/recordings; threshold {r['threshold']:.3f} "
+        f"({r.get('threshold_rule', 'valid EER point')})", "",
         "| condition | ours EER | LFB + logistic regression (anchor, same run) |", "|---|---|---|",
         f"| generators seen in training (held-out voices, texts) | {_pct(r['eer_seen_generators'])} | "
         f"{_pct(a.get('eer_seen_generators'))} |",

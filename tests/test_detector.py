@@ -185,3 +185,57 @@ def test_training_separates_a_toy_corpus(tmp_path):
         detector=DetectorConfig(net=NetConfig(channels=16))), log=lambda s: None)
     meta = json.loads((out / "config.json").read_text())
     assert meta["extra"]["valid_eer"] < 0.25
+
+
+def _toy_corpus(folder, rng) -> None:
+    """Tones (synthetic) and noise bursts (human), a quarter of them in the valid split."""
+    from speechlm.safety.detector_data import Clip, save_clips
+
+    t = np.arange(32000) / 16000
+    clips = []
+    for i in range(12):
+        split = "valid" if i % 4 == 0 else "train"
+        tone = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 300) * t)
+        clips.append(Clip(tone.astype(np.float32), 1, "tone", "t", split, f"t{i}"))
+        noise = 0.1 * rng.standard_normal(32000) * (np.abs(np.sin(2 * np.pi * 2 * t)) > 0.3)
+        clips.append(Clip(noise.astype(np.float32), 0, "human/noise", "n", split, f"n{i}"))
+    folder.mkdir()
+    save_clips(folder / "toy.npz", clips)
+
+
+def test_combine_averages_members_and_sets_the_threshold_on_valid_humans(tmp_path, capsys):
+    """`speechlm detector combine`: the ensemble's logits are its members' mean; its threshold is the stated
+    quantile of the human valid clips' scores; members that differ, or one member, are refused in one line."""
+    from speechlm.safety.detector import DetectorEnsemble
+    from speechlm.safety.detector_data import load_corpus
+    from speechlm.safety.detector_train import TrainConfig, clip_scores, featurize
+    from speechlm.train.checkpoint import save_checkpoint
+
+    rng = np.random.default_rng(0)
+    _toy_corpus(tmp_path / "c", rng)
+    cfg = DetectorConfig(net=NetConfig(channels=16))
+    nets = []
+    for k in range(2):
+        torch.manual_seed(k)
+        nets.append(build_net(cfg).eval())
+        save_checkpoint(tmp_path / f"m{k}", model=nets[-1], config={"detector": cfg.to_dict()}, step=5)
+    assert main(["detector", "combine", str(tmp_path / "m0"), str(tmp_path / "m1"), "--corpus", str(tmp_path / "c"),
+                 "-o", str(tmp_path / "ens"), "--false-alarm", "0.25"]) == 0
+    det = Detector.load(tmp_path / "ens")
+    assert isinstance(det.net, DetectorEnsemble) and det.config.net.members == 2
+    x = torch.randn(2, cfg.features.n_bands, 120)
+    with torch.no_grad():
+        assert torch.allclose(det.net(x), (nets[0](x) + nets[1](x)) / 2, atol=1e-5)
+    humans = [c for c in load_corpus(tmp_path / "c", ("valid",)) if c.label == 0]
+    items = featurize(humans, TrainConfig(detector=cfg, workers=1), log=lambda s: None)["valid"]
+    scores = clip_scores(det.net, [v for it in items for v in it.views])
+    assert det.threshold == pytest.approx(float(np.quantile(scores, 0.75)), abs=1e-5)
+    meta = json.loads((tmp_path / "ens" / "config.json").read_text())
+    assert meta["extra"]["member_steps"] == [5, 5] and "25%" in meta["extra"]["threshold_rule"]
+    capsys.readouterr()
+    wide = DetectorConfig(net=NetConfig(channels=32))
+    save_checkpoint(tmp_path / "m2", model=build_net(wide), config={"detector": wide.to_dict()}, step=5)
+    for argv in ([str(tmp_path / "m0"), str(tmp_path / "m2")], [str(tmp_path / "m0")]):
+        assert main(["detector", "combine", *argv, "--corpus", str(tmp_path / "c"), "-o", str(tmp_path / "bad")]) != 0
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and not (tmp_path / "bad").exists()

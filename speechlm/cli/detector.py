@@ -15,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         sub, "detector", help="build the synthetic-speech detector's corpus and train it",
         description="  speechlm detector build --real data/real -o runs/detect/corpus   # ~20 min on one core\n"
         "  speechlm detector train runs/detect/corpus -o runs/detect/model --minutes 15\n"
+        "  speechlm detector combine runs/detect/s0 runs/detect/s1 --corpus runs/detect/corpus -o runs/detect/ens\n"
         "  speechlm detect FILE --model runs/detect/model")
     p = add_command(cmds, "build", "render and read the corpus (human recordings, synthesizers, speechlm's TTS "
                     "and codecs) into OUT/<source>.npz", _build)
@@ -33,6 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--bands", type=int, default=160,
                    help="linear filterbank bands of the features, 0-8 kHz (default 160; the first model used 60)")
+    p = add_command(cmds, "combine", "average the logits of detectors trained alike (other seeds) into one, its "
+                    "threshold set on the corpus's human valid clips", _combine)
+    p.add_argument("models", nargs="+", help="two or more checkpoint folders of `speechlm detector train`")
+    p.add_argument("--corpus", required=True, help="the corpus folder they were trained on")
+    p.add_argument("-o", "--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--false-alarm", type=float, default=0.02,
+                   help="share of the human valid clips scored at or above the threshold (default 0.02)")
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -87,4 +95,17 @@ def _train(args: argparse.Namespace) -> int:
         max_steps=args.steps, max_minutes=args.minutes, seed=args.seed, threads=args.threads,
         exclude=tuple(args.exclude), detector=DetectorConfig(features=FeatureConfig(n_bands=args.bands))))
     print(out)
+    return 0
+
+
+def _combine(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from speechlm.errors import SpeechLMError
+
+    if not list(Path(args.corpus).glob("*.npz")):
+        raise SpeechLMError(f"{args.corpus}: no corpus (.npz) files; run `speechlm detector build` first")
+    from speechlm.safety.detector_train import combine
+
+    print(combine([Path(m) for m in args.models], Path(args.corpus), Path(args.out), args.false_alarm))
     return 0

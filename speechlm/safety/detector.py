@@ -61,6 +61,7 @@ class NetConfig:
     channels: int = 128
     dilations: tuple[int, ...] = (1, 2, 4)
     dropout: float = 0.2
+    members: int = 1  # > 1: an ensemble of that many nets whose logits are averaged (DetectorEnsemble)
 
 
 @dataclass(frozen=True)
@@ -182,8 +183,23 @@ class DetectorNet(nn.Module):
         return self.head(x).squeeze(-1)
 
 
-def build_net(cfg: DetectorConfig) -> DetectorNet:
-    return DetectorNet(cfg.features.n_bands, cfg.net.channels, cfg.net.dilations, cfg.net.dropout)
+class DetectorEnsemble(nn.Module):
+    """Several :class:`DetectorNet` trained alike (other seeds): the mean of their logits ``[B]``."""
+
+    def __init__(self, members: list[DetectorNet]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """feats ``[B, n_bands, T]`` -> logits ``[B]``."""
+        return torch.stack([m(feats) for m in self.members]).mean(0)
+
+
+def build_net(cfg: DetectorConfig) -> DetectorNet | DetectorEnsemble:
+    def one() -> DetectorNet:
+        return DetectorNet(cfg.features.n_bands, cfg.net.channels, cfg.net.dilations, cfg.net.dropout)
+
+    return one() if cfg.net.members <= 1 else DetectorEnsemble([one() for _ in range(cfg.net.members)])
 
 
 # ---------------------------------------------------------------------------------------------------- API
@@ -235,7 +251,7 @@ def resolve_model_dir(model: str | os.PathLike | None) -> Path:
 class Detector:
     """A loaded detector. ``Detector.load()`` is the shipped one; ``score_wav`` / ``score_file`` judge audio."""
 
-    def __init__(self, net: DetectorNet, config: DetectorConfig, model_id: str = "detector"):
+    def __init__(self, net: DetectorNet | DetectorEnsemble, config: DetectorConfig, model_id: str = "detector"):
         self.net = net.eval()
         self.config = config
         self.model_id = model_id

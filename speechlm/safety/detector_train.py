@@ -7,8 +7,12 @@ is drawn equally often (so espeak-ng's many clips do not drown Piper's), then a 
 64-201 frames (0.64-2 s). Binary cross-entropy, AdamW, warm-up then cosine decay, one CPU thread.
 
 The threshold saved with the model is the equal-error threshold on the ``valid`` clips (10 % of each human
-source; synthetic valid clips are the train sources' last 10 %). Test-only sources (festival, codec_pitch) and
-``--exclude`` sources are never read.
+source; synthetic valid clips are a seeded 10 % of each train source). Test-only sources (festival, codec_pitch)
+and ``--exclude`` sources are never read.
+
+:func:`combine` makes one detector of several trained alike (other seeds): their logits are averaged. The seeds'
+synthetic valid clips differ (each member trained on the others'), so its threshold comes from the human valid
+clips alone, which no member saw: the score that a stated share of them (``false_alarm``) reaches.
 """
 
 from __future__ import annotations
@@ -211,3 +215,50 @@ def train(corpus: Path, out: Path, cfg: TrainConfig = TrainConfig(), log=lambda 
                            extra={"name": "detector_default", "valid_eer": e, "history": history,
                                   "minutes": round((time.time() - t0) / 60, 2)},
                            data_summary=summary)
+
+
+def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0.02,
+            log=lambda s: print(s, flush=True)) -> Path:
+    """Average the logits of the detector checkpoints ``members`` (same features and net) into one checkpoint
+    ``out``; its threshold: the ``1 - false_alarm`` quantile of the scores of the corpus's human ``valid`` clips
+    (every view, as :func:`validate` scores them)."""
+    from dataclasses import replace
+
+    from speechlm.errors import SpeechLMError
+    from speechlm.safety.detector import Detector, DetectorEnsemble
+    from speechlm.train.checkpoint import check_destination, save_checkpoint
+
+    if len(members) < 2:
+        raise SpeechLMError("combining needs at least two detector checkpoints")
+    if not 0.0 < false_alarm < 0.5:
+        raise SpeechLMError(f"false_alarm must be in (0, 0.5), not {false_alarm}")
+    check_destination(out)
+    dets = [Detector.load(m) for m in members]
+    first = dets[0].config
+    for m, d in zip(members[1:], dets[1:]):
+        if d.config.features != first.features or replace(d.config.net, members=1) != replace(first.net, members=1):
+            raise SpeechLMError(f"{m}: features or net differ from {members[0]}'s; members must be trained alike")
+        if d.config.net.members != 1:
+            raise SpeechLMError(f"{m} is an ensemble already; combine single models")
+    net = DetectorEnsemble([d.net for d in dets]).eval()
+    cfg = TrainConfig(detector=first)
+    clips = [c for c in load_corpus(corpus, ("valid",)) if c.label == 0 and c.source not in UNSEEN]
+    if not clips:
+        raise SpeechLMError(f"{corpus}: no human valid clips to set the threshold on")
+    items = featurize(clips, cfg, log)["valid"]
+    scores = clip_scores(net, [v for it in items for v in it.views])
+    thr = float(np.quantile(scores, 1.0 - false_alarm))
+    log(f"{len(clips)} human valid clips ({len(scores)} views): threshold {thr:.4f} at {false_alarm:.1%} false alarms")
+    det = DetectorConfig(first.features, replace(first.net, members=len(dets)), round(thr, 6))
+    import json
+
+    from speechlm.safety.detector import resolve_model_dir
+
+    metas = [json.loads((resolve_model_dir(m) / "config.json").read_text(encoding="utf-8")) for m in members]
+    extra = {"name": "detector_default", "members": [d.model_id for d in dets],
+             "member_steps": [mt.get("step") for mt in metas],
+             "member_minutes": [(mt.get("extra") or {}).get("minutes") for mt in metas],
+             "threshold_rule": f"{false_alarm:.0%} false alarms on the human valid clips",
+             "valid_human_clips": len(clips)}
+    return save_checkpoint(out, model=net, config={"detector": det.to_dict()}, step=0, extra=extra,
+                           data_summary={"corpus": str(corpus), "members": [str(m) for m in members]})
