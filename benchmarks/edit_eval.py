@@ -2,11 +2,18 @@
 
     .venv/bin/python benchmarks/edit_eval.py --out runs/edit_eval            # 50 edits, ~5 min on 2 cores
 
+    .venv/bin/python benchmarks/edit_eval.py --out runs/edit_plausible --edits plausible
+
 Sentences: ``--n`` evenly spaced asterisk-core-sounds-en prompts of at least 4 words (held out). In each, one
-word (not the first) is replaced by a word of another of those sentences (seeded). Scored: Whisper-base WER of
-the edited audio against the target text, beside the WER of the unedited recording against its transcript; the
-waveform correlation of the audio before the first and after the last edited span (crossfades excluded) with
-the original, which the method copies unchanged. Writes OUT/results.json, OUT/index.html and the audio.
+word (not the first) is replaced (seeded): by default by any word of another of those sentences, which makes odd
+targets ("Press 5 to done the current message") that Whisper's language model resists; with ``--edits
+plausible`` by a word that follows the previous word (and, where one exists, precedes the next) somewhere in the
+prompt texts (:func:`plausible_edit`: "followed by the pound [sign]"). Scored: Whisper-base WER of the edited
+audio against the target text, beside the WER of the unedited recording against its transcript; whether the new
+word itself is heard (:func:`new_word_heard`); the waveform correlation of the audio before the first and after
+the last edited span (crossfades excluded) with the original, which the method copies unchanged. The same target
+sentences are read whole by Piper ``en_US-joe-medium`` as an anchor for what they allow (``--no-anchor`` skips
+it). Writes OUT/results.json, OUT/index.html and the audio.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-anchor", action="store_true", help="skip Piper reading the target sentences whole")
+    p.add_argument("--edits", choices=("random", "plausible"), default="random",
+                   help="random: any word of the other sentences; plausible: a word that follows the previous "
+                   "word (and precedes the next) somewhere in the prompt texts (see plausible_edit)")
     args = p.parse_args()
 
     import torch
@@ -67,10 +77,15 @@ def main() -> int:
     rows, e_edit, e_orig, n_edit, n_orig, corrs, failed = [], 0, 0, 0, 0, [], []
     e_anchor = n_anchor = 0
     x = int(XFADE_S * SR)
+    bigrams = word_bigrams(SENTENCES) if args.edits == "plausible" else set()
     for u in tqdm(sents, desc="edits"):
         words = u.text.split()
-        k = rng.randrange(1, len(words))
-        new = rng.choice([v for v in vocab if v != words[k].strip(".,?!").lower()])
+        choice = plausible_edit(words, bigrams, rng) if args.edits == "plausible" else None
+        if choice is not None:
+            k, new = choice
+        else:
+            k = rng.randrange(1, len(words))
+            new = rng.choice([v for v in vocab if v != words[k].strip(".,?!").lower()])
         tail = words[k][len(words[k].rstrip(".,?!")):]
         target = " ".join(words[:k] + [new + tail] + words[k + 1 :])
         wav = load_audio(u.audio_path(root), sr=SR)[0][0]
@@ -106,7 +121,8 @@ def main() -> int:
         rows.append({"id": u.id, "text": u.text, "target": target, "wer": c.rate, "corr_outside": corr,
                      "new_word_heard": new_word_heard(words, k, target, hyp), "hyp": hyp, **row_anchor})
     res = {"kind": "edit_eval", "command": "benchmarks/edit_eval.py --out runs/edit_eval" + (
-               f" --n {args.n}" if args.n != 50 else ""), "n": len(rows), "failed": failed,
+               f" --n {args.n}" if args.n != 50 else "") + (" --edits plausible" if args.edits == "plausible" else ""),
+           "edits": args.edits, "n": len(rows), "failed": failed,
            "model": getattr(getattr(tts, "am", None), "model_id", None) or str(args.model or "default"),
            "judge": "whisper-base",
            "wer_edited": e_edit / max(n_edit, 1), "wer_original": e_orig / max(n_orig, 1),
@@ -138,6 +154,40 @@ def main() -> int:
                                     + body + "</table>")
     print(summary)
     return 0
+
+
+def _key(w: str) -> str:
+    return w.strip(".,?!:;\"'").lower()
+
+
+def word_bigrams(manifest: str) -> set[tuple[str, str]]:
+    """Adjacent word pairs (lower case, outer punctuation stripped) of every transcript in ``manifest``."""
+    from speechlm.data.manifest import read_manifest
+
+    out: set[tuple[str, str]] = set()
+    for u in read_manifest(manifest):
+        ks = [_key(w) for w in u.text.split()]
+        out.update(zip(ks[:-1], ks[1:]))
+    return out
+
+
+def plausible_edit(words: list[str], bigrams: set[tuple[str, str]], rng) -> tuple[int, str] | None:
+    """A substitution a person might make: position ``k`` (not the first word) and a new word that follows
+    ``words[k-1]`` somewhere in the prompt texts and, where some such word also precedes ``words[k+1]``, one of
+    those; None when no position has a candidate. No hand-made lists: the texts' own bigrams decide."""
+    ks = [_key(w) for w in words]
+    options = []
+    for k in range(1, len(words)):
+        if not ks[k].isalnum():
+            continue
+        left = {b for a, b in bigrams if a == ks[k - 1] and b != ks[k] and b.isalnum()}
+        both = {v for v in left if k + 1 < len(ks) and (v, ks[k + 1]) in bigrams}
+        if both or left:
+            options.append((k, sorted(both or left)))
+    if not options:
+        return None
+    k, cands = options[rng.randrange(len(options))]
+    return k, rng.choice(cands)
 
 
 def new_word_heard(words: list[str], k: int, target: str, hyp: str) -> bool:

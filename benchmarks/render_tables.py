@@ -123,8 +123,9 @@ def tts_lang_cer(r: dict) -> str:
 
 def edit_eval(r: dict) -> str:
     lines = [
-        f"{r['n']} edits of held-out recordings ({len(r['failed'])} refused), one word replaced each, judge "
-        f"{r['judge']}, model `{r['model']}`", "", "| | value |", "|---|---|",
+        f"{r['n']} edits of held-out recordings ({len(r['failed'])} refused), one word replaced each "
+        f"({r.get('edits', 'random')} substitutions), judge {r['judge']}, model `{r['model']}`", "", "| | value |",
+        "|---|---|",
         f"| WER of the edited audio against the target text | {r['wer_edited']:.3f} |"]
     if "wer_piper_target" in r:
         lines.append(f"| WER of Piper reading the target sentences whole (anchor) | {r['wer_piper_target']:.3f} |")
