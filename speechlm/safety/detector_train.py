@@ -17,6 +17,7 @@ clips alone, which no member saw: the score that a stated share of them (``false
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -225,7 +226,7 @@ def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0
     from dataclasses import replace
 
     from speechlm.errors import SpeechLMError
-    from speechlm.safety.detector import Detector, DetectorEnsemble
+    from speechlm.safety.detector import Detector, DetectorEnsemble, resolve_model_dir
     from speechlm.train.checkpoint import check_destination, save_checkpoint
 
     if len(members) < 2:
@@ -235,11 +236,11 @@ def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0
     check_destination(out)
     dets = [Detector.load(m) for m in members]
     first = dets[0].config
-    for m, d in zip(members[1:], dets[1:]):
-        if d.config.features != first.features or replace(d.config.net, members=1) != replace(first.net, members=1):
-            raise SpeechLMError(f"{m}: features or net differ from {members[0]}'s; members must be trained alike")
+    for m, d in zip(members, dets):
         if d.config.net.members != 1:
             raise SpeechLMError(f"{m} is an ensemble already; combine single models")
+        if d.config.features != first.features or d.config.net != first.net:
+            raise SpeechLMError(f"{m}: features or net differ from {members[0]}'s; members must be trained alike")
     net = DetectorEnsemble([d.net for d in dets]).eval()
     cfg = TrainConfig(detector=first)
     clips = [c for c in load_corpus(corpus, ("valid",)) if c.label == 0 and c.source not in UNSEEN]
@@ -250,10 +251,6 @@ def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0
     thr = float(np.quantile(scores, 1.0 - false_alarm))
     log(f"{len(clips)} human valid clips ({len(scores)} views): threshold {thr:.4f} at {false_alarm:.1%} false alarms")
     det = DetectorConfig(first.features, replace(first.net, members=len(dets)), round(thr, 6))
-    import json
-
-    from speechlm.safety.detector import resolve_model_dir
-
     metas = [json.loads((resolve_model_dir(m) / "config.json").read_text(encoding="utf-8")) for m in members]
     extra = {"name": "detector_default", "members": [d.model_id for d in dets],
              "member_steps": [mt.get("step") for mt in metas],
