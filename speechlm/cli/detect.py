@@ -9,7 +9,7 @@ EPILOG = """\
 The score is the detector's probability that the speech was made by a synthesizer, vocoder or speech codec
 (speechlm's TTS and codecs, espeak-ng, flite, Piper, ...) rather than recorded from a person; `label` is
 "synthetic" when it reaches the model's threshold. A person through a telephone line, Opus or MP3 is human.
-Train your own with `speechlm detector build` and `speechlm detector train`; measured quality: docs/safety.md.
+Train your own with `speechlm detector build`, `train` and `combine`; measured quality: docs/safety.md.
 
   speechlm detect speech.wav
   speechlm detect speech.wav --json     # {"synthetic_score": 0.97, "label": "synthetic", "segments": [...], ...}
