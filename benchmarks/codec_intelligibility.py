@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,9 +59,23 @@ def main() -> int:
 
     conds: dict[str, callable] = {"original": lambda x: x}
     codec = Codec.load(args.model)
+    entropy = _entropy_model(args.model, codec.tokenizer_id)
+    packed: dict[str, list[float]] = {}  # condition -> [payload bits, seconds] of its packed tokens
+
+    def through(x, br, cond):
+        tok = codec.encode(x, 16000, br)
+        if entropy is not None:
+            from speechlm.tokenizers.packed import pack
+
+            info = pack(tok, entropy)[1]
+            acc = packed.setdefault(cond, [0.0, 0.0])
+            acc[0] += info.payload_bytes * 8
+            acc[1] += tok.duration
+        return codec.decode(tok)[0]
+
     for br in args.bitrate or codec.bitrates:
-        conds[f"{codec.name} {codec.encode(np.zeros(1600, np.float32), 16000, br).bitrate:g} kbps"] = (
-            lambda x, br=br: codec.decode(codec.encode(x, 16000, br))[0])
+        cond = f"{codec.name} {codec.encode(np.zeros(1600, np.float32), 16000, br).bitrate:g} kbps"
+        conds[cond] = lambda x, br=br, cond=cond: through(x, br, cond)
     for m in args.also:
         other = Codec.load(m)
         conds[f"{other.name} {other.bitrates[-1]:g} kbps"] = lambda x, c=other: c.decode(c.encode(x, 16000))[0]
@@ -81,18 +96,26 @@ def main() -> int:
         wer = rep.metric("wer")
         rows[cond] = {"wer": wer.value, "wer_ci": [wer.low, wer.high] if hasattr(wer, "low") else None,
                       "cer": rep.metric("cer").value, "seconds_to_make": round(time.time() - t0, 1)}
-    gt = rows["original"]["wer"]
-    lines = [f"{len(chosen)} held-out utterances of `{args.manifest}`, judge {args.judge}; target for a codec: "
-             f"WER <= 1.2 x original + 0.01 = {1.2 * gt + 0.01:.3f}", "",
-             "| condition | WER | CER | WER / original |", "|---|---|---|---|"]
-    for cond, r in rows.items():
-        lines.append(f"| {cond} | {r['wer']:.3f} | {r['cer']:.3f} | {r['wer'] / max(gt, 1e-9):.2f} |")
-    res = {"n": len(chosen), "manifest": args.manifest, "judge": args.judge, "rows": rows}
+        if cond in packed:
+            rows[cond]["packed_kbps"] = round(packed[cond][0] / packed[cond][1] / 1000, 3)
+    res = {"n": len(chosen), "manifest": args.manifest, "judge": args.judge, "rows": rows,
+           "entropy_model": None if entropy is None else entropy.id,
+           "command": ".venv/bin/python benchmarks/codec_intelligibility.py " + " ".join(sys.argv[1:]),
+           "date": time.strftime("%Y-%m-%d")}
+    from render_tables import codec_intel
+
+    lines = codec_intel(res).splitlines()
     (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     write_page(out, chosen, list(rows), lines)
     print("\n".join(lines))
     return 0
+
+
+def _entropy_model(model: str, tokenizer_id: str):
+    from speechlm.eval.codec_bench import _entropy_model as find
+
+    return find(model, tokenizer_id)
 
 
 def write_page(out: Path, utts: list, conds: list[str], table: list[str], n: int = 12,

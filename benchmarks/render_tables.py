@@ -36,10 +36,17 @@ def codec_bench(r: dict) -> str:
 def codec_intel(r: dict) -> str:
     gt = r["rows"]["original"]["wer"]
     lines = [f"{r['n']} held-out utterances of `{r['manifest']}`, judge {r['judge']}; a codec's target: WER <= "
-             f"1.2 x original + 0.01 = {1.2 * gt + 0.01:.3f}", "", "| condition | WER | CER | WER / original |",
-             "|---|---|---|---|"]
-    lines += [f"| {k} | {v['wer']:.3f} | {v['cer']:.3f} | {v['wer'] / max(gt, 1e-9):.2f} |"
-              for k, v in r["rows"].items()]
+             f"1.2 x original + 0.01 = {1.2 * gt + 0.01:.3f}", ""]
+    if any("packed_kbps" in v for v in r["rows"].values()):
+        lines += ["| condition | packed kbps | WER | CER | WER / original |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {_f(v.get('packed_kbps'))} | {v['wer']:.3f} | {v['cer']:.3f} | "
+                  f"{v['wer'] / max(gt, 1e-9):.2f} |" for k, v in r["rows"].items()]
+        lines += ["", "Packed kbps: the condition's tokens range-coded (`speechlm codec encode -o X.slc`, entropy "
+                  f"model `{r['entropy_model']}`), payload bits over these utterances' seconds."]
+    else:
+        lines += ["| condition | WER | CER | WER / original |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['wer']:.3f} | {v['cer']:.3f} | {v['wer'] / max(gt, 1e-9):.2f} |"
+                  for k, v in r["rows"].items()]
     return "\n".join(lines)
 
 

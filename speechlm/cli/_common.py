@@ -27,7 +27,7 @@ def add_command(sub: argparse._SubParsersAction, name: str, help: str, func, des
 
 # What each kind of output file may be: audio through save_audio (every format it writes), audio decoded
 # block by block to 16-bit PCM (lossless formats only), codec/semantic tokens.
-OUTPUT_KINDS = ("audio", "pcm16", "tokens", "json")
+OUTPUT_KINDS = ("audio", "pcm16", "tokens", "codec_tokens", "json")
 
 
 def check_output_file(path: str, kind: str) -> None:
@@ -50,6 +50,8 @@ def check_output_file(path: str, kind: str) -> None:
         allowed = sorted(e for e, (_, sub) in SAVE_FORMATS.items() if kind == "audio" or sub == "PCM_16")
     elif kind == "tokens":
         allowed = [".npz"]
+    elif kind == "codec_tokens":  # a codec's tokens: .npz, or packed (entropy-coded) .slc
+        allowed = [".npz", ".slc"]
     elif kind == "json":
         allowed = []
     else:

@@ -201,6 +201,7 @@ def run_bench(
 
     rows: list[dict] = []
     n_params = codec.num_params
+    entropy = _entropy_model(model, codec.tokenizer_id)
     counts = np.zeros((codec.num_codebooks, codec.cardinality))
     codec.encode(wavs[0][:SR], SR)  # warm-up (first-call allocations) before timing
     for other in also:  # other codecs at all their codebooks, in the same run (row RTFs: single passes)
@@ -208,7 +209,7 @@ def run_bench(
         oc.encode(wavs[0][:SR], SR)
         rows.append(_roundtrip_row(oc, wavs, None, embedder, oc.name, total_s))
     for br in brs:
-        rows.append(_roundtrip_row(codec, wavs, br, embedder, "ours", total_s, counts))
+        rows.append(_roundtrip_row(codec, wavs, br, embedder, "ours", total_s, counts, entropy))
 
     if baselines:
         with tempfile.TemporaryDirectory() as td:
@@ -253,6 +254,7 @@ def run_bench(
         "manifests": [str(m) for m in manifests],
         "split": split,
         "model": codec.tokenizer_id,
+        "entropy_model": None if entropy is None else entropy.id,
         "params_m": n_params / 1e6,
         "frame_rate": codec.frame_rate,
         "latency_ms": codec.latency_ms,
@@ -277,14 +279,31 @@ def run_bench(
     return result
 
 
+def _entropy_model(model: str | None, tokenizer_id: str):
+    """The token entropy model shipped beside the codec, when there is one fitted on its tokens (else None)."""
+    from speechlm.tokenizers.codec.api import resolve_model_dir
+    from speechlm.tokenizers.entropy import EntropyModelError
+    from speechlm.tokenizers.packed import entropy_model_for
+
+    try:
+        m = entropy_model_for(resolve_model_dir(model))
+    except EntropyModelError:
+        return None
+    return m if m.tokenizer == tokenizer_id else None
+
+
 def _roundtrip_row(codec, wavs: Sequence[np.ndarray], bitrate: float | None, embedder, label: str,
-                   total_s: float, counts: np.ndarray | None = None) -> dict:
+                   total_s: float, counts: np.ndarray | None = None, entropy=None) -> dict:
     """Encode and decode every clip at ``bitrate`` (timed, one pass) -> one table row; with ``counts``
-    ``[K, cardinality]``, full-bitrate code usage is added to it."""
+    ``[K, cardinality]``, full-bitrate code usage is added to it; with ``entropy`` (a token entropy model) each
+    clip's tokens are also packed, checked to unpack to the same codes, and the payload rate is reported."""
     from tqdm import tqdm
+
+    from speechlm.tokenizers.packed import pack
 
     per: list[dict[str, float]] = []
     t_enc = t_dec = 0.0
+    payload = 0
     for w in tqdm(wavs, desc=f"{label} {bitrate if bitrate is not None else 'all'} kbps", file=sys.stderr,
                   leave=False):
         t = time.perf_counter()
@@ -294,11 +313,19 @@ def _roundtrip_row(codec, wavs: Sequence[np.ndarray], bitrate: float | None, emb
         y, _ = codec.decode(toks)
         t_dec += time.perf_counter() - t
         per.append(_metrics(w, y, embedder))
+        if entropy is not None:
+            data, info = pack(toks, entropy)
+            if not np.array_equal(entropy.unpack(data[info.header_bytes:], *toks.codes.shape), toks.codes):
+                raise RuntimeError("packed tokens did not unpack to the same codes")
+            payload += info.payload_bytes
         if counts is not None and toks.num_codebooks == codec.num_codebooks:
             for k in range(toks.num_codebooks):
                 counts[k] += np.bincount(toks.codes[k].astype(np.int64), minlength=codec.cardinality)
-    return _row(f"{label} {toks.bitrate:g} kbps", toks.bitrate, per, total_s / t_enc, total_s / t_dec,
-                codec.num_params / 1e6)
+    row = _row(f"{label} {toks.bitrate:g} kbps", toks.bitrate, per, total_s / t_enc, total_s / t_dec,
+               codec.num_params / 1e6)
+    if entropy is not None:
+        row["packed_kbps"] = round(payload * 8 / total_s / 1000, 3)
+    return row
 
 
 def _row(
@@ -329,13 +356,14 @@ def to_markdown(r: dict) -> str:
         "(RTF = seconds of audio per second of compute; for Opus/Codec2 the encode column is one "
         "encode+decode round trip through the command-line tools).",
         "",
-        "| system | kbps (Opus: payload) | PESQ-WB | STOI | voiced kept | clearly voiced kept "
+        "| system | kbps (Opus: payload) | packed kbps | PESQ-WB | STOI | voiced kept | clearly voiced kept "
         "| F0 err ¢ (median) | mel dist | SI-SDR dB | spk sim | enc ×RT | dec ×RT | params M |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["rows"]:
         lines.append(
-            f"| {row['system']} | {row['bitrate_kbps']:.2f} | {_f(row['pesq_wb'])} | {_f(row['stoi'], 3)} "
+            f"| {row['system']} | {row['bitrate_kbps']:.2f} | {_f(row.get('packed_kbps'))} "
+            f"| {_f(row['pesq_wb'])} | {_f(row['stoi'], 3)} "
             f"| {_f(row.get('voiced_kept', float('nan')), 3)} | {_f(row.get('voiced_kept_clear', float('nan')), 3)} "
             f"| {_f(row.get('f0_median_cents', float('nan')), 1)} "
             f"| {_f(row['mel_dist'], 3)} | {_f(row['si_sdr'], 1)} | {_f(row['spk_sim'], 3)} "
@@ -344,7 +372,7 @@ def to_markdown(r: dict) -> str:
     enc = r.get("encodec_24k_random")
     if enc:
         lines.append(
-            f"| EnCodec 24 kHz arch (random weights, 6 kbps) | – | – | – | – | – | – | – | – | – "
+            f"| EnCodec 24 kHz arch (random weights, 6 kbps) | – | – | – | – | – | – | – | – | – | – "
             f"| {enc['encode_rtf']:.1f} | {enc['decode_rtf']:.1f} | {enc['params_m']:.2f} |"
         )
         s, sp = r["speedup_vs_encodec"], r["speed_best_of_3"]
@@ -355,6 +383,14 @@ def to_markdown(r: dict) -> str:
             f"{sp['encodec_encode']:.1f}× / decode {sp['encodec_decode']:.1f}×: "
             f"ratio encode {s['encode']:.1f}×, decode {s['decode']:.1f}×. "
             "(Row RTFs are single passes, noisier.)",
+        ]
+    if r.get("entropy_model"):
+        lines += [
+            "",
+            f"Packed kbps: the same tokens range-coded with the codec's token entropy model "
+            f"(`entropy@{r['entropy_model']}`, `speechlm codec encode -o X.slc`), payload bits of every clip "
+            "packed on its own over the clips' seconds; each clip's packed tokens were checked to unpack to the "
+            "same codes, so the quality columns hold for both rates.",
         ]
     if r.get("codebook_perplexity"):
         lines += [

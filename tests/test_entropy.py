@@ -1,0 +1,150 @@
+"""Lossless token packing: the range coder, the token entropy model, the ``.slc`` file and its commands."""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechlm.tokenizers.entropy import EntropyModelError, StreamSpec, TokenEntropyModel, quantise_rows
+from speechlm.tokenizers.entropy_fit import fit_entropy
+from speechlm.tokenizers.packed import load_packed, pack, read_header, save_packed
+from speechlm.tokenizers.rangecoder import RangeDecoder, RangeEncoder
+from speechlm.tokenizers.tokens import Tokens, TokensFileError
+
+SPECS = [StreamSpec("slow", 16, "previous"), StreamSpec("noise", 64, "none"), StreamSpec("big", 1024, "previous")]
+
+
+def _codes(rng: np.random.Generator, t: int, k: int = 3) -> np.ndarray:
+    """Streams with the structure the model exploits: a slow random walk, skewed noise, long runs."""
+    slow = np.clip(8 + np.cumsum(rng.choice([-1, 0, 0, 0, 1], t)), 0, 15)
+    noise = np.minimum(rng.geometric(0.3, t) - 1, 63)
+    big = np.repeat(rng.integers(0, 1024, t // 10 + 1), 10)[:t]
+    return np.stack([slow, noise, big])[:k]
+
+
+@pytest.mark.parametrize("alpha", [0.05, 1.0, 20.0])
+def test_range_coder_round_trip_near_entropy(alpha):
+    rng = np.random.default_rng(int(alpha * 100))
+    k, total = 300, 1 << 16
+    freqs = quantise_rows(np.round(rng.dirichlet(np.full(k, alpha)) * 1e9).astype(np.int64)[None])[0]
+    cum = np.concatenate([[0], np.cumsum(freqs)]).tolist()
+    sym = rng.choice(k, size=4000, p=freqs / total)
+    enc = RangeEncoder()
+    for s in sym:
+        enc.encode(cum[s], int(freqs[s]), total)
+    data = enc.finish()
+    dec = RangeDecoder(data)
+    out = []
+    for _ in sym:
+        s = bisect.bisect_right(cum, dec.target(total)) - 1
+        dec.consume(cum[s], cum[s + 1] - cum[s])
+        out.append(s)
+    assert out == sym.tolist()
+    ideal = -sum(math.log2(freqs[s] / total) for s in sym)
+    assert ideal <= len(data) * 8 <= ideal + 64  # within a flush of the ideal code length
+
+
+def test_quantise_rows_sum_and_floor():
+    f = quantise_rows(np.array([[0, 0, 5], [10**12, 1, 0], [0, 0, 0]]))
+    assert (f.sum(1) == 1 << 16).all() and (f >= 1).all()
+    assert f[0, 2] > f[0, 0] and f[1, 0] > f[1, 1] >= f[1, 2]
+
+
+def test_model_pack_unpack_exact_and_compresses():
+    rng = np.random.default_rng(0)
+    m = TokenEntropyModel.fit([_codes(rng, 500) for _ in range(20)], SPECS, "toy@0")
+    for t, k in ((0, 3), (1, 3), (777, 3), (300, 1), (300, 2)):
+        x = _codes(rng, t, k)
+        data = m.pack(x)
+        assert np.array_equal(m.unpack(data, k, t), x)
+        assert len(data) * 8 <= m.bits(x).sum() + 64
+    x = _codes(rng, 2000)
+    assert len(m.pack(x)) * 8 < 0.6 * 2000 * (4 + 6 + 10)  # well under the fixed-width size
+    b = m.bits(x) / 2000
+    assert b[0] < 1.5 and b[1] < 3.5 and b[2] < 8  # the walk, the skew, the runs
+
+
+def test_model_refuses_bad_codes():
+    m = TokenEntropyModel.fit([_codes(np.random.default_rng(1), 100)], SPECS, "toy@0")
+    with pytest.raises(EntropyModelError, match="outside"):
+        m.pack(np.array([[16], [0], [0]]))
+    with pytest.raises(EntropyModelError, match=r"\[k, T\]"):
+        m.pack(np.zeros((4, 5), np.int64))
+
+
+def test_save_load_same_model(tmp_path):
+    m = TokenEntropyModel.fit([_codes(np.random.default_rng(2), 300) for _ in range(5)], SPECS, "toy@0", 8)
+    m.save(tmp_path / "e.safetensors")
+    m2 = TokenEntropyModel.load(tmp_path / "e.safetensors")
+    x = _codes(np.random.default_rng(3), 400)
+    assert m2.id == m.id and m2.pack(x) == m.pack(x) and m2.smoothing == 8
+    (tmp_path / "bad.safetensors").write_bytes(b"not a model")
+    with pytest.raises(EntropyModelError, match="unreadable"):
+        TokenEntropyModel.load(tmp_path / "bad.safetensors")
+
+
+def test_fit_chooses_context_on_held_back_files():
+    rng = np.random.default_rng(4)
+    specs_names = [s.name for s in SPECS]
+    m, report = fit_entropy([_codes(rng, 400) for _ in range(10)], specs_names, [16, 64, 1024], "toy@0")
+    assert report.contexts == {"slow": "previous", "noise": "none", "big": "previous"}
+    assert [s.context for s in m.streams] == ["previous", "none", "previous"]
+
+
+def _tokens(codes: np.ndarray, tokenizer: str = "toy@0") -> Tokens:
+    return Tokens(codes=codes, sample_rate=16000, frame_rate=50.0, n_samples=codes.shape[1] * 320,
+                  tokenizer=tokenizer, bitrate=1.0)
+
+
+def test_packed_file_round_trip_and_damage(tmp_path):
+    rng = np.random.default_rng(5)
+    m = TokenEntropyModel.fit([_codes(rng, 300) for _ in range(5)], SPECS, "toy@0")
+    tok = _tokens(_codes(rng, 250))
+    path = tmp_path / "t.slc"
+    info = save_packed(path, tok, m)
+    back = load_packed(path, m)
+    assert np.array_equal(back.codes, tok.codes) and back.n_samples == tok.n_samples
+    assert back.tokenizer == tok.tokenizer and info.kbps == pytest.approx(info.payload_bytes * 8 / 5.0 / 1000)
+    data = path.read_bytes()
+    for damaged, msg in ((data[:-3], "truncated or altered"), (data[:-1] + bytes([data[-1] ^ 1]), "altered"),
+                         (b"RIFF" + data[4:], "not a packed")):
+        (tmp_path / "d.slc").write_bytes(damaged)
+        with pytest.raises(TokensFileError, match=msg):
+            load_packed(tmp_path / "d.slc", m)
+    other = TokenEntropyModel.fit([_codes(rng, 300) for _ in range(5)], SPECS, "toy@0", smoothing=4)
+    with pytest.raises(TokensFileError, match="packed with entropy model"):
+        load_packed(path, other)
+    with pytest.raises(EntropyModelError, match="fitted on"):
+        pack(_tokens(tok.codes, "other@1"), m)
+    assert read_header(path)[0]["frames"] == 250
+
+
+def test_cli_slc_round_trip_with_shipped_codec(tmp_path, capsys):
+    """``codec encode -o X.slc`` then ``decode`` gives the audio of the ``.npz`` route, and ``pack``/``unpack``
+    convert between the two exactly (the shipped default codec and its entropy model)."""
+    from speechlm.cli import main
+    from speechlm.tokenizers.tokens import load_tokens
+
+    t = np.arange(16000) / 16000
+    x = (0.3 * np.sin(2 * np.pi * (120 + 40 * t) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    sf.write(tmp_path / "in.wav", x, 16000)
+    npz, slc, slc2, back = (tmp_path / n for n in ("t.npz", "t.slc", "t2.slc", "back.npz"))
+    assert main(["codec", "encode", str(tmp_path / "in.wav"), "-o", str(npz), "--bitrate", "1.85"]) == 0
+    assert main(["codec", "encode", str(tmp_path / "in.wav"), "-o", str(slc), "--bitrate", "1.85"]) == 0
+    assert "packed" in capsys.readouterr().err
+    assert slc.stat().st_size < npz.stat().st_size
+    assert main(["codec", "pack", str(npz), "-o", str(slc2)]) == 0
+    assert main(["codec", "unpack", str(slc2), "-o", str(back)]) == 0
+    assert np.array_equal(load_tokens(back).codes, load_tokens(npz).codes)
+    assert main(["codec", "decode", str(slc), "-o", str(tmp_path / "a.wav")]) == 0
+    assert main(["codec", "decode", str(npz), "-o", str(tmp_path / "b.wav")]) == 0
+    a, _ = sf.read(tmp_path / "a.wav")
+    b, _ = sf.read(tmp_path / "b.wav")
+    assert np.array_equal(a, b)
+    (tmp_path / "cut.slc").write_bytes(slc.read_bytes()[:-2])
+    assert main(["codec", "decode", str(tmp_path / "cut.slc"), "-o", str(tmp_path / "c.wav")]) != 0
+    assert "truncated" in capsys.readouterr().err and not (tmp_path / "c.wav").exists()
