@@ -344,9 +344,19 @@ def _fit_entropy(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from speechlm.tokenizers.codec.api import Codec
+    from speechlm.tokenizers.codec.api import Codec, resolve_model_dir
+    from speechlm.tokenizers.entropy import EntropyModelError
+    from speechlm.tokenizers.packed import entropy_model_for
 
     c = Codec.load(args.model)
+    try:
+        em = entropy_model_for(resolve_model_dir(args.model))
+        ctx = [s.name for s in em.streams if s.context == "previous"]
+        packed = (f"packed (.slc): entropy model {em.id}, fitted on {em.tokenizer}"
+                  f"{'' if em.tokenizer == c.tokenizer_id else ' (another codec: not usable)'}; previous-frame "
+                  f"context for {', '.join(ctx) or 'no stream'}\n")
+    except EntropyModelError:
+        packed = "packed (.slc): no entropy model (speechlm codec fit-entropy)\n"
     streams = getattr(c, "stream_names", None)
     books = (", ".join(f"{s} {k}" for s, k in zip(streams, c.cardinalities)) if streams
              else f"{c.num_codebooks} x {c.cardinality}")
@@ -355,7 +365,7 @@ def _info(args: argparse.Namespace) -> int:
         f"frame_rate: {c.frame_rate:g} Hz\ncodebooks: {books}\n"
         f"bitrates (kbps): {', '.join(f'{b:g}' for b in c.bitrates)}\n"
         + (f"encoder: {c.encoder_name}\n" if hasattr(c, "encoder_name") else "")
-        + f"decoder: {c.decoder_name}\n"
+        + f"decoder: {c.decoder_name}\n" + packed
         + ("encoder: offline (level-1 semantic units need the whole input); decoding streams"
            if c.latency_ms is None else f"algorithmic latency: {c.latency_ms:g} ms")
     )
