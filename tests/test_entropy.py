@@ -124,8 +124,9 @@ def test_packed_file_round_trip_and_damage(tmp_path):
 
 
 def test_cli_slc_round_trip_with_shipped_codec(tmp_path, capsys):
-    """``codec encode -o X.slc`` then ``decode`` gives the audio of the ``.npz`` route, and ``pack``/``unpack``
-    convert between the two exactly (the shipped default codec and its entropy model)."""
+    """``pack``/``unpack`` convert between ``.npz`` and ``.slc`` exactly and ``decode`` reads both to the same audio;
+    ``encode -o X.slc`` packs, with ``--bitrate`` a ceiling on the packed rate (the shipped codec and its entropy
+    model)."""
     from speechlm.cli import main
     from speechlm.tokenizers.tokens import load_tokens
 
@@ -140,7 +141,7 @@ def test_cli_slc_round_trip_with_shipped_codec(tmp_path, capsys):
     assert main(["codec", "pack", str(npz), "-o", str(slc2)]) == 0
     assert main(["codec", "unpack", str(slc2), "-o", str(back)]) == 0
     assert np.array_equal(load_tokens(back).codes, load_tokens(npz).codes)
-    assert main(["codec", "decode", str(slc), "-o", str(tmp_path / "a.wav")]) == 0
+    assert main(["codec", "decode", str(slc2), "-o", str(tmp_path / "a.wav")]) == 0
     assert main(["codec", "decode", str(npz), "-o", str(tmp_path / "b.wav")]) == 0
     a, _ = sf.read(tmp_path / "a.wav")
     b, _ = sf.read(tmp_path / "b.wav")
@@ -148,3 +149,14 @@ def test_cli_slc_round_trip_with_shipped_codec(tmp_path, capsys):
     (tmp_path / "cut.slc").write_bytes(slc.read_bytes()[:-2])
     assert main(["codec", "decode", str(tmp_path / "cut.slc"), "-o", str(tmp_path / "c.wav")]) != 0
     assert "truncated" in capsys.readouterr().err and not (tmp_path / "c.wav").exists()
+    # --bitrate with a .slc output is a ceiling on the packed rate
+    from speechlm.tokenizers.entropy import TokenEntropyModel
+    from speechlm.tokenizers.packed import read_header
+
+    assert main(["codec", "encode", str(tmp_path / "in.wav"), "-o", str(tmp_path / "c.slc"), "--bitrate", "1.5"]) == 0
+    header, payload = read_header(tmp_path / "c.slc")
+    assert len(payload) * 8 / 1.0 / 1000 <= 1.5 and header["streams"] >= 4
+    em = TokenEntropyModel.load("speechlm/assets/codec_sf/entropy.safetensors")
+    assert em.expected_kbps[str(header["streams"])] <= 1.5
+    assert main(["codec", "encode", str(tmp_path / "in.wav"), "-o", str(tmp_path / "d.slc"), "--bitrate", "0.3"]) == 2
+    assert "lowest bitrate" in capsys.readouterr().err and not (tmp_path / "d.slc").exists()

@@ -54,7 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--bitrate",
         type=float,
         default=None,
-        help="kbps; picks the number of codebooks (default: all). Default codec: 1.35-3.85 kbps in 0.5 kbps steps",
+        help="kbps; picks the number of codebooks (default: all). Default codec: 1.35-3.85 kbps in 0.5 kbps steps. "
+        "With a .slc output it is the packed rate: the most codebooks whose packed rate the entropy model "
+        "expects at or under it (measured on its held-back files; the real rate varies with the content and "
+        "is printed)",
     )
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--f0-tracker", choices=("dio", "harvest"), default=None,
@@ -205,21 +208,49 @@ def _encode(args: argparse.Namespace) -> int:
         if not hasattr(codec, "f0_tracker"):
             raise SpeechLMError(f"--f0-tracker applies to the source-filter codec, not {codec.name}")
         codec.f0_tracker = args.f0_tracker
-    tokens = codec.encode_file(args.input, bitrate=args.bitrate)
-    rate = f"{tokens.bitrate:g} kbps"
-    if entropy is not None:
-        from speechlm.tokenizers.packed import save_packed
-
-        info = save_packed(args.output, tokens, entropy)
-        rate = f"packed {info.kbps:.3f} kbps ({tokens.bitrate:g} unpacked)"
-    else:
+    rate = ""
+    if entropy is None:
+        tokens = codec.encode_file(args.input, bitrate=args.bitrate)
         tokens.save(args.output)
+    else:
+        from speechlm.tokenizers.packed import pack, write_packed
+
+        # --bitrate is a ceiling on the packed rate: the deepest tokens expected to fit, one step shallower
+        # (encoded again) while the file's own rate is over it
+        choices = [None] if args.bitrate is None else _packed_choices(codec, entropy, args.bitrate)
+        for i, b in enumerate(choices):
+            tokens = codec.encode_file(args.input, bitrate=b)
+            data, info = pack(tokens, entropy)
+            if args.bitrate is None or info.kbps <= args.bitrate or i == len(choices) - 1:
+                break
+        write_packed(args.output, data)
+        over = args.bitrate is not None and info.kbps > args.bitrate
+        rate = f"packed {info.kbps:.3f} kbps{' (over --bitrate: the lowest depth)' if over else ''}, "
+    if not rate:
+        rate = f"{tokens.bitrate:g} kbps, "
+    else:
+        rate += f"{tokens.bitrate:g} unpacked, "
     print(
-        f"{args.output}: {tokens.num_codebooks} x {tokens.num_frames} codes, {rate}, "
+        f"{args.output}: {tokens.num_codebooks} x {tokens.num_frames} codes, {rate}"
         f"{tokens.duration:.2f} s, {tokens.tokenizer}",
         file=sys.stderr,
     )
     return 0
+
+
+def _packed_choices(codec, entropy, kbps: float) -> list[float]:
+    """Codec bitrates to try for a packed rate of at most ``kbps``, deepest first: from the one the entropy model
+    expects to fit down to the lowest. A one-line error when even the lowest is expected over ``kbps``."""
+    from speechlm.errors import SpeechLMError
+
+    rates = {codec.n_q_for(b): b for b in codec.bitrates}
+    if not entropy.expected_kbps:  # a model without recorded rates: --bitrate stays the tokens' rate
+        return [kbps]
+    k = entropy.streams_for_kbps(kbps, sorted(rates))
+    if k is None:
+        low = min(entropy.expected_kbps.values())
+        raise SpeechLMError(f"--bitrate {kbps:g}: packed, the lowest bitrate of this codec takes about {low:g} kbps")
+    return [rates[j] for j in sorted(rates, reverse=True) if j <= k]
 
 
 def _entropy_model(model_dir, tokenizer_id: str):
@@ -332,13 +363,13 @@ def _fit_entropy(args: argparse.Namespace) -> int:
     codes, hours = collect_codes(model_dir, args.data, args.max_hours, args.workers, args.seed)
     model, report = fit_entropy(codes, names, cards, codec.tokenizer_id, args.smoothing)
     report.hours = hours
-    model.save(args.output)
     prefix = len(names) - len(codec.bitrates)
+    model.expected_kbps = report.kbps_by_streams(codec.frame_rate, prefix)
+    model.save(args.output)
     summary = {"output": args.output, "entropy_id": model.id, "tokenizer": codec.tokenizer_id,
                "files": report.files, "hours": round(hours, 3), "contexts": report.contexts,
                "dev_bits_per_frame": {s: {c: round(b, 3) for c, b in d.items()} for s, d in report.dev_bits.items()},
-               "dev_kbps_by_depth": dict(zip([f"{b:g}" for b in codec.bitrates],
-                                             report.kbps_by_depth(codec.frame_rate, prefix)))}
+               "dev_kbps_by_depth": dict(zip([f"{b:g}" for b in codec.bitrates], model.expected_kbps.values()))}
     print(json.dumps(summary, indent=1))
     return 0
 

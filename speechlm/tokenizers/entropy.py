@@ -91,6 +91,9 @@ class TokenEntropyModel:
                 raise EntropyModelError(f"stream {s.name}: counts do not match its cardinality or context")
         self.streams, self.unigram, self.pairs = list(streams), unigram, pairs
         self.tokenizer, self.smoothing = tokenizer, int(smoothing)
+        # packed kbps the fit measured on its held-back files per number of streams coded ({"6": 1.05, ...}):
+        # descriptive (not part of the id), for choosing a depth by packed rate
+        self.expected_kbps: dict[str, float] = {}
         self._tables = [self._build(s, u, p) for s, u, p in zip(streams, unigram, pairs)]
 
     # --- fitting ---------------------------------------------------------------------------------
@@ -216,6 +219,7 @@ class TokenEntropyModel:
                 tensors[f"{s.name}.pair_index"] = np.ascontiguousarray(p[:, :2], np.uint16)
                 tensors[f"{s.name}.pair_count"] = np.ascontiguousarray(p[:, 2], np.int32)
         meta = {k: json.dumps(v) for k, v in self._meta().items()}
+        meta["expected_kbps"] = json.dumps(self.expected_kbps)
         with atomic_path(path, suffix=".safetensors") as tmp:
             save_file(tensors, str(tmp), metadata=meta)
 
@@ -246,7 +250,17 @@ class TokenEntropyModel:
             bad_values = p is not None and p.size and (p.min() < 0 or p[:, :2].max() >= s.cardinality)
             if bad_shape or bad_values:
                 raise EntropyModelError(f"{path}: stream {s.name}: malformed pair counts")
-        return cls(streams, unigram, pairs, str(meta.get("tokenizer", "")), int(meta.get("smoothing", 32)))
+        model = cls(streams, unigram, pairs, str(meta.get("tokenizer", "")), int(meta.get("smoothing", 32)))
+        exp = meta.get("expected_kbps") or {}
+        if isinstance(exp, dict):
+            model.expected_kbps = {str(k): float(v) for k, v in exp.items()}
+        return model
+
+    def streams_for_kbps(self, kbps: float, choices: list[int]) -> int | None:
+        """The most streams among ``choices`` whose expected packed rate is at most ``kbps`` (None: none fits,
+        or the fit recorded no rates)."""
+        fits = [k for k in choices if str(k) in self.expected_kbps and self.expected_kbps[str(k)] <= kbps + 1e-9]
+        return max(fits) if fits else None
 
 
 def _sparse(dense: np.ndarray) -> np.ndarray:

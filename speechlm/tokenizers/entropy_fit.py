@@ -33,10 +33,11 @@ class EntropyFitReport:
     dev_bits: dict[str, dict[str, float]]  # stream -> {context: bits per frame on the development files}
     contexts: dict[str, str]
 
-    def kbps_by_depth(self, frame_rate: float, prefix: int) -> list[float]:
-        """Development kbps of the first ``prefix + d`` streams under the chosen contexts, d = 1.. (depth)."""
+    def kbps_by_streams(self, frame_rate: float, prefix: int) -> dict[str, float]:
+        """Development kbps of the first ``k`` streams under the chosen contexts, ``k = prefix + 1 ..`` (each
+        depth of a codec whose first ``prefix`` streams are always coded)."""
         bits = [self.dev_bits[s][c] for s, c in self.contexts.items()]
-        return [round(sum(bits[:prefix + d]) * frame_rate / 1000, 3) for d in range(1, len(bits) - prefix + 1)]
+        return {str(k): round(sum(bits[:k]) * frame_rate / 1000, 3) for k in range(prefix + 1, len(bits) + 1)}
 
 
 def _encode_file(item: tuple[str, float], model: str) -> np.ndarray:

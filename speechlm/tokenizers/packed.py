@@ -67,13 +67,18 @@ def pack(tokens: Tokens, model: TokenEntropyModel) -> tuple[bytes, PackedInfo]:
     return head + payload, PackedInfo(len(payload), len(head), tokens.duration)
 
 
-def save_packed(path: str | os.PathLike, tokens: Tokens, model: TokenEntropyModel) -> PackedInfo:
-    """Write ``tokens`` packed to ``path`` atomically."""
+def write_packed(path: str | os.PathLike, data: bytes) -> None:
+    """Write the bytes :func:`pack` made to ``path`` atomically."""
     from speechlm.utils.atomic import atomic_path
 
-    data, info = pack(tokens, model)
     with atomic_path(path, suffix=SUFFIX) as tmp:
         Path(tmp).write_bytes(data)
+
+
+def save_packed(path: str | os.PathLike, tokens: Tokens, model: TokenEntropyModel) -> PackedInfo:
+    """Write ``tokens`` packed to ``path`` atomically."""
+    data, info = pack(tokens, model)
+    write_packed(path, data)
     return info
 
 
