@@ -50,6 +50,18 @@ def codec_intel(r: dict) -> str:
     return "\n".join(lines)
 
 
+def token_packing(r: dict) -> str:
+    lines = [f"{r['clips']} wideband held-out clips ({r['seconds']} s), `{r['model']}`, entropy model "
+             f"`{r['entropy_model']}`; kbps of each way of storing the same tokens (every clip on its own)", "",
+             "| tokens (fixed width) | ours, packed | zlib -9 | bz2 -9 | lzma -9e |", "|---|---|---|---|---|"]
+    lines += [f"| {x['fixed']:.2f} | **{x['ours']:.2f}** | {x['zlib']:.2f} | {x['bz2']:.2f} | {x['lzma']:.2f} |"
+              for x in r["rows"]]
+    lines += ["", "Bits per 20-ms frame under the entropy model (fixed width in brackets), all streams coded: "
+              + ", ".join(f"{k} {v:g} ({r['fixed_bits'][k]})" for k, v in r["bits_per_frame"].items())
+              + f". Pack + unpack: {r['pack_unpack_x_realtime']:g}x real time on one thread."]
+    return "\n".join(lines)
+
+
 def sf_refiner_ab(r: dict) -> str:
     lines = [f"{r['clips']} wideband held-out clips, `{r['model']}`", "", "| condition | PESQ-WB | STOI |",
              "|---|---|---|"]
@@ -189,7 +201,7 @@ def pipeline_models(r: dict) -> str:
 
 
 RENDERERS = {"serve_bench": serve_bench, "tts_eval": tts_eval, "edit_eval": edit_eval, "codec_bench": codec_bench,
-             "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab,
+             "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab, "token_packing": token_packing,
              "sf_streaming": sf_streaming, "detect_bench": detect_bench, "pipeline_bench": pipeline_bench,
              "watermark_bench": watermark_bench, "tts_lang_cer": tts_lang_cer}
 RENDERERS["pipeline_models"] = pipeline_models
