@@ -30,7 +30,7 @@ def main() -> int:
 
     from speechlm.audio.io import load_audio, save_audio
     from speechlm.data.manifest import Utterance, manifest_root, read_manifest, write_manifest
-    from speechlm.eval.codec_bench import codec2_roundtrip, opus_roundtrip
+    from speechlm.eval.codec_bench import codec2_roundtrip, entropy_model_or_none, opus_roundtrip
     from speechlm.eval.tts import evaluate_tts
     from speechlm.tokenizers.codec.api import Codec
 
@@ -59,7 +59,7 @@ def main() -> int:
 
     conds: dict[str, callable] = {"original": lambda x: x}
     codec = Codec.load(args.model)
-    entropy = _entropy_model(args.model, codec.tokenizer_id)
+    entropy = entropy_model_or_none(args.model, codec.tokenizer_id)
     packed: dict[str, list[float]] = {}  # condition -> [payload bits, seconds] of its packed tokens
 
     def through(x, br, cond):
@@ -110,12 +110,6 @@ def main() -> int:
     write_page(out, chosen, list(rows), lines)
     print("\n".join(lines))
     return 0
-
-
-def _entropy_model(model: str, tokenizer_id: str):
-    from speechlm.eval.codec_bench import _entropy_model as find
-
-    return find(model, tokenizer_id)
 
 
 def write_page(out: Path, utts: list, conds: list[str], table: list[str], n: int = 12,

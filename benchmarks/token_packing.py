@@ -53,7 +53,7 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(1)
     codec = Codec.load(args.model)
-    em = entropy_model_for(resolve_model_dir(args.model))
+    em = entropy_model_for(resolve_model_dir(args.model), codec.tokenizer_id)
     clips = [w for _, w in load_clips(args.data, "test", 40, args.max_seconds, min_rate=16000)]
     seconds = sum(len(w) for w in clips) / 16000
     rows, pack_s = [], 0.0

@@ -87,6 +87,18 @@ def test_save_load_same_model(tmp_path):
         TokenEntropyModel.load(tmp_path / "bad.safetensors")
 
 
+def test_entropy_model_beside_a_codec(tmp_path):
+    from speechlm.tokenizers.packed import entropy_model_for
+
+    with pytest.raises(EntropyModelError, match="no token entropy model"):
+        entropy_model_for(tmp_path)
+    TokenEntropyModel.fit([_codes(np.random.default_rng(6), 100)], SPECS, "toy@0").save(
+        tmp_path / "entropy.safetensors")
+    assert entropy_model_for(tmp_path, "toy@0").tokenizer == "toy@0"
+    with pytest.raises(EntropyModelError, match="fitted on 'toy@0' tokens, not 'toy@1'"):
+        entropy_model_for(tmp_path, "toy@1")
+
+
 def test_fit_chooses_context_on_held_back_files():
     rng = np.random.default_rng(4)
     specs_names = [s.name for s in SPECS]

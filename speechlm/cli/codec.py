@@ -199,11 +199,12 @@ def _encode(args: argparse.Namespace) -> int:
         raise SpeechLMError(f"--bitrate must be positive, got {args.bitrate}")
     _threads(args.threads)
     from speechlm.tokenizers.codec.api import Codec, resolve_model_dir
+    from speechlm.tokenizers.packed import entropy_model_for
 
     packed = args.output.lower().endswith(".slc")
     model_dir = resolve_model_dir(args.model)
     codec = Codec.load(model_dir)
-    entropy = _entropy_model(model_dir, codec.tokenizer_id) if packed else None  # checked before encoding
+    entropy = entropy_model_for(model_dir, codec.tokenizer_id) if packed else None  # checked before encoding
     if args.f0_tracker is not None:
         if not hasattr(codec, "f0_tracker"):
             raise SpeechLMError(f"--f0-tracker applies to the source-filter codec, not {codec.name}")
@@ -253,18 +254,6 @@ def _packed_choices(codec, entropy, kbps: float) -> list[float]:
     return [rates[j] for j in sorted(rates, reverse=True) if j <= k]
 
 
-def _entropy_model(model_dir, tokenizer_id: str):
-    """The token entropy model beside a codec, refused when it was fitted on another codec's tokens."""
-    from speechlm.tokenizers.entropy import EntropyModelError
-    from speechlm.tokenizers.packed import entropy_model_for
-
-    model = entropy_model_for(model_dir)
-    if model.tokenizer != tokenizer_id:
-        raise EntropyModelError(f"{model_dir}: its entropy model was fitted on {model.tokenizer!r} tokens, not "
-                                f"{tokenizer_id!r}: refit it with 'speechlm codec fit-entropy'")
-    return model
-
-
 def _model_for_tokens(tokenizer: str, model: str | None) -> str | None:
     """``--model`` if given, else the shipped codec a tokens file names (None: the default, checked later)."""
     if model is not None:
@@ -289,14 +278,11 @@ def _read_tokens(path: str, model: str | None):
         tokens = load_tokens(path)
         return tokens, _model_for_tokens(tokens.tokenizer, model)
     from speechlm.tokenizers.codec.api import resolve_model_dir
-    from speechlm.tokenizers.packed import load_packed, read_header
+    from speechlm.tokenizers.packed import entropy_model_for, load_packed, read_header
 
     header, _ = read_header(path)
     model = _model_for_tokens(str(header.get("tokenizer", "")), model)
-    model_dir = resolve_model_dir(model)
-    from speechlm.tokenizers.packed import entropy_model_for
-
-    return load_packed(path, entropy_model_for(model_dir)), model
+    return load_packed(path, entropy_model_for(resolve_model_dir(model))), model
 
 
 def _pack(args: argparse.Namespace) -> int:
@@ -307,12 +293,12 @@ def _pack(args: argparse.Namespace) -> int:
         raise SpeechLMError(f"{args.output}: a packed file ends in .slc")
     check_output_file(args.output, "codec_tokens")
     from speechlm.tokenizers.codec.api import resolve_model_dir
-    from speechlm.tokenizers.packed import save_packed
+    from speechlm.tokenizers.packed import entropy_model_for, save_packed
     from speechlm.tokenizers.tokens import load_tokens
 
     tokens = load_tokens(args.input)
     model_dir = resolve_model_dir(_model_for_tokens(tokens.tokenizer, args.model))
-    info = save_packed(args.output, tokens, _entropy_model(model_dir, tokens.tokenizer))
+    info = save_packed(args.output, tokens, entropy_model_for(model_dir, tokens.tokenizer))
     print(f"{args.output}: {info.payload_bytes} bytes of payload + {info.header_bytes} of header, "
           f"{info.kbps:.3f} kbps ({tokens.bitrate:g} unpacked), {tokens.duration:.2f} s", file=sys.stderr)
     return 0
@@ -362,7 +348,6 @@ def _fit_entropy(args: argparse.Namespace) -> int:
     cards = getattr(codec, "cardinalities", None) or [codec.cardinality] * codec.num_codebooks
     codes, hours = collect_codes(model_dir, args.data, args.max_hours, args.workers, args.seed)
     model, report = fit_entropy(codes, names, cards, codec.tokenizer_id, args.smoothing)
-    report.hours = hours
     prefix = len(names) - len(codec.bitrates)
     model.expected_kbps = report.kbps_by_streams(codec.frame_rate, prefix)
     model.save(args.output)

@@ -201,7 +201,7 @@ def run_bench(
 
     rows: list[dict] = []
     n_params = codec.num_params
-    entropy = _entropy_model(model, codec.tokenizer_id)
+    entropy = entropy_model_or_none(model, codec.tokenizer_id)
     counts = np.zeros((codec.num_codebooks, codec.cardinality))
     codec.encode(wavs[0][:SR], SR)  # warm-up (first-call allocations) before timing
     for other in also:  # other codecs at all their codebooks, in the same run (row RTFs: single passes)
@@ -279,17 +279,16 @@ def run_bench(
     return result
 
 
-def _entropy_model(model: str | None, tokenizer_id: str):
-    """The token entropy model shipped beside the codec, when there is one fitted on its tokens (else None)."""
+def entropy_model_or_none(model: str | None, tokenizer_id: str):
+    """The token entropy model shipped beside the codec when there is one fitted on its tokens, else None."""
     from speechlm.tokenizers.codec.api import resolve_model_dir
     from speechlm.tokenizers.entropy import EntropyModelError
     from speechlm.tokenizers.packed import entropy_model_for
 
     try:
-        m = entropy_model_for(resolve_model_dir(model))
+        return entropy_model_for(resolve_model_dir(model), tokenizer_id)
     except EntropyModelError:
         return None
-    return m if m.tokenizer == tokenizer_id else None
 
 
 def _roundtrip_row(codec, wavs: Sequence[np.ndarray], bitrate: float | None, embedder, label: str,

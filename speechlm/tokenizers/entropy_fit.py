@@ -29,7 +29,6 @@ class EntropyFitReport:
     """What :func:`fit_entropy` chose and measured: per stream the development bits per frame of each context."""
 
     files: int
-    hours: float
     dev_bits: dict[str, dict[str, float]]  # stream -> {context: bits per frame on the development files}
     contexts: dict[str, str]
 
@@ -99,4 +98,4 @@ def fit_entropy(codes: list[np.ndarray], names: list[str], cardinalities: list[i
     contexts = {n: min(dev_bits[n], key=dev_bits[n].get) if dev_bits[n] else "none" for n in names}
     specs = [StreamSpec(n, k, contexts[n]) for n, k in zip(names, cardinalities)]
     model = TokenEntropyModel.fit(codes, specs, tokenizer, smoothing)
-    return model, EntropyFitReport(len(codes), 0.0, dev_bits, contexts)
+    return model, EntropyFitReport(len(codes), dev_bits, contexts)

@@ -42,13 +42,18 @@ class PackedInfo:
         return self.payload_bytes * 8 / max(self.seconds, 1e-9) / 1000
 
 
-def entropy_model_for(model_dir: str | os.PathLike) -> TokenEntropyModel:
-    """The entropy model shipped beside a codec (``MODEL_DIR/entropy.safetensors``)."""
+def entropy_model_for(model_dir: str | os.PathLike, tokenizer_id: str | None = None) -> TokenEntropyModel:
+    """The entropy model shipped beside a codec (``MODEL_DIR/entropy.safetensors``); with ``tokenizer_id``, refused
+    when it was fitted on another codec's tokens (a codec re-exported into the folder)."""
     path = Path(model_dir) / ENTROPY_FILE
     if not path.is_file():
         raise EntropyModelError(f"codec {Path(model_dir).name} has no token entropy model ({ENTROPY_FILE}): fit "
                                 "one with 'speechlm codec fit-entropy', or keep its tokens as .npz")
-    return TokenEntropyModel.load(path)
+    model = TokenEntropyModel.load(path)
+    if tokenizer_id is not None and model.tokenizer != tokenizer_id:
+        raise EntropyModelError(f"{path} was fitted on {model.tokenizer!r} tokens, not {tokenizer_id!r}: refit it "
+                                "with 'speechlm codec fit-entropy'")
+    return model
 
 
 def pack(tokens: Tokens, model: TokenEntropyModel) -> tuple[bytes, PackedInfo]:
