@@ -172,3 +172,18 @@ def test_cli_slc_round_trip_with_shipped_codec(tmp_path, capsys):
     assert em.expected_kbps[str(header["streams"])] <= 1.5
     assert main(["codec", "encode", str(tmp_path / "in.wav"), "-o", str(tmp_path / "d.slc"), "--bitrate", "0.3"]) == 2
     assert "lowest bitrate" in capsys.readouterr().err and not (tmp_path / "d.slc").exists()
+
+
+def test_codec_bench_reads_targets_on_packed_rates():
+    from speechlm.eval.codec_bench import _targets_md
+
+    def row(system, packed, pesq, stoi):
+        return {"system": system, "packed_kbps": packed, "pesq_wb": pesq, "stoi": stoi}
+
+    r = {"rows": [row("ours 1.35 kbps", 0.7, 1.5, 0.84), row("ours 1.85 kbps", 1.2, 1.7, 0.87),
+                  row("ours 2.35 kbps", 1.7, 1.9, 0.89), row("ours 3.85 kbps", 3.1, 2.3, 0.95),
+                  row("codec2 3200", None, 1.6, 0.70), row("opus 6", None, 2.2, 0.90)]}
+    md = "\n".join(_targets_md(r))
+    assert "ours 1.85 kbps packed to 1.20 kbps" in md and "codec2 3200's 1.60 / 0.700: **met**" in md
+    assert "ours 2.35 kbps packed to 1.70 kbps" in md and "**not met**" in md  # 3.1 kbps is over the 3-kbps bound
+    assert _targets_md({"rows": [row("ours 1 kbps", None, 3.0, 0.99), row("opus 6", None, 2.2, 0.9)]}) == []

@@ -346,6 +346,29 @@ def _latency(ms: float | None) -> str:
     return "offline encoder (level-1 units need the whole input)" if ms is None else f"algorithmic latency {ms:g} ms"
 
 
+TARGETS = ((1.5, "codec2 3200"), (3.0, "opus 6"))  # issue 18: at <= kbps, at least this anchor's PESQ-WB and STOI
+
+
+def _targets_md(r: dict) -> list[str]:
+    """Issue 18's quality targets read on the packed rates: for each bound, our best row (by PESQ-WB) whose packed
+    rate is within it, against the anchor of the same run. Nothing when the run has no packed rates or anchor."""
+    rows = {x["system"]: x for x in r["rows"]}
+    out = []
+    for kbps, anchor in TARGETS:
+        ours = [x for x in r["rows"] if x["system"].startswith("ours") and x.get("packed_kbps") is not None
+                and x["packed_kbps"] <= kbps]
+        if not ours or anchor not in rows:
+            continue
+        best, a = max(ours, key=lambda x: x["pesq_wb"]), rows[anchor]
+        ok = [best["pesq_wb"] >= a["pesq_wb"], best["stoi"] >= a["stoi"]]
+        verdict = "met" if all(ok) else "STOI met, PESQ-WB not" if ok[1] else "PESQ-WB met, STOI not" if ok[0] \
+            else "not met"
+        out.append(f"- at ≤ {kbps:g} kbps: {best['system']} packed to {best['packed_kbps']:.2f} kbps, PESQ-WB "
+                   f"{best['pesq_wb']:.2f} / STOI {best['stoi']:.3f} against {anchor}'s {a['pesq_wb']:.2f} / "
+                   f"{a['stoi']:.3f}: **{verdict}**")
+    return ["", "Issue 18's quality targets, on the packed rates:", *out] if out else []
+
+
 def to_markdown(r: dict) -> str:
     lines = [
         f"# Codec benchmark ({r['clips']} clips, {r['seconds']} s; split {r['split']})",
@@ -391,6 +414,7 @@ def to_markdown(r: dict) -> str:
             "packed on its own over the clips' seconds; each clip's packed tokens were checked to unpack to the "
             "same codes, so the quality columns hold for both rates.",
         ]
+    lines += _targets_md(r)
     if r.get("codebook_perplexity"):
         lines += [
             "",
