@@ -209,10 +209,10 @@ def _encode(args: argparse.Namespace) -> int:
         if not hasattr(codec, "f0_tracker"):
             raise SpeechLMError(f"--f0-tracker applies to the source-filter codec, not {codec.name}")
         codec.f0_tracker = args.f0_tracker
-    rate = ""
     if entropy is None:
         tokens = codec.encode_file(args.input, bitrate=args.bitrate)
         tokens.save(args.output)
+        rate = f"{tokens.bitrate:g} kbps"
     else:
         from speechlm.tokenizers.packed import pack, write_packed
 
@@ -225,14 +225,10 @@ def _encode(args: argparse.Namespace) -> int:
             if args.bitrate is None or info.kbps <= args.bitrate or i == len(choices) - 1:
                 break
         write_packed(args.output, data)
-        over = args.bitrate is not None and info.kbps > args.bitrate
-        rate = f"packed {info.kbps:.3f} kbps{' (over --bitrate: the lowest depth)' if over else ''}, "
-    if not rate:
-        rate = f"{tokens.bitrate:g} kbps, "
-    else:
-        rate += f"{tokens.bitrate:g} unpacked, "
+        over = " (over --bitrate: the lowest depth)" if args.bitrate is not None and info.kbps > args.bitrate else ""
+        rate = f"packed {info.kbps:.3f} kbps{over}, {tokens.bitrate:g} unpacked"
     print(
-        f"{args.output}: {tokens.num_codebooks} x {tokens.num_frames} codes, {rate}"
+        f"{args.output}: {tokens.num_codebooks} x {tokens.num_frames} codes, {rate}, "
         f"{tokens.duration:.2f} s, {tokens.tokenizer}",
         file=sys.stderr,
     )
