@@ -187,3 +187,32 @@ def test_codec_bench_reads_targets_on_packed_rates():
     assert "ours 1.85 kbps packed to 1.20 kbps" in md and "codec2 3200's 1.60 / 0.700: **met**" in md
     assert "ours 2.35 kbps packed to 1.70 kbps" in md and "**not met**" in md  # 3.1 kbps is over the 3-kbps bound
     assert _targets_md({"rows": [row("ours 1 kbps", None, 3.0, 0.99), row("opus 6", None, 2.2, 0.9)]}) == []
+
+
+def test_fit_entropy_command(tmp_path, capsys):
+    """``speechlm codec fit-entropy`` on a tiny manifest: a model for the shipped codec's tokens, with a packed rate
+    per depth; a wrong output name is refused before any work."""
+    import json
+
+    from speechlm.cli import main
+    from speechlm.data.manifest import Utterance, write_manifest
+
+    rng = np.random.default_rng(7)
+    utts = []
+    for i in range(6):
+        t = np.arange(16000) / 16000
+        f0 = 100 + 60 * rng.random()
+        x = 0.3 * np.sin(2 * np.pi * f0 * t * (1 + 0.1 * t)) * (0.5 + 0.5 * np.sin(2 * np.pi * 2 * t + i))
+        sf.write(tmp_path / f"u{i}.wav", x.astype(np.float32), 16000)
+        utts.append(Utterance(id=f"u{i}", audio=f"u{i}.wav", text="", lang="en", speaker="s", duration=1.0,
+                              split="train"))
+    write_manifest(tmp_path / "m.jsonl", utts)
+    out = tmp_path / "e.safetensors"
+    assert main(["codec", "fit-entropy", "--data", str(tmp_path / "m.jsonl"), "-o", str(tmp_path / "e.bin")]) == 2
+    assert "safetensors" in capsys.readouterr().err
+    assert main(["codec", "fit-entropy", "--data", str(tmp_path / "m.jsonl"), "-o", str(out), "--workers", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    m = TokenEntropyModel.load(out)
+    assert m.id == summary["entropy_id"] and m.tokenizer.startswith("codec_sf@") and summary["files"] == 6
+    assert sorted(m.expected_kbps, key=int) == [str(k) for k in range(4, 10)]
+    assert list(m.expected_kbps.values()) == sorted(m.expected_kbps.values())  # deeper costs more
