@@ -364,9 +364,12 @@ def _info(args: argparse.Namespace) -> int:
     try:
         em = entropy_model_for(resolve_model_dir(args.model))
         ctx = [s.name for s in em.streams if s.context == "previous"]
+        rates = [em.expected_kbps.get(str(c.n_q_for(b))) for b in c.bitrates]
         packed = (f"packed (.slc): entropy model {em.id}, fitted on {em.tokenizer}"
                   f"{'' if em.tokenizer == c.tokenizer_id else ' (another codec: not usable)'}; previous-frame "
-                  f"context for {', '.join(ctx) or 'no stream'}\n")
+                  f"context for {', '.join(ctx) or 'no stream'}\n"
+                  + (f"packed kbps expected (its held-back files): {', '.join(f'{r:g}' for r in rates)}\n"
+                     if all(r is not None for r in rates) else ""))
     except EntropyModelError:
         packed = "packed (.slc): no entropy model (speechlm codec fit-entropy)\n"
     streams = getattr(c, "stream_names", None)
