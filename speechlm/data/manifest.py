@@ -112,3 +112,25 @@ def write_manifest(path: str | os.PathLike, utterances: Iterable[Utterance]) -> 
 def manifest_root(path: str | os.PathLike) -> Path:
     """The folder relative ``audio`` paths are resolved against."""
     return Path(path).resolve().parent
+
+
+def draw_train_utterances(manifests: list[str], max_hours: float | None, seed: int) -> tuple[list[str], float]:
+    """Audio paths of the manifests' ``split=train`` utterances in a seeded random order, up to ``max_hours`` (the
+    one that crosses it included; None: all), and their total seconds. Raises when there are none."""
+    import numpy as np
+
+    from speechlm.errors import SpeechLMError
+
+    utts = []
+    for m in manifests:
+        root = manifest_root(m)
+        utts += [(str(u.audio_path(root)), float(u.duration or 0.0)) for u in read_manifest(m) if u.split == "train"]
+    if not utts:
+        raise SpeechLMError("no utterances with split=train in " + ", ".join(manifests))
+    chosen, total = [], 0.0
+    for i in np.random.default_rng(seed).permutation(len(utts)):
+        if max_hours is not None and total >= max_hours * 3600:
+            break
+        chosen.append(utts[i][0])
+        total += utts[i][1]
+    return chosen, total

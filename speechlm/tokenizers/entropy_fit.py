@@ -57,22 +57,12 @@ def collect_codes(model: str, manifests: list[str], max_hours: float | None, wor
     """Codes ``[k, T]`` of the manifests' ``split=train`` utterances (see the module docstring), and their hours."""
     from tqdm import tqdm
 
-    from speechlm.data.manifest import manifest_root, read_manifest
+    from speechlm.data.manifest import draw_train_utterances
     from speechlm.tokenizers.codec.api import Codec
 
     bitrates = Codec.load(model).bitrates
-    utts = []
-    for m in manifests:
-        root = manifest_root(m)
-        utts += [(str(u.audio_path(root)), float(u.duration or 0.0)) for u in read_manifest(m) if u.split == "train"]
-    if not utts:
-        raise SpeechLMError("no utterances with split=train in " + ", ".join(manifests))
-    chosen, total = [], 0.0
-    for i in np.random.default_rng(seed).permutation(len(utts)):
-        if max_hours is not None and total >= max_hours * 3600:
-            break
-        chosen.append((utts[i][0], bitrates[len(chosen) % len(bitrates)]))
-        total += utts[i][1]
+    paths, total = draw_train_utterances(manifests, max_hours, seed)
+    chosen = [(p, bitrates[i % len(bitrates)]) for i, p in enumerate(paths)]
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         codes = list(tqdm(pool.map(partial(_encode_file, model=model), chosen, chunksize=4), total=len(chosen),
                           desc=f"encoding ({total / 3600:.2f} h)", unit="utt"))

@@ -76,21 +76,9 @@ def collect_features(manifests: list[str], max_hours: float, workers: int, seed:
     """5-ms WORLD frames of a random ``max_hours`` of the manifests' ``split=train`` utterances."""
     from tqdm import tqdm
 
-    from speechlm.data.manifest import manifest_root, read_manifest
+    from speechlm.data.manifest import draw_train_utterances
 
-    utts = []
-    for m in manifests:
-        root = manifest_root(m)
-        utts += [(u.audio_path(root), u.duration) for u in read_manifest(m) if u.split == "train"]
-    if not utts:
-        raise SpeechLMError("no utterances with split=train in " + ", ".join(manifests))
-    order = np.random.default_rng(seed).permutation(len(utts))
-    chosen, total = [], 0.0
-    for i in order:
-        if total >= max_hours * 3600:
-            break
-        chosen.append(str(utts[i][0]))
-        total += float(utts[i][1] or 0.0)
+    chosen, total = draw_train_utterances(manifests, max_hours, seed)
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         return list(tqdm(pool.map(partial(_analyze_file, dio_threshold=dio_threshold), chosen, chunksize=8),
                          total=len(chosen),
