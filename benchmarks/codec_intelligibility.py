@@ -15,6 +15,7 @@ default codec (issue 18): WER at most 1.2x the originals' + 0.01. Writes OUT/res
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -38,6 +39,9 @@ def main() -> int:
     p.add_argument("--manifest", required=True, help="held-out manifest (its split=test lines are used)")
     p.add_argument("--model", default="default", help="the codec under test")
     p.add_argument("--bitrate", type=float, action="append", default=[], help="its kbps (repeatable; default all)")
+    p.add_argument("--thin-bitrate", type=float, action="append", default=[],
+                   help="also this kbps as 'codec encode -o X.slc' packs it: quiet frames thinned, the audio decoded "
+                   "from what the packed file holds (repeatable; source-filter codec)")
     p.add_argument("--also", action="append", default=[], help="another codec at all its codebooks (repeatable)")
     p.add_argument("--opus", type=int, action="append", default=[], help="also Opus VBR at this many kbps")
     p.add_argument("--codec2", action="append", default=[], help="also Codec2 in this mode (3200, 1600, 700C)")
@@ -62,20 +66,28 @@ def main() -> int:
     entropy = entropy_model_or_none(args.model, codec.tokenizer_id)
     packed: dict[str, list[float]] = {}  # condition -> [payload bits, seconds] of its packed tokens
 
-    def through(x, br, cond):
+    def through(x, br, cond, thin=False):
         tok = codec.encode(x, 16000, br)
         if entropy is not None:
             from speechlm.tokenizers.packed import pack
 
-            info = pack(tok, entropy)[1]
+            depth = codec.frame_depth(tok.codes) if thin else None
+            info = pack(tok, entropy, depth)[1]
             acc = packed.setdefault(cond, [0.0, 0.0])
             acc[0] += info.payload_bytes * 8
             acc[1] += tok.duration
+            if depth is not None:
+                tok = dataclasses.replace(tok, codes=depth.apply(tok.codes))
         return codec.decode(tok)[0]
 
+    if args.thin_bitrate and (entropy is None or not hasattr(codec, "frame_depth")):
+        raise SystemExit("--thin-bitrate needs the source-filter codec with its token entropy model")
     for br in args.bitrate or codec.bitrates:
         cond = f"{codec.name} {codec.encode(np.zeros(1600, np.float32), 16000, br).bitrate:g} kbps"
         conds[cond] = lambda x, br=br, cond=cond: through(x, br, cond)
+    for br in args.thin_bitrate:
+        cond = f"{codec.name} {codec.encode(np.zeros(1600, np.float32), 16000, br).bitrate:g} kbps .slc"
+        conds[cond] = lambda x, br=br, cond=cond: through(x, br, cond, thin=True)
     for m in args.also:
         other = Codec.load(m)
         conds[f"{other.name} {other.bitrates[-1]:g} kbps"] = lambda x, c=other: c.decode(c.encode(x, 16000))[0]

@@ -43,6 +43,9 @@ def codec_intel(r: dict) -> str:
                   f"{v['wer'] / max(gt, 1e-9):.2f} |" for k, v in r["rows"].items()]
         lines += ["", "Packed kbps: the condition's tokens range-coded (`speechlm codec encode -o X.slc`, entropy "
                   f"model `{r['entropy_model']}`), payload bits over these utterances' seconds."]
+        if any(k.endswith(".slc") for k in r["rows"]):
+            lines[-1] += (" `.slc` rows: packed as `codec encode -o X.slc` packs by default (quiet frames keep fewer "
+                          "envelope stages), heard from what the packed file decodes to.")
     else:
         lines += ["| condition | WER | CER | WER / original |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['wer']:.3f} | {v['cer']:.3f} | {v['wer'] / max(gt, 1e-9):.2f} |"

@@ -1,4 +1,5 @@
-"""Lossless token packing: the range coder, the token entropy model, the ``.slc`` file and its commands."""
+"""Token packing: the range coder, the token entropy model, quiet frames packed shallower (``FrameDepth``), the
+``.slc`` file and its commands."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlm.tokenizers.entropy import EntropyModelError, StreamSpec, TokenEntropyModel, quantise_rows
+from speechlm.tokenizers.entropy import (
+    EntropyModelError,
+    FrameDepth,
+    StreamSpec,
+    TokenEntropyModel,
+    quantise_rows,
+)
 from speechlm.tokenizers.entropy_fit import fit_entropy
 from speechlm.tokenizers.packed import load_packed, pack, read_header, save_packed
 from speechlm.tokenizers.rangecoder import RangeDecoder, RangeEncoder
@@ -66,6 +73,28 @@ def test_model_pack_unpack_exact_and_compresses():
     assert len(m.pack(x)) * 8 < 0.6 * 2000 * (4 + 6 + 10)  # well under the fixed-width size
     b = m.bits(x) / 2000
     assert b[0] < 1.5 and b[1] < 3.5 and b[2] < 8  # the walk, the skew, the runs
+
+
+def test_frame_depth_packs_quiet_frames_shallower():
+    """Frames whose stream-0 code is low keep fewer streams; the decoder reads the depth from that code, so
+    unpacking gives the codes with the left-out streams filled, and the payload shrinks."""
+    rng = np.random.default_rng(3)
+    m = TokenEntropyModel.fit([_codes(rng, 500) for _ in range(20)], SPECS, "toy@0")
+    depth = FrameDepth(by=0, rules=((6, 1), (8, 2)), fill=(0, 5, 7))
+    x = _codes(rng, 1500)
+    kept = depth.kept(x)
+    assert set(np.unique(kept)) <= {1, 2, 3} and (kept[x[0] <= 6] == 1).all() and (kept[x[0] > 8] == 3).all()
+    y = depth.apply(x)
+    assert np.array_equal(y[0], x[0]) and (y[1][x[0] <= 6] == 5).all() and (y[2][x[0] <= 8] == 7).all()
+    assert np.array_equal(y[:, x[0] > 8], x[:, x[0] > 8])
+    data = m.pack(y, kept)
+    assert np.array_equal(m.unpack(data, 3, 1500, depth), y)
+    assert len(data) < len(m.pack(x)) and len(data) * 8 <= m.bits(y, kept).sum() + 64
+    assert np.array_equal(m.unpack(m.pack(y[:2], depth.kept(y[:2])), 2, 1500, depth), y[:2])  # fewer streams
+    for bad in (FrameDepth(0, ((6, 0),), (0, 5, 7)), FrameDepth(0, ((6, 1),), (0, 64, 7)),
+                FrameDepth(3, ((6, 1),), (0, 5, 7)), FrameDepth(0, ((8, 2), (6, 1)), (0, 5, 7))):
+        with pytest.raises(EntropyModelError, match="frame depth"):
+            m.unpack(data, 3, 1500, bad)
 
 
 def test_model_refuses_bad_codes():
@@ -135,6 +164,43 @@ def test_packed_file_round_trip_and_damage(tmp_path):
     assert read_header(path)[0]["frames"] == 250
 
 
+def test_packed_file_with_frame_depth(tmp_path):
+    rng = np.random.default_rng(5)
+    m = TokenEntropyModel.fit([_codes(rng, 400) for _ in range(10)], SPECS, "toy@0")
+    depth = FrameDepth(by=0, rules=((7, 1),), fill=(0, 0, 0))
+    tok = _tokens(_codes(rng, 600))
+    save_packed(tmp_path / "a.slc", tok, m, depth)
+    header, _ = read_header(tmp_path / "a.slc")
+    assert header["depth"] == {"by": 0, "rules": [[7, 1]], "fill": [0, 0, 0]}
+    assert np.array_equal(load_packed(tmp_path / "a.slc", m).codes, depth.apply(tok.codes))
+    raw = (tmp_path / "a.slc").read_bytes().replace(b'"by":0', b'"by":9')
+    (tmp_path / "b.slc").write_bytes(raw)
+    with pytest.raises(TokensFileError, match="frame depth"):
+        load_packed(tmp_path / "b.slc", m)
+
+
+def test_source_filter_frame_depth_thins_only_quiet_frames():
+    """The shipped codec's rule: a loud stretch keeps every stage, a stretch 70 dB quieter (WORLD's gain floors
+    about 50 dB down) keeps one or two, the rest filled with each stage's entry nearest zero."""
+    from speechlm.tokenizers.codec.api import Codec
+
+    codec = Codec.load("sf")
+    t = np.arange(32000) / 16000
+    x = 0.3 * np.sin(2 * np.pi * (130 + 30 * t) * t) * (0.7 + 0.3 * np.sin(2 * np.pi * 3 * t))
+    x[16000:] *= 10 ** (-70 / 20)
+    tok = codec.encode(x.astype(np.float32), 16000)
+    depth = codec.frame_depth(tok.codes)
+    kept = depth.kept(tok.codes)
+    assert (kept[5:45] == tok.num_codebooks).all() and (kept[55:95] <= 5).all() and (kept[55:95] == 4).any()
+    y = depth.apply(tok.codes)
+    assert np.array_equal(y[:, :50], tok.codes[:, :50])
+    rest = codec.quantizer.rest_codes
+    assert all((y[3 + s, 55:95] == rest[s]).all() for s in range(2, len(rest)))
+    books = codec.quantizer.env_codebooks
+    assert all(np.linalg.norm(books[s][rest[s]]) <= np.linalg.norm(books[s], axis=1).min() + 1e-6
+               for s in range(len(rest)))
+
+
 def test_cli_slc_round_trip_with_shipped_codec(tmp_path, capsys):
     """``pack``/``unpack`` convert between ``.npz`` and ``.slc`` exactly and ``decode`` reads both to the same audio;
     ``encode -o X.slc`` packs, with ``--bitrate`` a ceiling on the packed rate (the shipped codec and its entropy
@@ -165,11 +231,18 @@ def test_cli_slc_round_trip_with_shipped_codec(tmp_path, capsys):
     from speechlm.tokenizers.entropy import TokenEntropyModel
     from speechlm.tokenizers.packed import read_header
 
-    assert main(["codec", "encode", str(tmp_path / "in.wav"), "-o", str(tmp_path / "c.slc"), "--bitrate", "1.5"]) == 0
+    wav = str(tmp_path / "in.wav")
+    assert main(["codec", "encode", wav, "-o", str(tmp_path / "c.slc"), "--bitrate", "1.5", "--full-depth"]) == 0
     header, payload = read_header(tmp_path / "c.slc")
-    assert len(payload) * 8 / 1.0 / 1000 <= 1.5 and header["streams"] >= 4
+    assert len(payload) * 8 / 1.0 / 1000 <= 1.5 and header["streams"] >= 4 and "depth" not in header
     em = TokenEntropyModel.load("speechlm/assets/codec_sf/entropy.safetensors")
     assert em.expected_kbps[str(header["streams"])] <= 1.5
+    # by default quiet frames are thinned: never shallower than --full-depth under the same ceiling
+    assert main(["codec", "encode", wav, "-o", str(tmp_path / "e.slc"), "--bitrate", "1.5"]) == 0
+    header_e, payload_e = read_header(tmp_path / "e.slc")
+    assert len(payload_e) * 8 / 1000 <= 1.5 and header_e["streams"] >= header["streams"] and "depth" in header_e
+    assert main(["codec", "pack", str(npz), "-o", str(tmp_path / "f.slc"), "--thin-quiet"]) == 0
+    assert read_header(tmp_path / "f.slc")[0]["depth"]["by"] == 1
     assert main(["codec", "encode", str(tmp_path / "in.wav"), "-o", str(tmp_path / "d.slc"), "--bitrate", "0.3"]) == 2
     assert "lowest bitrate" in capsys.readouterr().err and not (tmp_path / "d.slc").exists()
 

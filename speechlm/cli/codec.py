@@ -46,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Encode audio (any format/rate; resampled, downmixed) to a tokens .npz with codes "
         "[K, T]. Long files are streamed in blocks (bounded memory). An output ending in .slc is packed: the "
         "same tokens entropy-coded with the codec's token entropy model (about a third fewer bits for the "
-        "default codec; 'codec decode' reads both).",
+        "default codec; 'codec decode' reads both), and, for the source-filter codec, quiet frames (29 / 44 / 59 "
+        "dB under the file's loud ones) keep only 4 / 2 / 1 envelope stages (--full-depth keeps them all).",
     )
     p.add_argument("input", help="audio file")
     p.add_argument("-o", "--output", required=True, help="tokens file to write (.npz, or .slc packed)")
@@ -59,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "expects at or under it (measured on its held-back files; the real rate varies with the content and "
         "is printed)",
     )
+    p.add_argument("--full-depth", action="store_true",
+                   help="with a .slc output: keep every envelope stage in quiet frames too (the packed file then "
+                   "unpacks to exactly the encoded tokens)")
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--f0-tracker", choices=("dio", "harvest"), default=None,
                    help="source-filter codec only: F0 analysis. dio (default) is fast; harvest makes fewer voicing "
@@ -89,9 +93,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "entropy-code a tokens .npz into a packed .slc (lossless)",
         _pack,
         description="Entropy-code the tokens of a .npz with the token entropy model shipped beside their codec "
-        "(entropy.safetensors; see 'codec fit-entropy'). 'codec unpack' gives back the same codes.\n\n"
+        "(entropy.safetensors; see 'codec fit-entropy'). 'codec unpack' gives back the same codes (with "
+        "--thin-quiet: except the envelope stages it left out of quiet frames).\n\n"
         "  speechlm codec pack tokens.npz -o tokens.slc",
     )
+    p.add_argument("--thin-quiet", action="store_true",
+                   help="source-filter codec: leave deeper envelope stages out of quiet frames, as 'codec encode -o "
+                   "X.slc' does (lossy; fewer bits)")
     p.add_argument("input", help="tokens file (.npz)")
     p.add_argument("-o", "--output", required=True, help="packed file to write (.slc)")
     p.add_argument("--model", default=None,
@@ -214,16 +222,10 @@ def _encode(args: argparse.Namespace) -> int:
         tokens.save(args.output)
         rate = f"{tokens.bitrate:g} kbps"
     else:
-        from speechlm.tokenizers.packed import pack, write_packed
+        from speechlm.tokenizers.packed import write_packed
 
-        # --bitrate is a ceiling on the packed rate: the deepest tokens expected to fit, one step shallower
-        # (encoded again) while the file's own rate is over it
-        choices = [None] if args.bitrate is None else _packed_choices(codec, entropy, args.bitrate)
-        for i, b in enumerate(choices):
-            tokens = codec.encode_file(args.input, bitrate=b)
-            data, info = pack(tokens, entropy)
-            if args.bitrate is None or info.kbps <= args.bitrate or i == len(choices) - 1:
-                break
+        thin = None if args.full_depth else getattr(codec, "frame_depth", None)
+        tokens, data, info = _encode_packed(codec, entropy, args.input, args.bitrate, thin)
         write_packed(args.output, data)
         over = " (over --bitrate: the lowest depth)" if args.bitrate is not None and info.kbps > args.bitrate else ""
         rate = f"packed {info.kbps:.3f} kbps{over}, {tokens.bitrate:g} unpacked"
@@ -235,19 +237,46 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _packed_choices(codec, entropy, kbps: float) -> list[float]:
-    """Codec bitrates to try for a packed rate of at most ``kbps``, deepest first: from the one the entropy model
-    expects to fit down to the lowest. A one-line error when even the lowest is expected over ``kbps``."""
+def _encode_packed(codec, entropy, path: str, ceiling: float | None, thin):
+    """``(tokens, file bytes, PackedInfo)`` of ``path`` packed. ``ceiling`` (kbps) bounds the packed rate: the
+    deepest tokens expected to fit, one step shallower (encoded again) while the file's own rate is over it.
+    ``thin`` (the codec's ``frame_depth``, or None) packs quiet frames shallower; it makes the entropy model's
+    expected rates too high, so the file's own rate at every depth is estimated from one encode at full depth."""
     from speechlm.errors import SpeechLMError
+    from speechlm.tokenizers.packed import pack
 
-    rates = {codec.n_q_for(b): b for b in codec.bitrates}
+    def packed(tokens):
+        return (tokens, *pack(tokens, entropy, None if thin is None else thin(tokens.codes)))
+
+    if ceiling is None:
+        return packed(codec.encode_file(path))
+    rates = {codec.n_q_for(b): b for b in codec.bitrates}  # streams -> nominal kbps
     if not entropy.expected_kbps:  # a model without recorded rates: --bitrate stays the tokens' rate
-        return [kbps]
-    k = entropy.streams_for_kbps(kbps, sorted(rates))
-    if k is None:
+        return packed(codec.encode_file(path, bitrate=ceiling))
+    if entropy.streams_for_kbps(ceiling, sorted(rates)) is None:  # the lowest depth is never thinned
         low = min(entropy.expected_kbps.values())
-        raise SpeechLMError(f"--bitrate {kbps:g}: packed, the lowest bitrate of this codec takes about {low:g} kbps")
-    return [rates[j] for j in sorted(rates, reverse=True) if j <= k]
+        raise SpeechLMError(f"--bitrate {ceiling:g}: packed, the lowest bitrate of this codec takes about {low:g} kbps")
+    full = None
+    if thin is None:
+        top = entropy.streams_for_kbps(ceiling, sorted(rates))
+    else:
+        full = codec.encode_file(path, bitrate=max(codec.bitrates))
+        fits = [k for k in sorted(rates) if _thinned_kbps(full, k, entropy, thin) <= ceiling]
+        top = max(fits) if fits else min(rates)
+    ks = [k for k in sorted(rates, reverse=True) if k <= top]
+    for i, k in enumerate(ks):
+        tokens = full if full is not None and k == full.num_codebooks else codec.encode_file(path, bitrate=rates[k])
+        out = packed(tokens)
+        if out[2].kbps <= ceiling or i == len(ks) - 1:
+            break
+    return out
+
+
+def _thinned_kbps(tokens, k: int, entropy, thin) -> float:
+    """Estimated packed kbps of the first ``k`` streams of ``tokens`` thinned by ``thin`` (ideal code lengths)."""
+    depth = thin(tokens.codes[:k])
+    codes = depth.apply(tokens.codes[:k])
+    return float(entropy.bits(codes, depth.kept(codes)).sum()) / max(tokens.duration, 1e-9) / 1000
 
 
 def _model_for_tokens(tokenizer: str, model: str | None) -> str | None:
@@ -288,13 +317,19 @@ def _pack(args: argparse.Namespace) -> int:
     if not args.output.lower().endswith(".slc"):
         raise SpeechLMError(f"{args.output}: a packed file ends in .slc")
     check_output_file(args.output, "codec_tokens")
-    from speechlm.tokenizers.codec.api import resolve_model_dir
+    from speechlm.tokenizers.codec.api import Codec, resolve_model_dir
     from speechlm.tokenizers.packed import entropy_model_for, save_packed
     from speechlm.tokenizers.tokens import load_tokens
 
     tokens = load_tokens(args.input)
     model_dir = resolve_model_dir(_model_for_tokens(tokens.tokenizer, args.model))
-    info = save_packed(args.output, tokens, entropy_model_for(model_dir, tokens.tokenizer))
+    thin = None
+    if args.thin_quiet:
+        codec = Codec.load(model_dir)
+        if not hasattr(codec, "frame_depth"):
+            raise SpeechLMError(f"--thin-quiet applies to the source-filter codec, not {codec.name}")
+        thin = codec.frame_depth(tokens.codes)
+    info = save_packed(args.output, tokens, entropy_model_for(model_dir, tokens.tokenizer), thin)
     print(f"{args.output}: {info.payload_bytes} bytes of payload + {info.header_bytes} of header, "
           f"{info.kbps:.3f} kbps ({tokens.bitrate:g} unpacked), {tokens.duration:.2f} s", file=sys.stderr)
     return 0

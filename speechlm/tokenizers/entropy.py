@@ -7,7 +7,8 @@ integer frequencies, either one table (``context="none"``) or one per value of t
 frame (``context="previous"``), fitted by counting the tokens of training speech and smoothed towards the stream's
 overall frequencies. :func:`pack` codes a ``[K, T]`` array frame by frame (all streams of frame 0, then frame 1,
 ...) with :mod:`speechlm.tokenizers.rangecoder`; :func:`unpack` recovers it exactly. The tokens, and therefore
-the audio, do not change: only the number of bits that carries them.
+the audio, do not change: only the number of bits that carries them. The one lossy option, :class:`FrameDepth`,
+leaves the deeper streams of quiet frames out (a decoder infers which from the frame's own gain code).
 
 File format of a model (``.safetensors``; metadata as JSON strings in the header): per stream ``NAME.unigram``
 int64 ``[K]`` counts, and for ``previous`` streams ``NAME.pair_index`` uint16 ``[N, 2]`` (previous value, value)
@@ -60,6 +61,61 @@ def quantise_rows(weights: np.ndarray, total: int = TOTAL) -> np.ndarray:
     rest = total - f.sum(1)
     f[np.arange(len(f)), w.argmax(1)] += rest
     return f
+
+
+@dataclass(frozen=True)
+class FrameDepth:
+    """Fewer streams in quiet frames: a lossy option of packing, no side information.
+
+    In a frame whose stream ``by`` has a code ``<= rules[j][0]`` (the first such rule, rules by ascending code),
+    only the first ``rules[j][1]`` streams are coded; the others take ``fill`` (one code per stream, e.g. a
+    codebook's entry nearest zero, for residual stages). Stream ``by`` must itself be kept by every rule, so a
+    decoder reads it before it needs the frame's depth. Frames no rule covers keep every stream.
+    """
+
+    by: int
+    rules: tuple[tuple[int, int], ...]
+    fill: tuple[int, ...]
+
+    def kept_for(self, code: int) -> int:
+        for top, n in self.rules:
+            if code <= top:
+                return n
+        return len(self.fill)
+
+    def kept(self, codes: np.ndarray) -> np.ndarray:
+        """Streams coded in each frame of ``codes [k, T]``: ``[T]`` int64."""
+        out = np.full(codes.shape[1], codes.shape[0], np.int64)
+        x = np.asarray(codes[self.by])
+        for top, n in reversed(self.rules):
+            out[x <= top] = min(n, codes.shape[0])
+        return out
+
+    def apply(self, codes: np.ndarray) -> np.ndarray:
+        """``codes [k, T]`` with every stream a frame does not keep set to its fill code (a copy)."""
+        out = np.array(codes, np.int64, copy=True)
+        kept = self.kept(out)
+        for i in range(out.shape[0]):
+            out[i, kept <= i] = self.fill[i]
+        return out
+
+    def check(self, k: int, cardinalities: list[int]) -> None:
+        """Refuse a depth that cannot describe ``k`` streams of these cardinalities (a corrupt header)."""
+        ok = (0 <= self.by < k and len(self.fill) >= k and all(self.by < n for _, n in self.rules)
+              and all(0 <= self.fill[i] < c for i, c in enumerate(cardinalities))
+              and list(self.rules) == sorted(self.rules))
+        if not ok:
+            raise EntropyModelError("malformed frame depth")
+
+    def to_json(self) -> dict:
+        return {"by": self.by, "rules": [list(r) for r in self.rules], "fill": list(self.fill)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> FrameDepth:
+        try:
+            return cls(int(d["by"]), tuple((int(a), int(b)) for a, b in d["rules"]), tuple(int(v) for v in d["fill"]))
+        except (KeyError, TypeError, ValueError):
+            raise EntropyModelError("malformed frame depth") from None
 
 
 class _Table:
@@ -146,8 +202,9 @@ class TokenEntropyModel:
         t = self._tables[i]
         return len(t.freqs) - 1 if prev is None or self.streams[i].context == "none" else prev
 
-    def bits(self, codes: np.ndarray) -> np.ndarray:
-        """Ideal code length in bits of each stream of ``codes [k, T]`` under this model: ``[k]`` float."""
+    def bits(self, codes: np.ndarray, kept: np.ndarray | None = None) -> np.ndarray:
+        """Ideal code length in bits of each stream of ``codes [k, T]`` under this model: ``[k]`` float. With
+        ``kept [T]`` (streams coded per frame, see :meth:`pack`), only the coded ones count."""
         codes = self._check(codes)
         out = np.zeros(codes.shape[0])
         for i, x in enumerate(codes):
@@ -155,35 +212,48 @@ class TokenEntropyModel:
             ctx = np.full(len(x), len(t.freqs) - 1)
             if self.streams[i].context == "previous" and len(x) > 1:
                 ctx[1:] = x[:-1]
-            out[i] = -np.log2(t.freqs[ctx, x] / TOTAL).sum()
+            b = -np.log2(t.freqs[ctx, x] / TOTAL)
+            out[i] = (b if kept is None else b[np.asarray(kept) > i]).sum()
         return out
 
-    def pack(self, codes: np.ndarray) -> bytes:
-        """Range-code ``codes [k, T]`` frame by frame. The caller keeps ``k`` and ``T`` (see :func:`unpack`)."""
+    def pack(self, codes: np.ndarray, kept: np.ndarray | None = None) -> bytes:
+        """Range-code ``codes [k, T]`` frame by frame. The caller keeps ``k`` and ``T`` (see :meth:`unpack`).
+        With ``kept [T]``, frame ``t`` codes only its first ``kept[t]`` streams (the others are implied: see
+        :class:`FrameDepth`); a stream's context is still the previous frame's code, coded or implied."""
         codes = self._check(codes)
         enc = RangeEncoder()
         k, n = codes.shape
         cols = codes.T.tolist()
+        limit = [k] * n if kept is None else np.minimum(np.asarray(kept, np.int64), k).tolist()
         prev: list[int | None] = [None] * k
         for t in range(n):
             for i, v in enumerate(cols[t]):
-                row = self._tables[i].row(self._context(i, prev[i]))
-                enc.encode(row[v], row[v + 1] - row[v], TOTAL)
+                if i < limit[t]:
+                    row = self._tables[i].row(self._context(i, prev[i]))
+                    enc.encode(row[v], row[v + 1] - row[v], TOTAL)
                 prev[i] = v
         return enc.finish()
 
-    def unpack(self, data: bytes, k: int, n: int) -> np.ndarray:
-        """The ``[k, n]`` int64 codes :meth:`pack` turned into ``data``."""
+    def unpack(self, data: bytes, k: int, n: int, depth: FrameDepth | None = None) -> np.ndarray:
+        """The ``[k, n]`` int64 codes :meth:`pack` turned into ``data`` (with the ``depth`` it was packed under)."""
         if not 1 <= k <= len(self.streams) or n < 0:
             raise EntropyModelError(f"cannot unpack {k} streams x {n} frames with a {len(self.streams)}-stream model")
+        if depth is not None:
+            depth.check(k, [s.cardinality for s in self.streams[:k]])
         dec = RangeDecoder(data)
         out = np.zeros((n, k), np.int64)
         prev: list[int | None] = [None] * k
         for t in range(n):
+            limit = k
             for i in range(k):
-                row = self._tables[i].row(self._context(i, prev[i]))
-                v = bisect.bisect_right(row, dec.target(TOTAL)) - 1
-                dec.consume(row[v], row[v + 1] - row[v])
+                if i < limit:
+                    row = self._tables[i].row(self._context(i, prev[i]))
+                    v = bisect.bisect_right(row, dec.target(TOTAL)) - 1
+                    dec.consume(row[v], row[v + 1] - row[v])
+                    if depth is not None and i == depth.by:
+                        limit = min(k, depth.kept_for(v))
+                else:
+                    v = depth.fill[i]
                 out[t, i] = v
                 prev[i] = v
         return out.T.copy()

@@ -3,8 +3,10 @@
 Layout: ``b"SLPK"``, a version byte, a little-endian uint16 header length, the header (UTF-8 JSON: ``tokenizer``,
 ``entropy`` (the id of the :class:`~speechlm.tokenizers.entropy.TokenEntropyModel` that coded it),
 ``sample_rate``, ``frame_rate``, ``n_samples``, ``streams``, ``frames``, ``bitrate`` (the nominal kbps of the
-codes), ``payload_bytes``, ``crc32`` of the payload), then the range-coded payload. Unpacking gives back exactly
-the ``Tokens`` that were packed; a file cut short, altered, or coded by another model is refused with one line.
+codes), ``payload_bytes``, ``crc32`` of the payload, and ``depth`` when quiet frames were packed shallower (a
+:class:`~speechlm.tokenizers.entropy.FrameDepth`)), then the range-coded payload. Unpacking gives back exactly
+the ``Tokens`` that were packed, except, with a ``depth``, the streams it left out of quiet frames, which come back
+as its fill codes; a file cut short, altered, or coded by another model is refused with one line.
 The payload is what a transmission would carry: :attr:`PackedInfo.kbps` counts it alone, as Opus's payload
 rate leaves out its Ogg pages; the header adds about 250 bytes per file.
 """
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speechlm.errors import SpeechLMError
-from speechlm.tokenizers.entropy import EntropyModelError, TokenEntropyModel
+from speechlm.tokenizers.entropy import EntropyModelError, FrameDepth, TokenEntropyModel
 from speechlm.tokenizers.tokens import Tokens, TokensFileError
 
 MAGIC = b"SLPK"
@@ -56,18 +58,27 @@ def entropy_model_for(model_dir: str | os.PathLike, tokenizer_id: str | None = N
     return model
 
 
-def pack(tokens: Tokens, model: TokenEntropyModel) -> tuple[bytes, PackedInfo]:
-    """The bytes of a packed file for ``tokens``, and their sizes."""
+def pack(tokens: Tokens, model: TokenEntropyModel, depth: FrameDepth | None = None) -> tuple[bytes, PackedInfo]:
+    """The bytes of a packed file for ``tokens``, and their sizes; with ``depth``, quiet frames' deeper streams
+    are left out (what unpacking gives back is ``depth.apply(tokens.codes)``)."""
     if tokens.tokenizer != model.tokenizer:
         raise EntropyModelError(f"the entropy model was fitted on {model.tokenizer!r} tokens, these are "
                                 f"{tokens.tokenizer!r}")
-    payload = model.pack(tokens.codes)
-    header = json.dumps({
+    codes, kept = tokens.codes, None
+    if depth is not None:
+        depth.check(tokens.num_codebooks, [s.cardinality for s in model.streams[: tokens.num_codebooks]])
+        codes = depth.apply(codes)
+        kept = depth.kept(codes)
+    payload = model.pack(codes, kept)
+    fields = {
         "tokenizer": tokens.tokenizer, "entropy": model.id, "sample_rate": tokens.sample_rate,
         "frame_rate": tokens.frame_rate, "n_samples": tokens.n_samples, "streams": tokens.num_codebooks,
         "frames": tokens.num_frames, "bitrate": tokens.bitrate, "payload_bytes": len(payload),
         "crc32": zlib.crc32(payload),
-    }, separators=(",", ":")).encode()
+    }
+    if depth is not None:
+        fields["depth"] = depth.to_json()
+    header = json.dumps(fields, separators=(",", ":")).encode()
     head = MAGIC + struct.pack("<BH", VERSION, len(header)) + header
     return head + payload, PackedInfo(len(payload), len(head), tokens.duration)
 
@@ -80,9 +91,10 @@ def write_packed(path: str | os.PathLike, data: bytes) -> None:
         Path(tmp).write_bytes(data)
 
 
-def save_packed(path: str | os.PathLike, tokens: Tokens, model: TokenEntropyModel) -> PackedInfo:
-    """Write ``tokens`` packed to ``path`` atomically."""
-    data, info = pack(tokens, model)
+def save_packed(path: str | os.PathLike, tokens: Tokens, model: TokenEntropyModel,
+                depth: FrameDepth | None = None) -> PackedInfo:
+    """Write ``tokens`` packed to ``path`` atomically (see :func:`pack`)."""
+    data, info = pack(tokens, model, depth)
     write_packed(path, data)
     return info
 
@@ -116,7 +128,8 @@ def load_packed(path: str | os.PathLike, model: TokenEntropyModel) -> Tokens:
         raise TokensFileError(f"{path} was packed with entropy model {header.get('entropy')!r} for "
                               f"{header.get('tokenizer')!r}, not {model.id!r} for {model.tokenizer!r}")
     try:
-        codes = model.unpack(payload, int(header["streams"]), int(header["frames"]))
+        depth = FrameDepth.from_json(header["depth"]) if header.get("depth") is not None else None
+        codes = model.unpack(payload, int(header["streams"]), int(header["frames"]), depth)
         return Tokens(codes=codes, sample_rate=int(header["sample_rate"]), frame_rate=float(header["frame_rate"]),
                       n_samples=int(header["n_samples"]), tokenizer=str(header["tokenizer"]),
                       bitrate=float(header["bitrate"]))

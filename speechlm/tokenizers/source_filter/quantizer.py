@@ -102,6 +102,11 @@ class SourceFilterQuantizer:
     def stream_names(self) -> list[str]:
         return list(STREAM_PREFIX) + [f"envelope.{i + 1}" for i in range(self.n_env_stages)]
 
+    @property
+    def rest_codes(self) -> list[int]:
+        """Per envelope stage, the entry nearest zero: what a stage left out of a frame is filled with."""
+        return [int(np.argmin((b.astype(np.float64) ** 2).sum(1))) for b in self.env_codebooks]
+
     def bits_per_frame(self, n_env: int) -> float:
         return float(sum(math.log2(c) for c in self.cardinalities[: len(STREAM_PREFIX) + n_env]))
 
