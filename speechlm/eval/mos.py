@@ -71,8 +71,11 @@ def _dnsmos():
     return scorer
 
 
-def dnsmos(wav: np.ndarray, sr: int, exact: bool = False) -> DNSMOSScores:
-    """DNSMOS scores of a mono waveform ``[T]`` at ``sr`` (see the module docstring for input handling)."""
+def dnsmos(wav: np.ndarray, sr: int, exact: bool = False, hop_s: float = 1.0) -> DNSMOSScores:
+    """DNSMOS scores of a mono waveform ``[T]`` at ``sr`` (see the module docstring for input handling). A clip
+    longer than a window is scored every ``hop_s`` seconds (1 s: the reference's hop); with a longer hop, the
+    fewest windows at most ``hop_s`` apart that reach from its start to its end, evenly spread (each window
+    costs the same: about 0.36 s on one thread)."""
     from speechlm.audio.io import resample
 
     x = np.asarray(wav, dtype=np.float32).ravel()
@@ -90,21 +93,26 @@ def dnsmos(wav: np.ndarray, sr: int, exact: bool = False) -> DNSMOSScores:
         return DNSMOSScores(
             float(out["ovrl_mos"]), float(out["sig_mos"]), float(out["bak_mos"]), float(out["p808_mos"])
         )
-    return _windows(scorer, x.astype(np.float32))
+    return _windows(scorer, x.astype(np.float32), hop_s)
 
 
-def _windows(scorer, audio: np.ndarray) -> DNSMOSScores:
-    """speechmos's ``DNSMOS.__call__`` loop, limited to the hops that start in the original clip."""
+def _windows(scorer, audio: np.ndarray, hop_s: float = 1.0) -> DNSMOSScores:
+    """speechmos's ``DNSMOS.__call__`` loop, limited to the hops that start in the original clip (``hop_s`` > 1:
+    fewer windows, spread evenly; see :func:`dnsmos`)."""
     from speechmos.dnsmos import INPUT_LENGTH
 
     fs = DNSMOS_SR
     n_hops = max(1, int(np.floor(len(audio) / fs) - INPUT_LENGTH) + 1)
+    starts = [float(i) for i in range(n_hops)]
+    if hop_s > 1.0 and n_hops > 1:
+        span = starts[-1]
+        starts = np.linspace(0.0, span, int(np.ceil(span / hop_s)) + 1).tolist()
     len_samples = int(INPUT_LENGTH * fs)
     while len(audio) < len_samples:
         audio = np.append(audio, audio)
     scores = []
-    for idx in range(n_hops):
-        seg = audio[int(idx * fs) : int((idx + INPUT_LENGTH) * fs)]
+    for start in starts:
+        seg = audio[int(start * fs) : int(start * fs) + len_samples]
         if len(seg) < len_samples:
             continue
         mel = np.asarray(scorer.audio_melspec(audio=seg[:-160]), dtype=np.float32)[None]

@@ -50,6 +50,9 @@ class PipelineConfig:
     asr: str = "whisper-base"
     asr_beam: int = 1
     lang: str = "auto"  # "auto" = Whisper's language identification per utterance
+    # one speaker's utterances of an input are joined (1 s of silence between) into Whisper windows of at most
+    # this many seconds and transcribed together, since Whisper pads every window to 30 s; 0 = one utterance each
+    asr_pack_s: float = 28.0
     # 6. filter
     min_dnsmos: float = 2.5  # DNSMOS P.835 OVRL
     min_avg_logprob: float = -1.0  # Whisper's average token log-probability
@@ -57,6 +60,9 @@ class PipelineConfig:
     max_clip_fraction: float = 0.001  # fraction of samples at full scale
     min_chars_per_s: float = 2.0  # fewer recognised characters per second: music or a missed language
     dnsmos: bool = True
+    # DNSMOS scores 9-s windows; an utterance longer than one is scored on windows at most this far apart (the
+    # reference steps 1 s: 3 s is 2.4x faster on long utterances, OVRL within 0.03 on average; docs/pipeline.md)
+    dnsmos_hop_s: float = 3.0
     # 7. tag and describe
     tag: bool = True
     seed: int = 0  # description phrasing
@@ -76,6 +82,10 @@ class PipelineConfig:
             raise SpeechLMError(f"window_s must be at least 4 x max_utt_s ({4 * self.max_utt_s:g} s)")
         if self.shard_utts < 1 or self.asr_beam < 1:
             raise SpeechLMError("shard_utts and asr_beam must be >= 1")
+        if not 1.0 <= self.dnsmos_hop_s <= 30.0:
+            raise SpeechLMError(f"dnsmos_hop_s must be 1 to 30 s, not {self.dnsmos_hop_s}")
+        if not 0 <= self.asr_pack_s <= 30:
+            raise SpeechLMError(f"asr_pack_s must be 0 (off) to 30 s (Whisper's window), not {self.asr_pack_s}")
         if self.denoise_skip_snr_db is not None and not math.isfinite(self.denoise_skip_snr_db):
             raise SpeechLMError(f"denoise_skip_snr_db must be a finite number or null, not {self.denoise_skip_snr_db}")
         if not 0 < self.vad_threshold < 1:
@@ -152,7 +162,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "diarise": ("diarise",),
     "segment": ("min_pause_s", "pad_s", "min_utt_s", "max_utt_s"),
     # The audio gates run before ASR, so that what they reject is not transcribed; the text gates after it.
-    "filter": ("dnsmos", "min_dnsmos", "min_snr_db", "max_clip_fraction"),
-    "transcribe": ("asr", "asr_beam", "lang", "min_avg_logprob", "min_chars_per_s"),
+    "filter": ("dnsmos", "dnsmos_hop_s", "min_dnsmos", "min_snr_db", "max_clip_fraction"),
+    "transcribe": ("asr", "asr_beam", "lang", "asr_pack_s", "min_avg_logprob", "min_chars_per_s"),
     "tag": ("tag", "seed", "split"),
 }

@@ -63,9 +63,10 @@ def clip_fraction(x: np.ndarray, run: int = 3) -> float:
 
 
 def measure(kept: np.ndarray, standardised: np.ndarray | None = None, sr: int = PIPELINE_SR,
-            dnsmos: bool = True) -> dict[str, float]:
+            dnsmos: bool = True, dnsmos_hop_s: float = 1.0) -> dict[str, float]:
     """Quality numbers of one utterance: ``kept [T]`` is the audio that will be saved (after denoising),
-    ``standardised [T]`` the same span before denoising (for clipping; ``kept`` when None)."""
+    ``standardised [T]`` the same span before denoising (for clipping; ``kept`` when None). DNSMOS scores 9-s
+    windows ``dnsmos_hop_s`` apart (:func:`speechlm.eval.mos.dnsmos`)."""
     out: dict[str, float] = {
         "snr_db": round(estimate_snr(kept, sr), 2),
         "clip_fraction": round(clip_fraction(kept if standardised is None else standardised), 6),
@@ -73,7 +74,7 @@ def measure(kept: np.ndarray, standardised: np.ndarray | None = None, sr: int = 
     if dnsmos:
         from speechlm.eval.mos import dnsmos as _dnsmos
 
-        s = _dnsmos(kept, sr)
+        s = _dnsmos(kept, sr, hop_s=dnsmos_hop_s)
         out.update(dnsmos_ovrl=round(s.ovrl, 3), dnsmos_sig=round(s.sig, 3), dnsmos_bak=round(s.bak, 3))
     return out
 

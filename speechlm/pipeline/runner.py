@@ -287,7 +287,7 @@ def process_input(src: str, out: str, cfg_dict: dict[str, Any], key: str | None 
         for s, e, _ in spans:
             kept = _read(audio, s, e)
             q = measure(kept, _read(wd.root / "std.wav", s, e) if audio.name != "std.wav" else None,
-                        PIPELINE_SR, dnsmos=cfg.dnsmos)
+                        PIPELINE_SR, dnsmos=cfg.dnsmos, dnsmos_hop_s=cfg.dnsmos_hop_s)
             items.append({"quality": q, "reasons": gate(q, None, e - s, cfg)})
         return {"items": items}
 
@@ -298,18 +298,27 @@ def process_input(src: str, out: str, cfg_dict: dict[str, Any], key: str | None 
 
         asr_key = _asr_key(cfg)
         earlier = _earlier_transcripts(wd, asr_key, len(spans))
-        trs: list[dict[str, Any] | None] = []
         reasons: list[list[str]] = []
-        for i, ((s, e, _), f) in enumerate(zip(spans, flt, strict=True)):
-            tr = None
+        trs: list[dict[str, Any] | None] = [None] * len(spans)
+        todo: list[int] = []  # utterances the audio gates kept and no earlier run transcribed
+        for i, f in enumerate(flt):
             if cfg.asr != "none" and not f["reasons"]:
-                tr = earlier[i]
-                if tr is None:
-                    from speechlm.pipeline.transcribe import transcribe
+                trs[i] = earlier[i]
+                if trs[i] is None:
+                    todo.append(i)
+        if todo:
+            from speechlm.pipeline.transcribe import pack_windows, transcribe_many
 
-                    tr = transcribe(_read(audio, s, e), PIPELINE_SR, None if cfg.lang == "auto" else cfg.lang,
-                                    asr=cfg.asr, beam_size=cfg.asr_beam).to_dict()
-            trs.append(tr)
+            lang = None if cfg.lang == "auto" else cfg.lang
+            windows = pack_windows([spans[i][1] - spans[i][0] for i in todo], [spans[i][2] for i in todo],
+                                   cfg.asr_pack_s)
+            for window in windows:  # one Whisper window each; the audio of one window read at a time
+                idx = [todo[j] for j in window]
+                done = transcribe_many([_read(audio, spans[i][0], spans[i][1]) for i in idx], PIPELINE_SR, lang,
+                                       asr=cfg.asr, beam_size=cfg.asr_beam)
+                for i, tr in zip(idx, done, strict=True):
+                    trs[i] = tr.to_dict()
+        for (s, e, _), f, tr in zip(spans, flt, trs, strict=True):
             reasons.append(gate(f["quality"], tr, e - s, cfg) if tr is not None else list(f["reasons"]))
         return {"transcripts": trs, "reasons": reasons, "asr_key": asr_key}
 
@@ -356,6 +365,8 @@ def process_input(src: str, out: str, cfg_dict: dict[str, Any], key: str | None 
 def _asr_key(cfg: PipelineConfig) -> str:
     """What a transcript depends on: the utterance spans (everything up to segmentation) and the recogniser."""
     d = {"segment": cfg.digest("segment"), "asr": cfg.asr, "beam": cfg.asr_beam, "lang": cfg.lang}
+    if cfg.asr_pack_s:
+        d["pack"] = cfg.asr_pack_s
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
