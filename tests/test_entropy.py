@@ -242,6 +242,8 @@ def test_cli_slc_round_trip_with_shipped_codec(tmp_path, capsys):
     header_e, payload_e = read_header(tmp_path / "e.slc")
     assert len(payload_e) * 8 / 1000 <= 1.5 and header_e["streams"] >= header["streams"] and "depth" in header_e
     assert main(["codec", "pack", str(npz), "-o", str(tmp_path / "f.slc"), "--thin-quiet"]) == 0
+    assert main(["codec", "encode", wav, "-o", str(tmp_path / "g.npz"), "--full-depth"]) == 2
+    assert "--full-depth" in capsys.readouterr().err and not (tmp_path / "g.npz").exists()
     assert read_header(tmp_path / "f.slc")[0]["depth"]["by"] == 1
     assert main(["codec", "encode", str(tmp_path / "in.wav"), "-o", str(tmp_path / "d.slc"), "--bitrate", "0.3"]) == 2
     assert "lowest bitrate" in capsys.readouterr().err and not (tmp_path / "d.slc").exists()

@@ -210,6 +210,8 @@ def _encode(args: argparse.Namespace) -> int:
     from speechlm.tokenizers.packed import entropy_model_for
 
     packed = args.output.lower().endswith(".slc")
+    if args.full_depth and not packed:
+        raise SpeechLMError("--full-depth applies to a packed (.slc) output; a .npz keeps every stage anyway")
     model_dir = resolve_model_dir(args.model)
     codec = Codec.load(model_dir)
     entropy = entropy_model_for(model_dir, codec.tokenizer_id) if packed else None  # checked before encoding
