@@ -46,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Encode audio (any format/rate; resampled, downmixed) to a tokens .npz with codes "
         "[K, T]. Long files are streamed in blocks (bounded memory). An output ending in .slc is packed: the "
         "same tokens entropy-coded with the codec's token entropy model (about a third fewer bits for the "
-        "default codec; 'codec decode' reads both), and, for the source-filter codec, quiet frames (29 / 44 / 59 "
-        "dB under the file's loud ones) keep only 4 / 2 / 1 envelope stages (--full-depth keeps them all).",
+        "default codec; 'codec decode' reads both), and, for the source-filter codec, quiet frames keep fewer "
+        "envelope stages ('codec info' says which; --full-depth keeps them all).",
     )
     p.add_argument("input", help="audio file")
     p.add_argument("-o", "--output", required=True, help="tokens file to write (.npz, or .slc packed)")
@@ -405,8 +405,10 @@ def _info(args: argparse.Namespace) -> int:
         packed = (f"packed (.slc): entropy model {em.id}, fitted on {em.tokenizer}"
                   f"{'' if em.tokenizer == c.tokenizer_id else ' (another codec: not usable)'}; previous-frame "
                   f"context for {', '.join(ctx) or 'no stream'}\n"
-                  + (f"packed kbps expected (its held-back files): {', '.join(f'{r:g}' for r in rates)}\n"
-                     if all(r is not None for r in rates) else ""))
+                  + (f"packed kbps expected (its held-back files, every stage of every frame): "
+                     f"{', '.join(f'{r:g}' for r in rates)}\n" if all(r is not None for r in rates) else "")
+                  + (f"quiet frames in a .slc (the default; --full-depth: none): {c.quiet_depth_summary}\n"
+                     if hasattr(c, "quiet_depth_summary") else ""))
     except EntropyModelError:
         packed = "packed (.slc): no entropy model (speechlm codec fit-entropy)\n"
     streams = getattr(c, "stream_names", None)

@@ -421,7 +421,7 @@ def to_markdown(r: dict) -> str:
             f"(`entropy@{r['entropy_model']}`, `speechlm codec encode -o X.slc`), payload bits of every clip "
             "packed on its own over the clips' seconds; each clip's packed tokens were checked to unpack to the "
             "same codes, so the quality columns hold for both rates. Rows with quiet frames thinned: packed as "
-            "`codec encode -o X.slc` packs by default (frames 29 / 44 / 59 dB under the clip's 95th-percentile "
+            "`codec encode -o X.slc` packs by default (frames 29 / 44 / 58 dB under the clip's 95th-percentile "
             "gain keep 4 / 2 / 1 envelope stages), their quality measured on what the packed file decodes to.",
         ]
     lines += _targets_md(r)

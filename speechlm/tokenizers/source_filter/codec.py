@@ -194,13 +194,23 @@ class SourceFilterCodec:
 
     def frame_depth(self, codes: np.ndarray) -> FrameDepth:
         """How a packed file thins the quiet frames of ``codes [K, T]``: frames 6 / 9 / 12 gain levels (29 / 44 /
-        59 dB) under the file's 95th-percentile gain keep 4 / 2 / 1 envelope stages (:data:`QUIET_DEPTH`), the
+        58 dB) under the file's 95th-percentile gain keep 4 / 2 / 1 envelope stages (:data:`QUIET_DEPTH`), the
         others filled with each stage's entry nearest zero. The decoder needs no side information: a frame's
         gain code, coded first, says its depth."""
         gain = np.asarray(codes[1])
         ref = int(np.percentile(gain, QUIET_REFERENCE_PERCENTILE)) if gain.size else 0
         rules = tuple((ref - below, len(STREAM_PREFIX) + n) for below, n in QUIET_DEPTH)
         return FrameDepth(by=1, rules=rules, fill=(0,) * len(STREAM_PREFIX) + tuple(self.quantizer.rest_codes))
+
+    @property
+    def quiet_depth_summary(self) -> str:
+        """:data:`QUIET_DEPTH` in words, with the gain levels in dB of this codec's gain quantiser."""
+        lo, hi = (float(v) for v in self.quantizer.gain_range)
+        step_db = (hi - lo) / (self.quantizer.gain_levels - 1) * 10 / math.log(10)  # the gain is a log power
+        rules = sorted(QUIET_DEPTH, key=lambda r: r[0])
+        return (" / ".join(str(n) for _, n in rules) + " envelope stages kept "
+                + " / ".join(f"{below * step_db:.0f}" for below, _ in rules)
+                + f" dB under the file's {QUIET_REFERENCE_PERCENTILE}th-percentile gain")
 
     def streams(self, tokens: Tokens) -> dict[str, np.ndarray]:
         """Tokens of this codec -> ``{stream name: codes [T]}`` (``"f0"``, ``"gain"``, ``"aperiodicity"``,
