@@ -227,8 +227,7 @@ class AcousticTTSModel:
         if not hasattr(codec, "quantizer"):
             raise CheckpointError(f"{codec.tokenizer_id} is not a source-filter codec: the acoustic model's frames "
                                   "are quantised by codec_sf")
-        return codec.quantizer.encode(self.token_frames(self.to_frames(feat)), codec.quantizer.n_env_stages,
-                                      getattr(codec, "rvq_beam", 1))
+        return codec.quantize(self.token_frames(self.to_frames(feat)), codec.quantizer.n_env_stages)
 
     def token_frames(self, frames):
         """:meth:`to_frames`'s output -> codec-rate (20-ms) frames: sub-frames averaged as the codec analyses."""

@@ -65,6 +65,7 @@ class SourceFilterCodec:
         # RVQ's beam width; checkpoints from before they existed get WORLD's threshold and greedy RVQ
         self.dio_threshold = float(config.get("dio_threshold", DIO_THRESHOLD))
         self.rvq_beam = int(config.get("rvq_beam", 1))
+        self.rvq_tilt = float(config.get("rvq_tilt", 0.0))  # 0: the envelope search weighs every coefficient alike
         self.use_refiner = True  # False: decode with the envelope interpolated, as before the refiner (A/B)
 
     # ---- construction ---------------------------------------------------------------------------
@@ -106,10 +107,10 @@ class SourceFilterCodec:
 
     @staticmethod
     def model_config(quantizer: SourceFilterQuantizer, refiner: RefinerConfig, dio_threshold: float = DIO_THRESHOLD,
-                     rvq_beam: int = 1) -> dict:
+                     rvq_beam: int = 1, rvq_tilt: float = 0.0) -> dict:
         return {"kind": KIND, "sample_rate": SAMPLE_RATE, "hop_frames": HOP_FRAMES, "analysis_ms": ANALYSIS_MS,
                 "gain_levels": quantizer.gain_levels, "refiner": asdict(refiner), "dio_threshold": dio_threshold,
-                "rvq_beam": rvq_beam}
+                "rvq_beam": rvq_beam, "rvq_tilt": rvq_tilt}
 
     # ---- properties (the AudioTokenizer protocol) -------------------------------------------------
     @property
@@ -156,6 +157,8 @@ class SourceFilterCodec:
         """The analysis and the envelope search (what ``speechlm codec info`` prints)."""
         tracker = f"dio, voicing threshold {self.dio_threshold:g}" if self.f0_tracker == "dio" else self.f0_tracker
         search = f"beam {self.rvq_beam}" if self.rvq_beam > 1 else "greedy"
+        if self.rvq_tilt > 0:
+            search += f", coefficient k weighted 1 / (1 + k / {self.rvq_tilt:g})"
         return f"world ({tracker}), envelope RVQ {search}"
 
     @property
@@ -201,6 +204,11 @@ class SourceFilterCodec:
         ref = int(np.percentile(gain, QUIET_REFERENCE_PERCENTILE)) if gain.size else 0
         rules = tuple((ref - below, len(STREAM_PREFIX) + n) for below, n in QUIET_DEPTH)
         return FrameDepth(by=1, rules=rules, fill=(0,) * len(STREAM_PREFIX) + tuple(self.quantizer.rest_codes))
+
+    def quantize(self, frames: Frames, n_env: int) -> np.ndarray:
+        """Token-rate :class:`Frames` -> codes ``[3 + n_env, T]``, searched as this codec encodes (its beam and
+        envelope weighting)."""
+        return self.quantizer.encode(frames, n_env, self.rvq_beam, self.rvq_tilt)
 
     @property
     def quiet_depth_summary(self) -> str:
@@ -407,7 +415,7 @@ class StreamEncoder:
             want = min(want, (n_tokens - start // c.hop) * HOP_FRAMES)
         sl = slice(first, first + want)
         part = pad_frames(Frames(frames.f0[sl], frames.mcep[sl], frames.bap[sl]), want)
-        codes = c.quantizer.encode(to_token_rate(part, HOP_FRAMES), self.n_q - len(STREAM_PREFIX), c.rvq_beam)
+        codes = c.quantize(to_token_rate(part, HOP_FRAMES), self.n_q - len(STREAM_PREFIX))
         self.start += self.span
         drop = max(0, self.start - self.left - self.buf_start)
         self.buf, self.buf_start = self.buf[drop:], self.buf_start + drop

@@ -46,6 +46,13 @@ def dequantize_f0(q: np.ndarray) -> np.ndarray:
     return np.where(q > 0, F0_MIN * np.exp((np.asarray(q) - 1) / (F0_LEVELS - 2) * span), 0.0)
 
 
+def search_weights(dim: int, tilt: float) -> np.ndarray:
+    """Per mel-cepstral coefficient ``c_1 .. c_dim`` the weight ``1 / (1 + k / tilt)`` of its squared error in the
+    envelope search ``[dim]`` float32: the low coefficients (the spectral tilt and the formant pattern) count more
+    than the fine detail. Chosen on development clips (docs/experiments/2026-12-05-weighted-envelope-search.md)."""
+    return (1.0 / (1.0 + np.arange(1, dim + 1) / tilt)).astype(np.float32)
+
+
 def beam_rvq(x: np.ndarray, books: np.ndarray, beam: int) -> np.ndarray:
     """Residual VQ of ``x [N, D]`` through every stage of ``books [S, C, D]`` by beam search -> indices ``[S, N]``.
 
@@ -110,19 +117,24 @@ class SourceFilterQuantizer:
     def bits_per_frame(self, n_env: int) -> float:
         return float(sum(math.log2(c) for c in self.cardinalities[: len(STREAM_PREFIX) + n_env]))
 
-    def encode(self, frames: Frames, n_env: int, beam: int = 1) -> np.ndarray:
+    def encode(self, frames: Frames, n_env: int, beam: int = 1, tilt: float = 0.0) -> np.ndarray:
         """Token-rate :class:`Frames` -> codes ``[3 + n_env, T]`` int64; the envelope stages by :func:`beam_rvq`
-        when ``beam`` > 1, else stage by stage (nearest entry)."""
+        when ``beam`` > 1, else stage by stage (nearest entry). ``tilt`` > 0 searches the envelope under
+        :func:`search_weights` (same codebooks: only which entries are chosen changes)."""
         lo, hi = (float(v) for v in self.gain_range)
         gain = np.clip(np.round((frames.mcep[:, 0] - lo) / (hi - lo) * (self.gain_levels - 1)), 0, self.gain_levels - 1)
         rows = [quantize_f0(frames.f0), gain.astype(np.int64), nearest(frames.bap, self.ap_codebook)]
         residual = frames.mcep[:, 1:].astype(np.float32)
+        books = self.env_codebooks[:n_env]
+        if tilt > 0:
+            w = np.sqrt(search_weights(residual.shape[1], tilt))
+            residual, books = residual * w, books * w
         if beam > 1 and n_env > 1:
-            return np.stack(rows + list(beam_rvq(residual, self.env_codebooks[:n_env], beam)))
+            return np.stack(rows + list(beam_rvq(residual, books, beam)))
         for s in range(n_env):
-            idx = nearest(residual, self.env_codebooks[s])
+            idx = nearest(residual, books[s])
             rows.append(idx)
-            residual = residual - self.env_codebooks[s][idx]
+            residual = residual - books[s][idx]
         return np.stack(rows)
 
     def decode(self, codes: np.ndarray) -> Frames:

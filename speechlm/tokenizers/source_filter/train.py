@@ -57,6 +57,7 @@ class SourceFilterTrainConfig:
     seed: int = 0
     dio_threshold: float = DIO_THRESHOLD  # DIO's voicing threshold (world.analyze), recorded in the codec for encoding
     rvq_beam: int = 1  # beam width of the envelope RVQ when encoding (1 = stage by stage), recorded likewise
+    rvq_tilt: float = 0.0  # envelope search weight 1 / (1 + k / tilt) of coefficient k (0: all alike), likewise
     quantizer_from: str | None = None  # a codec folder whose codebooks to keep (its token space): refiner only
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     refiner: RefinerConfig = field(default_factory=RefinerConfig)
@@ -153,9 +154,11 @@ def refine_rvq(x: np.ndarray, books: np.ndarray, passes: int) -> np.ndarray:
 
 
 def train_refiner(frames: list[Frames], quantizer: SourceFilterQuantizer, rcfg: RefinerConfig,
-                  tcfg: RefinerTrainConfig, seed: int, beam: int = 1) -> tuple[EnvelopeRefiner, list[float]]:
+                  tcfg: RefinerTrainConfig, seed: int, beam: int = 1, tilt: float = 0.0
+                  ) -> tuple[EnvelopeRefiner, list[float]]:
     """Train the refiner on (decoded parameters with n stages, the unquantised 5-ms mel-cepstra) pairs; the
-    n-stage inputs are encoded as the codec encodes at that bitrate (``beam``: the RVQ beam width)."""
+    n-stage inputs are encoded as the codec encodes at that bitrate (``beam``: the RVQ beam width, ``tilt``: the
+    envelope search weighting)."""
     from tqdm import tqdm
 
     n_stages = quantizer.n_env_stages
@@ -165,10 +168,10 @@ def train_refiner(frames: list[Frames], quantizer: SourceFilterQuantizer, rcfg: 
         if len(tok) < 8:
             continue
         if beam > 1:
-            inputs = np.stack([refiner_input(quantizer.decode(quantizer.encode(tok, n, beam)))
+            inputs = np.stack([refiner_input(quantizer.decode(quantizer.encode(tok, n, beam, tilt)))
                                for n in range(1, n_stages + 1)])
         else:
-            codes = quantizer.encode(tok, n_stages)
+            codes = quantizer.encode(tok, n_stages, 1, tilt)
             inputs = np.stack([refiner_input(quantizer.decode(codes[: 3 + n])) for n in range(1, n_stages + 1)])
         n = len(tok) * HOP_FRAMES
         target = np.concatenate([fr.mcep, np.repeat(fr.mcep[-1:], n - len(fr), 0)]) if n > len(fr) else fr.mcep[:n]
@@ -228,9 +231,9 @@ def train(config: str | None, data: list[str], out: str, overrides: list[str] = 
     if not cfg.quantizer_from:
         quantizer = fit_quantizer([to_token_rate(f, HOP_FRAMES) for f in frames], cfg.quantizer, cfg.seed)
     t_q = time.time() - t0 - t_feat
-    refiner, losses = train_refiner(frames, quantizer, cfg.refiner, cfg.train, cfg.seed, cfg.rvq_beam)
+    refiner, losses = train_refiner(frames, quantizer, cfg.refiner, cfg.train, cfg.seed, cfg.rvq_beam, cfg.rvq_tilt)
     codec = SourceFilterCodec(quantizer, refiner, cfg.name, "", SourceFilterCodec.model_config(
-        quantizer, cfg.refiner, cfg.dio_threshold, cfg.rvq_beam))
+        quantizer, cfg.refiner, cfg.dio_threshold, cfg.rvq_beam, cfg.rvq_tilt))
     summary = {"frames": int(sum(len(f) for f in frames)), "hours": sum(len(f) for f in frames) * 0.005 / 3600,
                "seconds": {"features": t_feat, "quantizer": t_q, "refiner": time.time() - t0 - t_feat - t_q},
                "final_loss": float(np.mean(losses[-100:]))}
