@@ -363,6 +363,33 @@ def test_beam_rvq():
     assert e16.mean() < e4.mean() < 0.97 * e1.mean(), (e1.mean(), e4.mean(), e16.mean())
 
 
+def test_weighted_envelope_search(tiny, speech):
+    """``tilt`` weighs coefficient k by 1 / (1 + k / tilt): the low coefficients' error falls, the codes stay in the
+    same codebooks; a huge tilt is the unweighted search; the codec searches as its config says."""
+    from speechlm.tokenizers.source_filter.quantizer import search_weights
+    from speechlm.tokenizers.source_filter.world import analyze, to_token_rate
+
+    w = search_weights(39, 10.0)
+    assert w[0] == pytest.approx(1 / 1.1) and (np.diff(w) < 0).all() and w[-1] == pytest.approx(1 / 4.9)
+    q = tiny.quantizer
+    frames = to_token_rate(analyze(speech.astype(np.float64), dio_threshold=tiny.dio_threshold), 4)
+    n = q.n_env_stages
+    plain, tilted = q.encode(frames, n, 8), q.encode(frames, n, 8, tilt=10.0)
+    np.testing.assert_array_equal(q.encode(frames, n, 8, tilt=1e9), plain)
+    np.testing.assert_array_equal(tilted[:3], plain[:3])  # F0, gain, aperiodicity are not searched
+    assert (tilted != plain).any()
+
+    def low_err(codes: np.ndarray) -> float:
+        return float(((q.decode(codes).mcep[:, 1:9] - frames.mcep[:, 1:9]) ** 2).mean())
+
+    assert low_err(tilted) < low_err(plain)
+    tiny.rvq_tilt = 10.0
+    try:
+        np.testing.assert_array_equal(tiny.quantize(frames, n), tilted)
+    finally:
+        tiny.rvq_tilt = 0.0
+
+
 def test_codec_records_its_encoder_settings(tiny, tiny_dir):
     """The recipe's DIO threshold and beam width travel with the checkpoint; an old checkpoint without them gets
     WORLD's threshold and greedy RVQ."""
