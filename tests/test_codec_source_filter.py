@@ -383,11 +383,8 @@ def test_weighted_envelope_search(tiny, speech):
         return float(((q.decode(codes).mcep[:, 1:9] - frames.mcep[:, 1:9]) ** 2).mean())
 
     assert low_err(tilted) < low_err(plain)
-    tiny.rvq_tilt = 10.0
-    try:
-        np.testing.assert_array_equal(tiny.quantize(frames, n), tilted)
-    finally:
-        tiny.rvq_tilt = 0.0
+    assert tiny.rvq_tilt == 10.0  # the recipe's setting (configs/codec/source_filter.yaml), recorded in the codec
+    np.testing.assert_array_equal(tiny.quantize(frames, n), tilted)
 
 
 def test_codec_records_its_encoder_settings(tiny, tiny_dir):
