@@ -154,24 +154,13 @@ class WhisperRecogniser:
 
     def transcribe(self, audio: np.ndarray, sr: int = PIPELINE_SR, lang: str | None = None) -> Transcript:
         """``audio [T]`` float32 mono at ``sr`` (16 kHz) -> :class:`Transcript`; ``lang`` None = identify it."""
-        from speechlm.eval.whisper import whisper_language
-
-        if sr != PIPELINE_SR:
-            raise SpeechLMError(f"the pipeline's recogniser takes {PIPELINE_SR} Hz audio, not {sr} Hz")
-        x = np.asarray(audio, np.float32).reshape(-1)
-        code = whisper_language(lang, self.judge.english_only)
-        lang_prob = None
-        if code is None:  # identify it here, so that the decoder reuses the encoder output
-            code, lang_prob = self.identify(x)
-        segments, info = self._decode(x, code)
+        segments, info, lang_prob = self._decode(audio, sr, lang)
         words = [Word(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3), float(w.probability))
                  for s in segments for w in (s.words or []) if w.word.strip()]
         n_tok = [max(1, len(s.tokens)) for s in segments]
         avg = float(np.average([s.avg_logprob for s in segments], weights=n_tok)) if segments else float("-inf")
         nsp = float(max((s.no_speech_prob for s in segments), default=1.0))
         text = " ".join(s.text.strip() for s in segments).strip()
-        if lang_prob is None:
-            lang_prob = float(info.language_probability)
         return Transcript(text=text, lang=str(info.language), lang_prob=round(lang_prob, 3),
                           avg_logprob=round(avg, 4), no_speech_prob=round(nsp, 4), words=words)
 
@@ -179,6 +168,12 @@ class WhisperRecogniser:
                             lengths: list[float]) -> list[Transcript]:
         """A packed window ``audio [T]`` holding utterances at ``offsets`` (s) of ``lengths`` (s) -> a
         :class:`Transcript` per utterance (words by where their middle falls; see the module docstring)."""
+        segments, info, lang_prob = self._decode(audio, sr, lang)
+        return _split_window(segments, offsets, lengths, str(info.language), lang_prob)
+
+    def _decode(self, audio: np.ndarray, sr: int, lang: str | None) -> tuple[list, Any, float]:
+        """(segments, faster-whisper's info, language probability) of one window; ``lang`` None = identify it
+        here, from the encoder pass the decoder then reuses."""
         from speechlm.eval.whisper import whisper_language
 
         if sr != PIPELINE_SR:
@@ -188,17 +183,11 @@ class WhisperRecogniser:
         lang_prob = None
         if code is None:
             code, lang_prob = self.identify(x)
-        segments, info = self._decode(x, code)
-        if lang_prob is None:
-            lang_prob = float(info.language_probability)
-        return _split_window(segments, offsets, lengths, str(info.language), lang_prob)
-
-    def _decode(self, x: np.ndarray, code: str) -> tuple[list, Any]:
         segments, info = self.judge.model.transcribe(
             x, language=code, task="transcribe", beam_size=self.judge.beam_size, temperature=0.0,
             condition_on_previous_text=False, vad_filter=False, word_timestamps=True,
         )
-        return list(segments), info
+        return list(segments), info, float(info.language_probability) if lang_prob is None else lang_prob
 
 
 @functools.lru_cache(maxsize=2)
