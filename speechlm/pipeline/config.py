@@ -49,7 +49,7 @@ class PipelineConfig:
     # 5. transcribe
     asr: str = "whisper-base"
     asr_beam: int = 1
-    lang: str = "auto"  # "auto" = Whisper's language identification per utterance
+    lang: str = "auto"  # "auto" = Whisper's language identification per window (asr_pack_s)
     # one speaker's utterances of an input are joined (1 s of silence between) into Whisper windows of at most
     # this many seconds and transcribed together, since Whisper pads every window to 30 s; 0 = one utterance each
     asr_pack_s: float = 28.0
