@@ -65,18 +65,18 @@ PACK_GAP_S = 1.0  # silence between the utterances of one packed window
 GAP_SLACK_S = 0.15  # a word whose middle lies further than this outside its utterance is dropped
 
 
-def pack_windows(durations: list[float], speakers: list[Any], pack_s: float,
-                 gap_s: float = PACK_GAP_S) -> list[list[int]]:
+def pack_windows(durations: list[float], speakers: list[Any], pack_s: float) -> list[list[int]]:
     """Indices of utterances grouped into Whisper windows: in order, one speaker per window (one speaker, one
-    language), each window's utterances plus the gaps between them at most ``pack_s`` seconds; an utterance
+    language), each window's utterances plus the :data:`PACK_GAP_S` gaps between them (what
+    :func:`transcribe_many` inserts) at most ``pack_s`` seconds; an utterance
     longer than that, or every utterance when ``pack_s`` is 0, alone. Every index appears exactly once."""
     open_: dict[Any, tuple[list[int], float]] = {}  # speaker -> (its window being filled, its length)
     windows: list[list[int]] = []
     for i, (d, spk) in enumerate(zip(durations, speakers, strict=True)):
         cur = open_.get(spk)
-        if cur is not None and cur[1] + gap_s + d <= pack_s:
+        if cur is not None and cur[1] + PACK_GAP_S + d <= pack_s:
             cur[0].append(i)
-            open_[spk] = (cur[0], cur[1] + gap_s + d)
+            open_[spk] = (cur[0], cur[1] + PACK_GAP_S + d)
             continue
         win = [i]
         windows.append(win)
