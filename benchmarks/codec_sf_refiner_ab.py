@@ -6,7 +6,8 @@ interpolation of the decoded token-rate parameters, at every bitrate, on the wid
         --out runs/sf_refiner_ab.json
 
 Also the ceiling of the parameterisation: WORLD analysis/synthesis of the same clips unquantised (the codec's
-own analysis settings), at the 5-ms analysis rate and averaged to the 20-ms token rate.
+own analysis settings), at the 5-ms analysis rate and averaged to the 20-ms token rate (with block-mean F0,
+and, for a codec that fits its token F0 to the contour, with the fitted F0 it sends).
 """
 
 from __future__ import annotations
@@ -40,15 +41,17 @@ def main() -> int:
         return {"pesq_wb": float(np.mean([pesq_score(w, y[: len(w)], 16000) for w, y in zip(clips, ys)])),
                 "stoi": float(np.mean([stoi_score(w, y[: len(w)], 16000) for w, y in zip(clips, ys)]))}
 
-    def unquantised(w: np.ndarray, token_rate: bool) -> np.ndarray:
+    def unquantised(w: np.ndarray, token_rate: bool, fit_f0: bool = False) -> np.ndarray:
         fr = analyze(w, dio_threshold=codec.dio_threshold)
         if token_rate:
-            fr = to_analysis_rate(to_token_rate(fr, HOP_FRAMES), HOP_FRAMES, len(fr))
+            fr = to_analysis_rate(to_token_rate(fr, HOP_FRAMES, fit_f0), HOP_FRAMES, len(fr))
         y = synthesize(fr.f0, fr.mcep, fr.bap)
         return np.pad(y, (0, max(0, len(w) - len(y))))
 
     rows = {"unquantised 5 ms": score(lambda w: unquantised(w, False)),
             "unquantised 20 ms": score(lambda w: unquantised(w, True))}
+    if codec.f0_fit:  # what the codec's fitted token F0 (world.fit_token_f0) gives back before any quantiser
+        rows["unquantised 20 ms, fitted F0"] = score(lambda w: unquantised(w, True, True))
     for br in codec.bitrates:
         for name, use in (("refiner", True), ("plain", False)):
             codec.use_refiner = use

@@ -500,3 +500,30 @@ def test_cli_encode_decode_info(tiny, tiny_dir, corpus, tmp_path, capsys):
     assert "codebooks: f0 128, gain 32, aperiodicity 8, envelope.1 32, envelope.2 32" in info
     assert "encoder: world (dio, voicing threshold 0.25), envelope RVQ beam 8" in info
     assert "bitrates (kbps): 1, 1.25" in info and "world+refiner" in info and tiny.tokenizer_id in info
+
+
+def test_token_f0_fitted_to_the_contour(tiny):
+    """``fit_token_f0`` picks token F0 values whose interpolation follows a curved contour closer than block means
+    do, keeps the voicing, shrugs off an octave slip, and the codec encodes with it as its config says."""
+    from speechlm.tokenizers.source_filter.world import Frames, fit_token_f0, interpolate_f0, to_token_rate
+
+    n, hop = 400, 4
+    t = np.arange(n)
+    f0 = 140 * 2 ** (0.5 * np.sin(2 * np.pi * t / 60))  # +-6 semitones vibrato, 300 ms period
+    f0[150:190] = 0.0  # a pause
+    slipped = f0.copy()
+    slipped[100] *= 2  # one frame an octave up
+    frames = Frames(slipped.astype(np.float32), np.zeros((n, 40), np.float32), np.zeros((n, 6), np.float32))
+    mean, fitted = to_token_rate(frames, hop).f0, to_token_rate(frames, hop, fit_f0=True).f0
+    np.testing.assert_array_equal(fitted > 0, mean > 0)
+    np.testing.assert_allclose(fitted, fit_token_f0(frames.f0, mean, hop))
+
+    def cents(tok: np.ndarray) -> float:
+        back = interpolate_f0(tok, hop, n)
+        both = (back > 0) & (f0 > 0)
+        return float(np.sqrt(np.mean((1200 * np.log2(back[both] / f0[both])) ** 2)))
+
+    assert cents(fitted) < 0.7 * cents(mean), (cents(fitted), cents(mean))
+    assert tiny.f0_fit  # the recipe's setting, recorded in the codec
+    one = np.array([0, 0, 150, 0], np.float32)  # a single voiced token has nothing to fit
+    np.testing.assert_array_equal(fit_token_f0(np.full(16, 150.0), one, hop), one)

@@ -66,6 +66,7 @@ class SourceFilterCodec:
         self.dio_threshold = float(config.get("dio_threshold", DIO_THRESHOLD))
         self.rvq_beam = int(config.get("rvq_beam", 1))
         self.rvq_tilt = float(config.get("rvq_tilt", 0.0))  # 0: the envelope search weighs every coefficient alike
+        self.f0_fit = bool(config.get("f0_fit", False))  # token F0 fitted to the contour (world.fit_token_f0)
         self.use_refiner = True  # False: decode with the envelope interpolated, as before the refiner (A/B)
 
     # ---- construction ---------------------------------------------------------------------------
@@ -107,10 +108,10 @@ class SourceFilterCodec:
 
     @staticmethod
     def model_config(quantizer: SourceFilterQuantizer, refiner: RefinerConfig, dio_threshold: float = DIO_THRESHOLD,
-                     rvq_beam: int = 1, rvq_tilt: float = 0.0) -> dict:
+                     rvq_beam: int = 1, rvq_tilt: float = 0.0, f0_fit: bool = False) -> dict:
         return {"kind": KIND, "sample_rate": SAMPLE_RATE, "hop_frames": HOP_FRAMES, "analysis_ms": ANALYSIS_MS,
                 "gain_levels": quantizer.gain_levels, "refiner": asdict(refiner), "dio_threshold": dio_threshold,
-                "rvq_beam": rvq_beam, "rvq_tilt": rvq_tilt}
+                "rvq_beam": rvq_beam, "rvq_tilt": rvq_tilt, "f0_fit": f0_fit}
 
     # ---- properties (the AudioTokenizer protocol) -------------------------------------------------
     @property
@@ -415,7 +416,7 @@ class StreamEncoder:
             want = min(want, (n_tokens - start // c.hop) * HOP_FRAMES)
         sl = slice(first, first + want)
         part = pad_frames(Frames(frames.f0[sl], frames.mcep[sl], frames.bap[sl]), want)
-        codes = c.quantize(to_token_rate(part, HOP_FRAMES), self.n_q - len(STREAM_PREFIX))
+        codes = c.quantize(to_token_rate(part, HOP_FRAMES, c.f0_fit), self.n_q - len(STREAM_PREFIX))
         self.start += self.span
         drop = max(0, self.start - self.left - self.buf_start)
         self.buf, self.buf_start = self.buf[drop:], self.buf_start + drop

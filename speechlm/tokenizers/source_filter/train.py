@@ -58,6 +58,7 @@ class SourceFilterTrainConfig:
     dio_threshold: float = DIO_THRESHOLD  # DIO's voicing threshold (world.analyze), recorded in the codec for encoding
     rvq_beam: int = 1  # beam width of the envelope RVQ when encoding (1 = stage by stage), recorded likewise
     rvq_tilt: float = 0.0  # envelope search weight 1 / (1 + k / tilt) of coefficient k (0: all alike), likewise
+    f0_fit: bool = False  # token F0 fitted to the analysis contour (world.fit_token_f0), likewise
     quantizer_from: str | None = None  # a codec folder whose codebooks to keep (its token space): refiner only
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     refiner: RefinerConfig = field(default_factory=RefinerConfig)
@@ -154,17 +155,17 @@ def refine_rvq(x: np.ndarray, books: np.ndarray, passes: int) -> np.ndarray:
 
 
 def train_refiner(frames: list[Frames], quantizer: SourceFilterQuantizer, rcfg: RefinerConfig,
-                  tcfg: RefinerTrainConfig, seed: int, beam: int = 1, tilt: float = 0.0
+                  tcfg: RefinerTrainConfig, seed: int, beam: int = 1, tilt: float = 0.0, f0_fit: bool = False
                   ) -> tuple[EnvelopeRefiner, list[float]]:
     """Train the refiner on (decoded parameters with n stages, the unquantised 5-ms mel-cepstra) pairs; the
     n-stage inputs are encoded as the codec encodes at that bitrate (``beam``: the RVQ beam width, ``tilt``: the
-    envelope search weighting)."""
+    envelope search weighting, ``f0_fit``: the token F0 fitted to the contour)."""
     from tqdm import tqdm
 
     n_stages = quantizer.n_env_stages
     examples = []  # (per-stage decoded inputs [S, C, T], 5-ms target [T * hop, D])
     for fr in frames:
-        tok = to_token_rate(fr, HOP_FRAMES)
+        tok = to_token_rate(fr, HOP_FRAMES, f0_fit)
         if len(tok) < 8:
             continue
         if beam > 1:
@@ -231,9 +232,10 @@ def train(config: str | None, data: list[str], out: str, overrides: list[str] = 
     if not cfg.quantizer_from:
         quantizer = fit_quantizer([to_token_rate(f, HOP_FRAMES) for f in frames], cfg.quantizer, cfg.seed)
     t_q = time.time() - t0 - t_feat
-    refiner, losses = train_refiner(frames, quantizer, cfg.refiner, cfg.train, cfg.seed, cfg.rvq_beam, cfg.rvq_tilt)
+    refiner, losses = train_refiner(frames, quantizer, cfg.refiner, cfg.train, cfg.seed, cfg.rvq_beam, cfg.rvq_tilt,
+                                    cfg.f0_fit)
     codec = SourceFilterCodec(quantizer, refiner, cfg.name, "", SourceFilterCodec.model_config(
-        quantizer, cfg.refiner, cfg.dio_threshold, cfg.rvq_beam, cfg.rvq_tilt))
+        quantizer, cfg.refiner, cfg.dio_threshold, cfg.rvq_beam, cfg.rvq_tilt, cfg.f0_fit))
     summary = {"frames": int(sum(len(f) for f in frames)), "hours": sum(len(f) for f in frames) * 0.005 / 3600,
                "seconds": {"features": t_feat, "quantizer": t_q, "refiner": time.time() - t0 - t_feat - t_q},
                "final_loss": float(np.mean(losses[-100:]))}

@@ -124,10 +124,11 @@ def pad_frames(frames: Frames, n: int) -> Frames:
     return Frames(rep(frames.f0), rep(frames.mcep), rep(frames.bap))
 
 
-def to_token_rate(frames: Frames, hop_frames: int) -> Frames:
+def to_token_rate(frames: Frames, hop_frames: int, fit_f0: bool = False) -> Frames:
     """Average every ``hop_frames`` analysis frames into one token frame (``ceil(T / hop_frames)`` rows).
 
-    F0 is the geometric mean of the voiced frames; a token frame is voiced when at least half of its frames are.
+    F0 is the geometric mean of the voiced frames (``fit_f0``: then refitted by :func:`fit_token_f0`, so that the
+    decoder's interpolation follows the contour); a token frame is voiced when at least half of its frames are.
     The last block is padded by repeating its final frame."""
     t = len(frames)
     n = -(-t // hop_frames)
@@ -141,8 +142,65 @@ def to_token_rate(frames: Frames, hop_frames: int) -> Frames:
     voiced = f > 0
     n_voiced = voiced.sum(1)
     log_f0 = np.where(voiced, np.log(np.maximum(f, 1.0)), 0.0).sum(1) / np.maximum(n_voiced, 1)
-    f0 = np.where(2 * n_voiced >= hop_frames, np.exp(log_f0), 0.0)
-    return Frames(f0.astype(np.float32), blocks(frames.mcep).mean(1), blocks(frames.bap).mean(1))
+    f0 = np.where(2 * n_voiced >= hop_frames, np.exp(log_f0), 0.0).astype(np.float32)
+    if fit_f0:
+        f0 = fit_token_f0(frames.f0, f0, hop_frames)
+    return Frames(f0, blocks(frames.mcep).mean(1), blocks(frames.bap).mean(1))
+
+
+F0_FIT_HUBER = 0.03  # log-F0 (about 50 cents) beyond which an analysis frame counts less in fit_token_f0
+F0_FIT_RIDGE = 1e-3  # pull of each fitted value towards its block mean (keeps isolated voiced tokens where they are)
+F0_FIT_ITERS = 4
+
+
+def fit_token_f0(f0: np.ndarray, token_f0: np.ndarray, hop_frames: int) -> np.ndarray:
+    """Token-rate F0 that the decoder's interpolation turns back into the analysis-rate contour best.
+
+    :func:`to_token_rate` averages each token's frames, and :func:`interpolate_f0` draws straight lines between
+    token centres, so a curved contour comes back flattened. This chooses the voiced tokens' values (voicing
+    unchanged) so that the interpolated log-F0 matches the analysis frames voiced in both: least squares over the
+    piecewise-linear basis (a tridiagonal system), made robust to DIO's octave slips by Huber weights
+    (``F0_FIT_HUBER``, a few reweighting rounds), with a small ridge towards the block means. Development clips:
+    PESQ-WB +0.05 to +0.07 through the codec at no bit cost (docs/experiments/2026-12-05-f0-knot-fit.md).
+
+    Args:
+        f0: ``[n]`` analysis-rate Hz (0 = unvoiced), ``n <= len(token_f0) * hop_frames``.
+        token_f0: ``[T]`` its :func:`to_token_rate` F0 (block geometric means, 0 = unvoiced).
+        hop_frames: analysis frames a token.
+
+    Returns:
+        ``[T]`` float32 Hz, zero where ``token_f0`` is.
+    """
+    from scipy.linalg import solveh_banded
+
+    token_f0 = np.asarray(token_f0, np.float32)
+    voiced = token_f0 > 0
+    k = int(voiced.sum())
+    if k < 2:
+        return token_f0
+    knots = frame_centres(len(token_f0), hop_frames)[voiced]
+    prior = np.log(token_f0[voiced]).astype(np.float64)
+    t = np.arange(len(f0))
+    use = voiced[np.minimum(t // hop_frames, len(token_f0) - 1)] & (np.asarray(f0) > 0)
+    t = t[use].astype(np.float64)
+    if not len(t):
+        return token_f0
+    b = np.log(np.asarray(f0, np.float64)[use])
+    # each frame lies between knots j and j + 1 (clamped at the ends): weights 1 - a and a
+    j = np.clip(np.searchsorted(knots, t, side="right") - 1, 0, k - 2)
+    a = np.clip((t - knots[j]) / (knots[j + 1] - knots[j]), 0.0, 1.0)
+    w = np.ones_like(b)
+    x = prior
+    for _ in range(F0_FIT_ITERS):
+        diag = F0_FIT_RIDGE + np.bincount(j, w * (1 - a) ** 2, k) + np.bincount(j + 1, w * a**2, k)
+        off = np.bincount(j, w * a * (1 - a), k)[: k - 1]
+        rhs = F0_FIT_RIDGE * prior + np.bincount(j, w * (1 - a) * b, k) + np.bincount(j + 1, w * a * b, k)
+        x = solveh_banded(np.stack([np.concatenate([[0.0], off]), diag]), rhs)
+        r = np.abs((1 - a) * x[j] + a * x[j + 1] - b)
+        w = np.where(r <= F0_FIT_HUBER, 1.0, F0_FIT_HUBER / np.maximum(r, 1e-12))
+    out = token_f0.copy()
+    out[voiced] = np.exp(x)
+    return out
 
 
 def frame_centres(n_tokens: int, hop_frames: int) -> np.ndarray:
