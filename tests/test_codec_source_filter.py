@@ -498,7 +498,8 @@ def test_cli_encode_decode_info(tiny, tiny_dir, corpus, tmp_path, capsys):
     assert main(["codec", "info", "--model", str(tiny_dir)]) == 0
     info = capsys.readouterr().out
     assert "codebooks: f0 128, gain 32, aperiodicity 8, envelope.1 32, envelope.2 32" in info
-    assert "encoder: world (dio, voicing threshold 0.25), envelope RVQ beam 8" in info
+    assert ("encoder: world (dio, voicing threshold 0.25), token F0 fitted to the 5-ms contour, envelope RVQ beam 8"
+            in info)
     assert "bitrates (kbps): 1, 1.25" in info and "world+refiner" in info and tiny.tokenizer_id in info
 
 

@@ -160,7 +160,8 @@ class SourceFilterCodec:
         search = f"beam {self.rvq_beam}" if self.rvq_beam > 1 else "greedy"
         if self.rvq_tilt > 0:
             search += f", coefficient k weighted 1 / (1 + k / {self.rvq_tilt:g})"
-        return f"world ({tracker}), envelope RVQ {search}"
+        f0 = ", token F0 fitted to the 5-ms contour" if self.f0_fit else ""
+        return f"world ({tracker}){f0}, envelope RVQ {search}"
 
     @property
     def tokenizer_id(self) -> str:
