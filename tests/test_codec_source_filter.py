@@ -528,3 +528,15 @@ def test_token_f0_fitted_to_the_contour(tiny):
     assert tiny.f0_fit  # the recipe's setting, recorded in the codec
     one = np.array([0, 0, 150, 0], np.float32)  # a single voiced token has nothing to fit
     np.testing.assert_array_equal(fit_token_f0(np.full(16, 150.0), one, hop), one)
+
+
+def test_low_latency_encoder_fits_f0_with_its_context(tiny, speech):
+    """A 40-ms-block encoder fits each block's token F0 over the audio it analyses around the block (context and
+    look-ahead), so its F0 tokens mostly equal the offline ones instead of bending at every block edge."""
+    offline = tiny.encode(speech, 16000).codes[0]
+    enc = tiny.stream_encoder(block_tokens=2, lookahead_ms=100)
+    codes = [c for i in range(0, len(speech), 320) for c in enc.push(speech[i : i + 320])] + list(enc.flush())
+    streamed = np.concatenate(codes, axis=1)[0]
+    voiced = offline > 0
+    assert voiced.mean() > 0.3
+    assert (streamed[voiced] == offline[voiced]).mean() >= 0.85
