@@ -30,7 +30,6 @@ from speechlm.tokenizers.source_filter.world import (
     SAMPLE_RATE,
     Frames,
     analyze,
-    fit_token_f0,
     pad_frames,
     synthesize,
     to_analysis_rate,
@@ -416,15 +415,12 @@ class StreamEncoder:
         want = self.span // c.hop * HOP_FRAMES
         if n_tokens is not None:
             want = min(want, (n_tokens - start // c.hop) * HOP_FRAMES)
-        sl = slice(first, first + want)
-        part = pad_frames(Frames(frames.f0[sl], frames.mcep[sl], frames.bap[sl]), want)
-        tokens = to_token_rate(part, HOP_FRAMES)
-        if c.f0_fit:  # fitted over the whole analysed segment, context included, so that block edges fit as inside
-            seg_frames = pad_frames(frames, first + want)  # starts on a token boundary: `first` is whole tokens
-            f0 = fit_token_f0(seg_frames.f0, to_token_rate(seg_frames, HOP_FRAMES).f0, HOP_FRAMES)
-            k = first // HOP_FRAMES
-            tokens = Frames(f0[k : k + len(tokens)], tokens.mcep, tokens.bap)
-        codes = c.quantize(tokens, self.n_q - len(STREAM_PREFIX))
+        # Token frames of the whole analysed segment (it starts on a token boundary: `first` is whole tokens), so
+        # that a fitted token F0 sees the context and look-ahead too (block edges fit as inside); then the block's.
+        tokens = to_token_rate(pad_frames(frames, first + want), HOP_FRAMES, c.f0_fit)
+        k, n = first // HOP_FRAMES, want // HOP_FRAMES
+        block = Frames(tokens.f0[k : k + n], tokens.mcep[k : k + n], tokens.bap[k : k + n])
+        codes = c.quantize(block, self.n_q - len(STREAM_PREFIX))
         self.start += self.span
         drop = max(0, self.start - self.left - self.buf_start)
         self.buf, self.buf_start = self.buf[drop:], self.buf_start + drop

@@ -161,7 +161,7 @@ def fit_token_f0(f0: np.ndarray, token_f0: np.ndarray, hop_frames: int) -> np.nd
     unchanged) so that the interpolated log-F0 matches the analysis frames voiced in both: least squares over the
     piecewise-linear basis (a tridiagonal system), made robust to DIO's octave slips by Huber weights
     (``F0_FIT_HUBER``, a few reweighting rounds), with a small ridge towards the block means. Development clips:
-    PESQ-WB +0.05 to +0.07 through the codec at no bit cost (docs/experiments/2026-12-05-f0-knot-fit.md).
+    PESQ-WB +0.04 to +0.06 through the codec at no bit cost (docs/experiments/2026-12-05-f0-knot-fit.md).
 
     Args:
         f0: ``[n]`` analysis-rate Hz (0 = unvoiced), ``n <= len(token_f0) * hop_frames``.
@@ -190,7 +190,6 @@ def fit_token_f0(f0: np.ndarray, token_f0: np.ndarray, hop_frames: int) -> np.nd
     j = np.clip(np.searchsorted(knots, t, side="right") - 1, 0, k - 2)
     a = np.clip((t - knots[j]) / (knots[j + 1] - knots[j]), 0.0, 1.0)
     w = np.ones_like(b)
-    x = prior
     for _ in range(F0_FIT_ITERS):
         diag = F0_FIT_RIDGE + np.bincount(j, w * (1 - a) ** 2, k) + np.bincount(j + 1, w * a**2, k)
         off = np.bincount(j, w * a * (1 - a), k)[: k - 1]
