@@ -119,10 +119,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         "train a codec (resumable; torchrun for DDP)",
         _train,
-        description="Train a codec from a YAML preset (configs/codec/tiny|default|large.yaml) on one or "
-        "more manifests (utterances with split=train; split=valid for validation). "
-        "Rerunning with the same --out resumes. Multi-GPU/CPU: torchrun --nproc_per_node=N "
-        "-m speechlm.tokenizers.codec.train --config ... --data ... --out ...",
+        description="Train a codec from a YAML preset on one or more manifests (utterances with split=train; "
+        "split=valid for validation). configs/codec/source_filter.yaml is the default codec (codec_sf: WORLD "
+        "analysis, k-means quantisers and an envelope refiner; under an hour on 2 CPU cores; --set "
+        "quantizer_from=speechlm/assets/codec_sf keeps its codebooks, so its token space, and retrains the "
+        "refiner only). configs/codec/tiny|default|large.yaml are the neural RVQ codecs: rerunning with the same "
+        "--out resumes; multi-GPU/CPU: torchrun --nproc_per_node=N -m speechlm.tokenizers.codec.train --config "
+        "... --data ... --out ...",
     )
     p.add_argument("--config", required=True, help="YAML preset")
     p.add_argument("--data", action="append", required=True, help="manifest (repeatable)")
