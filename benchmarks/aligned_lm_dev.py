@@ -60,7 +60,7 @@ def main() -> int:
             elif isinstance(cfg, int):
                 tts.env_stages = cfg
                 res = tts.generate(text)
-                tts.env_stages = tts.codec.num_codebooks - 3
+                tts.env_stages = tts.codec.quantizer.n_env_stages
             else:
                 res = tts.generate(text, seed=i, temperature=cfg.temperature, top_k=cfg.top_k)
             gen += time.perf_counter() - t0

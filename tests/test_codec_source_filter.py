@@ -136,23 +136,23 @@ def _rms(x: np.ndarray) -> float:
 # ---- contract --------------------------------------------------------------------------------------------------
 def test_loads_as_source_filter_codec(tiny, tiny_dir):
     assert isinstance(tiny, SourceFilterCodec) and tiny.tokenizer_id.startswith("tiny_sf@")
-    assert tiny.stream_names == ["f0", "gain", "aperiodicity", "envelope.1", "envelope.2"]
-    assert tiny.cardinalities == [128, 32, 8, 32, 32] and tiny.cardinality == 128 and tiny.num_codebooks == 5
+    assert tiny.stream_names == ["f0", "gain", "aperiodicity", "envelope.1", "envelope.2", "f0.mid"]
+    assert tiny.cardinalities == [128, 32, 8, 32, 32, 8] and tiny.cardinality == 128 and tiny.num_codebooks == 6
     assert tiny.sample_rate == 16000 and tiny.frame_rate == 50 and tiny.hop == 320
-    # the bits of the streams at 50 Hz: 7 + 5 + 3 + 5 a stage
-    assert tiny.bitrates == [pytest.approx(1.0), pytest.approx(1.25)]
+    # the bits of the streams at 50 Hz: 7 + 5 + 3 + 5 a stage, then 3 for f0.mid
+    assert tiny.bitrates == [pytest.approx(1.0), pytest.approx(1.25), pytest.approx(1.4)]
     assert SourceFilterCodec.load(tiny_dir).tokenizer_id == tiny.tokenizer_id  # the loader is deterministic
 
 
 def test_tokens_contract(tiny, speech):
     tok = tiny.encode(speech, 16000)
-    assert tok.codes.dtype == np.int16 and tok.codes.shape == (3 + 2, tiny.n_frames(len(speech)))
+    assert tok.codes.dtype == np.int16 and tok.codes.shape == (3 + 2 + 1, tiny.n_frames(len(speech)))
     assert tok.n_samples == len(speech) and tok.sample_rate == 16000 and tok.frame_rate == 50
     assert tok.tokenizer == tiny.tokenizer_id
     bits = sum(math.log2(c) for c in tiny.cardinalities)
     assert tok.bitrate == pytest.approx(bits * 50 / 1000) == pytest.approx(tiny.bitrates[-1])
     streams = tiny.streams(tok)
-    assert list(streams) == ["f0", "gain", "aperiodicity", "envelope.1", "envelope.2"]
+    assert list(streams) == ["f0", "gain", "aperiodicity", "envelope.1", "envelope.2", "f0.mid"]
     for (name, row), card in zip(streams.items(), tiny.cardinalities):
         assert row.shape == (tok.num_frames,) and 0 <= row.min() and row.max() < card, name
     # speech: the F0 stream is voiced (code > 0) somewhere but not everywhere, the gain varies
@@ -161,13 +161,13 @@ def test_tokens_contract(tiny, speech):
 
 def test_bitrate_picks_envelope_stages(tiny, speech):
     assert tiny.rvq_beam == 8  # configs/codec/source_filter.yaml: beam-searched RVQ
-    full = tiny.encode(speech, 16000)
+    full = tiny.encode(speech, 16000, bitrate=tiny.bitrates[-2])  # every envelope stage, no f0.mid
     low = tiny.encode(speech, 16000, bitrate=tiny.bitrates[0])
     assert low.codes.shape == (4, full.num_frames) and low.bitrate == pytest.approx(tiny.bitrates[0])
     np.testing.assert_array_equal(low.codes[:3], full.codes[:3])  # the source streams do not depend on the rate
     tiny.rvq_beam = 1
     try:  # stage by stage, a lower rate is a prefix of the full one
-        np.testing.assert_array_equal(low.codes, tiny.encode(speech, 16000).codes[:4])
+        np.testing.assert_array_equal(low.codes, tiny.encode(speech, 16000, bitrate=tiny.bitrates[-2]).codes[:4])
     finally:
         tiny.rvq_beam = 8
     assert list(tiny.streams(low)) == ["f0", "gain", "aperiodicity", "envelope.1"]
@@ -298,10 +298,12 @@ def test_tiny_model_keeps_voicing(tiny, speech):
 def test_shipped_codec(shipped, speech):
     assert isinstance(shipped, SourceFilterCodec) and shipped.tokenizer_id.startswith("codec_sf@")
     assert Codec.load().tokenizer_id == shipped.tokenizer_id  # the default is the source-filter codec
-    n_env = len(shipped.stream_names) - 3
-    assert shipped.stream_names == ["f0", "gain", "aperiodicity"] + [f"envelope.{i + 1}" for i in range(n_env)]
-    # what the CLI help and configs/codec/source_filter.yaml promise: 1.35-3.85 kbps in 0.5 kbps steps
-    assert shipped.bitrates == pytest.approx([1.35, 1.85, 2.35, 2.85, 3.35, 3.85])
+    n_env = len(shipped.stream_names) - 4
+    assert shipped.stream_names == (["f0", "gain", "aperiodicity"] + [f"envelope.{i + 1}" for i in range(n_env)]
+                                    + ["f0.mid"])
+    # what the CLI help and configs/codec/source_filter.yaml promise: 1.35-3.85 kbps in 0.5 kbps steps, then
+    # f0.mid's 3 bits a frame
+    assert shipped.bitrates == pytest.approx([1.35, 1.85, 2.35, 2.85, 3.35, 3.85, 4.0])
 
 
 def test_shipped_codec_quality(shipped, speech):
@@ -384,7 +386,7 @@ def test_weighted_envelope_search(tiny, speech):
 
     assert low_err(tilted) < low_err(plain)
     assert tiny.rvq_tilt == 10.0  # the recipe's setting (configs/codec/source_filter.yaml), recorded in the codec
-    np.testing.assert_array_equal(tiny.quantize(frames, n), tilted)
+    np.testing.assert_array_equal(tiny.quantize(frames, 3 + n), tilted)
 
 
 def test_codec_records_its_encoder_settings(tiny, tiny_dir):
@@ -497,10 +499,10 @@ def test_cli_encode_decode_info(tiny, tiny_dir, corpus, tmp_path, capsys):
     np.testing.assert_allclose(y, np.clip(tiny.decode(tok)[0], -1, 1), atol=1 / 32767)  # 16-bit PCM
     assert main(["codec", "info", "--model", str(tiny_dir)]) == 0
     info = capsys.readouterr().out
-    assert "codebooks: f0 128, gain 32, aperiodicity 8, envelope.1 32, envelope.2 32" in info
-    assert ("encoder: world (dio, voicing threshold 0.25), token F0 fitted to the 5-ms contour, envelope RVQ beam 8"
-            in info)
-    assert "bitrates (kbps): 1, 1.25" in info and "world+refiner" in info and tiny.tokenizer_id in info
+    assert "codebooks: f0 128, gain 32, aperiodicity 8, envelope.1 32, envelope.2 32, f0.mid 8" in info
+    assert ("encoder: world (dio, voicing threshold 0.25), token F0 fitted to the 5-ms contour (with F0 knots every "
+            "10 ms at 1.4 kbps), envelope RVQ beam 8" in info)
+    assert "bitrates (kbps): 1, 1.25, 1.4" in info and "world+refiner" in info and tiny.tokenizer_id in info
 
 
 def test_token_f0_fitted_to_the_contour(tiny):
@@ -528,6 +530,53 @@ def test_token_f0_fitted_to_the_contour(tiny):
     assert tiny.f0_fit  # the recipe's setting, recorded in the codec
     one = np.array([0, 0, 150, 0], np.float32)  # a single voiced token has nothing to fit
     np.testing.assert_array_equal(fit_token_f0(np.full(16, 150.0), one, hop), one)
+
+
+def test_f0_mid_knots(tiny, speech):
+    """``f0.mid``: a knot halfway between every two voiced frames, fitted together with the token F0, follows a
+    curved contour closer than the token F0 alone; its codes round-trip within half a step; the top bitrate
+    carries it, a prefix without it still decodes, and quiet frames of a packed file fill it with the line."""
+    from speechlm.tokenizers.source_filter.world import Frames, fit_token_f0_mid, interpolate_f0, to_token_rate
+
+    n, hop = 400, 4
+    t = np.arange(n)
+    f0 = 140 * 2 ** (0.5 * np.sin(2 * np.pi * t / 24))  # +-6 semitones, 120 ms period: curved within a token pair
+    f0[150:190] = 0.0
+    frames = Frames(f0.astype(np.float32), np.zeros((n, 40), np.float32), np.zeros((n, 6), np.float32))
+    fitted = to_token_rate(frames, hop, fit_f0=True)
+    both = to_token_rate(frames, hop, fit_f0=True, mid_knots=True)
+    np.testing.assert_array_equal(both.f0 > 0, fitted.f0 > 0)  # voicing unchanged
+    np.testing.assert_allclose(both.f0, fit_token_f0_mid(frames.f0, to_token_rate(frames, hop).f0, hop)[0])
+    pair = np.zeros(len(both.f0), bool)
+    pair[:-1] = (both.f0[:-1] > 0) & (both.f0[1:] > 0)
+    assert (both.f0_mid[~pair] == 0).all() and (both.f0_mid[pair] != 0).any()
+
+    def cents(f: np.ndarray, mid: np.ndarray | None) -> float:
+        back = interpolate_f0(f, hop, n, mid)
+        ok = (back > 0) & (f0 > 0)
+        return float(np.sqrt(np.mean((1200 * np.log2(back[ok] / f0[ok])) ** 2)))
+
+    assert cents(both.f0, both.f0_mid) < 0.6 * cents(fitted.f0, None), (cents(both.f0, both.f0_mid),
+                                                                         cents(fitted.f0, None))
+    np.testing.assert_allclose(interpolate_f0(both.f0, hop, n, np.zeros(len(both.f0))), interpolate_f0(both.f0, hop, n),
+                               rtol=1e-6)
+    q = tiny.quantizer
+    codes = q.encode(both, q.n_env_stages, f0_mid=True)
+    back = q.decode(codes).f0_mid
+    inside = np.abs(both.f0_mid) < (q.f0_mid_levels // 2 - 1) * q.f0_mid_step
+    assert np.abs(back - both.f0_mid)[inside].max() <= q.f0_mid_step / 2 + 1e-6
+    assert q.decode(codes[:-1]).f0_mid is None
+    # the codec: the top bitrate adds the stream, and its first streams decode alone
+    top = tiny.encode(speech, 16000)
+    assert top.num_codebooks == tiny.num_codebooks and tiny.has_f0_mid(top.num_codebooks)
+    assert (top.codes[-1] != q.f0_mid_zero).any()
+    prefix = Tokens(codes=top.codes[:-1], sample_rate=16000, frame_rate=50, n_samples=top.n_samples,
+                    tokenizer=top.tokenizer, bitrate=tiny.bitrates[-2])
+    assert len(tiny.decode(prefix)[0]) == len(speech)
+    depth = tiny.frame_depth(top.codes)
+    assert depth.fill[-1] == q.f0_mid_zero and len(depth.fill) == tiny.num_codebooks
+    with pytest.raises(SpeechLMError, match="f0.mid"):
+        q.encode(fitted, q.n_env_stages, f0_mid=True)  # no f0_mid in the frames
 
 
 def test_low_latency_encoder_fits_f0_with_its_context(tiny, speech):

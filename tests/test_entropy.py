@@ -128,6 +128,29 @@ def test_entropy_model_beside_a_codec(tmp_path):
         entropy_model_for(tmp_path, "toy@1")
 
 
+def test_files_packed_before_a_refit_still_unpack(tmp_path):
+    """A refit model replaces ``entropy.safetensors``; the earlier one kept as ``entropy-ID.safetensors`` decodes
+    the files its id is in the header of; an unknown or malformed id falls back to the current model (whose id
+    check then refuses the file)."""
+    from speechlm.tokenizers.packed import entropy_model_for
+
+    rng = np.random.default_rng(8)
+    old = TokenEntropyModel.fit([_codes(rng, 300) for _ in range(5)], SPECS, "toy@0")
+    new = TokenEntropyModel.fit([_codes(rng, 300) for _ in range(5)], SPECS, "toy@0", 8)
+    assert old.id != new.id
+    x = _codes(rng, 200)
+    save_packed(tmp_path / "a.slc", _tokens(x), old)
+    new.save(tmp_path / "entropy.safetensors")
+    header, _ = read_header(tmp_path / "a.slc")
+    with pytest.raises(TokensFileError, match="packed with entropy model"):
+        load_packed(tmp_path / "a.slc", entropy_model_for(tmp_path, entropy_id=header["entropy"]))
+    old.save(tmp_path / f"entropy-{old.id}.safetensors")
+    back = load_packed(tmp_path / "a.slc", entropy_model_for(tmp_path, entropy_id=header["entropy"]))
+    assert np.array_equal(back.codes, x)
+    for other in (new.id, "0" * 16, "../entropy", None):
+        assert entropy_model_for(tmp_path, entropy_id=other).id == new.id
+
+
 def test_fit_chooses_context_on_held_back_files():
     rng = np.random.default_rng(4)
     specs_names = [s.name for s in SPECS]

@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "codec",
         help="audio codec (acoustic tokenizer): encode, decode, train, bench",
         description="Audio codec: 16 kHz speech <-> tokens [K, T] at 50 Hz. The default is the source-filter "
-        "codec (F0, gain, aperiodicity and envelope streams; 1.35-3.85 kbps); the neural RVQ codecs are "
+        "codec (F0, gain, aperiodicity and envelope streams, 1.35-3.85 kbps; 4 kbps adds F0 knots every 10 ms); "
+        "the neural RVQ codecs are "
         "codec_default, codec_pitch and codec_hybrid (--model).\n\n"
         "  speechlm codec encode in.wav -o tokens.npz --bitrate 1.5\n"
         "  speechlm codec decode tokens.npz -o out.wav",
@@ -55,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--bitrate",
         type=float,
         default=None,
-        help="kbps; picks the number of codebooks (default: all). Default codec: 1.35-3.85 kbps in 0.5 kbps steps. "
+        help="kbps; picks the number of codebooks (default: all). Default codec: 1.35-3.85 kbps in 0.5 kbps steps, "
+        "then 4 kbps (the f0.mid stream: F0 knots every 10 ms). "
         "With a .slc output it is the packed rate: the most codebooks whose packed rate the entropy model "
         "expects at or under it (measured on its held-back files; the real rate varies with the content and "
         "is printed)",
@@ -312,7 +314,7 @@ def _read_tokens(path: str, model: str | None):
 
     header, _ = read_header(path)
     model = _model_for_tokens(str(header.get("tokenizer", "")), model)
-    return load_packed(path, entropy_model_for(resolve_model_dir(model))), model
+    return load_packed(path, entropy_model_for(resolve_model_dir(model), entropy_id=str(header.get("entropy")))), model
 
 
 def _pack(args: argparse.Namespace) -> int:

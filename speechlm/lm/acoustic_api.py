@@ -223,11 +223,12 @@ class AcousticTTSModel:
         return Frames(f0, feat[:, :m].astype(np.float32), bap)
 
     def to_codes(self, feat: np.ndarray, codec) -> np.ndarray:
-        """Features ``[T * S, F]`` -> codes ``[K, T]`` of ``codec`` (a source-filter codec; every stream)."""
+        """Features ``[T * S, F]`` -> codes ``[K, T]`` of ``codec`` (a source-filter codec; every envelope stage:
+        the model's frames have no 5-ms F0 contour for ``f0.mid``)."""
         if not hasattr(codec, "quantizer"):
             raise CheckpointError(f"{codec.tokenizer_id} is not a source-filter codec: the acoustic model's frames "
                                   "are quantised by codec_sf")
-        return codec.quantize(self.token_frames(self.to_frames(feat)), codec.quantizer.n_env_stages)
+        return codec.quantize(self.token_frames(self.to_frames(feat)), codec.envelope_streams)
 
     def token_frames(self, frames):
         """:meth:`to_frames`'s output -> codec-rate (20-ms) frames: sub-frames averaged as the codec analyses."""

@@ -208,7 +208,8 @@ def train_aligned(features: str | os.PathLike, out: str | os.PathLike, cfg: Alig
     n_val = max(1, int(len(idx) * valid_fraction))
     val, tr = [items[i] for i in idx[:n_val]], [items[i] for i in idx[n_val:]]
     if last is None:
-        mcfg = AlignedConfig(vocab=am.config.vocab, cardinalities=list(codec.cardinalities),
+        # the streams AcousticTTSModel.to_codes gives: every envelope stage (its frames have no f0.mid)
+        mcfg = AlignedConfig(vocab=am.config.vocab, cardinalities=list(codec.cardinalities[: codec.envelope_streams]),
                              nar_dim=am.config.d_model, **cfg.model)
         model = build(mcfg, am.config)
         model.nar.load_state_dict(am.model.state_dict())

@@ -47,7 +47,7 @@ class AlignedTTS:
         self.nar = DurationTTS(am, codec, via_tokens=True)
         self.lm, self.codec = lm, codec
         self.sampling = sampling or SamplingConfig(temperature=0.0)
-        n_env = codec.num_codebooks - N_PREFIX
+        n_env = codec.quantizer.n_env_stages
         if env_stages is not None and not 1 <= env_stages <= n_env:
             raise TTSInputError(f"env_stages must be 1..{n_env}, got {env_stages}")
         self.env_stages = n_env if env_stages is None else env_stages

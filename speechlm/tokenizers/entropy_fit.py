@@ -34,9 +34,11 @@ class EntropyFitReport:
 
     def kbps_by_streams(self, frame_rate: float, prefix: int) -> dict[str, float]:
         """Development kbps of the first ``k`` streams under the chosen contexts, ``k = prefix + 1 ..`` (each
-        depth of a codec whose first ``prefix`` streams are always coded)."""
-        bits = [self.dev_bits[s][c] for s, c in self.contexts.items()]
-        return {str(k): round(sum(bits[:k]) * frame_rate / 1000, 3) for k in range(prefix + 1, len(bits) + 1)}
+        depth of a codec whose first ``prefix`` streams are always coded; up to the first stream no development
+        file had)."""
+        bits = [self.dev_bits[s].get(c) for s, c in self.contexts.items()]
+        measured = bits.index(None) if None in bits else len(bits)
+        return {str(k): round(sum(bits[:k]) * frame_rate / 1000, 3) for k in range(prefix + 1, measured + 1)}
 
 
 def _encode_file(item: tuple[str, float], model: str) -> np.ndarray:

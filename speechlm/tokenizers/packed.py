@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -44,14 +45,20 @@ class PackedInfo:
         return self.payload_bytes * 8 / max(self.seconds, 1e-9) / 1000
 
 
-def entropy_model_for(model_dir: str | os.PathLike, tokenizer_id: str | None = None) -> TokenEntropyModel:
+def entropy_model_for(model_dir: str | os.PathLike, tokenizer_id: str | None = None,
+                      entropy_id: str | None = None) -> TokenEntropyModel:
     """The entropy model shipped beside a codec (``MODEL_DIR/entropy.safetensors``); with ``tokenizer_id``, refused
-    when it was fitted on another codec's tokens (a codec re-exported into the folder)."""
+    when it was fitted on another codec's tokens (a codec re-exported into the folder). ``entropy_id`` (a packed
+    file's header): an earlier model kept beside it as ``entropy-ID.safetensors`` when that is the one, so files
+    packed before a refit still unpack."""
     path = Path(model_dir) / ENTROPY_FILE
     if not path.is_file():
         raise EntropyModelError(f"codec {Path(model_dir).name} has no token entropy model ({ENTROPY_FILE}): fit "
                                 "one with 'speechlm codec fit-entropy', or keep its tokens as .npz")
     model = TokenEntropyModel.load(path)
+    earlier = Path(model_dir) / f"entropy-{entropy_id}.safetensors"
+    if entropy_id and entropy_id != model.id and re.fullmatch(r"[0-9a-f]{16}", entropy_id) and earlier.is_file():
+        model = TokenEntropyModel.load(earlier)
     if tokenizer_id is not None and model.tokenizer != tokenizer_id:
         raise EntropyModelError(f"{path} was fitted on {model.tokenizer!r} tokens, not {tokenizer_id!r}: refit it "
                                 "with 'speechlm codec fit-entropy'")

@@ -84,6 +84,8 @@ class SourceFilterCodec:
                 ap_codebook=sd["quantizer.ap_codebook"].float().numpy(),
                 env_codebooks=sd["quantizer.env_codebooks"].float().numpy(),
                 gain_levels=int(cfg["gain_levels"]),
+                f0_mid_levels=int(cfg.get("f0_mid", {}).get("levels", 0)),
+                f0_mid_step=float(cfg.get("f0_mid", {}).get("step_cents", 90.0)) / 1200.0,
             )
             rc = cfg["refiner"]
             refiner = EnvelopeRefiner(
@@ -109,9 +111,12 @@ class SourceFilterCodec:
     @staticmethod
     def model_config(quantizer: SourceFilterQuantizer, refiner: RefinerConfig, dio_threshold: float = DIO_THRESHOLD,
                      rvq_beam: int = 1, rvq_tilt: float = 0.0, f0_fit: bool = False) -> dict:
-        return {"kind": KIND, "sample_rate": SAMPLE_RATE, "hop_frames": HOP_FRAMES, "analysis_ms": ANALYSIS_MS,
-                "gain_levels": quantizer.gain_levels, "refiner": asdict(refiner), "dio_threshold": dio_threshold,
-                "rvq_beam": rvq_beam, "rvq_tilt": rvq_tilt, "f0_fit": f0_fit}
+        cfg = {"kind": KIND, "sample_rate": SAMPLE_RATE, "hop_frames": HOP_FRAMES, "analysis_ms": ANALYSIS_MS,
+               "gain_levels": quantizer.gain_levels, "refiner": asdict(refiner), "dio_threshold": dio_threshold,
+               "rvq_beam": rvq_beam, "rvq_tilt": rvq_tilt, "f0_fit": f0_fit}
+        if quantizer.f0_mid_levels:
+            cfg["f0_mid"] = {"levels": quantizer.f0_mid_levels, "step_cents": round(quantizer.f0_mid_step * 1200, 6)}
+        return cfg
 
     # ---- properties (the AudioTokenizer protocol) -------------------------------------------------
     @property
@@ -161,6 +166,8 @@ class SourceFilterCodec:
         if self.rvq_tilt > 0:
             search += f", coefficient k weighted 1 / (1 + k / {self.rvq_tilt:g})"
         f0 = ", token F0 fitted to the 5-ms contour" if self.f0_fit else ""
+        if self.quantizer.f0_mid_levels:
+            f0 += f" (with F0 knots every 10 ms at {self.bitrates[-1]:g} kbps)"
         return f"world ({tracker}){f0}, envelope RVQ {search}"
 
     @property
@@ -169,8 +176,8 @@ class SourceFilterCodec:
 
     @property
     def bitrates(self) -> list[float]:
-        """kbps of every usable number of envelope stages (1..N)."""
-        return [self._kbps(n) for n in range(1, self.quantizer.n_env_stages + 1)]
+        """kbps of every usable number of streams: 1..N envelope stages, then ``f0.mid`` when the codec has it."""
+        return [self._kbps(k) for k in range(len(STREAM_PREFIX) + 1, self.num_codebooks + 1)]
 
     @property
     def latency_ms(self) -> float:
@@ -183,19 +190,22 @@ class SourceFilterCodec:
         ahead = (self.refiner.lookahead_frames + SYNTH_CONTEXT_TOKENS) * self.hop
         return 1000.0 * (block_tokens * self.hop + ahead) / SAMPLE_RATE
 
-    def _kbps(self, n_env: int) -> float:
-        return round(self.quantizer.bits_per_frame(n_env) * self.frame_rate / 1000, 4)
+    def _kbps(self, n_q: int) -> float:
+        """Nominal kbps of the first ``n_q`` streams."""
+        n_env = min(n_q - len(STREAM_PREFIX), self.quantizer.n_env_stages)
+        bits = self.quantizer.bits_per_frame(n_env, f0_mid=n_q > len(STREAM_PREFIX) + n_env)
+        return round(bits * self.frame_rate / 1000, 4)
 
     def n_q_for(self, bitrate: float | None) -> int:
-        """Streams for ``bitrate`` kbps (the most envelope stages that fit; all when None)."""
-        n_env = self.quantizer.n_env_stages
-        if bitrate is not None:
-            fits = [n for n in range(1, n_env + 1) if self._kbps(n) <= bitrate + 1e-6]
-            if not fits or bitrate > self._kbps(n_env) + 0.5:
-                raise SpeechLMError(f"bitrate {bitrate:g} kbps is outside this codec's range {self._kbps(1):g}-"
-                                    f"{self._kbps(n_env):g} kbps (steps: {', '.join(f'{b:g}' for b in self.bitrates)})")
-            n_env = max(fits)
-        return len(STREAM_PREFIX) + n_env
+        """Streams for ``bitrate`` kbps (the most that fit; all when None)."""
+        k_all = self.num_codebooks
+        if bitrate is None:
+            return k_all
+        fits = [k for k in range(len(STREAM_PREFIX) + 1, k_all + 1) if self._kbps(k) <= bitrate + 1e-6]
+        if not fits or bitrate > self._kbps(k_all) + 0.5:
+            raise SpeechLMError(f"bitrate {bitrate:g} kbps is outside this codec's range {self.bitrates[0]:g}-"
+                                f"{self.bitrates[-1]:g} kbps (steps: {', '.join(f'{b:g}' for b in self.bitrates)})")
+        return max(fits)
 
     def frame_depth(self, codes: np.ndarray) -> FrameDepth:
         """How a packed file thins the quiet frames of ``codes [K, T]``: frames 6 / 9 / 12 gain levels (29 / 44 /
@@ -205,12 +215,24 @@ class SourceFilterCodec:
         gain = np.asarray(codes[1])
         ref = int(np.percentile(gain, QUIET_REFERENCE_PERCENTILE)) if gain.size else 0
         rules = tuple((ref - below, len(STREAM_PREFIX) + n) for below, n in QUIET_DEPTH)
-        return FrameDepth(by=1, rules=rules, fill=(0,) * len(STREAM_PREFIX) + tuple(self.quantizer.rest_codes))
+        mid = (self.quantizer.f0_mid_zero,) if self.quantizer.f0_mid_levels else ()
+        return FrameDepth(by=1, rules=rules, fill=(0,) * len(STREAM_PREFIX) + tuple(self.quantizer.rest_codes) + mid)
 
-    def quantize(self, frames: Frames, n_env: int) -> np.ndarray:
-        """Token-rate :class:`Frames` -> codes ``[3 + n_env, T]``, searched as this codec encodes (its beam and
-        envelope weighting)."""
-        return self.quantizer.encode(frames, n_env, self.rvq_beam, self.rvq_tilt)
+    def quantize(self, frames: Frames, n_q: int) -> np.ndarray:
+        """Token-rate :class:`Frames` -> codes ``[n_q, T]`` (3 + envelope stages, then ``f0.mid`` if ``n_q`` has
+        it, from ``frames.f0_mid``), searched as this codec encodes (its beam and envelope weighting)."""
+        n_env = min(n_q - len(STREAM_PREFIX), self.quantizer.n_env_stages)
+        return self.quantizer.encode(frames, n_env, self.rvq_beam, self.rvq_tilt,
+                                     f0_mid=n_q > len(STREAM_PREFIX) + n_env)
+
+    @property
+    def envelope_streams(self) -> int:
+        """Streams up to the last envelope stage (every stream but ``f0.mid``)."""
+        return len(STREAM_PREFIX) + self.quantizer.n_env_stages
+
+    def has_f0_mid(self, n_q: int) -> bool:
+        """Whether ``n_q`` streams include ``f0.mid`` (then the encoder fits 10-ms F0 knots)."""
+        return n_q > self.envelope_streams
 
     @property
     def quiet_depth_summary(self) -> str:
@@ -260,7 +282,7 @@ class SourceFilterCodec:
             raise AudioError("audio contains no samples")
         return Tokens(codes=np.concatenate(codes, axis=1).astype(np.int16), sample_rate=SAMPLE_RATE,
                       frame_rate=self.frame_rate, n_samples=enc.n_samples, tokenizer=self.tokenizer_id,
-                      bitrate=self._kbps(enc.n_q - len(STREAM_PREFIX)))
+                      bitrate=self._kbps(enc.n_q))
 
     def stream_encoder(self, bitrate: float | None = None, block_tokens: int = BLOCK_TOKENS,
                        lookahead_ms: float = CONTEXT_MS) -> StreamEncoder:
@@ -298,7 +320,7 @@ class SourceFilterCodec:
         if not self.use_refiner or not len(tok):
             return plain
         x = torch.from_numpy(refiner_input(tok))[None]
-        n_env = torch.tensor([codes.shape[0] - len(STREAM_PREFIX)])
+        n_env = torch.tensor([min(codes.shape[0] - len(STREAM_PREFIX), self.quantizer.n_env_stages)])
         return Frames(plain.f0, self.refiner(x, n_env)[0].numpy(), plain.bap)
 
     def stream_decoder(self, block_tokens: int = BLOCK_TOKENS) -> StreamDecoder:
@@ -417,10 +439,11 @@ class StreamEncoder:
             want = min(want, (n_tokens - start // c.hop) * HOP_FRAMES)
         # Token frames of the whole analysed segment (it starts on a token boundary: `first` is whole tokens), so
         # that a fitted token F0 sees the context and look-ahead too (block edges fit as inside); then the block's.
-        tokens = to_token_rate(pad_frames(frames, first + want), HOP_FRAMES, c.f0_fit)
+        tokens = to_token_rate(pad_frames(frames, first + want), HOP_FRAMES, c.f0_fit, c.has_f0_mid(self.n_q))
         k, n = first // HOP_FRAMES, want // HOP_FRAMES
-        block = Frames(tokens.f0[k : k + n], tokens.mcep[k : k + n], tokens.bap[k : k + n])
-        codes = c.quantize(block, self.n_q - len(STREAM_PREFIX))
+        mid = None if tokens.f0_mid is None else tokens.f0_mid[k : k + n]
+        block = Frames(tokens.f0[k : k + n], tokens.mcep[k : k + n], tokens.bap[k : k + n], mid)
+        codes = c.quantize(block, self.n_q)
         self.start += self.span
         drop = max(0, self.start - self.left - self.buf_start)
         self.buf, self.buf_start = self.buf[drop:], self.buf_start + drop

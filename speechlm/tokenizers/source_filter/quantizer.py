@@ -5,10 +5,12 @@ Streams (rows of the codes ``[K, T]``), in order:
 - ``f0``: 0 = unvoiced, 1..127 = log-F0 uniform between ``F0_MIN`` and ``F0_MAX`` (30-cent steps);
 - ``gain``: the log gain (mel-cepstral coefficient 0), uniform in 32 levels over the training range;
 - ``aperiodicity``: band aperiodicity, a 32-entry VQ codebook;
-- ``envelope.1`` .. ``envelope.N``: residual VQ of the envelope shape (coefficients 1..), 1024 entries a stage.
+- ``envelope.1`` .. ``envelope.N``: residual VQ of the envelope shape (coefficients 1..), 1024 entries a stage;
+- ``f0.mid`` (when the codec has it, after every envelope stage): the F0 knot halfway to the next frame, as its
+  offset from the straight line between the two frames' F0 in ``f0_mid_levels`` uniform steps of ``f0_mid_step``
+  octaves (the middle code = on the line; ignored unless both frames are voiced).
 
-A prefix of the envelope stages is a lower bitrate (streams of different cardinality; ``cardinality`` is the
-largest).
+A prefix of the streams is a lower bitrate (streams of different cardinality; ``cardinality`` is the largest).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from speechlm.errors import SpeechLMError
 from speechlm.tokenizers.source_filter.world import Frames
 
 F0_LEVELS = 128
@@ -89,12 +92,16 @@ class SourceFilterQuantizer:
         ap_codebook: ``[A, n_bands]`` band-aperiodicity codebook (dB).
         env_codebooks: ``[S, C, MCEP_DIM - 1]`` residual VQ stages of the envelope shape.
         gain_levels: number of gain levels.
+        f0_mid_levels: levels of the ``f0.mid`` stream (0: the codec has none).
+        f0_mid_step: octaves a level of ``f0.mid``.
     """
 
     gain_range: np.ndarray
     ap_codebook: np.ndarray
     env_codebooks: np.ndarray
     gain_levels: int = 32
+    f0_mid_levels: int = 0
+    f0_mid_step: float = 0.075
 
     @property
     def n_env_stages(self) -> int:
@@ -103,24 +110,37 @@ class SourceFilterQuantizer:
     @property
     def cardinalities(self) -> list[int]:
         """Codebook size of every stream, in stream order."""
-        return [F0_LEVELS, self.gain_levels, len(self.ap_codebook)] + [self.env_codebooks.shape[1]] * self.n_env_stages
+        mid = [self.f0_mid_levels] if self.f0_mid_levels else []
+        env = [self.env_codebooks.shape[1]] * self.n_env_stages
+        return [F0_LEVELS, self.gain_levels, len(self.ap_codebook)] + env + mid
 
     @property
     def stream_names(self) -> list[str]:
-        return list(STREAM_PREFIX) + [f"envelope.{i + 1}" for i in range(self.n_env_stages)]
+        mid = ["f0.mid"] if self.f0_mid_levels else []
+        return list(STREAM_PREFIX) + [f"envelope.{i + 1}" for i in range(self.n_env_stages)] + mid
+
+    @property
+    def f0_mid_zero(self) -> int:
+        """The ``f0.mid`` code of a knot on the straight line."""
+        return self.f0_mid_levels // 2
 
     @property
     def rest_codes(self) -> list[int]:
         """Per envelope stage, the entry nearest zero: what a stage left out of a frame is filled with."""
         return [int(np.argmin((b.astype(np.float64) ** 2).sum(1))) for b in self.env_codebooks]
 
-    def bits_per_frame(self, n_env: int) -> float:
-        return float(sum(math.log2(c) for c in self.cardinalities[: len(STREAM_PREFIX) + n_env]))
+    def bits_per_frame(self, n_env: int, f0_mid: bool = False) -> float:
+        """Nominal bits of a frame with ``n_env`` envelope stages (and ``f0.mid``)."""
+        bits = sum(math.log2(c) for c in self.cardinalities[: len(STREAM_PREFIX) + n_env])
+        return float(bits + (math.log2(self.f0_mid_levels) if f0_mid else 0.0))
 
-    def encode(self, frames: Frames, n_env: int, beam: int = 1, tilt: float = 0.0) -> np.ndarray:
-        """Token-rate :class:`Frames` -> codes ``[3 + n_env, T]`` int64; the envelope stages by :func:`beam_rvq`
-        when ``beam`` > 1, else stage by stage (nearest entry). ``tilt`` > 0 searches the envelope under
-        :func:`search_weights` (same codebooks: only which entries are chosen changes)."""
+    def encode(self, frames: Frames, n_env: int, beam: int = 1, tilt: float = 0.0, f0_mid: bool = False) -> np.ndarray:
+        """Token-rate :class:`Frames` -> codes ``[3 + n_env (+ 1), T]`` int64; the envelope stages by
+        :func:`beam_rvq` when ``beam`` > 1, else stage by stage (nearest entry). ``tilt`` > 0 searches the envelope
+        under :func:`search_weights` (same codebooks: only which entries are chosen changes). ``f0_mid`` (all
+        envelope stages only): the ``f0.mid`` row last, from ``frames.f0_mid``."""
+        if f0_mid and (not self.f0_mid_levels or n_env != self.n_env_stages or frames.f0_mid is None):
+            raise SpeechLMError("f0.mid needs a codec with that stream, every envelope stage and Frames.f0_mid")
         lo, hi = (float(v) for v in self.gain_range)
         gain = np.clip(np.round((frames.mcep[:, 0] - lo) / (hi - lo) * (self.gain_levels - 1)), 0, self.gain_levels - 1)
         rows = [quantize_f0(frames.f0), gain.astype(np.int64), nearest(frames.bap, self.ap_codebook)]
@@ -130,19 +150,28 @@ class SourceFilterQuantizer:
             w = np.sqrt(search_weights(residual.shape[1], tilt))
             residual, books = residual * w, books * w
         if beam > 1 and n_env > 1:
-            return np.stack(rows + list(beam_rvq(residual, books, beam)))
-        for s in range(n_env):
-            idx = nearest(residual, books[s])
-            rows.append(idx)
-            residual = residual - books[s][idx]
+            rows += list(beam_rvq(residual, books, beam))
+        else:
+            for s in range(n_env):
+                idx = nearest(residual, books[s])
+                rows.append(idx)
+                residual = residual - books[s][idx]
+        if f0_mid:
+            q = np.round(np.asarray(frames.f0_mid, np.float64) / self.f0_mid_step) + self.f0_mid_zero
+            rows.append(np.clip(q, 0, self.f0_mid_levels - 1).astype(np.int64))
         return np.stack(rows)
 
     def decode(self, codes: np.ndarray) -> Frames:
-        """codes ``[3 + n, T]`` -> token-rate :class:`Frames` (the envelope is the sum of the n stages' entries)."""
+        """codes ``[3 + n (+ 1), T]`` -> token-rate :class:`Frames` (the envelope is the sum of the n stages'
+        entries; ``f0_mid`` from the ``f0.mid`` row when there is one)."""
         lo, hi = (float(v) for v in self.gain_range)
         gain = lo + codes[1] / (self.gain_levels - 1) * (hi - lo)
+        n_env = min(len(codes) - len(STREAM_PREFIX), self.n_env_stages)
         shape = np.zeros((codes.shape[1], self.env_codebooks.shape[2]), np.float32)
-        for s, row in enumerate(codes[len(STREAM_PREFIX) :]):
+        for s, row in enumerate(codes[len(STREAM_PREFIX) : len(STREAM_PREFIX) + n_env]):
             shape += self.env_codebooks[s][row]
         mcep = np.concatenate([gain[:, None].astype(np.float32), shape], axis=1)
-        return Frames(dequantize_f0(codes[0]).astype(np.float32), mcep, self.ap_codebook[codes[2]])
+        mid = None
+        if len(codes) > len(STREAM_PREFIX) + self.n_env_stages:
+            mid = ((codes[-1] - self.f0_mid_zero) * self.f0_mid_step).astype(np.float32)
+        return Frames(dequantize_f0(codes[0]).astype(np.float32), mcep, self.ap_codebook[codes[2]], mid)

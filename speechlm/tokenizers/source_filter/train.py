@@ -10,6 +10,7 @@ the unquantised 5-ms mel-cepstra. The result is an inference folder (``OUT/final
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -38,6 +39,8 @@ class QuantizerConfig:
     lloyd_iters: int = 8
     silence_percentile: float = 10.0  # frames quieter than this percentile of gain don't train the envelope
     rvq_passes: int = 3  # rounds of joint re-fitting of the envelope stages after the greedy k-means
+    f0_mid_levels: int = 0  # levels of the f0.mid stream (10-ms F0 knots at the top bitrate); 0: none
+    f0_mid_step_cents: float = 90.0  # one level of f0.mid
 
 
 @dataclass
@@ -108,7 +111,8 @@ def fit_quantizer(tokens: list[Frames], cfg: QuantizerConfig, seed: int) -> Sour
         residual = residual - km.centroids[nearest(residual, km.centroids)]
         print(f"envelope stage {s + 1}: residual mse {float((residual ** 2).mean()):.5f}", flush=True)
     books = refine_rvq(shape, np.stack(books).astype(np.float32), cfg.rvq_passes)
-    return SourceFilterQuantizer(gain_range, ap_codebook.astype(np.float32), books, cfg.gain_levels)
+    return SourceFilterQuantizer(gain_range, ap_codebook.astype(np.float32), books, cfg.gain_levels,
+                                 cfg.f0_mid_levels, cfg.f0_mid_step_cents / 1200.0)
 
 
 def greedy_rvq(x: np.ndarray, books: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -227,6 +231,8 @@ def train(config: str | None, data: list[str], out: str, overrides: list[str] = 
         if quantizer.n_env_stages != cfg.quantizer.env_stages:
             raise SpeechLMError(f"{cfg.quantizer_from} has {quantizer.n_env_stages} envelope stages; the config "
                                 f"asks for {cfg.quantizer.env_stages}")
+        quantizer = dataclasses.replace(quantizer, f0_mid_levels=cfg.quantizer.f0_mid_levels,
+                                        f0_mid_step=cfg.quantizer.f0_mid_step_cents / 1200.0)
     frames = collect_features(list(data), cfg.max_hours, cfg.workers, cfg.seed, cfg.dio_threshold)
     t_feat = time.time() - t0
     if not cfg.quantizer_from:

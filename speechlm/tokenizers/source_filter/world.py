@@ -49,11 +49,15 @@ class Frames:
         f0: ``[T]`` Hz, 0 where unvoiced.
         mcep: ``[T, MCEP_DIM]`` mel-cepstrum of the spectral envelope (``[:, 0]`` is the log gain).
         bap: ``[T, n_bands]`` band aperiodicity in dB (0 = noise, very negative = harmonic).
+        f0_mid: token-rate frames only, optional ``[T]``: where frames ``t`` and ``t + 1`` are both voiced, the
+            log2-F0 of a knot halfway between their centres minus the mean of their log2-F0 (octaves; 0 = on the
+            straight line, elsewhere ignored). None: no mid knots (:func:`interpolate_f0`).
     """
 
     f0: np.ndarray
     mcep: np.ndarray
     bap: np.ndarray
+    f0_mid: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.f0)
@@ -124,12 +128,13 @@ def pad_frames(frames: Frames, n: int) -> Frames:
     return Frames(rep(frames.f0), rep(frames.mcep), rep(frames.bap))
 
 
-def to_token_rate(frames: Frames, hop_frames: int, fit_f0: bool = False) -> Frames:
+def to_token_rate(frames: Frames, hop_frames: int, fit_f0: bool = False, mid_knots: bool = False) -> Frames:
     """Average every ``hop_frames`` analysis frames into one token frame (``ceil(T / hop_frames)`` rows).
 
     F0 is the geometric mean of the voiced frames (``fit_f0``: then refitted by :func:`fit_token_f0`, so that the
-    decoder's interpolation follows the contour); a token frame is voiced when at least half of its frames are.
-    The last block is padded by repeating its final frame."""
+    decoder's interpolation follows the contour; ``mid_knots``: refitted together with a knot halfway between
+    every two voiced frames by :func:`fit_token_f0_mid`, returned as ``f0_mid``); a token frame is voiced when at
+    least half of its frames are. The last block is padded by repeating its final frame."""
     t = len(frames)
     n = -(-t // hop_frames)
     pad = n * hop_frames - t
@@ -143,9 +148,12 @@ def to_token_rate(frames: Frames, hop_frames: int, fit_f0: bool = False) -> Fram
     n_voiced = voiced.sum(1)
     log_f0 = np.where(voiced, np.log(np.maximum(f, 1.0)), 0.0).sum(1) / np.maximum(n_voiced, 1)
     f0 = np.where(2 * n_voiced >= hop_frames, np.exp(log_f0), 0.0).astype(np.float32)
-    if fit_f0:
+    mid = None
+    if mid_knots:
+        f0, mid = fit_token_f0_mid(frames.f0, f0, hop_frames)
+    elif fit_f0:
         f0 = fit_token_f0(frames.f0, f0, hop_frames)
-    return Frames(f0, blocks(frames.mcep).mean(1), blocks(frames.bap).mean(1))
+    return Frames(f0, blocks(frames.mcep).mean(1), blocks(frames.bap).mean(1), mid)
 
 
 F0_FIT_HUBER = 0.03  # log-F0 (about 50 cents) beyond which an analysis frame counts less in fit_token_f0
@@ -159,9 +167,8 @@ def fit_token_f0(f0: np.ndarray, token_f0: np.ndarray, hop_frames: int) -> np.nd
     :func:`to_token_rate` averages each token's frames, and :func:`interpolate_f0` draws straight lines between
     token centres, so a curved contour comes back flattened. This chooses the voiced tokens' values (voicing
     unchanged) so that the interpolated log-F0 matches the analysis frames voiced in both: least squares over the
-    piecewise-linear basis (a tridiagonal system), made robust to DIO's octave slips by Huber weights
-    (``F0_FIT_HUBER``, a few reweighting rounds), with a small ridge towards the block means. Development clips:
-    PESQ-WB +0.04 to +0.06 through the codec at no bit cost (docs/experiments/2026-12-05-f0-knot-fit.md).
+    piecewise-linear basis (:func:`fit_f0_knots`). Development clips: PESQ-WB +0.04 to +0.06 through the codec at
+    no bit cost (docs/experiments/2026-12-05-f0-knot-fit.md).
 
     Args:
         f0: ``[n]`` analysis-rate Hz (0 = unvoiced), ``n <= len(token_f0) * hop_frames``.
@@ -171,20 +178,75 @@ def fit_token_f0(f0: np.ndarray, token_f0: np.ndarray, hop_frames: int) -> np.nd
     Returns:
         ``[T]`` float32 Hz, zero where ``token_f0`` is.
     """
-    from scipy.linalg import solveh_banded
-
     token_f0 = np.asarray(token_f0, np.float32)
     voiced = token_f0 > 0
-    k = int(voiced.sum())
-    if k < 2:
+    if voiced.sum() < 2:
         return token_f0
     knots = frame_centres(len(token_f0), hop_frames)[voiced]
-    prior = np.log(token_f0[voiced]).astype(np.float64)
+    x = fit_f0_knots(f0, _fit_frames(f0, voiced, hop_frames), knots, np.log(token_f0[voiced]).astype(np.float64))
+    out = token_f0.copy()
+    if x is not None:
+        out[voiced] = np.exp(x)
+    return out
+
+
+def fit_token_f0_mid(f0: np.ndarray, token_f0: np.ndarray, hop_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fit_token_f0` with a second knot halfway between every two voiced token frames (10-ms knots at 20-ms
+    tokens), fitted together: what the codec's ``f0.mid`` stream carries. F0 detail between token centres
+    (micro-prosody) is what a straight line per token loses; development clips: PESQ-WB +0.05 through the codec
+    (docs/experiments/2026-12-05-f0-mid-knots.md).
+
+    Returns:
+        ``(token_f0 [T] float32 Hz, f0_mid [T] float32)``: the centre values (zero where ``token_f0`` is) and each
+        mid knot's log2-F0 offset from the straight line between its two centres (:class:`Frames`; 0 where
+        frame ``t + 1`` is unvoiced or missing).
+    """
+    token_f0 = np.asarray(token_f0, np.float32)
+    t_n = len(token_f0)
+    mid = np.zeros(t_n, np.float32)
+    voiced = token_f0 > 0
+    if voiced.sum() < 2:
+        return token_f0, mid
+    pair = np.zeros(t_n, bool)
+    pair[:-1] = voiced[:-1] & voiced[1:]
+    centres = frame_centres(t_n, hop_frames)
+    log_prior = np.log(np.where(voiced, token_f0, 1.0)).astype(np.float64)
+    # knots in time order: every voiced centre, and a mid knot after each centre whose next frame is voiced
+    pos = np.concatenate([centres[voiced], centres[pair] + hop_frames / 2])
+    prior = np.concatenate([log_prior[voiced], (log_prior[:-1] + log_prior[1:])[pair[:-1]] / 2])
+    is_mid = np.concatenate([np.zeros(int(voiced.sum()), bool), np.ones(int(pair.sum()), bool)])
+    order = np.argsort(pos, kind="stable")
+    x = fit_f0_knots(f0, _fit_frames(f0, voiced, hop_frames), pos[order], prior[order])
+    if x is None:
+        return token_f0, mid
+    fitted = np.empty_like(x)
+    fitted[order] = x
+    out = token_f0.copy()
+    out[voiced] = np.exp(fitted[~is_mid])
+    log_c = np.log(np.where(voiced, out, 1.0)).astype(np.float64)
+    line = (log_c[:-1] + log_c[1:])[pair[:-1]] / 2
+    mid[pair] = ((fitted[is_mid] - line) / np.log(2.0)).astype(np.float32)
+    return out, mid
+
+
+def _fit_frames(f0: np.ndarray, voiced_tokens: np.ndarray, hop_frames: int) -> np.ndarray:
+    """Analysis frames a token-F0 fit follows ``[n]`` bool: voiced, in a voiced token frame."""
     t = np.arange(len(f0))
-    use = voiced[np.minimum(t // hop_frames, len(token_f0) - 1)] & (np.asarray(f0) > 0)
-    t = t[use].astype(np.float64)
+    return voiced_tokens[np.minimum(t // hop_frames, len(voiced_tokens) - 1)] & (np.asarray(f0) > 0)
+
+
+def fit_f0_knots(f0: np.ndarray, use: np.ndarray, knots: np.ndarray, prior: np.ndarray) -> np.ndarray | None:
+    """Log-F0 values at ``knots`` (``[k]`` analysis-frame positions, increasing, k >= 2) whose straight-line
+    interpolation (held beyond the ends) matches ``log f0`` at the frames ``use`` marks: least squares over the
+    piecewise-linear basis (a tridiagonal system), made robust to DIO's octave slips by Huber weights
+    (``F0_FIT_HUBER``, ``F0_FIT_ITERS`` reweighting rounds), with a ridge ``F0_FIT_RIDGE`` towards ``prior [k]``
+    (log Hz; it keeps isolated knots where they are). None when no frame is used."""
+    from scipy.linalg import solveh_banded
+
+    k = len(knots)
+    t = np.arange(len(f0))[use].astype(np.float64)
     if not len(t):
-        return token_f0
+        return None
     b = np.log(np.asarray(f0, np.float64)[use])
     # each frame lies between knots j and j + 1 (clamped at the ends): weights 1 - a and a
     j = np.clip(np.searchsorted(knots, t, side="right") - 1, 0, k - 2)
@@ -197,9 +259,7 @@ def fit_token_f0(f0: np.ndarray, token_f0: np.ndarray, hop_frames: int) -> np.nd
         x = solveh_banded(np.stack([np.concatenate([[0.0], off]), diag]), rhs)
         r = np.abs((1 - a) * x[j] + a * x[j + 1] - b)
         w = np.where(r <= F0_FIT_HUBER, 1.0, F0_FIT_HUBER / np.maximum(r, 1e-12))
-    out = token_f0.copy()
-    out[voiced] = np.exp(x)
-    return out
+    return x
 
 
 def frame_centres(n_tokens: int, hop_frames: int) -> np.ndarray:
@@ -215,20 +275,29 @@ def interpolate(x: np.ndarray, hop_frames: int, n: int) -> np.ndarray:
     return np.stack([np.interp(t, tc, x[:, j]) for j in range(x.shape[1])], axis=1)
 
 
-def interpolate_f0(f0: np.ndarray, hop_frames: int, n: int) -> np.ndarray:
-    """Token-rate F0 ``[T]`` -> ``n`` analysis frames: log-F0 interpolated across voiced tokens, voicing held."""
+def interpolate_f0(f0: np.ndarray, hop_frames: int, n: int, f0_mid: np.ndarray | None = None) -> np.ndarray:
+    """Token-rate F0 ``[T]`` -> ``n`` analysis frames: log-F0 interpolated across voiced tokens, voicing held.
+    ``f0_mid [T]`` (:class:`Frames`): a knot halfway between every two voiced token frames, offset from their
+    straight line by that many octaves."""
     voiced = f0 > 0
     hold = voiced[np.minimum(np.arange(n) // hop_frames, len(f0) - 1)]
     if not voiced.any():
         return np.zeros(n)
     tc = frame_centres(len(f0), hop_frames)
-    log_f0 = np.interp(np.arange(n), tc[voiced], np.log(f0[voiced]))
-    return np.where(hold, np.exp(log_f0), 0.0)
+    pos, log_f0 = tc[voiced], np.log(f0[voiced])
+    if f0_mid is not None and len(f0) > 1:
+        pair = voiced[:-1] & voiced[1:]
+        log_all = np.log(np.where(voiced, f0, 1.0))
+        mids = (log_all[:-1] + log_all[1:])[pair] / 2 + np.log(2.0) * np.asarray(f0_mid[:-1], np.float64)[pair]
+        pos, log_f0 = np.concatenate([pos, tc[:-1][pair] + hop_frames / 2]), np.concatenate([log_f0, mids])
+        order = np.argsort(pos, kind="stable")
+        pos, log_f0 = pos[order], log_f0[order]
+    return np.where(hold, np.exp(np.interp(np.arange(n), pos, log_f0)), 0.0)
 
 
 def to_analysis_rate(tok: Frames, hop_frames: int, n: int) -> Frames:
     """Token-rate :class:`Frames` -> ``n`` analysis frames (:func:`interpolate_f0`, :func:`interpolate`): the
     inverse of :func:`to_token_rate` up to its averaging."""
-    return Frames(interpolate_f0(tok.f0, hop_frames, n).astype(np.float32),
+    return Frames(interpolate_f0(tok.f0, hop_frames, n, tok.f0_mid).astype(np.float32),
                   interpolate(tok.mcep, hop_frames, n).astype(np.float32),
                   interpolate(tok.bap, hop_frames, n).astype(np.float32))
