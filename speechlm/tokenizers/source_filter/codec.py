@@ -192,8 +192,7 @@ class SourceFilterCodec:
 
     def _kbps(self, n_q: int) -> float:
         """Nominal kbps of the first ``n_q`` streams."""
-        n_env = min(n_q - len(STREAM_PREFIX), self.quantizer.n_env_stages)
-        bits = self.quantizer.bits_per_frame(n_env, f0_mid=n_q > len(STREAM_PREFIX) + n_env)
+        bits = self.quantizer.bits_per_frame(self.n_env_for(n_q), f0_mid=self.has_f0_mid(n_q))
         return round(bits * self.frame_rate / 1000, 4)
 
     def n_q_for(self, bitrate: float | None) -> int:
@@ -221,14 +220,17 @@ class SourceFilterCodec:
     def quantize(self, frames: Frames, n_q: int) -> np.ndarray:
         """Token-rate :class:`Frames` -> codes ``[n_q, T]`` (3 + envelope stages, then ``f0.mid`` if ``n_q`` has
         it, from ``frames.f0_mid``), searched as this codec encodes (its beam and envelope weighting)."""
-        n_env = min(n_q - len(STREAM_PREFIX), self.quantizer.n_env_stages)
-        return self.quantizer.encode(frames, n_env, self.rvq_beam, self.rvq_tilt,
-                                     f0_mid=n_q > len(STREAM_PREFIX) + n_env)
+        return self.quantizer.encode(frames, self.n_env_for(n_q), self.rvq_beam, self.rvq_tilt,
+                                     f0_mid=self.has_f0_mid(n_q))
 
     @property
     def envelope_streams(self) -> int:
         """Streams up to the last envelope stage (every stream but ``f0.mid``)."""
         return len(STREAM_PREFIX) + self.quantizer.n_env_stages
+
+    def n_env_for(self, n_q: int) -> int:
+        """Envelope stages among the first ``n_q`` streams."""
+        return min(n_q, self.envelope_streams) - len(STREAM_PREFIX)
 
     def has_f0_mid(self, n_q: int) -> bool:
         """Whether ``n_q`` streams include ``f0.mid`` (then the encoder fits 10-ms F0 knots)."""
@@ -320,7 +322,7 @@ class SourceFilterCodec:
         if not self.use_refiner or not len(tok):
             return plain
         x = torch.from_numpy(refiner_input(tok))[None]
-        n_env = torch.tensor([min(codes.shape[0] - len(STREAM_PREFIX), self.quantizer.n_env_stages)])
+        n_env = torch.tensor([self.n_env_for(codes.shape[0])])
         return Frames(plain.f0, self.refiner(x, n_env)[0].numpy(), plain.bap)
 
     def stream_decoder(self, block_tokens: int = BLOCK_TOKENS) -> StreamDecoder:
