@@ -389,18 +389,6 @@ def test_weighted_envelope_search(tiny, speech):
     np.testing.assert_array_equal(tiny.quantize(frames, 3 + n), tilted)
 
 
-def test_refiner_loss_weights_quiet_frames_less():
-    """``quiet_weight`` < 1: frames within ``quiet_db`` of the utterance's loud frames count fully, frames twice as
-    far under count ``quiet_weight``, in between a ramp in dB; 1 leaves every frame at 1."""
-    from speechlm.tokenizers.source_filter.train import RefinerTrainConfig, loudness_weights
-
-    db = np.array([0.0] * 20 + [-10.0, -15.0, -22.5, -30.0, -60.0])  # dB relative to the loud frames
-    log_gain = db * np.log(10.0) / 10.0  # a natural-log power, as mel-cepstral coefficient 0
-    w = loudness_weights(log_gain, RefinerTrainConfig(quiet_weight=0.1, quiet_db=15.0))
-    np.testing.assert_allclose(w, [1.0] * 22 + [0.55, 0.1, 0.1], atol=1e-6)
-    assert (loudness_weights(log_gain, RefinerTrainConfig()) == 1).all()
-
-
 def test_codec_records_its_encoder_settings(tiny, tiny_dir):
     """The recipe's DIO threshold and beam width travel with the checkpoint; an old checkpoint without them gets
     WORLD's threshold and greedy RVQ."""

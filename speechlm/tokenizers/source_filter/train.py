@@ -49,10 +49,6 @@ class RefinerTrainConfig:
     batch_size: int = 32
     segment_frames: int = 64
     lr: float = 1.0e-3
-    # weight of the quietest frames in the loss (1: every frame alike): frames more than quiet_db under their
-    # utterance's 95th-percentile gain count quiet_weight, ramping up to 1 over the next quiet_db
-    quiet_weight: float = 1.0
-    quiet_db: float = 30.0
 
 
 @dataclass
@@ -162,17 +158,6 @@ def refine_rvq(x: np.ndarray, books: np.ndarray, passes: int) -> np.ndarray:
     return books
 
 
-def loudness_weights(log_gain: np.ndarray, tcfg: RefinerTrainConfig) -> np.ndarray:
-    """Per analysis frame ``[n]`` its weight in the refiner's loss from its log gain (mel-cepstral coefficient 0, a
-    natural-log power): 1 within ``quiet_db`` of the utterance's 95th-percentile gain, ``quiet_weight`` from twice
-    that under it, linear in dB between (all 1 when ``quiet_weight`` is 1)."""
-    if tcfg.quiet_weight >= 1.0 or not len(log_gain):
-        return np.ones(len(log_gain), np.float32)
-    below_db = (np.percentile(log_gain, 95) - log_gain) * 10.0 / np.log(10.0)
-    ramp = np.clip((2.0 * tcfg.quiet_db - below_db) / tcfg.quiet_db, 0.0, 1.0)
-    return (tcfg.quiet_weight + (1.0 - tcfg.quiet_weight) * ramp).astype(np.float32)
-
-
 def train_refiner(frames: list[Frames], quantizer: SourceFilterQuantizer, rcfg: RefinerConfig,
                   tcfg: RefinerTrainConfig, seed: int, beam: int = 1, tilt: float = 0.0, f0_fit: bool = False
                   ) -> tuple[EnvelopeRefiner, list[float]]:
@@ -195,7 +180,7 @@ def train_refiner(frames: list[Frames], quantizer: SourceFilterQuantizer, rcfg: 
             inputs = np.stack([refiner_input(quantizer.decode(codes[: 3 + n])) for n in range(1, n_stages + 1)])
         n = len(tok) * HOP_FRAMES
         target = np.concatenate([fr.mcep, np.repeat(fr.mcep[-1:], n - len(fr), 0)]) if n > len(fr) else fr.mcep[:n]
-        examples.append((inputs, target.astype(np.float32), loudness_weights(target[:, 0], tcfg)))
+        examples.append((inputs, target.astype(np.float32)))
     model = EnvelopeRefiner(rcfg, HOP_FRAMES, n_stages)
     opt = torch.optim.AdamW(model.parameters(), tcfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(max(1, tcfg.steps // 20), tcfg.steps, 0.02))
@@ -208,18 +193,17 @@ def train_refiner(frames: list[Frames], quantizer: SourceFilterQuantizer, rcfg: 
     for _ in bar:
         xs, ys, ns, ms = [], [], [], []
         for _ in range(tcfg.batch_size):
-            inputs, target, w_frames = examples[rng.integers(len(examples))]
+            inputs, target = examples[rng.integers(len(examples))]
             length = inputs.shape[-1]
             st = int(rng.integers(max(1, length - t + 1)))
             n = int(rng.integers(1, n_stages + 1))
             x = inputs[n - 1, :, st : st + t]
             y = target[st * HOP_FRAMES : (st + t) * HOP_FRAMES]
             pad = t - x.shape[-1]
-            mask = np.zeros(t * HOP_FRAMES, np.float32)  # the loss weight of each target frame (0: padding)
-            w = w_frames[st * HOP_FRAMES : (st + t) * HOP_FRAMES]
-            mask[: len(w)] = w
+            mask = np.ones(t * HOP_FRAMES, np.float32)
             if pad:
                 x, y = np.pad(x, ((0, 0), (0, pad))), np.pad(y, ((0, pad * HOP_FRAMES), (0, 0)))
+                mask[-pad * HOP_FRAMES :] = 0
             xs.append(x), ys.append(y), ns.append(n), ms.append(mask)
         pred = model(torch.from_numpy(np.stack(xs)), torch.tensor(ns))
         err = ((pred - torch.from_numpy(np.stack(ys))) ** 2 * weight).mean(-1)
