@@ -219,7 +219,7 @@ def test_source_filter_frame_depth_thins_only_quiet_frames():
     assert np.array_equal(y[:, :50], tok.codes[:, :50])
     rest = codec.quantizer.rest_codes
     assert all((y[3 + s, 55:95] == rest[s]).all() for s in range(2, len(rest)))
-    assert codec.quiet_depth_summary.startswith("4 / 2 / 1 envelope stages kept 29 / 44 / 58 dB")
+    assert codec.quiet_depth_summary.startswith("4 / 2 / 1 envelope stages kept (and no f0.mid) 29 / 44 / 58 dB")
     books = codec.quantizer.env_codebooks
     assert all(np.linalg.norm(books[s][rest[s]]) <= np.linalg.norm(books[s], axis=1).min() + 1e-6
                for s in range(len(rest)))

@@ -242,7 +242,8 @@ class SourceFilterCodec:
         lo, hi = (float(v) for v in self.quantizer.gain_range)
         step_db = (hi - lo) / (self.quantizer.gain_levels - 1) * 10 / math.log(10)  # the gain is a log power
         rules = sorted(QUIET_DEPTH, key=lambda r: r[0])
-        return (" / ".join(str(n) for _, n in rules) + " envelope stages kept "
+        mid = " (and no f0.mid)" if self.quantizer.f0_mid_levels else ""
+        return (" / ".join(str(n) for _, n in rules) + f" envelope stages kept{mid} "
                 + " / ".join(f"{below * step_db:.0f}" for below, _ in rules)
                 + f" dB under the file's {QUIET_REFERENCE_PERCENTILE}th-percentile gain")
 
