@@ -178,6 +178,8 @@ def test_tts_generates_the_durations_frames_and_streams_the_same_audio(run):
     # a prompt in context: codes of the right streams are kept (at most 3 s); wrong ones refused
     prompt = torch.from_numpy(codes[:, :5])
     assert tts.generate(text, prompt=prompt).frames == res.frames
+    # a recorded prompt is encoded at the streams the model predicts (the codec's top rate has one more)
+    assert tts.generate(text, prompt=res.wav, prompt_sr=16000).frames == res.frames
     with pytest.raises(TTSInputError):
         tts.generate(text, prompt=prompt[:2])
     with pytest.raises(TTSInputError):

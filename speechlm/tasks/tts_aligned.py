@@ -86,7 +86,9 @@ class AlignedTTS:
             wav = check_prompt_audio(wav, sr)
             if sr != self.codec.sample_rate:
                 wav = resample(wav, sr, self.codec.sample_rate)
-            codes = torch.from_numpy(self.codec.encode(wav, self.codec.sample_rate).codes.astype(np.int64))
+            # the streams the LM predicts: every envelope stage, not the top rate's f0.mid
+            rate = self.codec.bitrates[self.codec.quantizer.n_env_stages - 1]
+            codes = torch.from_numpy(self.codec.encode(wav, self.codec.sample_rate, rate).codes.astype(np.int64))
         k = self.lm.model.cfg.n_streams
         if codes.ndim != 2 or codes.shape[0] != k:
             raise TTSInputError(f"prompt codes must be [{k}, P], got {tuple(codes.shape)}")
