@@ -207,26 +207,38 @@ def fit_token_f0_mid(f0: np.ndarray, token_f0: np.ndarray, hop_frames: int) -> t
     voiced = token_f0 > 0
     if voiced.sum() < 2:
         return token_f0, mid
-    pair = np.zeros(t_n, bool)
-    pair[:-1] = voiced[:-1] & voiced[1:]
-    centres = frame_centres(t_n, hop_frames)
+    pair, pos, order = _knot_layout(voiced, hop_frames)
     log_prior = np.log(np.where(voiced, token_f0, 1.0)).astype(np.float64)
-    # knots in time order: every voiced centre, and a mid knot after each centre whose next frame is voiced
-    pos = np.concatenate([centres[voiced], centres[pair] + hop_frames / 2])
-    prior = np.concatenate([log_prior[voiced], (log_prior[:-1] + log_prior[1:])[pair[:-1]] / 2])
-    is_mid = np.concatenate([np.zeros(int(voiced.sum()), bool), np.ones(int(pair.sum()), bool)])
-    order = np.argsort(pos, kind="stable")
-    x = fit_f0_knots(f0, _fit_frames(f0, voiced, hop_frames), pos[order], prior[order])
+    prior = np.concatenate([log_prior[voiced], _line_midpoints(log_prior, pair)])
+    x = fit_f0_knots(f0, _fit_frames(f0, voiced, hop_frames), pos, prior[order])
     if x is None:
         return token_f0, mid
     fitted = np.empty_like(x)
-    fitted[order] = x
+    fitted[order] = x  # back to [voiced centres, mid knots]
+    n_c = int(voiced.sum())
     out = token_f0.copy()
-    out[voiced] = np.exp(fitted[~is_mid])
-    log_c = np.log(np.where(voiced, out, 1.0)).astype(np.float64)
-    line = (log_c[:-1] + log_c[1:])[pair[:-1]] / 2
-    mid[pair] = ((fitted[is_mid] - line) / np.log(2.0)).astype(np.float32)
+    out[voiced] = np.exp(fitted[:n_c])
+    line = _line_midpoints(np.log(np.where(voiced, out, 1.0)).astype(np.float64), pair)
+    mid[pair] = ((fitted[n_c:] - line) / np.log(2.0)).astype(np.float32)
     return out, mid
+
+
+def _knot_layout(voiced: np.ndarray, hop_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The knots of :func:`fit_token_f0_mid` and :func:`interpolate_f0` for token voicing ``voiced [T]``:
+    ``(pair [T] bool, pos [k], order [k])``. ``pair[t]``: frames ``t`` and ``t + 1`` are voiced (a mid knot after
+    ``t``); the knots listed as [voiced centres, mid knots] sit at ``pos`` (analysis frames, increasing) in the
+    order ``order`` (``listed[order]`` is in time order)."""
+    pair = np.zeros(len(voiced), bool)
+    pair[:-1] = voiced[:-1] & voiced[1:]
+    centres = frame_centres(len(voiced), hop_frames)
+    listed = np.concatenate([centres[voiced], centres[pair] + hop_frames / 2])
+    order = np.argsort(listed, kind="stable")
+    return pair, listed[order], order
+
+
+def _line_midpoints(log_f0: np.ndarray, pair: np.ndarray) -> np.ndarray:
+    """Halfway up the straight line between frames ``t`` and ``t + 1`` wherever ``pair[t]``: ``[pair.sum()]``."""
+    return (log_f0[:-1] + log_f0[1:])[pair[:-1]] / 2
 
 
 def _fit_frames(f0: np.ndarray, voiced_tokens: np.ndarray, hop_frames: int) -> np.ndarray:
@@ -283,15 +295,13 @@ def interpolate_f0(f0: np.ndarray, hop_frames: int, n: int, f0_mid: np.ndarray |
     hold = voiced[np.minimum(np.arange(n) // hop_frames, len(f0) - 1)]
     if not voiced.any():
         return np.zeros(n)
-    tc = frame_centres(len(f0), hop_frames)
-    pos, log_f0 = tc[voiced], np.log(f0[voiced])
-    if f0_mid is not None and len(f0) > 1:
-        pair = voiced[:-1] & voiced[1:]
+    if f0_mid is None:
+        pos, log_f0 = frame_centres(len(f0), hop_frames)[voiced], np.log(f0[voiced])
+    else:
+        pair, pos, order = _knot_layout(voiced, hop_frames)
         log_all = np.log(np.where(voiced, f0, 1.0))
-        mids = (log_all[:-1] + log_all[1:])[pair] / 2 + np.log(2.0) * np.asarray(f0_mid[:-1], np.float64)[pair]
-        pos, log_f0 = np.concatenate([pos, tc[:-1][pair] + hop_frames / 2]), np.concatenate([log_f0, mids])
-        order = np.argsort(pos, kind="stable")
-        pos, log_f0 = pos[order], log_f0[order]
+        mids = _line_midpoints(log_all, pair) + np.log(2.0) * np.asarray(f0_mid, np.float64)[pair]
+        log_f0 = np.concatenate([log_all[voiced], mids])[order]
     return np.where(hold, np.exp(np.interp(np.arange(n), pos, log_f0)), 0.0)
 
 
