@@ -1,5 +1,6 @@
-"""What the source-filter codec's envelope refiner buys: PESQ-WB / STOI with the refiner vs plain linear
-interpolation of the decoded token-rate parameters, at every bitrate, on the wideband held-out clips.
+"""What the source-filter codec's decoder networks buy: PESQ-WB / STOI with the envelope refiner and the spectral
+post-filter, with the refiner alone, and plain (linear interpolation of the decoded token-rate parameters, WORLD's
+output as it is), at every bitrate, on the wideband held-out clips.
 
     .venv/bin/python benchmarks/codec_sf_refiner_ab.py --model sf \
         --data data/real/pocketsphinx_testdata/manifest.jsonl --data data/real/codec2_examples/manifest.jsonl \
@@ -52,15 +53,22 @@ def main() -> int:
             "unquantised 20 ms": score(lambda w: unquantised(w, True))}
     if codec.f0_fit:  # what the codec's fitted token F0 (world.fit_token_f0) gives back before any quantiser
         rows["unquantised 20 ms, fitted F0"] = score(lambda w: unquantised(w, True, True))
+    has_pf = codec.use_postfilter
+    decoders = [("refiner", True, False), ("plain", False, False)]
+    if has_pf:
+        decoders.insert(0, ("refiner + post-filter", True, True))
     for br in codec.bitrates:
-        for name, use in (("refiner", True), ("plain", False)):
-            codec.use_refiner = use
+        for name, refine, post in decoders:
+            codec.use_refiner, codec.use_postfilter = refine, post
             rows[f"{br:g} kbps {name}"] = score(lambda w, br=br: codec.decode(codec.encode(w, 16000, br))[0])
-    codec.use_refiner = True
+    codec.use_refiner, codec.use_postfilter = True, has_pf
     lines = [f"{len(clips)} wideband held-out clips, model {codec.tokenizer_id}", "",
              "| condition | PESQ-WB | STOI |", "|---|---|---|"]
     lines += [f"| {k} | {v['pesq_wb']:.3f} | {v['stoi']:.3f} |" for k, v in rows.items()]
-    Path(args.out).write_text(json.dumps({"model": codec.tokenizer_id, "clips": len(clips), "rows": rows}, indent=2))
+    cmd = (f".venv/bin/python benchmarks/codec_sf_refiner_ab.py --model {args.model}"
+           + "".join(f" --data {d}" for d in args.data) + f" --out {args.out}")
+    Path(args.out).write_text(json.dumps({"model": codec.tokenizer_id, "clips": len(clips), "rows": rows,
+                                          "command": cmd}, indent=2))
     print("\n".join(lines))
     return 0
 

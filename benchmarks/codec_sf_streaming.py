@@ -6,7 +6,9 @@
 
 Audio is pushed 20 ms at a time. Reports the algorithmic latency of each direction, the fraction of tokens equal
 to the offline ones per stream, PESQ-WB / STOI of both round trips, 1-thread real-time factors, and the offline
-tokens decoded with each ``--decode-sweep`` block size (what the decoder's latency costs).
+tokens decoded with each ``--decode-sweep`` block size (what the decoder's latency costs), with and without the
+codec's spectral post-filter (40 ms of delay). The streaming decoder skips the post-filter unless
+``--stream-postfilter`` (with it, 2-frame blocks wait 140 ms).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def main() -> int:
     p.add_argument("--decode-block", type=int, default=2, help="token frames per decoded block")
     p.add_argument("--decode-sweep", default="2,5,10,50",
                    help="also decode the offline tokens with each of these block sizes (comma-separated)")
+    p.add_argument("--stream-postfilter", action="store_true", help="the streaming decoder runs the post-filter too")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -51,25 +54,35 @@ def main() -> int:
         codes = np.concatenate(codes, axis=1)
         agree.append((codes == off.codes).mean(axis=1))
         t = time.perf_counter()
-        dec = codec.stream_decoder(args.decode_block)
+        dec = codec.stream_decoder(args.decode_block, postfilter=args.stream_postfilter)
         out = [a for i in range(codes.shape[1]) for a in dec.push(codes[:, i : i + 1])] + list(dec.flush(len(w)))
         t_dec += time.perf_counter() - t
         y = np.concatenate(out)
         for name, z in (("offline", codec.decode(off)[0]), ("streaming", y)):
             scores[name].append((pesq_score(w, z, 16000), stoi_score(w, z, 16000)))
     sweep = {}
+    has_pf = getattr(codec, "use_postfilter", False)
     for blk in (int(b) for b in args.decode_sweep.split(",") if b):
-        per = []
-        for w in clips:
-            off = codec.encode(w, 16000, args.bitrate)
-            z = np.concatenate(list(codec.decode_stream(off.codes.astype(np.int64), off.n_samples, blk)))
-            per.append((pesq_score(w, z, 16000), stoi_score(w, z, 16000)))
-        sweep[blk] = {"decode_latency_ms": codec.decode_latency_ms(blk), "pesq_wb": float(np.mean([q[0] for q in per])),
-                      "stoi": float(np.mean([q[1] for q in per]))}
+        for post in ((True, False) if has_pf else (False,)):
+            per = []
+            codec.use_postfilter = post
+            for w in clips:
+                off = codec.encode(w, 16000, args.bitrate)
+                z = np.concatenate(list(codec.decode_stream(off.codes.astype(np.int64), off.n_samples, blk)))
+                per.append((pesq_score(w, z, 16000), stoi_score(w, z, 16000)))
+            key = f"{blk}" + ("" if post or not has_pf else " no post-filter")
+            sweep[key] = {"decode_latency_ms": codec.decode_latency_ms(blk), "block": blk, "postfilter": post,
+                          "pesq_wb": float(np.mean([q[0] for q in per])), "stoi": float(np.mean([q[1] for q in per]))}
+        codec.use_postfilter = has_pf
+    if has_pf:  # the streaming decoder's latency, with or without the post-filter's delay
+        codec.use_postfilter = bool(args.stream_postfilter)
+    dec_latency = codec.decode_latency_ms(args.decode_block)
+    codec.use_postfilter = has_pf
     secs = sum(len(w) for w in clips) / 16000
     res = {
         "model": codec.tokenizer_id, "clips": len(clips), "bitrate": args.bitrate,
-        "encode_latency_ms": enc.latency_ms, "decode_latency_ms": codec.decode_latency_ms(args.decode_block),
+        "encode_latency_ms": enc.latency_ms, "decode_latency_ms": dec_latency,
+        "stream_postfilter": bool(args.stream_postfilter and has_pf),
         "offline_latency_ms": {"encode": codec.stream_encoder().latency_ms, "decode": codec.latency_ms},
         "token_agreement": dict(zip(codec.stream_names, np.mean(agree, axis=0).round(4).tolist())),
         "pesq_wb": {k: float(np.mean([s[0] for s in v])) for k, v in scores.items()},

@@ -86,7 +86,10 @@ def sf_streaming(r: dict) -> str:
         "Offline tokens decoded in blocks of each size (what the decoder's latency costs):", "",
         "| decode block (frames) | decode latency ms | PESQ-WB | STOI |", "|---|---|---|---|",
         *[f"| {b} | {v['decode_latency_ms']:.0f} | {v['pesq_wb']:.3f} | {v['stoi']:.3f} |"
-          for b, v in r.get("decode_block_sweep", {}).items()]])
+          for b, v in r.get("decode_block_sweep", {}).items()]]
+        + ([] if "stream_postfilter" not in r else [
+            "", "The streaming row decodes " + ("with" if r["stream_postfilter"] else "without")
+            + " the spectral post-filter; the offline row with it."]))
 
 
 def tts_eval(r: dict) -> str:

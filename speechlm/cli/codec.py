@@ -87,6 +87,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help=MODEL_HELP + " (default: the one named in the tokens file if it is shipped, else 'default')",
     )
+    p.add_argument("--no-postfilter", action="store_true",
+                   help="skip the source-filter codec's spectral post-filter (WORLD's output as it is; for A/B "
+                   "listening)")
     p.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
 
     p = add_command(
@@ -123,9 +126,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         _train,
         description="Train a codec from a YAML preset on one or more manifests (utterances with split=train; "
         "split=valid for validation). configs/codec/source_filter.yaml is the default codec (codec_sf: WORLD "
-        "analysis, k-means quantisers and an envelope refiner; under an hour on 2 CPU cores; --set "
-        "quantizer_from=speechlm/assets/codec_sf keeps its codebooks, so its token space, and retrains the "
-        "refiner only). configs/codec/tiny|default|large.yaml are the neural RVQ codecs: rerunning with the same "
+        "analysis, k-means quantisers, an envelope refiner and a spectral post-filter; under an hour on 2 CPU "
+        "cores; --set quantizer_from=speechlm/assets/codec_sf keeps its codebooks, so its token space, and "
+        "retrains the rest; --set refiner_from=... keeps the refiner too and trains the post-filter only). "
+        "configs/codec/tiny|default|large.yaml are the neural RVQ codecs: rerunning with the same "
         "--out resumes; multi-GPU/CPU: torchrun --nproc_per_node=N -m speechlm.tokenizers.codec.train --config "
         "... --data ... --out ...",
     )
@@ -355,10 +359,15 @@ def _unpack(args: argparse.Namespace) -> int:
 def _decode(args: argparse.Namespace) -> int:
     check_output_file(args.output, "pcm16")
     _threads(args.threads)
+    from speechlm.errors import SpeechLMError
     from speechlm.tokenizers.codec.api import Codec
 
     tokens, model = _read_tokens(args.input, args.model)
     codec = Codec.load(model)
+    if args.no_postfilter:
+        if not getattr(codec, "use_postfilter", False):
+            raise SpeechLMError(f"--no-postfilter: the codec {codec.tokenizer_id} has no post-filter")
+        codec.use_postfilter = False
     codec.decode_to_file(tokens, args.output)
     print(f"{args.output}: {tokens.duration:.2f} s at {codec.sample_rate} Hz", file=sys.stderr)
     return 0

@@ -4,7 +4,9 @@ Encoding analyses the audio in fixed blocks of ``BLOCK_TOKENS`` token frames, ea
 on both sides, so the tokens of a block never depend on audio further away: a stream of blocks gives exactly
 the offline tokens, and memory is bounded for inputs of any length. Decoding refines the envelope (the refiner's
 receptive field is carried as context) and synthesises each block with WORLD, joined to the previous one by a
-``XFADE_MS`` crossfade; :meth:`decode_stream` and :meth:`decode` run the same blocks. :meth:`stream_encoder` and
+``XFADE_MS`` crossfade, then (codecs that have one) the spectral post-filter reshapes the audio's magnitude
+spectrum (:mod:`.postfilter`, streamed exactly, 40 ms of delay); :meth:`decode_stream` and :meth:`decode` run the
+same blocks. :meth:`stream_encoder` and
 :meth:`stream_decoder` take smaller blocks (and less look-ahead) for low-latency streaming, at some quality cost
 (benchmarks/codec_sf_streaming.py).
 """
@@ -22,6 +24,7 @@ import torch
 
 from speechlm.errors import AudioError, CheckpointError, SpeechLMError
 from speechlm.tokenizers.entropy import FrameDepth
+from speechlm.tokenizers.source_filter.postfilter import PostFilterConfig, PostFilterStream, SpectralPostFilter
 from speechlm.tokenizers.source_filter.quantizer import STREAM_PREFIX, SourceFilterQuantizer
 from speechlm.tokenizers.source_filter.refiner import EnvelopeRefiner, RefinerConfig, refiner_input
 from speechlm.tokenizers.source_filter.world import (
@@ -54,9 +57,10 @@ class SourceFilterCodec:
     """A loaded source-filter codec (the AudioTokenizer protocol). Build with :meth:`load`."""
 
     def __init__(self, quantizer: SourceFilterQuantizer, refiner: EnvelopeRefiner, name: str,
-                 weights_hash: str, config: dict) -> None:
+                 weights_hash: str, config: dict, postfilter: SpectralPostFilter | None = None) -> None:
         self.quantizer = quantizer
         self.refiner = refiner.eval()
+        self.postfilter = postfilter.eval() if postfilter is not None else None
         self.name = name
         self.weights_hash = weights_hash
         self.config = config
@@ -68,6 +72,7 @@ class SourceFilterCodec:
         self.rvq_tilt = float(config.get("rvq_tilt", 0.0))  # 0: the envelope search weighs every coefficient alike
         self.f0_fit = bool(config.get("f0_fit", False))  # token F0 fitted to the contour (world.fit_token_f0)
         self.use_refiner = True  # False: decode with the envelope interpolated, as before the refiner (A/B)
+        self.use_postfilter = postfilter is not None  # False: WORLD's output as it is (A/B, lowest latency)
 
     # ---- construction ---------------------------------------------------------------------------
     @classmethod
@@ -94,11 +99,17 @@ class SourceFilterCodec:
             )
             refiner.load_state_dict({k.removeprefix("refiner."): v.float() for k, v in sd.items()
                                      if k.startswith("refiner.")})
+            postfilter = None
+            if "postfilter" in cfg:  # codecs exported before 2026-12-05 have none
+                pc = dict(cfg["postfilter"])
+                postfilter = SpectralPostFilter(PostFilterConfig(**{**pc, "dilations": tuple(pc["dilations"])}))
+                postfilter.load_state_dict({k.removeprefix("postfilter."): v.float() for k, v in sd.items()
+                                            if k.startswith("postfilter.")})
         except (KeyError, TypeError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: not a source-filter codec checkpoint ({str(exc)[:200]})") from None
         token_space = weights_sha256({k: v for k, v in sd.items() if k.startswith("quantizer.")})
         name = ckpt.meta.get("extra", {}).get("name") or "codec_sf"
-        return cls(quantizer, refiner, str(name), token_space, cfg)
+        return cls(quantizer, refiner, str(name), token_space, cfg, postfilter)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         q = self.quantizer
@@ -106,16 +117,22 @@ class SourceFilterCodec:
               "quantizer.ap_codebook": torch.from_numpy(np.asarray(q.ap_codebook, np.float32)),
               "quantizer.env_codebooks": torch.from_numpy(np.asarray(q.env_codebooks, np.float32))}
         sd.update({f"refiner.{k}": v for k, v in self.refiner.state_dict().items()})
+        if self.postfilter is not None:
+            sd.update({f"postfilter.{k}": v for k, v in self.postfilter.state_dict().items()})
         return sd
 
     @staticmethod
     def model_config(quantizer: SourceFilterQuantizer, refiner: RefinerConfig, dio_threshold: float = DIO_THRESHOLD,
-                     rvq_beam: int = 1, rvq_tilt: float = 0.0, f0_fit: bool = False) -> dict:
+                     rvq_beam: int = 1, rvq_tilt: float = 0.0, f0_fit: bool = False,
+                     postfilter: PostFilterConfig | None = None) -> dict:
+        """The ``model`` section of config.json (what :meth:`load` reads)."""
         cfg = {"kind": KIND, "sample_rate": SAMPLE_RATE, "hop_frames": HOP_FRAMES, "analysis_ms": ANALYSIS_MS,
                "gain_levels": quantizer.gain_levels, "refiner": asdict(refiner), "dio_threshold": dio_threshold,
                "rvq_beam": rvq_beam, "rvq_tilt": rvq_tilt, "f0_fit": f0_fit}
         if quantizer.f0_mid_levels:
             cfg["f0_mid"] = {"levels": quantizer.f0_mid_levels, "step_cents": round(quantizer.f0_mid_step * 1200, 6)}
+        if postfilter is not None:
+            cfg["postfilter"] = asdict(postfilter)
         return cfg
 
     # ---- properties (the AudioTokenizer protocol) -------------------------------------------------
@@ -156,7 +173,7 @@ class SourceFilterCodec:
 
     @property
     def decoder_name(self) -> str:
-        return "world+refiner"
+        return "world+refiner+postfilter" if self.use_postfilter else "world+refiner"
 
     @property
     def encoder_name(self) -> str:
@@ -186,9 +203,18 @@ class SourceFilterCodec:
 
     def decode_latency_ms(self, block_tokens: int) -> float:
         """Audio a streaming decoder needs beyond a sample before it can emit it: a block plus the refiner's
-        and the synthesis context's look-ahead."""
-        ahead = (self.refiner.lookahead_frames + SYNTH_CONTEXT_TOKENS) * self.hop
+        and the synthesis context's look-ahead, plus the post-filter's delay when it is on."""
+        ahead = (self.refiner.lookahead_frames + SYNTH_CONTEXT_TOKENS) * self.hop + self.postfilter_delay
         return 1000.0 * (block_tokens * self.hop + ahead) / SAMPLE_RATE
+
+    @property
+    def postfilter_delay(self) -> int:
+        """Samples the post-filter holds back when streaming (0 without it)."""
+        return PostFilterStream(self.postfilter, 0).delay_samples if self.use_postfilter else 0
+
+    def postfilter_condition(self, n_q: int) -> int:
+        """The post-filter's condition for ``n_q`` streams: the index of their bitrate in :attr:`bitrates`."""
+        return min(n_q, self.num_codebooks) - len(STREAM_PREFIX) - 1
 
     def _kbps(self, n_q: int) -> float:
         """Nominal kbps of the first ``n_q`` streams."""
@@ -326,14 +352,16 @@ class SourceFilterCodec:
         n_env = torch.tensor([self.n_env_for(codes.shape[0])])
         return Frames(plain.f0, self.refiner(x, n_env)[0].numpy(), plain.bap)
 
-    def stream_decoder(self, block_tokens: int = BLOCK_TOKENS) -> StreamDecoder:
-        """An incremental decoder: :meth:`StreamDecoder.push` codes as they are generated, get audio back."""
-        return StreamDecoder(self, block_tokens)
+    def stream_decoder(self, block_tokens: int = BLOCK_TOKENS, postfilter: bool | None = None) -> StreamDecoder:
+        """An incremental decoder: :meth:`StreamDecoder.push` codes as they are generated, get audio back.
+        ``postfilter``: False skips the post-filter (40 ms less latency); None: :attr:`use_postfilter`."""
+        return StreamDecoder(self, block_tokens, postfilter)
 
     def frame_stream_decoder(self, block_tokens: int = BLOCK_TOKENS, sub_frames: int = 1) -> FrameStreamDecoder:
         """An incremental synthesiser of unquantised :class:`Frames` (what the acoustic TTS model predicts),
         ``sub_frames`` (1, 2 or 4) frames per token: the parameters skip the quantiser, so nothing of the envelope
-        is lost to the codebooks, and at 4 nothing of the 5-ms detail to the token rate."""
+        is lost to the codebooks, and at 4 nothing of the 5-ms detail to the token rate. No post-filter: it was
+        trained on decoded tokens, and on the TTS model's frames it lowered DNSMOS (docs/experiments)."""
         return FrameStreamDecoder(self, block_tokens, sub_frames)
 
     def decode_stream(self, codes: np.ndarray, n_samples: int, block_tokens: int = BLOCK_TOKENS
@@ -459,10 +487,14 @@ class StreamDecoder:
     A block of ``block_tokens`` frames is synthesised once the refiner's look-ahead and the synthesis context
     after it have arrived; the previous block's run-on is crossfaded into its first ``XFADE_MS``."""
 
-    def __init__(self, codec: SourceFilterCodec, block_tokens: int = BLOCK_TOKENS) -> None:
+    def __init__(self, codec: SourceFilterCodec, block_tokens: int = BLOCK_TOKENS,
+                 postfilter: bool | None = None) -> None:
         if block_tokens < 1:
             raise SpeechLMError(f"block_tokens must be at least 1, got {block_tokens}")
         self.codec, self.block = codec, block_tokens
+        has = codec.postfilter is not None
+        self.postfilter_on = codec.use_postfilter if postfilter is None else bool(postfilter and has)
+        self.post: PostFilterStream | None = None  # made at the first push (its condition is the stream count)
         self.codes = np.zeros((0, 0), np.int64)  # the frames from `start` on (what later blocks still need)
         self.start = 0  # absolute index of codes[:, 0]
         self.next = 0  # first token frame not yet synthesised
@@ -481,15 +513,46 @@ class StreamDecoder:
         """Rows ``[R, t]`` -> 5-ms frames ``t * HOP_FRAMES`` long."""
         return self.codec.refine(rows)
 
+    def _condition(self, rows: np.ndarray) -> int:
+        """The post-filter's condition for these rows: their stream count."""
+        return self.codec.postfilter_condition(rows.shape[0])
+
+    def _out(self, audio: np.ndarray) -> Iterator[np.ndarray]:
+        """Synthesised audio -> what is yielded (post-filtered, held back by its delay, when on)."""
+        if self.post is None:
+            yield audio
+            return
+        out = self.post.push(audio)
+        if len(out):
+            yield out
+
     def push(self, codes: np.ndarray) -> Iterator[np.ndarray]:
         """Append codes ``[K, t]`` and yield the audio blocks that became complete."""
         codes = self._rows(codes)
+        if self.post is None and self.postfilter_on:
+            self.post = PostFilterStream(self.codec.postfilter, self._condition(codes))
         self.codes = codes if self.codes.size == 0 else np.concatenate([self.codes, codes], axis=1)
         while self.next + self.block + self.ahead <= self.start + self.codes.shape[1]:
-            yield self._block(self.next, self.next + self.block, None)
+            yield from self._out(self._block(self.next, self.next + self.block, None))
 
     def flush(self, n_samples: int | None = None) -> Iterator[np.ndarray]:
         """End of the stream: yield the rest, ``n_samples`` in all (default: every frame's hop)."""
+        last = None  # held back one block, so that the post-filter's tail joins the last block
+        for audio in self._rest(n_samples):
+            if last is not None:
+                yield from self._out(last)
+            last = audio
+        if self.post is None:
+            if last is not None:
+                yield last
+            return
+        out = self.post.push(last) if last is not None else np.zeros(0, np.float32)
+        out = np.concatenate([out, self.post.flush()])
+        if len(out):
+            yield out
+
+    def _rest(self, n_samples: int | None) -> Iterator[np.ndarray]:
+        """The blocks left at the end of the stream (synthesised, before the post-filter)."""
         t = self.start + self.codes.shape[1]
         n_samples = t * self.codec.hop if n_samples is None else n_samples
         while self.next < t:
@@ -530,7 +593,7 @@ class FrameStreamDecoder(StreamDecoder):
     :meth:`SourceFilterCodec.frame_stream_decoder`."""
 
     def __init__(self, codec: SourceFilterCodec, block_tokens: int = BLOCK_TOKENS, sub_frames: int = 1) -> None:
-        super().__init__(codec, block_tokens)
+        super().__init__(codec, block_tokens, postfilter=False)
         if sub_frames not in (1, 2, 4) or HOP_FRAMES % sub_frames:
             raise SpeechLMError(f"sub_frames must divide {HOP_FRAMES}, got {sub_frames}")
         self.ahead = self.keep = SYNTH_CONTEXT_TOKENS

@@ -1,11 +1,14 @@
-"""Train a source-filter codec from manifests: WORLD features, k-means quantisers, the envelope refiner.
+"""Train a source-filter codec from manifests: WORLD features, k-means quantisers, refiner, post-filter.
 
     speechlm codec train --config configs/codec/source_filter.yaml --data a.jsonl --data b.jsonl --out runs/sf
 
-Three steps, all on the CPU: (1) WORLD analysis of up to ``max_hours`` of ``split=train`` speech (worker
+Four steps, all on the CPU: (1) WORLD analysis of up to ``max_hours`` of ``split=train`` speech (worker
 processes); (2) the gain range, a 32-entry band-aperiodicity codebook and ``env_stages`` residual k-means stages of
 the envelope shape; (3) the refiner, trained to map decoded parameters (a random number of stages per example) to
-the unquantised 5-ms mel-cepstra. The result is an inference folder (``OUT/final``) that ``Codec.load`` reads.
+the unquantised 5-ms mel-cepstra; (4) the spectral post-filter, trained on (decoded audio, original audio) pairs
+of ``postfilter_train.hours`` of the same speech at random bitrates. The result is an inference folder
+(``OUT/final``) that ``Codec.load`` reads. ``refiner_from`` keeps a codec's codebooks and refiner and trains the
+post-filter only.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 
 from speechlm.errors import SpeechLMError
 from speechlm.tokenizers.source_filter.codec import HOP_FRAMES, SourceFilterCodec
+from speechlm.tokenizers.source_filter.postfilter import PostFilterConfig, SpectralPostFilter, frame_log_magnitudes
 from speechlm.tokenizers.source_filter.quantizer import SourceFilterQuantizer
 from speechlm.tokenizers.source_filter.refiner import EnvelopeRefiner, RefinerConfig, refiner_input
 from speechlm.tokenizers.source_filter.world import DIO_THRESHOLD, SAMPLE_RATE, Frames, analyze, to_token_rate
@@ -52,6 +56,17 @@ class RefinerTrainConfig:
 
 
 @dataclass
+class PostFilterTrainConfig:
+    enabled: bool = True
+    hours: float = 1.5  # speech decoded for the (decoded, original) pairs
+    minutes: float = 18.0  # training time (the number of steps is what fits)
+    batch_size: int = 16
+    segment_frames: int = 160  # 1.28 s
+    lr: float = 1.0e-3
+    steps: int = 12000  # at most; training also stops after `minutes`
+
+
+@dataclass
 class SourceFilterTrainConfig:
     kind: str = "source_filter"
     name: str = "codec_sf"
@@ -63,9 +78,12 @@ class SourceFilterTrainConfig:
     rvq_tilt: float = 0.0  # envelope search weight 1 / (1 + k / tilt) of coefficient k (0: all alike), likewise
     f0_fit: bool = False  # token F0 fitted to the analysis contour (world.fit_token_f0), likewise
     quantizer_from: str | None = None  # a codec folder whose codebooks to keep (its token space): refiner only
+    refiner_from: str | None = None  # a codec folder whose codebooks and refiner to keep: post-filter only
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     refiner: RefinerConfig = field(default_factory=RefinerConfig)
     train: RefinerTrainConfig = field(default_factory=RefinerTrainConfig)
+    postfilter: PostFilterConfig = field(default_factory=PostFilterConfig)
+    postfilter_train: PostFilterTrainConfig = field(default_factory=PostFilterTrainConfig)
 
 
 def _analyze_file(path: str, dio_threshold: float) -> Frames:
@@ -218,13 +236,93 @@ def train_refiner(frames: list[Frames], quantizer: SourceFilterQuantizer, rcfg: 
     return model.eval(), losses
 
 
+_WORKER_CODECS: dict[str, SourceFilterCodec] = {}
+
+
+def _postfilter_pair(item: tuple[str, int], codec_dir: str, config: PostFilterConfig
+                     ) -> tuple[np.ndarray, np.ndarray, int]:
+    """(audio path, bitrate index) -> (log-magnitudes of the decoded audio, of the original: ``[K, F]`` float16,
+    the bitrate index); the codec decodes without a post-filter."""
+    from speechlm.audio.io import load_audio
+
+    torch.set_num_threads(1)
+    if codec_dir not in _WORKER_CODECS:
+        _WORKER_CODECS[codec_dir] = SourceFilterCodec.load(codec_dir)
+    codec = _WORKER_CODECS[codec_dir]
+    codec.use_postfilter = False
+    path, rate = item
+    x = load_audio(path, sr=SAMPLE_RATE)[0][0]
+    y = codec.decode(codec.encode(x, SAMPLE_RATE, bitrate=codec.bitrates[rate]))[0][: len(x)]
+    return (frame_log_magnitudes(y, config).astype(np.float16), frame_log_magnitudes(x, config).astype(np.float16),
+            rate)
+
+
+def postfilter_loss(log_est: torch.Tensor, log_ref: torch.Tensor) -> torch.Tensor:
+    """L1 between compressed magnitudes (``|X| ** 0.3``, as speech enhancement masks are trained) plus 0.1 x L1
+    between log-magnitudes floored at -9 (quiet bins still count a little)."""
+    compressed = (torch.exp(0.3 * log_est) - torch.exp(0.3 * log_ref)).abs().mean()
+    return compressed + 0.1 * (log_est.clamp(min=-9.0) - log_ref.clamp(min=-9.0)).abs().mean()
+
+
+def train_postfilter(codec_dir: str, paths: list[str], config: PostFilterConfig, tcfg: PostFilterTrainConfig,
+                     seed: int, workers: int) -> tuple[SpectralPostFilter, dict]:
+    """Decode ``paths`` at random bitrates with the codec in ``codec_dir`` (worker processes), then train the
+    post-filter to move the decoded log-magnitudes towards the originals' (:func:`postfilter_loss`)."""
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(seed)
+    n_rates = len(SourceFilterCodec.load(codec_dir).bitrates)
+    if n_rates > config.n_conditions:
+        raise SpeechLMError(f"the post-filter has {config.n_conditions} conditions for {n_rates} bitrates")
+    items = [(p, int(rng.integers(n_rates))) for p in paths]
+    t0 = time.time()
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        pairs = list(tqdm(pool.map(partial(_postfilter_pair, codec_dir=codec_dir, config=config), items, chunksize=8),
+                          total=len(items), desc="post-filter pairs", unit="utt"))
+    t_pairs = time.time() - t0
+    pairs = [p for p in pairs if len(p[0]) >= 32]
+    dec = np.concatenate([p[0] for p in pairs])
+    ref = np.concatenate([p[1] for p in pairs])
+    lens = np.array([len(p[0]) for p in pairs])
+    rates = np.array([p[2] for p in pairs])
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    model = SpectralPostFilter(config)
+    opt = torch.optim.AdamW(model.parameters(), tcfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(max(1, tcfg.steps // 50), tcfg.steps, 0.05))
+    losses, t1 = [], time.time()
+    bar = tqdm(range(tcfg.steps), desc="post-filter", unit="step")
+    for _ in bar:
+        if time.time() - t1 > tcfg.minutes * 60:
+            break
+        u = rng.integers(len(lens), size=tcfg.batch_size)
+        seg = int(min(tcfg.segment_frames, lens[u].min()))
+        off = [starts[i] + int(rng.integers(lens[i] - seg + 1)) for i in u]
+        y = torch.from_numpy(np.stack([dec[o : o + seg] for o in off]).astype(np.float32))
+        x = torch.from_numpy(np.stack([ref[o : o + seg] for o in off]).astype(np.float32))
+        loss = postfilter_loss(y + model(y, torch.from_numpy(rates[u])), x)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{np.mean(losses[-100:]):.4f}")
+    base = float(np.mean([postfilter_loss(torch.from_numpy(d.astype(np.float32)),
+                                          torch.from_numpy(r.astype(np.float32))) for d, r, _ in pairs[:200]]))
+    summary = {"pairs_hours": float(lens.sum() * config.hop / SAMPLE_RATE / 3600), "steps": len(losses),
+               "seconds": {"pairs": t_pairs, "train": time.time() - t1}, "final_loss": float(np.mean(losses[-200:])),
+               "loss_without_postfilter": base}
+    return model.eval(), summary
+
+
 def train(config: str | None, data: list[str], out: str, overrides: list[str] = ()) -> dict:
     """The whole recipe; writes ``OUT/final`` (inference folder) and ``OUT/summary.json``."""
-    from speechlm.train.checkpoint import save_checkpoint
-    from speechlm.train.config import config_to_dict, load_config
+    from speechlm.train.config import load_config
 
     cfg = load_config(config, SourceFilterTrainConfig, overrides)
     torch.manual_seed(cfg.seed)
+    if cfg.refiner_from:
+        return _train_postfilter_only(cfg, list(data), Path(out))
     t0 = time.time()
     if cfg.quantizer_from:  # checked before the analysis: a wrong folder fails in seconds
         quantizer = SourceFilterCodec.load(cfg.quantizer_from).quantizer
@@ -245,10 +343,44 @@ def train(config: str | None, data: list[str], out: str, overrides: list[str] = 
     summary = {"frames": int(sum(len(f) for f in frames)), "hours": sum(len(f) for f in frames) * 0.005 / 3600,
                "seconds": {"features": t_feat, "quantizer": t_q, "refiner": time.time() - t0 - t_feat - t_q},
                "final_loss": float(np.mean(losses[-100:]))}
-    out_dir = Path(out)
+    return _finish(codec, cfg, list(data), Path(out), summary)
+
+
+def _train_postfilter_only(cfg: SourceFilterTrainConfig, data: list[str], out_dir: Path) -> dict:
+    """``refiner_from``: that codec's codebooks, refiner and encoder settings, a new post-filter (the summary keeps
+    the training summary of the codec it came from)."""
+    from speechlm.utils.checkpoint import load_checkpoint
+
+    base = SourceFilterCodec.load(cfg.refiner_from)
+    mc = base.config
+    codec = SourceFilterCodec(base.quantizer, base.refiner, cfg.name, "", SourceFilterCodec.model_config(
+        base.quantizer, base.refiner.config, mc.get("dio_threshold", DIO_THRESHOLD), int(mc.get("rvq_beam", 1)),
+        float(mc.get("rvq_tilt", 0.0)), bool(mc.get("f0_fit", False))))
+    before = load_checkpoint(cfg.refiner_from).meta.get("extra", {}).get("train_summary") or {}
+    return _finish(codec, cfg, data, out_dir, {**before, "refiner_from": str(cfg.refiner_from)})
+
+
+def _finish(codec: SourceFilterCodec, cfg: SourceFilterTrainConfig, data: list[str], out_dir: Path,
+            summary: dict) -> dict:
+    """Train the post-filter on ``codec`` (unless disabled) and write ``OUT/final`` and ``OUT/summary.json``."""
+    from speechlm.data.manifest import draw_train_utterances
+    from speechlm.train.checkpoint import save_checkpoint
+    from speechlm.train.config import config_to_dict
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out_dir / "final", model=codec.state_dict(),
-                    config={"model": codec.config, "recipe": config_to_dict(cfg)}, step=cfg.train.steps,
-                    extra={"name": cfg.name, "weights": "fp32", "train_summary": summary})
+
+    def save(folder: Path, c: SourceFilterCodec) -> None:
+        save_checkpoint(folder, model=c.state_dict(), config={"model": c.config, "recipe": config_to_dict(cfg)},
+                        step=cfg.train.steps, extra={"name": cfg.name, "weights": "fp32", "train_summary": summary})
+
+    if cfg.postfilter_train.enabled:
+        save(out_dir / "refined", codec)  # what the post-filter's pairs are decoded with
+        paths, _ = draw_train_utterances(data, cfg.postfilter_train.hours, cfg.seed + 1)
+        postfilter, summary["postfilter"] = train_postfilter(str(out_dir / "refined"), paths, cfg.postfilter,
+                                                             cfg.postfilter_train, cfg.seed, cfg.workers)
+        model_cfg = SourceFilterCodec.model_config(codec.quantizer, codec.refiner.config, codec.dio_threshold,
+                                                   codec.rvq_beam, codec.rvq_tilt, codec.f0_fit, cfg.postfilter)
+        codec = SourceFilterCodec(codec.quantizer, codec.refiner, cfg.name, "", model_cfg, postfilter)
+    save(out_dir / "final", codec)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
