@@ -210,7 +210,7 @@ class SourceFilterCodec:
     @property
     def postfilter_delay(self) -> int:
         """Samples the post-filter holds back when streaming (0 without it)."""
-        return PostFilterStream(self.postfilter, 0).delay_samples if self.use_postfilter else 0
+        return self.postfilter.delay_samples if self.use_postfilter else 0
 
     def postfilter_condition(self, n_q: int) -> int:
         """The post-filter's condition for ``n_q`` streams: the index of their bitrate in :attr:`bitrates`."""

@@ -64,6 +64,11 @@ class SpectralPostFilter(nn.Module):
         """Past frames a gain depends on."""
         return (2 - self.config.lookahead) + 2 * sum(self.config.dilations)
 
+    @property
+    def delay_samples(self) -> int:
+        """What streaming holds back: a frame, and the frames the network reads ahead."""
+        return self.config.n_fft + self.config.lookahead * self.config.hop
+
     def forward(self, log_mag: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         la = self.config.lookahead
         x = F.pad(((log_mag - LOG_CENTRE) / LOG_SCALE).transpose(1, 2), (2 - la, la))
@@ -107,11 +112,10 @@ class PostFilterStream:
         self.acc = np.zeros(0, np.float32)  # overlap-add accumulator from padded index `acc_start`
         self.acc_start = self.pad
         self.n_in = 0  # input samples received
-        self.n_out = 0
 
     @property
     def delay_samples(self) -> int:
-        return self.cfg.n_fft + self.cfg.lookahead * self.cfg.hop
+        return self.model.delay_samples
 
     def push(self, block: np.ndarray) -> np.ndarray:
         """Append audio ``[n]`` and return the samples that became final (possibly none)."""
@@ -130,17 +134,14 @@ class PostFilterStream:
         need = (n_frames - 1) * hop + n_fft
         if self.base + len(self.buf) < need:
             self.buf = np.concatenate([self.buf, np.zeros(need - self.base - len(self.buf), np.float32)])
-        out = self._run(n_frames - 1, available_frames=n_frames, final=True)
-        return out
+        return self._run(n_frames - 1, available_frames=n_frames, final=True)
 
     def _run(self, last: int, available_frames: int, final: bool = False) -> np.ndarray:
         hop, n_fft = self.cfg.hop, self.cfg.n_fft
         if last >= self.next_frame:
             first_in = max(0, self.next_frame - self.model.receptive_back)
-            idx = np.arange(first_in, available_frames)
-            starts = idx * hop - self.base
-            frames = torch.from_numpy(np.stack([self.buf[s : s + n_fft] for s in starts]))
-            spec, logm = log_magnitude(frames, self.window)
+            span = self.buf[first_in * hop - self.base : (available_frames - 1) * hop + n_fft - self.base]
+            spec, logm = log_magnitude(torch.from_numpy(span).unfold(0, n_fft, hop), self.window)
             with torch.no_grad():
                 gain = self.model(logm[None], self.cond)[0]
             k0 = self.next_frame - first_in
@@ -161,7 +162,6 @@ class PostFilterStream:
         n = max(0, min(done, self.pad + self.n_in) - self.acc_start)
         out, self.acc = self.acc[:n].copy(), self.acc[n:]
         self.acc_start += n
-        self.n_out += n
         keep_from = (self.next_frame - self.model.receptive_back) * hop  # frames later runs still read
         drop = max(0, keep_from - self.base)
         self.buf, self.base = self.buf[drop:], self.base + drop

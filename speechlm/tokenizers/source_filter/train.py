@@ -264,14 +264,14 @@ def postfilter_loss(log_est: torch.Tensor, log_ref: torch.Tensor) -> torch.Tenso
     return compressed + 0.1 * (log_est.clamp(min=-9.0) - log_ref.clamp(min=-9.0)).abs().mean()
 
 
-def train_postfilter(codec_dir: str, paths: list[str], config: PostFilterConfig, tcfg: PostFilterTrainConfig,
-                     seed: int, workers: int) -> tuple[SpectralPostFilter, dict]:
-    """Decode ``paths`` at random bitrates with the codec in ``codec_dir`` (worker processes), then train the
-    post-filter to move the decoded log-magnitudes towards the originals' (:func:`postfilter_loss`)."""
+def train_postfilter(codec_dir: str, n_rates: int, paths: list[str], config: PostFilterConfig,
+                     tcfg: PostFilterTrainConfig, seed: int, workers: int) -> tuple[SpectralPostFilter, dict]:
+    """Decode ``paths`` at random bitrates (indices below ``n_rates``) with the codec in ``codec_dir`` (worker
+    processes), then train the post-filter to move the decoded log-magnitudes towards the originals'
+    (:func:`postfilter_loss`)."""
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
-    n_rates = len(SourceFilterCodec.load(codec_dir).bitrates)
     if n_rates > config.n_conditions:
         raise SpeechLMError(f"the post-filter has {config.n_conditions} conditions for {n_rates} bitrates")
     items = [(p, int(rng.integers(n_rates))) for p in paths]
@@ -376,8 +376,9 @@ def _finish(codec: SourceFilterCodec, cfg: SourceFilterTrainConfig, data: list[s
     if cfg.postfilter_train.enabled:
         save(out_dir / "refined", codec)  # what the post-filter's pairs are decoded with
         paths, _ = draw_train_utterances(data, cfg.postfilter_train.hours, cfg.seed + 1)
-        postfilter, summary["postfilter"] = train_postfilter(str(out_dir / "refined"), paths, cfg.postfilter,
-                                                             cfg.postfilter_train, cfg.seed, cfg.workers)
+        postfilter, summary["postfilter"] = train_postfilter(str(out_dir / "refined"), len(codec.bitrates), paths,
+                                                             cfg.postfilter, cfg.postfilter_train, cfg.seed,
+                                                             cfg.workers)
         model_cfg = SourceFilterCodec.model_config(codec.quantizer, codec.refiner.config, codec.dio_threshold,
                                                    codec.rvq_beam, codec.rvq_tilt, codec.f0_fit, cfg.postfilter)
         codec = SourceFilterCodec(codec.quantizer, codec.refiner, cfg.name, "", model_cfg, postfilter)
