@@ -124,20 +124,21 @@ class PostFilterStream:
         self.n_in += len(block)
         available = self.base + len(self.buf)  # padded samples received
         last = (available - self.cfg.n_fft) // self.cfg.hop - self.cfg.lookahead  # last frame with its look-ahead
-        return self._run(last, available_frames=last + self.cfg.lookahead + 1)
+        return self._run(last)
 
     def flush(self) -> np.ndarray:
         """End of the signal: the rest of the samples (``n_in`` in all)."""
-        hop, n_fft = self.cfg.hop, self.cfg.n_fft
-        total = self.pad + self.n_in  # padded length of the signal
-        n_frames = (total - 1) // hop + 1  # frames that cover its last sample
-        need = (n_frames - 1) * hop + n_fft
+        k = n_frames(self.n_in, self.cfg)
+        need = (k - 1) * self.cfg.hop + self.cfg.n_fft  # the last frame's end, in padded samples
         if self.base + len(self.buf) < need:
             self.buf = np.concatenate([self.buf, np.zeros(need - self.base - len(self.buf), np.float32)])
-        return self._run(n_frames - 1, available_frames=n_frames, final=True)
+        return self._run(k - 1, final=True)
 
-    def _run(self, last: int, available_frames: int, final: bool = False) -> np.ndarray:
+    def _run(self, last: int, final: bool = False) -> np.ndarray:
+        """Apply the gains of frames up to ``last`` (the network reads ``lookahead`` frames past it, which are
+        there, or at the end of the signal its zero padding) and return the samples that became final."""
         hop, n_fft = self.cfg.hop, self.cfg.n_fft
+        available_frames = last + 1 + (0 if final else self.cfg.lookahead)
         if last >= self.next_frame:
             first_in = max(0, self.next_frame - self.model.receptive_back)
             span = self.buf[first_in * hop - self.base : (available_frames - 1) * hop + n_fft - self.base]
@@ -168,11 +169,17 @@ class PostFilterStream:
         return out
 
 
+def n_frames(n_samples: int, config: PostFilterConfig) -> int:
+    """Frames of a signal of ``n_samples``: the last one covers its last sample (framed from ``n_fft - hop``
+    zeros before the first)."""
+    return (config.n_fft - config.hop + n_samples - 1) // config.hop + 1
+
+
 def frame_log_magnitudes(wav: np.ndarray, config: PostFilterConfig) -> np.ndarray:
     """Audio ``[n]`` -> log-magnitudes ``[K, F]`` float32 of the frames :class:`PostFilterStream` makes of it
     (training pairs are framed the same way)."""
     pad = config.n_fft - config.hop
-    k = (pad + len(wav) - 1) // config.hop + 1
+    k = n_frames(len(wav), config)
     x = np.zeros((k - 1) * config.hop + config.n_fft, np.float32)
     x[pad : pad + len(wav)] = wav
     frames = torch.from_numpy(x).unfold(0, config.n_fft, config.hop)
