@@ -45,8 +45,8 @@ def main() -> int:
     hop = codec.hop
     agree, scores = [], {"offline": [], "streaming": []}
     t_enc = t_dec = 0.0
-    for w in clips:
-        off = codec.encode(w, 16000, args.bitrate)
+    offline = [codec.encode(w, 16000, args.bitrate) for w in clips]  # also decoded by the sweep below
+    for w, off in zip(clips, offline):
         t = time.perf_counter()
         enc = codec.stream_encoder(args.bitrate, args.encode_block, args.lookahead_ms)
         codes = [c for i in range(0, len(w), hop) for c in enc.push(w[i : i + hop])] + list(enc.flush())
@@ -66,8 +66,7 @@ def main() -> int:
         for post in ((True, False) if has_pf else (False,)):
             per = []
             codec.use_postfilter = post
-            for w in clips:
-                off = codec.encode(w, 16000, args.bitrate)
+            for w, off in zip(clips, offline):
                 z = np.concatenate(list(codec.decode_stream(off.codes.astype(np.int64), off.n_samples, blk)))
                 per.append((pesq_score(w, z, 16000), stoi_score(w, z, 16000)))
             key = f"{blk}" + ("" if post or not has_pf else " no post-filter")
