@@ -513,10 +513,6 @@ class StreamDecoder:
         """Rows ``[R, t]`` -> 5-ms frames ``t * HOP_FRAMES`` long."""
         return self.codec.refine(rows)
 
-    def _condition(self, rows: np.ndarray) -> int:
-        """The post-filter's condition for these rows: their stream count."""
-        return self.codec.postfilter_condition(rows.shape[0])
-
     def _out(self, audio: np.ndarray) -> Iterator[np.ndarray]:
         """Synthesised audio -> what is yielded (post-filtered, held back by its delay, when on)."""
         if self.post is None:
@@ -530,7 +526,7 @@ class StreamDecoder:
         """Append codes ``[K, t]`` and yield the audio blocks that became complete."""
         codes = self._rows(codes)
         if self.post is None and self.postfilter_on:
-            self.post = PostFilterStream(self.codec.postfilter, self._condition(codes))
+            self.post = PostFilterStream(self.codec.postfilter, self.codec.postfilter_condition(codes.shape[0]))
         self.codes = codes if self.codes.size == 0 else np.concatenate([self.codes, codes], axis=1)
         while self.next + self.block + self.ahead <= self.start + self.codes.shape[1]:
             yield from self._out(self._block(self.next, self.next + self.block, None))
