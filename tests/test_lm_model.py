@@ -222,3 +222,30 @@ def test_generate_until_stop_redraws_only_rows_at_the_cap(monkeypatch) -> None:
     calls.clear()
     g.generate_until_stop(None, reqs, None, None, None, retries=0)
     assert len(calls) == 1
+
+
+def test_generation_keeps_each_codebook_in_its_own_range() -> None:
+    """Streams of different sizes (a source-filter codec: f0 128, gain 32, ...): every sampled code, in both
+    layouts, lies below its own codebook's size, though an untrained model spreads its mass over all 16."""
+    torch.manual_seed(0)
+    cards = (5, 3, 16)
+    vocab = AudioVocab(16, 4, cards)
+    assert vocab.code_mask(1).sum() == 3 and not vocab.code_mask(1)[vocab.eog]
+    prefix, forced = infill_context(torch.stack([torch.randint(0, c, (6,)) for c in cards]), [(6, 6)], vocab)
+    res = generate(_tiny_lm(), [GenRequest([1, 2], prefix, forced, max_frames=30, min_frames=20)], vocab,
+                   SamplingConfig(temperature=1.5), torch.Generator().manual_seed(0))[0]
+    codes, spans = unmask(res.frames, vocab)
+    gen = codes[:, spans[0][0] : spans[0][1]]
+    assert gen.shape[1] > 5
+    for k, c in enumerate(cards):
+        assert int(gen[k].max()) < c
+    assert int(gen[2].max()) >= 5  # the widest codebook is not held to the narrow ones' range
+    cfg = LMConfig(layout="valle", dim=32, n_layers=1, n_heads=2, n_codebooks=3, card=16, text_vocab=20, cards=cards)
+    codes, _ = generate_valle(build_lm(cfg), [1, 2, 3], torch.stack([torch.randint(0, c, (4,)) for c in cards]),
+                              cfg.vocab, SamplingConfig(temperature=1.5), max_frames=20,
+                              generator=torch.Generator().manual_seed(0), min_frames=10)
+    assert codes.shape[1] >= 10
+    for k, c in enumerate(cards):
+        assert int(codes[k].max()) < c
+    with pytest.raises(ValueError):
+        LMConfig(n_codebooks=3, card=16, cards=(5, 3))

@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "ids in .npz shards plus index.json (tokenizer id, frames per phone).")
     p.add_argument("--data", action="append", required=True, help="manifest (repeatable)")
     p.add_argument("-o", "--output", required=True, help="shard folder to write")
-    p.add_argument("--codec", default="codec_pitch",
-                   help="codec model NAME|DIR (default: codec_pitch, the codec of the shipped LM)")
+    p.add_argument("--codec", default="codec_sf",
+                   help="codec model NAME|DIR (default: codec_sf, the codec of the shipped LM)")
     p.add_argument("--codebooks", type=int, default=None, help="keep only the first N codebooks (default all)")
     p.add_argument("--split", action="append", default=None, help="only these manifest splits (repeatable)")
     p.add_argument("--max-seconds", type=float, default=None, help="leave out longer utterances")

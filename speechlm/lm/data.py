@@ -62,10 +62,11 @@ def build_shards(manifests: Sequence[str | os.PathLike], out_dir: str | os.PathL
                  max_seconds: float | None = None, show_progress: bool = True) -> Path:
     """Encode every utterance of ``manifests`` (``split`` in ``splits``, all when None) into token shards.
 
-    ``encoder`` is a :class:`~speechlm.tokenizers.codec.api.Codec` (``encode(wav, sr)``, ``tokenizer_id``,
-    ``frame_rate``). Phonemes come from the manifest's ``phonemes`` field, else from the G2P. Utterances longer
-    than ``max_seconds`` (by the manifest's duration), whose text the G2P cannot read (e.g. a language it does not
-    support) or whose audio cannot be read are left out, counted (``skipped`` in the index) and reported.
+    ``encoder`` is a codec (``encode(wav, sr, bitrate)``, ``tokenizer_id``, ``frame_rate``); each utterance is
+    encoded at the rate of its first ``n_q`` streams (:func:`~speechlm.tokenizers.base.encode_streams`). Phonemes
+    come from the manifest's ``phonemes`` field, else from the G2P. Utterances longer than ``max_seconds`` (by the
+    manifest's duration), whose text the G2P cannot read (e.g. a language it does not support) or whose audio
+    cannot be read are left out, counted (``skipped`` in the index) and reported.
     """
     from tqdm import tqdm
 
@@ -74,6 +75,7 @@ def build_shards(manifests: Sequence[str | os.PathLike], out_dir: str | os.PathL
     from speechlm.text.g2p import phonemize
     from speechlm.text.normalize import normalize_text
     from speechlm.text.symbols import default_symbols
+    from speechlm.tokenizers.base import encode_streams, stream_cardinalities
 
     symbols = default_symbols()
     items = []
@@ -120,8 +122,7 @@ def build_shards(manifests: Sequence[str | os.PathLike], out_dir: str | os.PathL
             print(f"skipping {u.id}: {exc}", flush=True)
             skipped += 1
             continue
-        tok = encoder.encode(wav, sr)
-        codes = tok.codes[: n_q or tok.codes.shape[0]]
+        codes = encode_streams(encoder, wav, sr, n_q or encoder.num_codebooks).codes
         buf.append(Utt(u.id, codes, np.array(ids, np.int32), u.lang, u.speaker, u.split))
         n_frames += codes.shape[1]
         n_phones += len(ids)
@@ -136,6 +137,7 @@ def build_shards(manifests: Sequence[str | os.PathLike], out_dir: str | os.PathL
         raise SpeechLMError("no utterance could be encoded")
     index = {"format": FORMAT, "tokenizer": encoder.tokenizer_id, "frame_rate": float(encoder.frame_rate),
              "n_codebooks": int(n_q or encoder.num_codebooks), "cardinality": int(encoder.cardinality),
+             "cardinalities": stream_cardinalities(encoder)[: n_q or encoder.num_codebooks],
              "symbols": symbols.hash, "frames_per_phone": n_frames / max(n_phones, 1),
              "n_utterances": n_utts, "hours": n_frames / encoder.frame_rate / 3600,
              "skipped": skipped, "manifests": [str(m) for m in manifests], "shards": shards}

@@ -94,9 +94,8 @@ def generate(model: CodecLM, requests: Sequence[GenRequest], vocab: AudioVocab, 
     common = min(r.prefix.shape[1] for r in requests)
     known = torch.stack([delay(r.prefix[:, :common], vocab.pad)[:, :common] for r in requests])
     logits, cache = model.prefill(text, text_mask, known)
-    allowed0 = torch.zeros(vocab.size, dtype=torch.bool)
-    allowed0[: vocab.card] = True
-    allowed_rest = allowed0.clone()
+    masks = torch.stack([vocab.code_mask(k) for k in range(k_cb)])  # [K, V]: each codebook's own codes
+    allowed0 = masks[0].clone()
     allowed0[vocab.eog] = True
     c = common
     while any(r.end is None or c <= r.end + k_cb - 2 for r in rows):
@@ -131,7 +130,8 @@ def generate(model: CodecLM, requests: Sequence[GenRequest], vocab: AudioVocab, 
         need = [(b, k) for k in range(1, k_cb) for b, r in enumerate(rows)
                 if 0 <= c - k < r.n and r.grid[k, c - k] < 0]
         if need:  # all codebooks > 0 in one call
-            toks = sample(logits[[b for b, _ in need], [k for _, k in need]], cfg, generator, allowed_rest)
+            ks = [k for _, k in need]
+            toks = sample(logits[[b for b, _ in need], ks], cfg, generator, masks[ks])
             for (b, k), t in zip(need, toks.tolist()):
                 rows[b].grid[k, c - k] = t
         cols = np.full((len(rows), k_cb), vocab.pad, dtype=np.int64)
@@ -185,6 +185,6 @@ def generate_valle(model: VallE, text: list[int], prompt: torch.Tensor, vocab: A
     amask = torch.ones(1, audio.shape[2], dtype=torch.bool)
     for stage in range(1, k_cb):
         logits = model.nar(ids, mask, audio, plen, amask, stage)[0, p:]  # [G, V]
-        logits[:, vocab.card:] = float("-inf")
+        logits[:, ~vocab.code_mask(stage)] = float("-inf")
         audio[0, stage, p:] = logits.argmax(-1)
     return audio[0, :, p:], res.hit_cap

@@ -44,16 +44,19 @@ class LMConfig:
     langs: tuple[str, ...] = ("en", "de", "fr", "es", "it", "ru", "cs", "fi", "nl", "pt", "pl", "cmn", "ja")
     codebook_weights: tuple[float, ...] = (3.0, 1.0, 1.0, 1.0)
     nar_layers: int = 0  # valle: layers of the NAR model (0: n_layers)
+    cards: tuple[int, ...] = ()  # codes of each codebook when they differ (filled from the shards); () = card
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ValueError(f"model.layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.n_codebooks < 1 or self.card < 2:
             raise ValueError("model.n_codebooks must be >= 1 and model.card >= 2")
+        if self.cards and (len(self.cards) < self.n_codebooks or max(self.cards) > self.card):
+            raise ValueError("model.cards must give every codebook's size, each at most model.card")
 
     @property
     def vocab(self) -> AudioVocab:
-        return AudioVocab(self.card, self.n_masks)
+        return AudioVocab(self.card, self.n_masks, tuple(self.cards))
 
     def weights(self, k: int) -> list[float]:
         w = list(self.codebook_weights) or [1.0]

@@ -45,7 +45,7 @@ class LMTrainConfig:
     valid_items: int = 32
     num_threads: int = 0
     # codec that encodes a manifest given as --data (a shard folder carries its own): the shipped LM's codec
-    codec: str = "codec_pitch"
+    codec: str = "codec_sf"
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class _Items(torch.utils.data.Dataset):
 
 
 def resolve_data(data: str | Path, out_dir: Path, n_q: int, show_progress: bool = True,
-                 codec: str = "codec_pitch") -> Path:
+                 codec: str = "codec_sf") -> Path:
     """A shard folder as is; a manifest (``.jsonl``) is encoded with ``codec`` (``lm.codec``) into ``out/shards``."""
     p = Path(data)
     if p.is_dir():
@@ -126,7 +126,9 @@ def train(config: str | Path | None, data: str | Path, out_dir: str | Path, over
     symbols = default_symbols()
     if index["symbols"] != symbols.hash:
         raise SpeechLMError("the shards were made with another phoneme table; rebuild them")
-    model_cfg = dataclasses.replace(cfg.model, text_vocab=len(symbols) + len(cfg.model.langs))
+    cards = tuple(index.get("cardinalities", ()))[: cfg.model.n_codebooks]
+    cards = () if all(c == cfg.model.card for c in cards) else cards  # an RVQ's: one size for all
+    model_cfg = dataclasses.replace(cfg.model, text_vocab=len(symbols) + len(cfg.model.langs), cards=cards)
     cfg = dataclasses.replace(cfg, model=model_cfg)
     base_langs = set(model_cfg.langs)
     keep = [u for u in all_data.utts if u.codes.shape[1] <= cfg.lm.max_frames and u.codes.shape[1] >= 2
@@ -203,7 +205,8 @@ def export_model(src: str | Path, dest: str | Path, half: bool = True, prompt_au
     tokenizer = (ckpt.meta.get("data_summary") or {}).get("tokenizer")
 
     def write_prompt(folder: Path) -> None:  # part of the checkpoint: written before it is moved into place
-        _write_default_prompt(folder, prompt_audio, prompt_text, prompt_lang, tokenizer)
+        _write_default_prompt(folder, prompt_audio, prompt_text, prompt_lang, tokenizer,
+                              int(ckpt.config["model"]["n_codebooks"]))
 
     save_checkpoint(dest, model=sd, config={"model": ckpt.config["model"]}, step=ckpt.step,
                     extra={"name": Path(dest).name, "weights": "fp16" if half else "fp32", "source": str(p),
@@ -212,12 +215,14 @@ def export_model(src: str | Path, dest: str | Path, half: bool = True, prompt_au
     return Path(dest)
 
 
-def _write_default_prompt(dest: Path, audio: str, text: str | None, lang: str, tokenizer: str | None) -> None:
+def _write_default_prompt(dest: Path, audio: str, text: str | None, lang: str, tokenizer: str | None,
+                          n_q: int) -> None:
     import json
 
     from speechlm.audio.io import load_audio
     from speechlm.text.g2p import phonemize
     from speechlm.text.normalize import normalize_text
+    from speechlm.tokenizers.base import encode_streams
     from speechlm.tokenizers.codec.api import Codec
     from speechlm.utils.atomic import atomic_write_text
 
@@ -225,7 +230,7 @@ def _write_default_prompt(dest: Path, audio: str, text: str | None, lang: str, t
         raise SpeechLMError("a default prompt needs its transcript")
     codec = Codec.for_tokenizer(tokenizer) if tokenizer else Codec.load()
     wav, sr = load_audio(audio, sr=codec.sample_rate)
-    codec.encode(wav[0], sr).save(dest / "prompt.npz")
+    encode_streams(codec, wav[0], sr, n_q).save(dest / "prompt.npz")
     info = {"text": text, "lang": lang, "phonemes": phonemize([normalize_text(text, lang)], lang)[0],
             "source": str(audio)}
     atomic_write_text(dest / "prompt.json", json.dumps(info, ensure_ascii=False, indent=2))

@@ -21,10 +21,20 @@ import torch
 
 @dataclass(frozen=True)
 class AudioVocab:
-    """Token ids of one codebook: codes ``0..card-1``, then ``eog``, ``pad`` and ``n_masks`` mask tokens."""
+    """Token ids of one codebook: codes ``0..card-1``, then ``eog``, ``pad`` and ``n_masks`` mask tokens.
+
+    ``cards``: the codes each codebook really has (a source-filter codec's streams differ: f0 128, gain 32,
+    ...); empty = ``card`` for all. Generation samples codebook k only among its first ``cards[k]`` codes."""
 
     card: int
     n_masks: int = 4
+    cards: tuple[int, ...] = ()
+
+    def code_mask(self, k: int) -> torch.Tensor:
+        """bool ``[size]``: the codes codebook ``k`` may take (no special token)."""
+        allowed = torch.zeros(self.size, dtype=torch.bool)
+        allowed[: min(self.cards[k], self.card) if k < len(self.cards) else self.card] = True
+        return allowed
 
     @property
     def eog(self) -> int:

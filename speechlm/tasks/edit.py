@@ -148,6 +148,7 @@ def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang:
     from speechlm.lm.sampling import SamplingConfig
     from speechlm.lm.voicecraft import infill_context, unmask
     from speechlm.text.g2p import format_phonemes, resolve_lang
+    from speechlm.tokenizers.base import encode_streams
 
     t0 = time.perf_counter()
     lang = resolve_lang(lang)
@@ -157,8 +158,7 @@ def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang:
     wav, dur, src, dst, changes, al = prepare_edit(tts, wav, sr, sr_out, transcript, target, lang)
     m = tts.lm.config
     vocab = m.vocab
-    tok = tts.codec.encode(wav, sr_out)
-    codes = torch.from_numpy(tok.codes[: m.n_codebooks].astype(np.int64))
+    codes = torch.from_numpy(encode_streams(tts.codec, wav, sr_out, m.n_codebooks).codes.astype(np.int64))
     hop = tts.codec.hop
     spans = frame_spans(changes, [w.start_s for w in al.words], [w.end_s for w in al.words], dur,
                         tts.codec.frame_rate, codes.shape[1], vocab.n_masks)
@@ -168,7 +168,7 @@ def edit(tts: TTS, wav: np.ndarray, sr: int, transcript: str, target: str, lang:
     new_phones = sum(len(p) for i1, i2, j1, j2 in changes for _, p in dst[j1:j2])
     cap = max_frames_for(new_phones, tts.lm.frames_per_phone) + sum(e - s for s, e in spans)
     prefix, forced = infill_context(codes, spans, vocab)
-    cfg = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+    cfg = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p, rep_window=tts.rep_window)
     # The length the spans should have: what they cover now, plus the phones added or removed at the
     # speaker's own rate (frames per phone over the aligned words).
     old_phones = sum(len(p) for i1, i2, j1, j2 in changes for _, p in src[i1:i2])

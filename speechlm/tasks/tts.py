@@ -238,6 +238,15 @@ class TTS:
         return Prompt(torch.from_numpy(tok.codes[:k].astype(np.int64)), self.symbols.encode(info["phonemes"]),
                       info["lang"])
 
+    @property
+    def rep_window(self) -> int:
+        """Repetition-aware sampling's window for codebook 0: off (0) when that stream is a source-filter
+        codec's F0, which holds its value for many frames by nature; else the sampler's default."""
+        from speechlm.lm.sampling import SamplingConfig
+
+        names = getattr(self.codec, "stream_names", None) or [""]
+        return 0 if names[0] == "f0" else SamplingConfig.rep_window
+
     # --- inputs -----------------------------------------------------------------------------------
     def phonemes(self, text: str, lang: str) -> str:
         from speechlm.text.g2p import phonemize
@@ -273,6 +282,7 @@ class TTS:
                        check_transcript: bool = True) -> Prompt:
         """Validate a prompt (``wav [T]`` or ``[C, T]``) and its transcript; encode it with the codec."""
         from speechlm.audio.io import resample
+        from speechlm.tokenizers.base import encode_streams
 
         wav = check_prompt_audio(wav, sr)
         if not text or not text.strip():
@@ -283,9 +293,8 @@ class TTS:
         wav16 = resample(wav, sr, self.codec.sample_rate) if sr != self.codec.sample_rate else wav
         if check_transcript:
             self._check_transcript(wav16, text, ph, lang)
-        tok = self.codec.encode(wav16, self.codec.sample_rate)
-        k = self.lm.config.n_codebooks
-        return Prompt(torch.from_numpy(tok.codes[:k].astype(np.int64)), self.symbols.encode(ph), lang)
+        tok = encode_streams(self.codec, wav16, self.codec.sample_rate, self.lm.config.n_codebooks)
+        return Prompt(torch.from_numpy(tok.codes.astype(np.int64)), self.symbols.encode(ph), lang)
 
     def _check_transcript(self, wav16: np.ndarray, text: str, ph: str, lang: str) -> None:
         from speechlm.asr.transcriber import get_transcriber
@@ -334,7 +343,7 @@ class TTS:
             pr = self.prepare_prompt(wav, sr, prompt_text, lang, check_transcript)
         else:
             pr = self.default_prompt
-        cfg = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+        cfg = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p, rep_window=self.rep_window)
         gen = torch.Generator().manual_seed(int(seed))
         m = self.lm.config
         fpp = self.lm.frames_per_phone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -43,3 +44,25 @@ class AudioTokenizer(Protocol):
     def decode(self, tokens: Tokens) -> tuple[np.ndarray, int]:
         """Tokens -> (wav float32 ``[T]``, sample rate)."""
         ...
+
+
+def stream_cardinalities(tokenizer: AudioTokenizer) -> list[int]:
+    """Codes of each stream: a source-filter codec's streams differ (f0 128, gain 32, ...), an RVQ's do not."""
+    cards = getattr(tokenizer, "cardinalities", None)
+    return [int(c) for c in cards] if cards else [int(tokenizer.cardinality)] * int(tokenizer.num_codebooks)
+
+
+def encode_streams(tokenizer: AudioTokenizer, wav: np.ndarray, sr: int, n_q: int) -> Tokens:
+    """``wav``'s tokens with only their first ``n_q`` streams (codes ``[n_q, T]``).
+
+    Encoded at the bitrate whose streams are exactly those where the tokenizer has one: a source-filter codec
+    searches its envelope stages jointly, so a full encoding cut down to ``n_q`` streams is not the encoding at
+    that rate (an RVQ's is, and gives the same codes either way). Otherwise the full encoding, cut (its
+    bitrate scaled by the share of streams kept).
+    """
+    rates = list(getattr(tokenizer, "bitrates", None) or [])
+    first = int(tokenizer.num_codebooks) - len(rates) + 1  # streams at the lowest rate
+    rate = rates[n_q - first] if rates and first <= n_q <= int(tokenizer.num_codebooks) else None
+    tok = tokenizer.encode(wav, sr, rate)
+    k = tok.codes.shape[0]
+    return tok if k == n_q else replace(tok, codes=tok.codes[:n_q], bitrate=tok.bitrate * min(n_q, k) / k)

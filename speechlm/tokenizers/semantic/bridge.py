@@ -38,6 +38,7 @@ class BridgeConfig:
     ff_mult: int = 4
     dropout: float = 0.1
     pos_kernel: int = 15
+    cards: tuple[int, ...] = ()  # codes of each level when they differ (a source-filter codec); () = codebook_size
 
 
 class BridgeModel(nn.Module):
@@ -91,6 +92,8 @@ class BridgeModel(nn.Module):
         codes = torch.zeros(b, self.cfg.n_q, t, dtype=torch.long, device=units.device)
         for k in range(self.cfg.n_q):
             logits = self(units, codes, prompt_units, prompt_codes, torch.full((b,), k, device=units.device))
+            if k < len(self.cfg.cards):  # only the level's own codes
+                logits[..., self.cfg.cards[k]:] = float("-inf")
             if temperature > 0:
                 probs = torch.softmax(logits / temperature, -1).reshape(-1, logits.shape[-1])
                 codes[:, k] = torch.multinomial(probs, 1, generator=generator).reshape(b, t)
@@ -169,6 +172,10 @@ class Bridge:
         gen = torch.Generator().manual_seed(seed)
         codes = self.model.generate(torch.from_numpy(tokens.codes.astype(np.int64)), torch.from_numpy(pu)[None],
                                     torch.from_numpy(pc)[None], temperature, gen)[0].numpy()
+        n_frames = getattr(self.codec, "n_frames", None)  # a codec that counts its frames from the samples
+        if n_frames is not None and codes.shape[1]:  # e.g. one more than the units at a multiple of the hop
+            need = int(n_frames(tokens.n_samples))
+            codes = np.pad(codes[:, :need], ((0, 0), (0, max(0, need - codes.shape[1]))), mode="edge")
         return Tokens(codes=codes.astype(np.int16), sample_rate=self.codec.sample_rate,
                       frame_rate=self.codec.frame_rate, n_samples=tokens.n_samples,
                       tokenizer=self.codec.tokenizer_id, bitrate=self.codec.bitrates[-1])

@@ -29,7 +29,7 @@ from speechlm.train.seed import seed_everything
 @dataclass(frozen=True)
 class BridgeTrainConfig:
     semantic_model: str = "semantic_default"
-    codec_model: str = "codec_pitch"
+    codec_model: str = "codec_sf"
     batch_size: int = 8
     prompt_frames: int = 100
     target_frames: int = 150
@@ -143,6 +143,7 @@ def loss_fn(model: BridgeModel, batch) -> dict:
 
 def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Path, overrides: Sequence[str] = (),
           show_progress: bool = True) -> dict:
+    from speechlm.tokenizers.base import stream_cardinalities
     from speechlm.tokenizers.codec.api import Codec
     from speechlm.tokenizers.semantic.api import SemanticTokenizer
     from speechlm.train.checkpoint import load_checkpoint, save_checkpoint
@@ -172,8 +173,10 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
         with atomic_path(cache) as tmp, open(tmp, "wb") as f:
             np.savez(f, **data, **{k: np.str_(v) for k, v in ids.items()})
     hours = float(data["lengths"].sum()) / semantic.frame_rate / 3600
+    cards = tuple(stream_cardinalities(codec))
     model_cfg = dataclasses.replace(cfg.model, n_units=semantic.cardinality, n_q=codec.num_codebooks,
-                                    codebook_size=codec.cardinality)
+                                    codebook_size=codec.cardinality,
+                                    cards=() if len(set(cards)) == 1 else cards)
     cfg = dataclasses.replace(cfg, model=model_cfg)
     model = BridgeModel(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=b.lr, betas=(0.9, 0.98), weight_decay=0.01)
