@@ -30,12 +30,13 @@ def main() -> int:
     import torch
 
     from speechlm.eval.whisper import WhisperJudge
-    from speechlm.lm.aligned import Guide, greedy_pick
+    from speechlm.lm.aligned import Guide
     from speechlm.lm.aligned_train import load_items
     from speechlm.tasks.tts_aligned import AlignedTTS
     from speechlm.text.symbols import default_symbols
     from speechlm.text.tts_input import token_ids
     from speechlm.text.wer import word_errors
+    from speechlm.tokenizers.source_filter.quantizer import greedy_pick
 
     torch.set_num_threads(args.threads)
     tts = AlignedTTS.load(args.run)

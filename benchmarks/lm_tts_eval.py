@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/lm_tts_eval.py --model default --n-tts 30 --n-edit 20 --out runs/lm_eval
 
-Held-out data: the ``test`` split of synth_v2 (held-out speakers). Each target sentence is prompted with another
+Held-out data: the ``test`` split of synth_v3 (held-out speakers). Each target sentence is prompted with another
 utterance of the same (held-out) voice. Three conditions are scored with ``speechlm.eval.tts`` (the project CTC
 ASR for every language, pocketsphinx for the English flite/festival voices; resemblyzer similarity to the
 prompt): the generated speech, the ground-truth recording, and the codec resynthesis of the ground truth (with
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-MANIFEST = "/work/data/synth_v2/manifest.jsonl"
+MANIFEST = "data/synth_v3/manifest.jsonl"
 
 
 def pick(utts, n: int):

@@ -132,17 +132,35 @@ def tts_eval(r: dict) -> str:
 
 def tts_lang_cer(r: dict) -> str:
     threads = "one thread" if r["threads"] == 1 else f"{r['threads']} threads"
+    prev = "lm_previous" in r["models"]
     lines = [f"Whisper-base CER (the language given to the judge), held-out asterisk-core-sounds sentences, "
-             f"{threads}; `lm_default` = `{r['models']['lm_default']}`", "",
+             f"{threads}; `lm_default` = `{r['models']['lm_default']}`"
+             + (f", previous = `{r['models']['lm_previous']}`" if prev else ""), "",
              "| language | sentences | recordings | espeak-ng | `lm_default` (ours, codec LM) | `lm_default` RTF "
-             "| `tts_duration` (default) |",
-             "|---|---|---|---|---|---|---|"]
+             + ("| previous LM | previous RTF " if prev else "") + "| `tts_duration` (default) |",
+             "|---|---|---|---|---|---|" + ("---|---|" if prev else "") + "---|"]
     for lang, v in r["rows"].items():
         c = v["cer"]
         default = "refused (English only)" if v["tts_duration"].startswith("this TTS model speaks") else \
             v["tts_duration"]
+        old = f"| {c['lm_previous']:.3f} | {v['rtf']['lm_previous']:.2f} " if prev else ""
         lines.append(f"| {lang} | {v['n']} | {c['ground_truth']:.3f} | {c['espeak_ng']:.3f} | {c['lm_default']:.3f} "
-                     f"| {v['rtf']['lm_default']:.2f} | {default} |")
+                     f"| {v['rtf']['lm_default']:.2f} {old}| {default} |")
+    return "\n".join(lines)
+
+
+def bridge_compare(r: dict) -> str:
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [f"{r['n']} held-out utterances (`{r['manifest']}`, test split: voices never trained on), each "
+             f"prompted with another utterance of its voice; the source recordings: voiced frames "
+             f"{r['source_voiced']:.3f}, Whisper-base CER {r['source_whisper_cer']:.3f}", "",
+             "| bridge | model | units | codec | voiced frames | speaker similarity | DNSMOS OVRL / SIG / P.808 "
+             "| CTC CER | Whisper-base CER |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, b in r["bridges"].items():
+        lines.append(f"| {name} | `{b['bridge']}` | `{b['units']}` | `{b['codec']}` | {b['voiced']:.3f} | "
+                     f"{fmt(b['spk_sim'])} | "
+                     f"{fmt(b['dnsmos_ovrl'])} / {fmt(b['dnsmos_sig'])} / {fmt(b['dnsmos_p808'])} | {fmt(b['cer'])} "
+                     f"| {b['whisper_cer']:.3f} |")
     return "\n".join(lines)
 
 
@@ -209,7 +227,7 @@ def pipeline_models(r: dict) -> str:
 RENDERERS = {"serve_bench": serve_bench, "tts_eval": tts_eval, "edit_eval": edit_eval, "codec_bench": codec_bench,
              "codec_intel": codec_intel, "sf_refiner_ab": sf_refiner_ab, "token_packing": token_packing,
              "sf_streaming": sf_streaming, "detect_bench": detect_bench, "pipeline_bench": pipeline_bench,
-             "watermark_bench": watermark_bench, "tts_lang_cer": tts_lang_cer}
+             "watermark_bench": watermark_bench, "tts_lang_cer": tts_lang_cer, "bridge_compare": bridge_compare}
 RENDERERS["pipeline_models"] = pipeline_models
 
 

@@ -188,9 +188,10 @@ def main() -> int:
         if times:
             rows[s]["first_audio_s"] = float(np.median(times))
     command = shlex.join(["benchmarks/tts_eval.py", *sys.argv[1:]])
+    ours = getattr(tts, "am", None) or getattr(tts, "lm", None)  # the duration model, or a codec LM
     res = {"kind": "tts_eval", "command": command, "n": len(sents), "sentences": SENTENCES,
            "judge": "whisper-base", "threads": args.threads,
-           "model": getattr(getattr(tts, "am", None), "model_id", None), "rows": rows, "utterances": per_utt}
+           "model": None if ours is None else ours.model_id, "rows": rows, "utterances": per_utt}
     if aligned is not None:
         res["aligned_model"] = aligned.model_id
     (out / "results.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")

@@ -2,13 +2,15 @@
 held-out recordings, on the same sentences, in one run.
 
     .venv/bin/python benchmarks/tts_lang_cer.py --json          # 20 sentences per language, ~8 min on one core
+    .venv/bin/python benchmarks/tts_lang_cer.py --json --previous-lm OLD_LM_DIR   # + an earlier LM, same run
 
 Sentences: ``--n`` evenly spaced prompts of at least 4 words from asterisk-core-sounds-{es,fr,it} (held out:
 never trained on; the recordings are the ground truth, 8 kHz telephone speech). Whisper base is told the
 language. Systems: ``ground_truth`` (the recordings), ``espeak_ng`` (the Debian formant synthesiser, an anchor
 that speaks every language), ``lm_default`` (our codec LM, the one generator here that takes these languages,
-default voice, seed 0), and ``tts_duration`` (the default model: English only, so it refuses them and the row
-says so rather than scoring nothing). CER drops spaces and normalises the texts (``speechlm.text.wer``).
+default voice, seed 0; ``--previous-lm`` adds another codec LM beside it as ``lm_previous``), and
+``tts_duration`` (the default model: English only, so it refuses them and the row says so rather than scoring
+nothing). CER drops spaces and normalises the texts (``speechlm.text.wer``).
 Writes OUT/results.json (``--json``: also docs/results/tts_lang_cer__default.json, rendered into docs/tts.md).
 """
 
@@ -34,6 +36,7 @@ def main() -> int:
     p.add_argument("--out", default="runs/tts_lang_cer")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", action="store_true", help="also write docs/results/tts_lang_cer__default.json")
+    p.add_argument("--previous-lm", default=None, help="another codec LM (name or folder) measured beside lm_default")
     args = p.parse_args()
     if args.n < 1:
         p.error("--n must be at least 1")
@@ -49,7 +52,9 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    lm = TTS.load("lm_default")
+    lms = {"lm_default": TTS.load("lm_default")}
+    if args.previous_lm:
+        lms["lm_previous"] = TTS.load(args.previous_lm)
     default = TTS.load()
     judge = WhisperJudge.load("base", threads=args.threads)
     rows: dict[str, dict] = {}
@@ -64,9 +69,9 @@ def main() -> int:
             default.generate(sents[0].text, lang=lang)
         except TTSInputError as exc:
             refused = str(exc).splitlines()[0]
-        counts = {s: [0, 0] for s in ("ground_truth", "espeak_ng", "lm_default")}
-        gen_s = {"espeak_ng": 0.0, "lm_default": 0.0}
-        audio_s = {"espeak_ng": 0.0, "lm_default": 0.0}
+        counts = {s: [0, 0] for s in ("ground_truth", "espeak_ng", *lms)}
+        gen_s = {s: 0.0 for s in ("espeak_ng", *lms)}
+        audio_s = dict(gen_s)
         for u in sents:
             for s in counts:
                 t0 = time.perf_counter()
@@ -77,7 +82,7 @@ def main() -> int:
                         subprocess.run(["espeak-ng", "-v", ESPEAK_VOICES[lang], "-w", f.name, u.text], check=True)
                         wav = load_audio(f.name, sr=SR)[0][0]
                 else:
-                    wav = lm.generate(u.text, lang=lang, seed=0).wav
+                    wav = lms[s].generate(u.text, lang=lang, seed=0).wav
                 if s in gen_s:
                     gen_s[s] += time.perf_counter() - t0
                     audio_s[s] += len(wav) / SR
@@ -92,8 +97,7 @@ def main() -> int:
         print(lang, {s: round(v, 3) for s, v in rows[lang]["cer"].items()}, flush=True)
     res = {"kind": "tts_lang_cer", "command": shlex.join(["benchmarks/tts_lang_cer.py", *sys.argv[1:]]),
            "judge": "whisper-base", "threads": args.threads, "sentences": "asterisk-core-sounds-{lang} (held out)",
-           "models": {"lm_default": lm.lm.model_id,
-                      "tts_duration": default.am.model_id},
+           "models": {**{s: t.lm.model_id for s, t in lms.items()}, "tts_duration": default.am.model_id},
            "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")

@@ -6,8 +6,9 @@ import numpy as np
 import torch
 
 from speechlm.lm.acoustic import AcousticConfig, AcousticModel, regulate
-from speechlm.lm.acoustic_data import features_from_frames, frame_durations
+from speechlm.lm.acoustic_data import frame_durations
 from speechlm.tasks.tts_duration import _split_tokens
+from speechlm.tokenizers.source_filter.features import features_from_frames
 
 
 def test_frame_durations_round_cumulatively_and_sum_to_the_frames():

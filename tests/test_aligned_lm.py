@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from speechlm.lm.acoustic import AcousticConfig
-from speechlm.lm.aligned import AlignedConfig, Guide, build, frame_alignment, greedy_pick, stream_losses
+from speechlm.lm.aligned import AlignedConfig, Guide, build, frame_alignment, stream_losses
+from speechlm.tokenizers.source_filter.quantizer import greedy_pick
 
 CARDS = [128, 32, 32, 1024, 1024]
 TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2}

@@ -35,7 +35,7 @@ class _Units:
 class _Codec:
     """Counts frames from samples like codec_sf: one more than the units at a multiple of the hop."""
 
-    tokenizer_id, sample_rate, frame_rate, hop, bitrates = "sf@0", 16000, 50.0, 320, [1.0]
+    tokenizer_id, sample_rate, frame_rate, hop, bitrates, num_codebooks = "sf@0", 16000, 50.0, 320, [1.0], 3
 
     def n_frames(self, n_samples: int) -> int:
         return n_samples // self.hop + 1
@@ -54,3 +54,17 @@ def test_codec_tokens_have_the_codecs_frame_count(monkeypatch) -> None:
         out = bridge.to_codec_tokens(units, np.zeros(16000, np.float32), 16000)
         assert out.num_frames == _Codec().n_frames(n_samples) and out.n_samples == n_samples
         assert np.array_equal(out.codes[:, n_units - 1], out.codes[:, -1])  # padded with the last frame
+
+
+def test_f0_level_decides_voicing_before_pitch(monkeypatch) -> None:
+    """An F0 level (code 0 = unvoiced) whose voiced mass (0.7) is spread over many bins: plain argmax picks
+    "unvoiced" every frame (the shipped bridge spoke whispers); the voicing level picks the likeliest bin."""
+    model = _model((16, 5, 16))
+    logits = torch.full((1, 40, 16), float(np.log(0.7 / 14)))
+    logits[..., 0] = float(np.log(0.3))
+    logits[..., 7] = float(np.log(0.7 / 14 * 1.5))  # the likeliest voiced bin, still far below "unvoiced"
+    monkeypatch.setattr(model, "forward", lambda *a: logits.clone())
+    args = (torch.zeros(1, 40, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long),
+            torch.zeros(1, 3, 4, dtype=torch.long))
+    assert (model.generate(*args)[0, 0] == 0).all()
+    assert (model.generate(*args, voicing_level=0)[0, 0] == 7).all()

@@ -57,11 +57,9 @@ class VoiceStats:
     @classmethod
     def of_features(cls, feat: np.ndarray, n_mcep: int) -> VoiceStats:
         """From features ``[T, F]`` (``[mcep | lf0 | vuv | bap]``)."""
-        voiced = feat[:, n_mcep + 1] > 0.5
-        if voiced.sum() < 5:
-            voiced = np.ones(len(feat), bool)
-        lf0 = feat[voiced, n_mcep]
-        return cls(float(lf0.mean()), float(lf0.std() + 1e-3), feat[voiced, :n_mcep].mean(0))
+        from speechlm.tokenizers.source_filter.features import voice_stats
+
+        return cls(*voice_stats(feat, n_mcep))
 
     def to_dict(self) -> dict[str, Any]:
         return {"lf0_mean": self.lf0_mean, "lf0_std": self.lf0_std, "mcep_mean": [float(x) for x in self.mcep_mean]}
@@ -215,12 +213,9 @@ class AcousticTTSModel:
     def to_frames(self, feat: np.ndarray):
         """Features ``[T * S, F]`` -> source-filter :class:`~speechlm.tokenizers.source_filter.world.Frames` at the
         model's rate (``S`` = :attr:`sub_frames` per codec frame)."""
-        from speechlm.tokenizers.source_filter.world import Frames
+        from speechlm.tokenizers.source_filter.features import frames_from_features
 
-        m = self.config.n_mcep
-        f0 = np.where(feat[:, m + 1] > 0.5, np.exp(feat[:, m]), 0.0).astype(np.float32)
-        bap = np.minimum(feat[:, m + 2 :], 0.0).astype(np.float32)
-        return Frames(f0, feat[:, :m].astype(np.float32), bap)
+        return frames_from_features(feat, self.config.n_mcep)
 
     def to_codes(self, feat: np.ndarray, codec) -> np.ndarray:
         """Features ``[T * S, F]`` -> codes ``[K, T]`` of ``codec`` (a source-filter codec; every envelope stage:

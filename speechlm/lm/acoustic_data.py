@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from speechlm.errors import SpeechLMError
+from speechlm.tokenizers.source_filter.features import features_from_frames
 
 FRAME_RATE = 50.0
 # WORLD's F0 analysis of features made before a cache recorded its own (DIO at WORLD's voicing threshold)
@@ -57,17 +58,6 @@ def frame_features(wav16: np.ndarray, sub_frames: int = 1, analysis: dict | None
     if sub_frames < hop:
         fr = to_token_rate(fr, hop // sub_frames)
     return features_from_frames(fr.f0, fr.mcep, fr.bap)
-
-
-def features_from_frames(f0: np.ndarray, mcep: np.ndarray, bap: np.ndarray) -> np.ndarray:
-    """Token-rate source-filter parameters -> ``[T, F]`` (``[mcep | lf0 | vuv | bap]``)."""
-    voiced = f0 > 0
-    t = np.arange(len(f0))
-    if voiced.any():
-        lf0 = np.interp(t, t[voiced], np.log(f0[voiced]))
-    else:
-        lf0 = np.full(len(f0), np.log(120.0))
-    return np.concatenate([mcep, lf0[:, None], voiced[:, None].astype(np.float32), bap], axis=1).astype(np.float32)
 
 
 def _one(args: tuple[str, list[str], list[float], int, dict]) -> tuple[np.ndarray, np.ndarray] | None:

@@ -35,6 +35,7 @@ from torch import nn
 from speechlm.lm.acoustic import AcousticConfig, AcousticModel
 from speechlm.lm.sampling import SamplingConfig, sample
 from speechlm.lm.transformer import KVCache, RMSNorm, Transformer
+from speechlm.tokenizers.source_filter.quantizer import greedy_pick
 
 KIND = "aligned_lm"
 
@@ -85,18 +86,6 @@ class Guide:
     pitch: torch.Tensor
     energy: torch.Tensor
     states: torch.Tensor
-
-
-def greedy_pick(logits: torch.Tensor, voicing: bool = False) -> torch.Tensor:
-    """Greedy tokens of logits ``[N, V]`` -> ``[N]``. With ``voicing`` (an F0 stream: id 0 = unvoiced, the rest
-    pitch bins) the voicing is decided first (voiced when P(id != 0) > 0.5) and then the likeliest pitch bin is
-    taken: a plain argmax almost never picks a voiced bin, because the voiced mass is spread over ~127 of them
-    (it made every frame unvoiced: whispered speech)."""
-    if not voicing:
-        return logits.argmax(-1)
-    p = logits.float().softmax(-1)
-    voiced = p[:, 0] < 0.5
-    return torch.where(voiced, logits[:, 1:].argmax(-1) + 1, torch.zeros_like(voiced, dtype=torch.long))
 
 
 class AlignedLM(nn.Module):

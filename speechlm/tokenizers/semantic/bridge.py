@@ -86,8 +86,14 @@ class BridgeModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, units: torch.Tensor, prompt_units: torch.Tensor, prompt_codes: torch.Tensor,
-                 temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Level by level: units ``[B, T]`` -> codes ``[B, n_q, T]`` (greedy, or sampled at ``temperature``)."""
+                 temperature: float = 0.0, generator: torch.Generator | None = None,
+                 voicing_level: int = -1) -> torch.Tensor:
+        """Level by level: units ``[B, T]`` -> codes ``[B, n_q, T]`` (greedy, or sampled at ``temperature``).
+
+        ``voicing_level``: the level that is an F0 stream (code 0 = unvoiced; -1: none), whose greedy choice
+        decides the voicing first (:func:`~speechlm.tokenizers.source_filter.quantizer.greedy_pick`)."""
+        from speechlm.tokenizers.source_filter.quantizer import greedy_pick
+
         b, t = units.shape
         codes = torch.zeros(b, self.cfg.n_q, t, dtype=torch.long, device=units.device)
         for k in range(self.cfg.n_q):
@@ -98,7 +104,7 @@ class BridgeModel(nn.Module):
                 probs = torch.softmax(logits / temperature, -1).reshape(-1, logits.shape[-1])
                 codes[:, k] = torch.multinomial(probs, 1, generator=generator).reshape(b, t)
             else:
-                codes[:, k] = logits.argmax(-1)
+                codes[:, k] = greedy_pick(logits.reshape(b * t, -1), k == voicing_level).reshape(b, t)
         return codes
 
 
@@ -121,21 +127,26 @@ def resolve_bridge_dir(name_or_dir: str | os.PathLike | None) -> Path:
 class Bridge:
     """A loaded bridge with its semantic tokenizer and codec. Build with :meth:`load`."""
 
-    def __init__(self, model: BridgeModel, semantic, codec) -> None:
+    def __init__(self, model: BridgeModel, semantic, codec, model_id: str = "bridge@unsaved") -> None:
         self.model, self.semantic, self.codec = model.eval(), semantic, codec
+        self.model_id = model_id  # ``NAME@HASH`` of the checkpoint it was loaded from
 
     @classmethod
     def load(cls, name_or_dir: str | os.PathLike | None = None) -> Bridge:
         from speechlm.tokenizers.codec.api import Codec
         from speechlm.tokenizers.semantic.api import SemanticTokenizer
-        from speechlm.utils.checkpoint import load_checkpoint
+        from speechlm.utils.checkpoint import load_checkpoint, model_id
 
         path = resolve_bridge_dir(name_or_dir)
         ckpt = load_checkpoint(path)
         meta = ckpt.config.get("bridge_meta") or ckpt.meta.get("extra", {})
         try:
-            cfg = BridgeConfig(**ckpt.config["model"])
-            model = BridgeModel(cfg)
+            if meta.get("kind") == "regress":  # units -> source-filter parameters (bridge_regress)
+                from speechlm.tokenizers.semantic.bridge_regress import RegressConfig, UnitRegressor
+
+                model = UnitRegressor(RegressConfig(**ckpt.config["model"]))
+            else:
+                model = BridgeModel(BridgeConfig(**ckpt.config["model"]))
             model.load_state_dict({k: v.float() for k, v in ckpt.state_dict.items()})
         except (KeyError, TypeError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: not a bridge checkpoint ({str(exc)[:200]})") from None
@@ -146,7 +157,7 @@ class Bridge:
             if want and tok.tokenizer_id != want:
                 raise CheckpointError(f"{path}: trained for {what} {want}, but {tok.tokenizer_id} is installed; "
                                       "retrain the bridge (speechlm.tokenizers.semantic.bridge_train)")
-        return cls(model, semantic, codec)
+        return cls(model, semantic, codec, model_id(ckpt.meta, path))
 
     def prompt_tokens(self, wav: np.ndarray, sr: int, max_seconds: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
         """A voice prompt -> (units ``[P]``, codec codes ``[n_q, P]``), the first ``max_seconds``."""
@@ -168,17 +179,44 @@ class Bridge:
         check_tokenizer(tokens, self.semantic.tokenizer_id)
         if tokens.num_codebooks != 1 or abs(tokens.frame_rate - self.semantic.frame_rate) > 1e-6:
             raise TokensFileError("the bridge needs undeduplicated 50 Hz semantic tokens (encode without --dedup)")
-        pu, pc = self.prompt_tokens(prompt_wav, prompt_sr)
-        gen = torch.Generator().manual_seed(seed)
-        codes = self.model.generate(torch.from_numpy(tokens.codes.astype(np.int64)), torch.from_numpy(pu)[None],
-                                    torch.from_numpy(pc)[None], temperature, gen)[0].numpy()
+        units = torch.from_numpy(tokens.codes.astype(np.int64))
+        if isinstance(self.model, BridgeModel):
+            pu, pc = self.prompt_tokens(prompt_wav, prompt_sr)
+            names = list(getattr(self.codec, "stream_names", None) or [])
+            codes = self.model.generate(units, torch.from_numpy(pu)[None], torch.from_numpy(pc)[None], temperature,
+                                        torch.Generator().manual_seed(seed),
+                                        names.index("f0") if "f0" in names else -1)[0].numpy()
+        else:
+            codes = self._regressed_codes(units, prompt_wav, prompt_sr)
         n_frames = getattr(self.codec, "n_frames", None)  # a codec that counts its frames from the samples
         if n_frames is not None and codes.shape[1]:  # e.g. one more than the units at a multiple of the hop
             need = int(n_frames(tokens.n_samples))
             codes = np.pad(codes[:, :need], ((0, 0), (0, max(0, need - codes.shape[1]))), mode="edge")
         return Tokens(codes=codes.astype(np.int16), sample_rate=self.codec.sample_rate,
                       frame_rate=self.codec.frame_rate, n_samples=tokens.n_samples,
-                      tokenizer=self.codec.tokenizer_id, bitrate=self.codec.bitrates[-1])
+                      tokenizer=self.codec.tokenizer_id, bitrate=self._kbps(len(codes)))
+
+    def _kbps(self, n_q: int) -> float:
+        """The codec's bitrate for its first ``n_q`` streams."""
+        rates = self.codec.bitrates
+        return float(rates[n_q - (self.codec.num_codebooks - len(rates) + 1)])
+
+    def _regressed_codes(self, units: torch.Tensor, prompt_wav: np.ndarray, prompt_sr: int) -> np.ndarray:
+        """The regression bridge: units ``[1, T]`` + the prompt's voice -> parameters -> codes ``[K, T]`` (every
+        envelope stage, quantised as the codec encodes)."""
+        from speechlm.audio.io import resample
+        from speechlm.tokenizers.semantic.bridge_regress import voice_vector
+        from speechlm.tokenizers.source_filter.features import features_from_frames, frames_from_features
+
+        wav = np.asarray(prompt_wav, np.float32)
+        wav = wav.mean(0) if wav.ndim == 2 else wav
+        if prompt_sr != self.codec.sample_rate:
+            wav = resample(wav, int(prompt_sr), self.codec.sample_rate)
+        fr = self.codec.quantizer.decode(self.codec.encode(wav, self.codec.sample_rate).codes.astype(np.int64))
+        n_mcep = self.model.cfg.n_mcep
+        voice = voice_vector(features_from_frames(fr.f0, fr.mcep, fr.bap), n_mcep)
+        feat = self.model.features(units, torch.from_numpy(voice)[None])[0].numpy()
+        return self.codec.quantize(frames_from_features(feat, n_mcep), self.codec.envelope_streams)
 
     def decode(self, tokens: Tokens, prompt_wav: np.ndarray, prompt_sr: int, seed: int = 0) -> tuple[np.ndarray, int]:
         """Semantic tokens + a voice prompt -> (wav float32 ``[n_samples]``, sample rate)."""

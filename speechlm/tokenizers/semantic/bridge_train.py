@@ -29,7 +29,7 @@ from speechlm.train.seed import seed_everything
 @dataclass(frozen=True)
 class BridgeTrainConfig:
     semantic_model: str = "semantic_default"
-    codec_model: str = "codec_sf"
+    codec_model: str = "codec_pitch"
     batch_size: int = 8
     prompt_frames: int = 100
     target_frames: int = 150

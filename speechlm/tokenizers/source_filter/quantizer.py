@@ -29,6 +29,18 @@ F0_MIN, F0_MAX = 55.0, 500.0
 STREAM_PREFIX = ("f0", "gain", "aperiodicity")
 
 
+def greedy_pick(logits: torch.Tensor, voicing: bool = False) -> torch.Tensor:
+    """Greedy tokens of logits ``[N, V]`` -> ``[N]``. With ``voicing`` (an F0 stream: id 0 = unvoiced, the rest
+    pitch bins) the voicing is decided first (voiced when P(id != 0) > 0.5) and then the likeliest pitch bin is
+    taken: a plain argmax almost never picks a voiced bin, because the voiced mass is spread over ~127 of them
+    (it made every frame unvoiced: whispered speech)."""
+    if not voicing:
+        return logits.argmax(-1)
+    p = logits.float().softmax(-1)
+    voiced = p[:, 0] < 0.5
+    return torch.where(voiced, logits[:, 1:].argmax(-1) + 1, torch.zeros_like(voiced, dtype=torch.long))
+
+
 def nearest(x: np.ndarray, codebook: np.ndarray, chunk: int = 32768) -> np.ndarray:
     """Index of the nearest row of ``codebook [K, D]`` for every row of ``x [N, D]`` -> int64 ``[N]``."""
     c2 = (codebook * codebook).sum(1)
