@@ -68,3 +68,39 @@ def test_f0_level_decides_voicing_before_pitch(monkeypatch) -> None:
             torch.zeros(1, 3, 4, dtype=torch.long))
     assert (model.generate(*args)[0, 0] == 0).all()
     assert (model.generate(*args, voicing_level=0)[0, 0] == 7).all()
+
+
+def test_regression_bridge_learns_and_speaks_through_the_codec() -> None:
+    """The regression bridge: its loss falls on one batch, and units + a prompt become codec_sf tokens of the
+    codec's own frame count that decode to audio."""
+    from speechlm.tokenizers.codec.api import Codec
+    from speechlm.tokenizers.semantic.bridge_regress import RegressConfig, UnitRegressor, regress_loss
+
+    torch.manual_seed(0)
+    model = UnitRegressor(RegressConfig(n_units=20, dim=32, layers=1, heads=2, pos_kernel=3))
+    rng = np.random.default_rng(0)
+    feat = rng.normal(size=(4, 30, 48)).astype(np.float32)
+    feat[..., 41] = (rng.random((4, 30)) > 0.5)
+    model.set_stats(feat.reshape(-1, 48), rng.normal(size=(8, 42)).astype(np.float32))
+    batch = (torch.from_numpy(rng.integers(0, 20, (4, 30))), torch.from_numpy(rng.normal(size=(4, 42)).astype(
+        np.float32)), torch.from_numpy(feat), torch.ones(4, 30, dtype=torch.bool))
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    losses = []
+    for _ in range(5):
+        loss = sum(regress_loss(model, batch).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0]
+
+    codec = Codec.load("codec_sf")
+    bridge = Bridge(model.eval(), _Units(), codec)
+    t = np.arange(24000) / 16000
+    prompt = (0.3 * np.sin(2 * np.pi * 140 * t) * (1 + np.sin(2 * np.pi * 2 * t)) / 2).astype(np.float32)
+    units = Tokens(rng.integers(0, 20, (1, 100)).astype(np.int16), 16000, 50.0, 32000, "units@0", 0.5)
+    out = bridge.to_codec_tokens(units, prompt, 16000)
+    assert out.num_frames == codec.n_frames(32000) and out.num_codebooks == codec.envelope_streams
+    assert out.bitrate == codec.bitrates[codec.envelope_streams - 4]
+    wav, sr = codec.decode(out)
+    assert sr == 16000 and abs(len(wav) - 32000) < 400 and np.isfinite(wav).all()
