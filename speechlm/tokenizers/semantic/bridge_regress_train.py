@@ -22,7 +22,7 @@ import torch
 
 from speechlm.errors import SpeechLMError
 from speechlm.tokenizers.semantic.bridge_regress import RegressConfig, UnitRegressor, regress_loss, voice_vector
-from speechlm.tokenizers.semantic.bridge_train import BridgeTrainConfig, encode_corpus
+from speechlm.tokenizers.semantic.bridge_train import BridgeTrainConfig, bridge_data
 from speechlm.tokenizers.source_filter.features import features_from_frames
 from speechlm.train.config import load_config
 from speechlm.train.loop import TrainConfig, Trainer
@@ -87,10 +87,8 @@ class RegressDataset(torch.utils.data.Dataset):
 def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Path, overrides: Sequence[str] = (),
           show_progress: bool = True) -> dict:
     from speechlm.tokenizers.codec.api import Codec
-    from speechlm.tokenizers.semantic.api import SemanticTokenizer
     from speechlm.train.checkpoint import load_checkpoint, save_checkpoint
     from speechlm.train.distributed import ShardedBatchSampler
-    from speechlm.utils.atomic import atomic_path
 
     cfg = load_config(config, RegressRecipeConfig, overrides)
     b = cfg.bridge
@@ -98,22 +96,10 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
         torch.set_num_threads(b.num_threads)
     seed_everything(cfg.train.seed)
     out = Path(out_dir)
-    semantic, codec = SemanticTokenizer.load(b.semantic_model), Codec.load(b.codec_model)
-    if not hasattr(codec, "quantizer"):
-        raise SpeechLMError(f"{codec.tokenizer_id}: the regression bridge needs a source-filter codec (codec_sf)")
-    if abs(semantic.frame_rate - codec.frame_rate) > 1e-6:
-        raise SpeechLMError("the bridge needs the semantic tokenizer and the codec on the same frame rate")
+    if not hasattr(Codec.load(b.codec_model), "quantizer"):  # before any encoding
+        raise SpeechLMError(f"{b.codec_model}: the regression bridge needs a source-filter codec (codec_sf)")
+    semantic, codec, data = bridge_data(b, manifests, out, cfg.train.seed, show_progress)
     ids = {"semantic_id": semantic.tokenizer_id, "codec_id": codec.tokenizer_id}
-    cache, data = out / "data.npz", None
-    if cache.exists():
-        with np.load(cache, allow_pickle=False) as z:
-            if str(z["semantic_id"]) == ids["semantic_id"] and str(z["codec_id"]) == ids["codec_id"]:
-                data = {k: z[k] for k in ("units", "codes", "starts", "lengths", "speaker")}
-    if data is None:
-        data = encode_corpus(manifests, semantic, codec, b.max_hours, cfg.train.seed, show_progress)
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cache) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **data, **{k: np.str_(v) for k, v in ids.items()})
     feats, voices = corpus_features(data, codec)
     hours = float(data["lengths"].sum()) / semantic.frame_rate / 3600
     n_bap = int(codec.quantizer.ap_codebook.shape[1])

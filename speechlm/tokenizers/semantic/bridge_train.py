@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -141,11 +142,33 @@ def loss_fn(model: BridgeModel, batch) -> dict:
     return {"bridge/loss": loss, "bridge/acc": acc.detach()}
 
 
+def bridge_data(b: BridgeTrainConfig, manifests: Sequence[str], out: Path, seed: int, show_progress: bool = True
+                ) -> tuple[Any, Any, dict[str, np.ndarray]]:
+    """(semantic tokenizer, codec, :func:`encode_corpus`'s data) for a bridge recipe, the data read from
+    ``out/data.npz`` when it was made by the same two tokenizers, else encoded and cached there."""
+    from speechlm.tokenizers.codec.api import Codec
+    from speechlm.tokenizers.semantic.api import SemanticTokenizer
+    from speechlm.utils.atomic import atomic_path
+
+    semantic, codec = SemanticTokenizer.load(b.semantic_model), Codec.load(b.codec_model)
+    if abs(semantic.frame_rate - codec.frame_rate) > 1e-6:
+        raise SpeechLMError("the bridge needs the semantic tokenizer and the codec on the same frame rate")
+    cache = out / "data.npz"
+    ids = {"semantic_id": semantic.tokenizer_id, "codec_id": codec.tokenizer_id}
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            if str(z["semantic_id"]) == ids["semantic_id"] and str(z["codec_id"]) == ids["codec_id"]:
+                return semantic, codec, {k: z[k] for k in ("units", "codes", "starts", "lengths", "speaker")}
+    data = encode_corpus(manifests, semantic, codec, b.max_hours, seed, show_progress)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **data, **{k: np.str_(v) for k, v in ids.items()})
+    return semantic, codec, data
+
+
 def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Path, overrides: Sequence[str] = (),
           show_progress: bool = True) -> dict:
     from speechlm.tokenizers.base import stream_cardinalities
-    from speechlm.tokenizers.codec.api import Codec
-    from speechlm.tokenizers.semantic.api import SemanticTokenizer
     from speechlm.train.checkpoint import load_checkpoint, save_checkpoint
     from speechlm.train.distributed import ShardedBatchSampler
 
@@ -155,23 +178,8 @@ def train(config: str | Path | None, manifests: Sequence[str], out_dir: str | Pa
         torch.set_num_threads(b.num_threads)
     seed_everything(cfg.train.seed)
     out = Path(out_dir)
-    semantic, codec = SemanticTokenizer.load(b.semantic_model), Codec.load(b.codec_model)
-    if abs(semantic.frame_rate - codec.frame_rate) > 1e-6:
-        raise SpeechLMError("the bridge needs the semantic tokenizer and the codec on the same frame rate")
-    cache = out / "data.npz"
+    semantic, codec, data = bridge_data(b, manifests, out, cfg.train.seed, show_progress)
     ids = {"semantic_id": semantic.tokenizer_id, "codec_id": codec.tokenizer_id}
-    data = None
-    if cache.exists():
-        with np.load(cache, allow_pickle=False) as z:
-            if str(z["semantic_id"]) == ids["semantic_id"] and str(z["codec_id"]) == ids["codec_id"]:
-                data = {k: z[k] for k in ("units", "codes", "starts", "lengths", "speaker")}
-    if data is None:
-        data = encode_corpus(manifests, semantic, codec, b.max_hours, cfg.train.seed, show_progress)
-        out.mkdir(parents=True, exist_ok=True)
-        from speechlm.utils.atomic import atomic_path
-
-        with atomic_path(cache) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **data, **{k: np.str_(v) for k, v in ids.items()})
     hours = float(data["lengths"].sum()) / semantic.frame_rate / 3600
     cards = tuple(stream_cardinalities(codec))
     model_cfg = dataclasses.replace(cfg.model, n_units=semantic.cardinality, n_q=codec.num_codebooks,
