@@ -104,7 +104,7 @@ def test_recipe_defaults_name_the_models_the_shipped_ones_use():
     from speechlm.lm.train import LMTrainConfig
     from speechlm.tokenizers.codec.api import ASSETS, Codec
     from speechlm.tokenizers.semantic.api import SemanticTokenizer
-    from speechlm.tokenizers.semantic.bridge_train import BridgeTrainConfig
+    from speechlm.tokenizers.semantic.bridge_regress_train import RegressRecipeConfig
 
     configs = Path(__file__).resolve().parents[1] / "configs"
 
@@ -117,8 +117,8 @@ def test_recipe_defaults_name_the_models_the_shipped_ones_use():
     lm_codec = shipped("lm_default")["data_summary"]["tokenizer"]
     for name in (LMTrainConfig().codec, preset("lm/default.yaml")["lm"]["codec"]):
         assert Codec.load(name).tokenizer_id == lm_codec, name
-    bridge = shipped("bridge_default")["extra"]
-    for cfg in (BridgeTrainConfig().__dict__, preset("semantic/bridge.yaml")["bridge"]):
+    bridge = shipped("bridge_default")["extra"]  # the regression bridge's recipe
+    for cfg in (RegressRecipeConfig().bridge.__dict__, preset("semantic/bridge_regress.yaml")["bridge"]):
         assert Codec.load(cfg["codec_model"]).tokenizer_id == bridge["codec_id"]
         assert SemanticTokenizer.load(cfg["semantic_model"]).tokenizer_id == bridge["semantic_id"]
     teacher = preset("hybrid/units.yaml")["hybrid"]["teacher"]

@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="semantic tokenizer (HuBERT-style k-means units)",
         description="Semantic tokens: k-means units of a masked-prediction encoder, 50 Hz, one codebook.\n\n"
         "  speechlm semantic encode in.wav -o units.npz [--dedup]\n"
+        "  speechlm semantic encode in.wav -o units.npz --model asr   # the units the shipped bridge decodes\n"
         "  speechlm semantic decode units.npz --prompt voice.wav -o out.wav",
     )
     p = add_command(
@@ -96,7 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = add_command(cmds, "decode", "hear semantic tokens: bridge to codec tokens in a prompt's voice", _decode,
                     description="Map semantic tokens (+ a short voice prompt) to codec tokens with the bridge "
-                    "model, then decode them with the codec. Deduplicated tokens are refused.")
+                    "model, then decode them with the codec. The shipped bridge takes semantic_asr units "
+                    "('speechlm semantic encode --model asr'); deduplicated tokens are refused.")
     p.add_argument("input", help="tokens .npz from 'speechlm semantic encode' (not --dedup)")
     p.add_argument("--prompt", required=True, help="audio of the voice to speak in (a few seconds)")
     p.add_argument("-o", "--output", required=True, help="audio file to write (.wav or .flac)")
