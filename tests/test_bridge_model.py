@@ -91,7 +91,7 @@ def test_regression_bridge_learns_and_speaks_through_the_codec() -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
 
     codec = Codec.load("codec_sf")
