@@ -29,7 +29,7 @@ def test_each_level_keeps_to_its_own_codes() -> None:
 
 
 class _Units:
-    tokenizer_id, frame_rate = "units@0", 50.0
+    name, tokenizer_id, frame_rate = "units", "units@0", 50.0
 
 
 class _Codec:
@@ -104,3 +104,14 @@ def test_regression_bridge_learns_and_speaks_through_the_codec() -> None:
     assert out.bitrate == codec.bitrates[codec.envelope_streams - 4]
     wav, sr = codec.decode(out)
     assert sr == 16000 and abs(len(wav) - 32000) < 400 and np.isfinite(wav).all()
+
+
+def test_units_of_another_tokenizer_are_refused_with_the_encoder_to_use() -> None:
+    import pytest
+
+    from speechlm.tokenizers.tokens import TokensFileError
+
+    bridge = Bridge(_model((3, 5, 16)), _Units(), _Codec())
+    other = Tokens(np.zeros((1, 20), np.int16), 16000, 50.0, 6400, "semantic_default@0", 0.5)
+    with pytest.raises(TokensFileError, match="semantic encode --model units"):
+        bridge.to_codec_tokens(other, np.zeros(16000, np.float32), 16000)

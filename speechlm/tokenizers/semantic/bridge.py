@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from speechlm.errors import CheckpointError, SpeechLMError
-from speechlm.tokenizers.tokens import Tokens, TokensFileError, check_tokenizer
+from speechlm.tokenizers.tokens import Tokens, TokensFileError
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
@@ -176,7 +176,10 @@ class Bridge:
     def to_codec_tokens(self, tokens: Tokens, prompt_wav: np.ndarray, prompt_sr: int, seed: int = 0,
                         temperature: float = 0.0) -> Tokens:
         """Semantic tokens (from this bridge's semantic tokenizer, not deduplicated) -> codec Tokens."""
-        check_tokenizer(tokens, self.semantic.tokenizer_id)
+        if tokens.tokenizer != self.semantic.tokenizer_id:  # say which units this bridge hears
+            raise TokensFileError(f"these units were made by {tokens.tokenizer!r}; this bridge decodes "
+                                  f"{self.semantic.tokenizer_id!r} units (speechlm semantic encode --model "
+                                  f"{self.semantic.name})")
         if tokens.num_codebooks != 1 or abs(tokens.frame_rate - self.semantic.frame_rate) > 1e-6:
             raise TokensFileError("the bridge needs undeduplicated 50 Hz semantic tokens (encode without --dedup)")
         units = torch.from_numpy(tokens.codes.astype(np.int64))
