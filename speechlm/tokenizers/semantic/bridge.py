@@ -159,15 +159,17 @@ class Bridge:
                                       "retrain the bridge (speechlm.tokenizers.semantic.bridge_train)")
         return cls(model, semantic, codec, model_id(ckpt.meta, path))
 
-    def prompt_tokens(self, wav: np.ndarray, sr: int, max_seconds: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
-        """A voice prompt -> (units ``[P]``, codec codes ``[n_q, P]``), the first ``max_seconds``."""
+    def _prompt_audio(self, wav: np.ndarray, sr: int) -> np.ndarray:
+        """A prompt (``[T]`` or ``[C, T]`` at ``sr``) as mono float32 at the codec's rate."""
         from speechlm.audio.io import resample
 
         wav = np.asarray(wav, np.float32)
         wav = wav.mean(0) if wav.ndim == 2 else wav
-        if sr != self.codec.sample_rate:
-            wav = resample(wav, int(sr), self.codec.sample_rate)
-        wav = wav[: int(max_seconds * self.codec.sample_rate)]
+        return resample(wav, int(sr), self.codec.sample_rate) if sr != self.codec.sample_rate else wav
+
+    def prompt_tokens(self, wav: np.ndarray, sr: int, max_seconds: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+        """A voice prompt -> (units ``[P]``, codec codes ``[n_q, P]``), the first ``max_seconds``."""
+        wav = self._prompt_audio(wav, sr)[: int(max_seconds * self.codec.sample_rate)]
         units = self.semantic.encode(wav, self.codec.sample_rate).codes[0]
         codes = self.codec.encode(wav, self.codec.sample_rate).codes
         n = min(len(units), codes.shape[1])
@@ -207,17 +209,12 @@ class Bridge:
     def _regressed_codes(self, units: torch.Tensor, prompt_wav: np.ndarray, prompt_sr: int) -> np.ndarray:
         """The regression bridge: units ``[1, T]`` + the prompt's voice -> parameters -> codes ``[K, T]`` (every
         envelope stage, quantised as the codec encodes)."""
-        from speechlm.audio.io import resample
-        from speechlm.tokenizers.semantic.bridge_regress import voice_vector
-        from speechlm.tokenizers.source_filter.features import features_from_frames, frames_from_features
+        from speechlm.tokenizers.semantic.bridge_regress import features_of_codes, voice_vector
+        from speechlm.tokenizers.source_filter.features import frames_from_features
 
-        wav = np.asarray(prompt_wav, np.float32)
-        wav = wav.mean(0) if wav.ndim == 2 else wav
-        if prompt_sr != self.codec.sample_rate:
-            wav = resample(wav, int(prompt_sr), self.codec.sample_rate)
-        fr = self.codec.quantizer.decode(self.codec.encode(wav, self.codec.sample_rate).codes.astype(np.int64))
+        codes = self.codec.encode(self._prompt_audio(prompt_wav, prompt_sr), self.codec.sample_rate).codes
         n_mcep = self.model.cfg.n_mcep
-        voice = voice_vector(features_from_frames(fr.f0, fr.mcep, fr.bap), n_mcep)
+        voice = voice_vector(features_of_codes(self.codec, codes), n_mcep)
         feat = self.model.features(units, torch.from_numpy(voice)[None])[0].numpy()
         return self.codec.quantize(frames_from_features(feat, n_mcep), self.codec.envelope_streams)
 

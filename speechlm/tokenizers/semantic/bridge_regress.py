@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechlm.tokenizers.source_filter.features import voice_stats
+from speechlm.tokenizers.source_filter.features import features_from_frames, voice_stats
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,13 @@ class RegressConfig:
     @property
     def n_voice(self) -> int:
         return self.n_mcep + 2
+
+
+def features_of_codes(codec, codes: np.ndarray) -> np.ndarray:
+    """A source-filter codec's codes ``[K, T]`` -> the parameters it decodes them to, as features ``[T, F]`` (the
+    bridge's targets in training, and what a prompt's voice is measured on)."""
+    fr = codec.quantizer.decode(np.asarray(codes, np.int64))
+    return features_from_frames(fr.f0, fr.mcep, fr.bap)
 
 
 def voice_vector(feat: np.ndarray, n_mcep: int) -> np.ndarray:

@@ -21,9 +21,14 @@ import numpy as np
 import torch
 
 from speechlm.errors import SpeechLMError
-from speechlm.tokenizers.semantic.bridge_regress import RegressConfig, UnitRegressor, regress_loss, voice_vector
+from speechlm.tokenizers.semantic.bridge_regress import (
+    RegressConfig,
+    UnitRegressor,
+    features_of_codes,
+    regress_loss,
+    voice_vector,
+)
 from speechlm.tokenizers.semantic.bridge_train import BridgeTrainConfig, bridge_data
-from speechlm.tokenizers.source_filter.features import features_from_frames
 from speechlm.train.config import load_config
 from speechlm.train.loop import TrainConfig, Trainer
 from speechlm.train.schedule import warmup_cosine
@@ -43,11 +48,11 @@ class RegressRecipeConfig:
 def corpus_features(data: dict[str, np.ndarray], codec) -> tuple[np.ndarray, np.ndarray]:
     """(features ``[N, F]`` of every frame, one voice vector per utterance ``[U, n_voice]``) from the codes."""
     feats, voices = [], []
+    n_mcep = int(codec.quantizer.env_codebooks.shape[2]) + 1  # the gain, then the envelope shape
     for s, n in zip(data["starts"], data["lengths"]):
-        fr = codec.quantizer.decode(data["codes"][:, s : s + n].astype(np.int64))
-        f = features_from_frames(fr.f0, fr.mcep, fr.bap)
+        f = features_of_codes(codec, data["codes"][:, s : s + n])
         feats.append(f)
-        voices.append(voice_vector(f, fr.mcep.shape[1]))
+        voices.append(voice_vector(f, n_mcep))
     return np.concatenate(feats), np.stack(voices)
 
 
