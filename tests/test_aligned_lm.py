@@ -15,17 +15,20 @@ CARDS = [128, 32, 32, 1024, 1024]
 TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2}
 
 
-def tiny_model(seed: int = 0):
+def tiny_model(seed: int = 0, draft: bool = False):
     torch.manual_seed(seed)
     nar = AcousticConfig(vocab=20, d_model=16, n_heads=2, enc_layers=1, dec_layers=1, ff_dim=32)
-    return build(AlignedConfig(vocab=20, cardinalities=CARDS, nar_dim=16, **TINY), nar).eval()
+    return build(AlignedConfig(vocab=20, cardinalities=CARDS, nar_dim=16, draft=draft, **TINY), nar).eval()
 
 
 def guide_for(model, dur: list[int], seed: int = 0) -> Guide:
     g = torch.Generator().manual_seed(seed)
     n = len(dur)
     ids = torch.randint(1, 20, (n,), generator=g)
-    return model.guide(ids, dur=torch.tensor(dur))
+    guide = model.guide(ids, dur=torch.tensor(dur))
+    if model.cfg.draft:
+        guide.draft = random_codes(sum(dur), seed + 100)
+    return guide
 
 
 def random_codes(t: int, seed: int = 0) -> torch.Tensor:
@@ -59,9 +62,9 @@ def test_forward_shapes_and_padding():
     assert torch.allclose(alone[3][0], logits[3][1, :8], atol=1e-5)
 
 
-@pytest.mark.parametrize("prompt_len", [0, 5])
-def test_kv_cache_generation_equals_the_full_forward(prompt_len):
-    m = tiny_model()
+@pytest.mark.parametrize("prompt_len,draft", [(0, False), (5, False), (5, True)])
+def test_kv_cache_generation_equals_the_full_forward(prompt_len, draft):
+    m = tiny_model(draft=draft)
     g = guide_for(m, [3, 1, 0, 4, 2])
     prompt = random_codes(prompt_len, 7) if prompt_len else None
     out = m.generate(g, prompt)  # greedy
@@ -78,6 +81,24 @@ def test_kv_cache_generation_equals_the_full_forward(prompt_len):
     cfg = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
     a, b = m.generate(g, prompt, cfg, seed=3), m.generate(g, prompt, cfg, seed=3)
     assert torch.equal(a, b) and not torch.equal(a, m.generate(g, prompt, cfg, seed=4))
+
+
+def test_draft_conditions_target_frames_only_and_is_required():
+    m = tiny_model(draft=True)
+    g = guide_for(m, [2, 3])
+    cond, _ = m.condition([g], [4])
+    other = Guide(g.ids, g.dur, g.pitch, g.energy, g.states, random_codes(5, 9))
+    cond2, _ = m.condition([other], [4])
+    assert torch.equal(cond[0, :4], cond2[0, :4])  # prompt frames carry no draft
+    assert not torch.allclose(cond[0, 4:], cond2[0, 4:])  # every target frame hears its draft
+    with pytest.raises(ValueError, match="draft"):
+        m.condition([Guide(g.ids, g.dur, g.pitch, g.energy, g.states)], [0])
+    with pytest.raises(ValueError, match="draft"):
+        m.condition([Guide(g.ids, g.dur, g.pitch, g.energy, g.states, random_codes(4))], [0])
+    # the draft is the duration model's decoded frames for the guide: one feature row per frame
+    feat = m.nar_features(g)
+    assert feat.shape == (5, m.nar.cfg.n_feat) and bool(((feat[:, m.nar.cfg.n_mcep + 1] >= 0)
+                                                         & (feat[:, m.nar.cfg.n_mcep + 1] <= 1)).all())
 
 
 def test_greedy_decides_voicing_before_pitch():
@@ -159,6 +180,26 @@ def test_checkpoint_round_trip_and_resume(run):
     assert last.name == "step_00000004"
     c = load_aligned(last)
     assert torch.equal(c.model.state_dict()["nar.embed.weight"], a.model.state_dict()["nar.embed.weight"])
+
+
+def test_a_draft_conditioned_run_trains_caches_its_drafts_and_speaks(tmp_path):
+    from speechlm.lm.aligned import load_aligned
+    from speechlm.lm.aligned_train import AlignedTrainConfig, train_aligned
+    from speechlm.tasks.tts_aligned import AlignedTTS
+
+    write_cache(tmp_path / "feat.npz")
+    cfg = AlignedTrainConfig(steps=2, batch_frames=200, warmup=1, save_every=2, log_every=1,
+                             model=dict(TINY, draft=True))
+    train_aligned(tmp_path / "feat.npz", tmp_path / "run", cfg, progress=False)
+    codes = np.load(tmp_path / "run" / "codes.npz")["codes"]
+    drafts = np.load(tmp_path / "run" / "drafts.npz")["codes"]
+    assert drafts.shape == codes.shape  # one draft frame per data frame, every stream
+    assert load_aligned(tmp_path / "run").model.cfg.draft
+    tts = AlignedTTS.load(tmp_path / "run")
+    guide = tts.guide(tts.nar.text_chunks("Hello.", "en")[0][1])
+    assert guide.draft is not None and guide.draft.shape == (len(codes), int(guide.dur.sum()))
+    res = tts.generate("Hello.")
+    assert res.frames[0] == int(guide.dur.sum())
 
 
 def test_tts_generates_the_durations_frames_and_streams_the_same_audio(run):

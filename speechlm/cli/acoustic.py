@@ -81,6 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codec", default="codec_sf", help="the source-filter codec whose tokens are modelled")
     p.add_argument("--size", default="small", choices=("tiny", "small", "base"),
                    help="tiny = 2 x 64 (tests), small = 4 layers x 192 (default), base = 6 x 256")
+    p.add_argument("--draft", action="store_true",
+                   help="condition every frame on the duration model's own tokens for it (a draft the LM refines; "
+                        "docs/experiments/2026-12-05-aligned-lm-draft.md)")
     p.add_argument("--batch-frames", type=int, default=4000, help="padded frames per batch (default 4000)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     p.add_argument("--max-minutes", type=float, default=0.0,
@@ -177,7 +180,7 @@ def _train_lm(args: argparse.Namespace) -> int:
 
     cfg = AlignedTrainConfig(steps=args.steps, batch_frames=args.batch_frames, lr=args.lr, threads=args.threads,
                              max_minutes=args.max_minutes, warmup=min(30, max(1, args.steps // 10)),
-                             model=dict(SIZES[args.size]))
+                             model=dict(SIZES[args.size], draft=args.draft))
     print(train_aligned(args.features, args.out, cfg, nar=args.nar, codec_name=args.codec))
     return 0
 

@@ -15,9 +15,17 @@ predicted knowing the earlier ones). Training is next-token cross-entropy with e
 samples frame by frame with a KV cache (:mod:`speechlm.lm.transformer`). The number of frames is the sum of the
 durations, so the model cannot skip, repeat or run on (the failure modes of unaligned VALL-E on small data).
 
+With :attr:`AlignedConfig.draft` the condition also holds the duration model's own tokens for frame ``t`` (its
+decoder's frames, quantised by the codec: :meth:`AlignedLM.nar_features`), a draft the LM refines:
+
+    condition(t) += sum_k embed'_k(draft[k, t])
+
+(RALL-E predicts durations and pitch first; this goes one step further and lets the NAR predict whole frames
+first, so the LM need not learn phone-to-spectrum mapping from a few hours of speech, only what the draft lacks).
+
 A voice prompt sits in context as a prefix: its frames carry the :attr:`AlignedConfig.prompt_id` phone and its
-own codes. Shapes: ``B`` utterances, ``N`` tokens, ``L`` frames (prompt + target), ``K`` codec streams, ``D``
-width, ``E`` the NAR encoder width.
+own codes (and no draft). Shapes: ``B`` utterances, ``N`` tokens, ``L`` frames (prompt + target), ``K`` codec
+streams, ``D`` width, ``E`` the NAR encoder width.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ class AlignedConfig:
     nar_dim: int = 192  # width of the NAR encoder states used as conditioning
     max_rel: int = 32  # frames-since / frames-until positions are clamped to this
     voicing_stream: int = 0  # the stream whose id 0 means "unvoiced" (codec_sf's f0; -1: none), see greedy_pick
+    draft: bool = False  # condition each frame on the duration model's tokens for it (module docstring)
 
     @property
     def prompt_id(self) -> int:
@@ -79,13 +88,29 @@ def frame_alignment(dur: torch.Tensor, prompt_len: int = 0) -> tuple[torch.Tenso
 @dataclass
 class Guide:
     """What the duration model says about one utterance: ids ``[N]``, frames ``[N]``, pitch/energy ``[N]``
-    (normalised as the NAR predicts them) and its encoder states ``[N, E]``."""
+    (normalised as the NAR predicts them), its encoder states ``[N, E]`` and, for a draft-conditioned LM, its
+    tokens ``[K, T]`` (``T = sum(dur)``; :meth:`AlignedLM.nar_features` quantised by the codec)."""
 
     ids: torch.Tensor
     dur: torch.Tensor
     pitch: torch.Tensor
     energy: torch.Tensor
     states: torch.Tensor
+    draft: torch.Tensor | None = None
+
+
+@torch.no_grad()
+def draft_features(nar: AcousticModel, guide: Guide) -> torch.Tensor:
+    """The duration model's decoded frames for ``guide`` (its durations, pitch, energy and encoder states):
+    denormalised features ``[T * S, F]`` with voicing a probability, as :meth:`AcousticModel.infer` returns
+    them. Quantised by the codec they are a draft-conditioned LM's :attr:`Guide.draft`."""
+    pad = torch.zeros(1, len(guide.ids), dtype=torch.bool)
+    feat, _ = nar.decode(guide.states[None], pad, guide.dur[None].long(), guide.pitch[None].float(),
+                         guide.energy[None].float())
+    feat = feat[0] * nar.feat_std + nar.feat_mean
+    m = nar.cfg.n_mcep
+    feat[:, m + 1] = torch.sigmoid(feat[:, m + 1])
+    return feat
 
 
 class AlignedLM(nn.Module):
@@ -110,6 +135,7 @@ class AlignedLM(nn.Module):
         self.register_buffer("offsets", torch.tensor(offs[:-1]), persistent=False)
         self.tokens = nn.Embedding(offs[-1], d)
         self.inframe = nn.Embedding(offs[-1], d)  # embeddings of a frame's earlier streams for the depth heads
+        self.draft = nn.Embedding(offs[-1], d) if cfg.draft else None  # the duration model's tokens (a draft)
         self.transformer = Transformer(d, cfg.n_layers, cfg.n_heads, cfg.ffn_mult, cfg.dropout, causal=True)
         self.heads = nn.ModuleList(
             nn.Sequential(RMSNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, c)) for c in cfg.cardinalities)
@@ -132,6 +158,10 @@ class AlignedLM(nn.Module):
                 dur[0] = 1
         return Guide(ids, dur.long(), v["pitch"][0], v["energy"][0], h[0])
 
+    def nar_features(self, guide: Guide) -> torch.Tensor:
+        """The frozen duration model's frames for ``guide``: :func:`draft_features`."""
+        return draft_features(self.nar, guide)
+
     def condition(self, guides: list[Guide], prompt_lens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per utterance a :class:`Guide` and prompt frames -> (condition ``[B, L, D]``, frame mask ``[B, L]``,
         True = real frame; ``L`` the longest prompt + target)."""
@@ -147,6 +177,11 @@ class AlignedLM(nn.Module):
                  + self.prosody(pros.to(dev)) * tgt[:, None].to(dev)
                  + self.since(since.clamp(max=self.cfg.max_rel).to(dev))
                  + self.until(until.clamp(max=self.cfg.max_rel).to(dev)))
+            if self.draft is not None:
+                if g.draft is None or g.draft.shape != (self.cfg.n_streams, int(tgt.sum())):
+                    raise ValueError("a draft-conditioned LM needs the guide's draft codes [K, sum(dur)]")
+                e = self.draft(g.draft.long().T.to(dev) + self.offsets).sum(1)  # [T, D]
+                x = x + torch.cat([e.new_zeros(p, d), e])
             rows.append(x)
         n = max(len(r) for r in rows)
         cond = torch.zeros(len(rows), n, d, device=dev)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from speechlm.errors import SpeechLMError
-from speechlm.lm.aligned import KIND, AlignedConfig, AlignedLM, Guide, build, stream_losses
+from speechlm.lm.aligned import KIND, AlignedConfig, AlignedLM, Guide, build, draft_features, stream_losses
 
 
 @dataclass
@@ -55,6 +55,7 @@ class Item:
     pitch: np.ndarray  # [N] normalised
     energy: np.ndarray  # [N] normalised
     codes: np.ndarray  # [K, T] int64, T = sum(dur)
+    draft: np.ndarray | None = None  # [K, T] the duration model's tokens (a draft-conditioned LM's input)
 
 
 def feature_codes(features: str | os.PathLike, am, codec, cache: Path, progress: bool = True) -> np.ndarray:
@@ -79,6 +80,36 @@ def feature_codes(features: str | os.PathLike, am, codec, cache: Path, progress:
     np.savez(tmp, codes=codes.astype(np.int16), key=np.frombuffer(json.dumps(key).encode(), np.uint8))
     os.replace(tmp, cache)
     return codes
+
+
+def add_drafts(items: list[Item], am, codec, cache: Path, key: dict, progress: bool = True) -> None:
+    """Give every utterance the duration model's tokens for it (:func:`~speechlm.lm.aligned.draft_features`
+    with the data's durations, pitch and energy, quantised by ``codec``), read from ``cache`` when made with
+    the same ``key`` (features file, duration model, codec)."""
+    from tqdm import tqdm
+
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            if json.loads(bytes(z["key"]).decode()) == key:
+                flat = z["codes"].astype(np.int64)
+                o = 0
+                for it in items:
+                    t = it.codes.shape[1]
+                    it.draft = flat[:, o : o + t]
+                    o += t
+                return
+    nar = am.model.eval()
+    for it in tqdm(items, desc="drafts", disable=not progress):
+        ids = torch.from_numpy(it.ids).long()
+        with torch.no_grad():
+            states = nar.encode(ids[None])[0][0]
+        g = Guide(ids, torch.from_numpy(it.dur).long(), torch.from_numpy(it.pitch), torch.from_numpy(it.energy), states)
+        it.draft = am.to_codes(draft_features(nar, g).numpy(), codec).astype(np.int64)
+    tmp = cache.with_name(cache.name + ".partial.npz")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(tmp, codes=np.concatenate([it.draft for it in items], 1).astype(np.int16),
+             key=np.frombuffer(json.dumps(key).encode(), np.uint8))
+    os.replace(tmp, cache)
 
 
 def load_items(features: str | os.PathLike, am, codec, cache: Path, progress: bool = True) -> list[Item]:
@@ -125,7 +156,8 @@ def make_batch(model: AlignedLM, items: list[Item], prompts: list[np.ndarray | N
     with torch.no_grad():
         states, _ = model.nar.encode(ids)
     guides = [Guide(ids[b, : len(it.ids)], torch.from_numpy(it.dur), torch.from_numpy(it.pitch),
-                    torch.from_numpy(it.energy), states[b, : len(it.ids)]) for b, it in enumerate(items)]
+                    torch.from_numpy(it.energy), states[b, : len(it.ids)],
+                    None if it.draft is None else torch.from_numpy(it.draft)) for b, it in enumerate(items)]
     plen = [0 if p is None else p.shape[1] for p in prompts]
     cond, mask = model.condition(guides, plen)
     k = model.cfg.n_streams
@@ -202,6 +234,12 @@ def train_aligned(features: str | os.PathLike, out: str | os.PathLike, cfg: Alig
         am = AcousticTTSModel(model.nar, AcousticConfig(**ex["nar"]), loaded.tokenizer, loaded.symbols,
                               VoiceStats.from_dict(meta["extra"]["voice_stats"]), last, meta)
     items = load_items(features, am, codec, out / "codes.npz", progress)
+    if (model.cfg.draft if last is not None else bool(cfg.model.get("draft"))):
+        src = Path(features).resolve()
+        add_drafts(items, am, codec, out / "drafts.npz",
+                   {"features": str(src), "size": src.stat().st_size, "mtime": int(src.stat().st_mtime),
+                    "tokenizer": codec.tokenizer_id, "nar": (am.meta.get("extra") or {}).get("nar") or am.model_id},
+                   progress)
     rng = random.Random(cfg.seed)
     idx = list(range(len(items)))
     rng.shuffle(idx)

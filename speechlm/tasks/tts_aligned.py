@@ -103,11 +103,20 @@ class AlignedTTS:
         except ValueError as exc:
             raise TTSInputError(str(exc)) from None
 
+    def guide(self, ids: list[int], pace: float = 1.0):
+        """Token ids ``[N]`` -> the duration model's :class:`~speechlm.lm.aligned.Guide`, with its own tokens as
+        the draft when the LM was trained on one."""
+        m = self.lm.model
+        guide = m.guide(torch.tensor(ids, dtype=torch.long), pace)
+        if m.cfg.draft:
+            guide.draft = torch.from_numpy(self.nar.am.to_codes(m.nar_features(guide).numpy(), self.codec))
+        return guide
+
     def codes(self, ids: list[int], prompt: torch.Tensor | None = None, pace: float = 1.0,
               sampling: SamplingConfig | None = None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Token ids ``[N]`` -> (codes ``[K, T]``, frames per token ``[N]``; ``T`` = their sum)."""
         m = self.lm.model
-        guide = m.guide(torch.tensor(ids, dtype=torch.long), pace)
+        guide = self.guide(ids, pace)
         codes = m.generate(guide, prompt, sampling or self.sampling, seed)
         return codes.numpy(), guide.dur.numpy()
 
@@ -158,7 +167,7 @@ class AlignedTTS:
         for i, (_, ids) in enumerate(chunks):
             if i:
                 yield np.zeros(int(GAP_S * self.sample_rate), np.float32)
-            guide = m.guide(torch.tensor(ids, dtype=torch.long), pace)
+            guide = self.guide(ids, pace)
             dec = self.codec.stream_decoder(block_tokens)
             buf = []
             n = 0
