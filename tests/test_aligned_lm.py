@@ -15,10 +15,11 @@ CARDS = [128, 32, 32, 1024, 1024]
 TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2}
 
 
-def tiny_model(seed: int = 0, draft: bool = False):
+def tiny_model(seed: int = 0, draft: bool = False, draft_kernel: int = 1):
     torch.manual_seed(seed)
     nar = AcousticConfig(vocab=20, d_model=16, n_heads=2, enc_layers=1, dec_layers=1, ff_dim=32)
-    return build(AlignedConfig(vocab=20, cardinalities=CARDS, nar_dim=16, draft=draft, **TINY), nar).eval()
+    cfg = AlignedConfig(vocab=20, cardinalities=CARDS, nar_dim=16, draft=draft, draft_kernel=draft_kernel, **TINY)
+    return build(cfg, nar).eval()
 
 
 def guide_for(model, dur: list[int], seed: int = 0) -> Guide:
@@ -62,9 +63,9 @@ def test_forward_shapes_and_padding():
     assert torch.allclose(alone[3][0], logits[3][1, :8], atol=1e-5)
 
 
-@pytest.mark.parametrize("prompt_len,draft", [(0, False), (5, False), (5, True)])
-def test_kv_cache_generation_equals_the_full_forward(prompt_len, draft):
-    m = tiny_model(draft=draft)
+@pytest.mark.parametrize("prompt_len,draft,kernel", [(0, False, 1), (5, False, 1), (5, True, 1), (5, True, 5)])
+def test_kv_cache_generation_equals_the_full_forward(prompt_len, draft, kernel):
+    m = tiny_model(draft=draft, draft_kernel=kernel)
     g = guide_for(m, [3, 1, 0, 4, 2])
     prompt = random_codes(prompt_len, 7) if prompt_len else None
     out = m.generate(g, prompt)  # greedy
@@ -99,6 +100,23 @@ def test_draft_conditions_target_frames_only_and_is_required():
     feat = m.nar_features(g)
     assert feat.shape == (5, m.nar.cfg.n_feat) and bool(((feat[:, m.nar.cfg.n_mcep + 1] >= 0)
                                                          & (feat[:, m.nar.cfg.n_mcep + 1] <= 1)).all())
+
+
+def test_hidden_previous_frames_do_not_reach_the_output():
+    m = tiny_model()
+    g = guide_for(m, [3, 3])
+    cond, mask = m.condition([g], [0])
+    a, b = random_codes(6, 1)[None], random_codes(6, 2)[None]
+    keep = torch.ones(1, 6, dtype=torch.bool)
+    keep[0, 4] = False  # position 4 does not see frame 3
+    b[:, :, :3], b[:, :, 4:] = a[:, :, :3], a[:, :, 4:]  # the two differ in frame 3 only
+    with torch.no_grad():
+        la, lb = m(cond, a, mask, keep), m(cond, b, mask, keep)
+        la_all, lb_all = m(cond, a, mask), m(cond, b, mask)
+    # position 4 hears frame 3 only through its input (the causal attention sees inputs up to 4, where the hidden
+    # frame would have entered): hidden, the logits of position 4 do not change; kept, they do
+    assert torch.allclose(la[3][0, 4], lb[3][0, 4], atol=1e-5)
+    assert not torch.allclose(la_all[3][0, 4], lb_all[3][0, 4], atol=1e-5)
 
 
 def test_greedy_decides_voicing_before_pitch():

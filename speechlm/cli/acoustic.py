@@ -84,6 +84,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--draft", action="store_true",
                    help="condition every frame on the duration model's own tokens for it (a draft the LM refines; "
                         "docs/experiments/2026-12-05-aligned-lm-draft.md)")
+    p.add_argument("--draft-kernel", type=int, default=1,
+                   help="with --draft: each frame also hears the drafts of its neighbours (odd width; default 1)")
+    p.add_argument("--prev-drop", type=float, default=0.0,
+                   help="training: chance that a frame's input hides the previous frame's codes (default 0)")
     p.add_argument("--batch-frames", type=int, default=4000, help="padded frames per batch (default 4000)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     p.add_argument("--max-minutes", type=float, default=0.0,
@@ -176,11 +180,14 @@ def _train_lm(args: argparse.Namespace) -> int:
         raise SpeechLMError(f"--batch-frames must be at least 100, got {args.batch_frames}")
     if args.threads < 1 or args.max_minutes < 0:
         raise SpeechLMError("--threads must be at least 1 and --max-minutes at least 0")
+    if not 0 <= args.prev_drop < 1 or args.draft_kernel < 1 or args.draft_kernel % 2 == 0:
+        raise SpeechLMError("--prev-drop must be in [0, 1) and --draft-kernel an odd number >= 1")
     from speechlm.lm.aligned_train import AlignedTrainConfig, train_aligned
 
     cfg = AlignedTrainConfig(steps=args.steps, batch_frames=args.batch_frames, lr=args.lr, threads=args.threads,
                              max_minutes=args.max_minutes, warmup=min(30, max(1, args.steps // 10)),
-                             model=dict(SIZES[args.size], draft=args.draft))
+                             prev_drop=args.prev_drop,
+                             model=dict(SIZES[args.size], draft=args.draft, draft_kernel=args.draft_kernel))
     print(train_aligned(args.features, args.out, cfg, nar=args.nar, codec_name=args.codec))
     return 0
 

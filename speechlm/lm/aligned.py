@@ -61,6 +61,7 @@ class AlignedConfig:
     max_rel: int = 32  # frames-since / frames-until positions are clamped to this
     voicing_stream: int = 0  # the stream whose id 0 means "unvoiced" (codec_sf's f0; -1: none), see greedy_pick
     draft: bool = False  # condition each frame on the duration model's tokens for it (module docstring)
+    draft_kernel: int = 1  # odd; > 1: each frame also hears the drafts of its neighbours (a depthwise convolution)
 
     @property
     def prompt_id(self) -> int:
@@ -136,6 +137,8 @@ class AlignedLM(nn.Module):
         self.tokens = nn.Embedding(offs[-1], d)
         self.inframe = nn.Embedding(offs[-1], d)  # embeddings of a frame's earlier streams for the depth heads
         self.draft = nn.Embedding(offs[-1], d) if cfg.draft else None  # the duration model's tokens (a draft)
+        k = cfg.draft_kernel
+        self.draft_conv = (nn.Conv1d(d, d, k, padding=k // 2, groups=d) if cfg.draft and k > 1 else None)
         self.transformer = Transformer(d, cfg.n_layers, cfg.n_heads, cfg.ffn_mult, cfg.dropout, causal=True)
         self.heads = nn.ModuleList(
             nn.Sequential(RMSNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, c)) for c in cfg.cardinalities)
@@ -181,6 +184,8 @@ class AlignedLM(nn.Module):
                 if g.draft is None or g.draft.shape != (self.cfg.n_streams, int(tgt.sum())):
                     raise ValueError("a draft-conditioned LM needs the guide's draft codes [K, sum(dur)]")
                 e = self.draft(g.draft.long().T.to(dev) + self.offsets).sum(1)  # [T, D]
+                if self.draft_conv is not None:  # the whole draft is known before generation: look both ways
+                    e = e + self.draft_conv(e.T[None])[0].T
                 x = x + torch.cat([e.new_zeros(p, d), e])
             rows.append(x)
         n = max(len(r) for r in rows)
@@ -211,11 +216,17 @@ class AlignedLM(nn.Module):
             before = before + e[:, :, k]
         return out
 
-    def forward(self, cond: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, cond: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor,
+                prev_keep: torch.Tensor | None = None) -> list[torch.Tensor]:
         """cond ``[B, L, D]``, codes ``[B, K, L]`` (values at padding ignored), mask ``[B, L]`` -> logits per
-        stream ``[B, L, card_k]``; position ``t`` predicts frame ``t`` from frames ``< t``."""
+        stream ``[B, L, card_k]``; position ``t`` predicts frame ``t`` from frames ``< t``. ``prev_keep``
+        ``[B, L]`` (training only): False hides frame ``t - 1``'s codes from position ``t``'s input, so the model
+        cannot lean on copying the previous frame alone."""
         codes = codes.masked_fill(~mask[:, None], 0)
-        x = cond + self.embed_frames(self.previous(codes))
+        prev = self.embed_frames(self.previous(codes))
+        if prev_keep is not None:
+            prev = prev * prev_keep[..., None].to(prev.dtype)
+        x = cond + prev
         h = self.transformer(x, key_mask=mask)
         return self.head_logits(h, codes)
 

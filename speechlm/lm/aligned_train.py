@@ -45,6 +45,7 @@ class AlignedTrainConfig:
     prompt_prob: float = 0.5
     prompt_frames: tuple[int, int] = (50, 150)  # 1-3 s
     max_minutes: float = 0.0  # > 0: stop (and save) when the wall time is over, whatever the step
+    prev_drop: float = 0.0  # chance that a target frame's input hides the previous frame's codes (AlignedLM.forward)
     model: dict = field(default_factory=dict)
 
 
@@ -187,10 +188,14 @@ def pick_prompts(items: list[Item], batch: list[int], cfg: AlignedTrainConfig, r
     return out
 
 
-def loss_of(model: AlignedLM, batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch of :func:`make_batch` -> (mean loss, per-stream losses ``[K]``)."""
+def loss_of(model: AlignedLM, batch, prev_drop: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of :func:`make_batch` -> (mean loss, per-stream losses ``[K]``); ``prev_drop``: the chance that a
+    target frame's input hides the previous frame (training only)."""
     cond, codes, mask, weight = batch
-    per = stream_losses(model(cond, codes, mask), codes, weight)
+    keep = None
+    if prev_drop > 0:
+        keep = (torch.rand(weight.shape) >= prev_drop) | (weight == 0)
+    per = stream_losses(model(cond, codes, mask, keep), codes, weight)
     return per.mean(), per
 
 
@@ -281,7 +286,8 @@ def train_aligned(features: str | os.PathLike, out: str | os.PathLike, cfg: Alig
     while step < cfg.steps and not stop:
         for b in length_batches(tr_frames, cfg.batch_frames, rng):
             model.train()
-            loss, per = loss_of(model, make_batch(model, [tr[i] for i in b], pick_prompts(tr, b, cfg, rng)))
+            loss, per = loss_of(model, make_batch(model, [tr[i] for i in b], pick_prompts(tr, b, cfg, rng)),
+                                cfg.prev_drop)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
