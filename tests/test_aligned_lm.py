@@ -15,10 +15,11 @@ CARDS = [128, 32, 32, 1024, 1024]
 TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2}
 
 
-def tiny_model(seed: int = 0, draft: bool = False, draft_kernel: int = 1):
+def tiny_model(seed: int = 0, draft: bool = False, draft_kernel: int = 1, copy_bias: bool = False):
     torch.manual_seed(seed)
     nar = AcousticConfig(vocab=20, d_model=16, n_heads=2, enc_layers=1, dec_layers=1, ff_dim=32)
-    cfg = AlignedConfig(vocab=20, cardinalities=CARDS, nar_dim=16, draft=draft, draft_kernel=draft_kernel, **TINY)
+    cfg = AlignedConfig(vocab=20, cardinalities=CARDS, nar_dim=16, draft=draft, draft_kernel=draft_kernel,
+                        copy_bias=copy_bias, **TINY)
     return build(cfg, nar).eval()
 
 
@@ -63,9 +64,10 @@ def test_forward_shapes_and_padding():
     assert torch.allclose(alone[3][0], logits[3][1, :8], atol=1e-5)
 
 
-@pytest.mark.parametrize("prompt_len,draft,kernel", [(0, False, 1), (5, False, 1), (5, True, 1), (5, True, 5)])
-def test_kv_cache_generation_equals_the_full_forward(prompt_len, draft, kernel):
-    m = tiny_model(draft=draft, draft_kernel=kernel)
+@pytest.mark.parametrize("prompt_len,draft,kernel,copy", [(0, False, 1, False), (5, False, 1, False),
+                                                          (5, True, 1, False), (5, True, 5, True)])
+def test_kv_cache_generation_equals_the_full_forward(prompt_len, draft, kernel, copy):
+    m = tiny_model(draft=draft, draft_kernel=kernel, copy_bias=copy)
     g = guide_for(m, [3, 1, 0, 4, 2])
     prompt = random_codes(prompt_len, 7) if prompt_len else None
     out = m.generate(g, prompt)  # greedy
@@ -73,7 +75,7 @@ def test_kv_cache_generation_equals_the_full_forward(prompt_len, draft, kernel):
     full = out if prompt is None else torch.cat([prompt, out], 1)
     cond, mask = m.condition([g], [prompt_len])
     with torch.no_grad():
-        logits = m(cond, full[None], mask)
+        logits = m(cond, full[None], mask, draft=m.draft_frames([g], [prompt_len], cond.shape[1]) if copy else None)
     for k, lg in enumerate(logits):
         assert torch.equal(greedy_pick(lg[0, prompt_len:], k == m.cfg.voicing_stream), out[k])
     # sampling with a seed reproduces itself; a different seed differs
@@ -100,6 +102,24 @@ def test_draft_conditions_target_frames_only_and_is_required():
     feat = m.nar_features(g)
     assert feat.shape == (5, m.nar.cfg.n_feat) and bool(((feat[:, m.nar.cfg.n_mcep + 1] >= 0)
                                                          & (feat[:, m.nar.cfg.n_mcep + 1] <= 1)).all())
+
+
+def test_the_copy_bonus_lifts_the_drafts_codes_only():
+    m = tiny_model(draft=True, copy_bias=True)
+    g = guide_for(m, [2, 3])
+    cond, mask = m.condition([g], [2])
+    codes = random_codes(7, 3)[None]
+    draft = m.draft_frames([g], [2], 7)
+    assert (draft[0, :, :2] == -1).all() and torch.equal(draft[0, :, 2:], g.draft)
+    with torch.no_grad():
+        with_bonus, without = m(cond, codes, mask, draft=draft), m(cond, codes, mask)
+    for k, (a, b) in enumerate(zip(with_bonus, without)):
+        diff = a[0] - b[0]  # [L, card]
+        assert torch.allclose(diff[:2], torch.zeros_like(diff[:2]))  # prompt frames: no draft, no bonus
+        for t in range(2, 7):
+            expect = torch.zeros(CARDS[k])
+            expect[draft[0, k, t]] = float(m.copy_gain[k])
+            assert torch.allclose(diff[t], expect, atol=1e-5)
 
 
 def test_hidden_previous_frames_do_not_reach_the_output():
@@ -206,8 +226,8 @@ def test_a_draft_conditioned_run_trains_caches_its_drafts_and_speaks(tmp_path):
     from speechlm.tasks.tts_aligned import AlignedTTS
 
     write_cache(tmp_path / "feat.npz")
-    cfg = AlignedTrainConfig(steps=2, batch_frames=200, warmup=1, save_every=2, log_every=1,
-                             model=dict(TINY, draft=True))
+    cfg = AlignedTrainConfig(steps=2, batch_frames=200, warmup=1, save_every=2, log_every=1, prev_drop=0.5,
+                             model=dict(TINY, draft=True, draft_kernel=3, copy_bias=True))
     train_aligned(tmp_path / "feat.npz", tmp_path / "run", cfg, progress=False)
     codes = np.load(tmp_path / "run" / "codes.npz")["codes"]
     drafts = np.load(tmp_path / "run" / "drafts.npz")["codes"]

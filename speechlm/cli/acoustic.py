@@ -86,6 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "docs/experiments/2026-12-05-aligned-lm-draft.md)")
     p.add_argument("--draft-kernel", type=int, default=1,
                    help="with --draft: each frame also hears the drafts of its neighbours (odd width; default 1)")
+    p.add_argument("--copy-bias", action="store_true",
+                   help="with --draft: a learned logit bonus for the draft's own code in every stream (a copy path)")
     p.add_argument("--prev-drop", type=float, default=0.0,
                    help="training: chance that a frame's input hides the previous frame's codes (default 0)")
     p.add_argument("--batch-frames", type=int, default=4000, help="padded frames per batch (default 4000)")
@@ -187,7 +189,8 @@ def _train_lm(args: argparse.Namespace) -> int:
     cfg = AlignedTrainConfig(steps=args.steps, batch_frames=args.batch_frames, lr=args.lr, threads=args.threads,
                              max_minutes=args.max_minutes, warmup=min(30, max(1, args.steps // 10)),
                              prev_drop=args.prev_drop,
-                             model=dict(SIZES[args.size], draft=args.draft, draft_kernel=args.draft_kernel))
+                             model=dict(SIZES[args.size], draft=args.draft, draft_kernel=args.draft_kernel,
+                                        copy_bias=args.copy_bias))
     print(train_aligned(args.features, args.out, cfg, nar=args.nar, codec_name=args.codec))
     return 0
 

@@ -62,6 +62,7 @@ class AlignedConfig:
     voicing_stream: int = 0  # the stream whose id 0 means "unvoiced" (codec_sf's f0; -1: none), see greedy_pick
     draft: bool = False  # condition each frame on the duration model's tokens for it (module docstring)
     draft_kernel: int = 1  # odd; > 1: each frame also hears the drafts of its neighbours (a depthwise convolution)
+    copy_bias: bool = False  # with draft: a learned logit bonus per stream for the draft's own code (a copy path)
 
     @property
     def prompt_id(self) -> int:
@@ -139,6 +140,10 @@ class AlignedLM(nn.Module):
         self.draft = nn.Embedding(offs[-1], d) if cfg.draft else None  # the duration model's tokens (a draft)
         k = cfg.draft_kernel
         self.draft_conv = (nn.Conv1d(d, d, k, padding=k // 2, groups=d) if cfg.draft and k > 1 else None)
+        # the draft's code gets this logit bonus in its stream: copying the draft is the starting point, and the
+        # heads learn where to depart from it (without it a 1024-way head must learn the identity map from data)
+        self.copy_gain = (nn.Parameter(torch.full((len(cfg.cardinalities),), 3.0))
+                          if cfg.draft and cfg.copy_bias else None)
         self.transformer = Transformer(d, cfg.n_layers, cfg.n_heads, cfg.ffn_mult, cfg.dropout, causal=True)
         self.heads = nn.ModuleList(
             nn.Sequential(RMSNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, c)) for c in cfg.cardinalities)
@@ -196,6 +201,23 @@ class AlignedLM(nn.Module):
             mask[b, : len(r)] = True
         return cond, mask
 
+    def draft_frames(self, guides: list[Guide], prompt_lens: list[int], length: int) -> torch.Tensor:
+        """The draft's codes per frame of ``[prompt; target]``, ``[B, K, length]``, -1 where there is none
+        (prompt frames, padding)."""
+        out = torch.full((len(guides), self.cfg.n_streams, length), -1, dtype=torch.long)
+        for b, (g, p) in enumerate(zip(guides, prompt_lens)):
+            if g.draft is not None:
+                out[b, :, p : p + g.draft.shape[1]] = g.draft.long()
+        return out
+
+    def _copy(self, logits: torch.Tensor, k: int, draft: torch.Tensor | None) -> torch.Tensor:
+        """Stream ``k``'s logits ``[..., card]`` + the copy bonus at the draft's codes ``[...]`` (-1: none)."""
+        if self.copy_gain is None or draft is None:
+            return logits
+        has = draft >= 0
+        bonus = F.one_hot(draft.clamp(min=0), logits.shape[-1]).to(logits.dtype) * has[..., None].to(logits.dtype)
+        return logits + self.copy_gain[k] * bonus
+
     # --- teacher-forced pass -------------------------------------------------------------------------
     def embed_frames(self, codes: torch.Tensor) -> torch.Tensor:
         """codes ``[B, K, L]`` -> the summed embedding of each frame's streams ``[B, L, D]``."""
@@ -206,37 +228,41 @@ class AlignedLM(nn.Module):
         bos = torch.tensor(self.cfg.cardinalities, device=codes.device)[None, :, None].expand(codes.shape[0], -1, 1)
         return torch.cat([bos, codes[:, :, :-1]], 2)
 
-    def head_logits(self, h: torch.Tensor, codes: torch.Tensor) -> list[torch.Tensor]:
+    def head_logits(self, h: torch.Tensor, codes: torch.Tensor, draft: torch.Tensor | None = None
+                    ) -> list[torch.Tensor]:
         """States ``[B, L, D]`` and the frame's codes ``[B, K, L]`` (teacher forcing for the depth heads) ->
-        logits per stream, ``[B, L, card_k]`` each."""
+        logits per stream, ``[B, L, card_k]`` each; ``draft`` ``[B, K, L]`` (-1: none) for the copy bonus."""
         e = self.inframe(codes.transpose(1, 2) + self.offsets)  # [B, L, K, D]
         out, before = [], torch.zeros_like(h)  # before: the sum over streams < k (a running sum: cheaper than cumsum)
         for k, head in enumerate(self.heads):
-            out.append(head(h + before))
+            out.append(self._copy(head(h + before), k, None if draft is None else draft[:, k]))
             before = before + e[:, :, k]
         return out
 
     def forward(self, cond: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor,
-                prev_keep: torch.Tensor | None = None) -> list[torch.Tensor]:
+                prev_keep: torch.Tensor | None = None, draft: torch.Tensor | None = None) -> list[torch.Tensor]:
         """cond ``[B, L, D]``, codes ``[B, K, L]`` (values at padding ignored), mask ``[B, L]`` -> logits per
         stream ``[B, L, card_k]``; position ``t`` predicts frame ``t`` from frames ``< t``. ``prev_keep``
         ``[B, L]`` (training only): False hides frame ``t - 1``'s codes from position ``t``'s input, so the model
-        cannot lean on copying the previous frame alone."""
+        cannot lean on copying the previous frame alone. ``draft`` ``[B, K, L]``: :meth:`draft_frames`, for a
+        model with the copy bonus."""
         codes = codes.masked_fill(~mask[:, None], 0)
         prev = self.embed_frames(self.previous(codes))
         if prev_keep is not None:
             prev = prev * prev_keep[..., None].to(prev.dtype)
         x = cond + prev
         h = self.transformer(x, key_mask=mask)
-        return self.head_logits(h, codes)
+        return self.head_logits(h, codes, draft)
 
     # --- generation ----------------------------------------------------------------------------------
-    def sample_frame(self, h: torch.Tensor, cfg: SamplingConfig, gen: torch.Generator | None) -> torch.Tensor:
-        """One state ``[D]`` -> the frame's codes ``[K]``, stream by stream (each conditions the next)."""
+    def sample_frame(self, h: torch.Tensor, cfg: SamplingConfig, gen: torch.Generator | None,
+                     draft: torch.Tensor | None = None) -> torch.Tensor:
+        """One state ``[D]`` -> the frame's codes ``[K]``, stream by stream (each conditions the next);
+        ``draft`` ``[K]``: the frame's draft codes, for the copy bonus."""
         out = []
         acc = torch.zeros_like(h)
         for k, head in enumerate(self.heads):
-            logits = head(h + acc)[None]
+            logits = self._copy(head(h + acc)[None], k, None if draft is None else draft[k : k + 1])
             if cfg.temperature == 0:
                 tok = greedy_pick(logits, k == self.cfg.voicing_stream)[0]
             else:
@@ -266,7 +292,7 @@ class AlignedLM(nn.Module):
         prev = self.previous(torch.cat([ctx, torch.zeros(1, self.cfg.n_streams, 1, dtype=torch.long)], 2))
         h = self.transformer((cond[: p + 1] + self.embed_frames(prev)[0])[None], cache=cache)[0, -1]
         for t in range(total):
-            frame = self.sample_frame(h, cfg, gen)
+            frame = self.sample_frame(h, cfg, gen, None if guide.draft is None else guide.draft[:, t].long())
             yield frame
             if t + 1 < total:
                 x = cond[p + t + 1] + self.tokens(frame + self.offsets).sum(0)

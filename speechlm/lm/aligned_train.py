@@ -147,9 +147,10 @@ def load_items(features: str | os.PathLike, am, codec, cache: Path, progress: bo
 
 
 def make_batch(model: AlignedLM, items: list[Item], prompts: list[np.ndarray | None]
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Utterances (+ optional prompt codes ``[K, P]`` each) -> (condition ``[B, L, D]``, codes ``[B, K, L]``,
-    frame mask ``[B, L]``, loss weight ``[B, L]``: 1 on target frames)."""
+    frame mask ``[B, L]``, loss weight ``[B, L]``: 1 on target frames, the draft per frame ``[B, K, L]`` for a
+    model with the copy bonus, else None)."""
     n = max(len(it.ids) for it in items)
     ids = torch.zeros(len(items), n, dtype=torch.long)
     for b, it in enumerate(items):
@@ -161,6 +162,7 @@ def make_batch(model: AlignedLM, items: list[Item], prompts: list[np.ndarray | N
                     None if it.draft is None else torch.from_numpy(it.draft)) for b, it in enumerate(items)]
     plen = [0 if p is None else p.shape[1] for p in prompts]
     cond, mask = model.condition(guides, plen)
+    draft = model.draft_frames(guides, plen, cond.shape[1]) if model.copy_gain is not None else None
     k = model.cfg.n_streams
     codes = torch.zeros(len(items), k, cond.shape[1], dtype=torch.long)
     weight = torch.zeros(len(items), cond.shape[1])
@@ -168,7 +170,7 @@ def make_batch(model: AlignedLM, items: list[Item], prompts: list[np.ndarray | N
         seq = it.codes if p is None else np.concatenate([p, it.codes], 1)
         codes[b, :, : seq.shape[1]] = torch.from_numpy(seq.astype(np.int64))
         weight[b, plen[b] : seq.shape[1]] = 1.0
-    return cond, codes, mask, weight
+    return cond, codes, mask, weight, draft
 
 
 def pick_prompts(items: list[Item], batch: list[int], cfg: AlignedTrainConfig, rng: random.Random
@@ -191,11 +193,11 @@ def pick_prompts(items: list[Item], batch: list[int], cfg: AlignedTrainConfig, r
 def loss_of(model: AlignedLM, batch, prev_drop: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of :func:`make_batch` -> (mean loss, per-stream losses ``[K]``); ``prev_drop``: the chance that a
     target frame's input hides the previous frame (training only)."""
-    cond, codes, mask, weight = batch
+    cond, codes, mask, weight, draft = batch
     keep = None
     if prev_drop > 0:
         keep = (torch.rand(weight.shape) >= prev_drop) | (weight == 0)
-    per = stream_losses(model(cond, codes, mask, keep), codes, weight)
+    per = stream_losses(model(cond, codes, mask, keep, draft), codes, weight)
     return per.mean(), per
 
 
