@@ -292,3 +292,27 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path, capsys):
         assert main(["acoustic", "train-lm", *args]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("speechlm: error:") and "\n" not in err
+    for args in ([str(bad), "--out", str(tmp_path / "r"), "--prev-drop", "1.5"],
+                 [str(bad), "--out", str(tmp_path / "r"), "--draft", "--draft-kernel", "4"]):
+        assert main(["acoustic", "train-lm", *args]) == 2
+        assert "must be" in capsys.readouterr().err
+
+
+def test_speechlm_tts_speaks_with_an_aligned_run_and_edit_refuses_it(run, tmp_path, capsys):
+    from speechlm.audio.io import load_audio
+    from speechlm.cli import main
+    from speechlm.tasks.tts import tts_kind
+
+    assert tts_kind(run / "run") == "aligned" and tts_kind(None) == "acoustic"
+    out = tmp_path / "out.wav"
+    assert main(["tts", "Hello there.", "-o", str(out), "--model", str(run / "run"), "--no-sign"]) == 0
+    wav, sr = load_audio(out)
+    assert sr == 16000 and wav.shape[1] > 0
+    assert main(["tts", "Hello.", "-o", str(tmp_path / "x.wav"), "--model", str(run / "run"), "--via-tokens"]) == 2
+    assert "--via-tokens" in capsys.readouterr().err
+    rec = tmp_path / "rec.wav"
+    rec.write_bytes(out.read_bytes())
+    assert main(["edit", str(rec), "--transcript", "hello there", "--target", "hello friend", "-o",
+                 str(tmp_path / "e.wav"), "--model", str(run / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "aligned codec LM does not edit" in err and "\n" not in err and not (tmp_path / "e.wav").exists()

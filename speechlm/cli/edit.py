@@ -39,17 +39,25 @@ def _edit(args: argparse.Namespace) -> int:
     # Everything that can be checked is checked before the model loads.
     check_sampling_args(args)
     check_output_file(args.output, "audio")
+    from speechlm.errors import SpeechLMError
+    from speechlm.tasks.tts import TTS, tts_kind
+
+    kind = tts_kind(args.model)
+    if kind == "aligned":
+        raise SpeechLMError("an aligned codec LM does not edit yet: use the default model or a codec LM "
+                            "(--model lm_default)")
+    if args.temperature is None:
+        args.temperature = 1.0
 
     import torch
 
     from speechlm.audio.io import save_audio
     from speechlm.tasks.edit import edit, edit_duration, load_edit_audio
-    from speechlm.tasks.tts import TTS, tts_kind
 
     wav, sr = load_edit_audio(args.input)
     torch.set_num_threads(args.threads)
     tts = TTS.load(args.model, args.codec)
-    if tts_kind(args.model) == "acoustic":
+    if kind == "acoustic":
         res = edit_duration(tts, wav, sr, args.transcript, args.target, lang=args.lang)
     else:
         res = edit(tts, wav, sr, args.transcript, args.target, lang=args.lang, seed=args.seed,

@@ -13,7 +13,8 @@ LM_HELP = ("TTS model: 'default' (the shipped tts_duration), lm_default (the cod
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same audio)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: greedy)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature (0: greedy; default 1.0 for a codec LM, greedy for an aligned LM)")
     p.add_argument("--top-k", type=int, default=50, help="sample among the k most likely codes (0: all)")
     p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (1: off)")
     p.add_argument("--retries", type=int, default=2,
@@ -76,11 +77,13 @@ def _tts(args: argparse.Namespace) -> int:
     kind = tts_kind(args.model)
     if kind == "lm" and args.prompt is not None and not (args.prompt_text or "").strip():
         raise SpeechLMError("a prompt needs its transcript (--prompt-text) with a codec LM")
-    if kind == "acoustic" and not 0.25 <= args.pace <= 4.0:
+    if kind in ("acoustic", "aligned") and not 0.25 <= args.pace <= 4.0:
         raise SpeechLMError(f"--pace must be between 0.25 and 4, got {args.pace:g}")
     if kind != "acoustic" and args.via_tokens:
         raise SpeechLMError("--via-tokens is for the duration-based model (a codec LM's audio always comes from "
                             "its tokens)")
+    if kind == "lm" and args.temperature is None:
+        args.temperature = 1.0
 
     import torch
 
@@ -91,7 +94,7 @@ def _tts(args: argparse.Namespace) -> int:
     prompt, prompt_sr = load_prompt_audio(args.prompt) if args.prompt is not None else (None, None)
     torch.set_num_threads(args.threads)
     tts = TTS.load(args.model, args.codec)
-    kw = {"pace": args.pace} if kind == "acoustic" else {}
+    kw = {"pace": args.pace} if kind in ("acoustic", "aligned") else {}
     if args.via_tokens:
         tts.via_tokens = True
     res = tts.generate(args.text, prompt=prompt, prompt_sr=prompt_sr, prompt_text=args.prompt_text, lang=args.lang,

@@ -182,15 +182,21 @@ def fade_join(pieces: Sequence[np.ndarray], sr: int, fade_s: float = FADE_S, gap
 
 
 def tts_kind(model: str | os.PathLike | None) -> str:
-    """``"acoustic"`` (duration-based model) or ``"lm"`` (codec LM) for a model name or folder, from its
-    ``config.json`` only (so callers can check their arguments before loading anything)."""
+    """``"acoustic"`` (duration-based model), ``"aligned"`` (aligned codec LM, ``speechlm acoustic train-lm``) or
+    ``"lm"`` (codec LM) for a model name or folder, from its ``config.json`` only (so callers can check their
+    arguments before loading anything)."""
     from speechlm.errors import CheckpointError
     from speechlm.lm.acoustic_api import is_acoustic, resolve_acoustic_dir
+    from speechlm.lm.aligned import KIND as ALIGNED
+    from speechlm.utils.checkpoint import checkpoint_kind
 
     try:
-        return "acoustic" if is_acoustic(resolve_acoustic_dir(model)) else "lm"
+        path = resolve_acoustic_dir(model)
     except CheckpointError:
         return "lm"
+    if is_acoustic(path):
+        return "acoustic"
+    return "aligned" if checkpoint_kind(path) == ALIGNED else "lm"
 
 
 class TTS:
@@ -210,15 +216,21 @@ class TTS:
         """Load a TTS model and its codec (default: the shipped codec its tokens belong to).
 
         ``None``/``"default"`` is the shipped duration-based model (``tts_duration``, a
-        :class:`~speechlm.tasks.tts_duration.DurationTTS`); a codec LM (``lm_default``, a folder) gives a
+        :class:`~speechlm.tasks.tts_duration.DurationTTS`); an aligned codec LM's run or checkpoint an
+        :class:`~speechlm.tasks.tts_aligned.AlignedTTS`; a codec LM (``lm_default``, a folder) gives a
         :class:`TTS`. Both have ``generate(text, prompt=...)`` returning a :class:`TTSResult`."""
         from speechlm.lm.api import CodecLanguageModel
         from speechlm.tokenizers.codec.api import Codec
 
-        if tts_kind(model) == "acoustic":
+        kind = tts_kind(model)
+        if kind == "acoustic":
             from speechlm.tasks.tts_duration import DurationTTS
 
             return DurationTTS.load(model, codec)
+        if kind == "aligned":
+            from speechlm.tasks.tts_aligned import AlignedTTS
+
+            return AlignedTTS.load(model, codec)
 
         lm = CodecLanguageModel.load(model)
         tts = cls(lm, Codec.load(codec) if codec is not None else Codec.for_tokenizer(lm.tokenizer))
