@@ -19,6 +19,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -59,28 +60,41 @@ class Item:
     draft: np.ndarray | None = None  # [K, T] the duration model's tokens (a draft-conditioned LM's input)
 
 
+def features_key(features: str | os.PathLike, codec) -> dict:
+    """What codes made from a feature cache depend on: the file (path, size, time) and the codec."""
+    src = Path(features).resolve()
+    return {"features": str(src), "size": src.stat().st_size, "mtime": int(src.stat().st_mtime),
+            "tokenizer": codec.tokenizer_id}
+
+
+def cached_codes(cache: Path, key: dict, make: Callable[[], np.ndarray]) -> np.ndarray:
+    """Codes ``[K, N]`` read from ``cache`` when it was written with the same ``key``, else ``make()``'s, written
+    there (int16, atomically) for the next run."""
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            if json.loads(bytes(z["key"]).decode()) == key:
+                return z["codes"].astype(np.int64)
+    codes = make()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + ".partial.npz")
+    np.savez(tmp, codes=codes.astype(np.int16), key=np.frombuffer(json.dumps(key).encode(), np.uint8))
+    os.replace(tmp, cache)
+    return codes.astype(np.int64)
+
+
 def feature_codes(features: str | os.PathLike, am, codec, cache: Path, progress: bool = True) -> np.ndarray:
     """The cache's raw parameters ``[sum T, F]`` -> codes ``[K, sum T]`` of ``codec`` (every stream), read from
     ``cache`` when it was made from the same file for the same codec."""
     from tqdm import tqdm
 
-    src = Path(features).resolve()
-    key = {"features": str(src), "size": src.stat().st_size, "mtime": int(src.stat().st_mtime),
-           "tokenizer": codec.tokenizer_id}
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            if json.loads(bytes(z["key"]).decode()) == key:
-                return z["codes"].astype(np.int64)
-    with np.load(src, allow_pickle=False) as z:
-        feat = z["feat"]
-    step = 50000
-    codes = np.concatenate([am.to_codes(feat[i : i + step], codec) for i in
-                            tqdm(range(0, len(feat), step), desc="codes", disable=not progress)], axis=1)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".partial.npz")
-    np.savez(tmp, codes=codes.astype(np.int16), key=np.frombuffer(json.dumps(key).encode(), np.uint8))
-    os.replace(tmp, cache)
-    return codes
+    def make() -> np.ndarray:
+        with np.load(features, allow_pickle=False) as z:
+            feat = z["feat"]
+        step = 50000
+        return np.concatenate([am.to_codes(feat[i : i + step], codec) for i in
+                               tqdm(range(0, len(feat), step), desc="codes", disable=not progress)], axis=1)
+
+    return cached_codes(cache, features_key(features, codec), make)
 
 
 def add_drafts(items: list[Item], am, codec, cache: Path, key: dict, progress: bool = True) -> None:
@@ -89,28 +103,22 @@ def add_drafts(items: list[Item], am, codec, cache: Path, key: dict, progress: b
     the same ``key`` (features file, duration model, codec)."""
     from tqdm import tqdm
 
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            if json.loads(bytes(z["key"]).decode()) == key:
-                flat = z["codes"].astype(np.int64)
-                o = 0
-                for it in items:
-                    t = it.codes.shape[1]
-                    it.draft = flat[:, o : o + t]
-                    o += t
-                return
     nar = am.model.eval()
-    for it in tqdm(items, desc="drafts", disable=not progress):
+
+    def draft(it: Item) -> np.ndarray:
         ids = torch.from_numpy(it.ids).long()
         with torch.no_grad():
             states = nar.encode(ids[None])[0][0]
         g = Guide(ids, torch.from_numpy(it.dur).long(), torch.from_numpy(it.pitch), torch.from_numpy(it.energy), states)
-        it.draft = am.to_codes(draft_features(nar, g).numpy(), codec).astype(np.int64)
-    tmp = cache.with_name(cache.name + ".partial.npz")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(tmp, codes=np.concatenate([it.draft for it in items], 1).astype(np.int16),
-             key=np.frombuffer(json.dumps(key).encode(), np.uint8))
-    os.replace(tmp, cache)
+        return am.to_codes(draft_features(nar, g).numpy(), codec)
+
+    flat = cached_codes(cache, key, lambda: np.concatenate(
+        [draft(it) for it in tqdm(items, desc="drafts", disable=not progress)], 1))
+    o = 0
+    for it in items:
+        t = it.codes.shape[1]
+        it.draft = flat[:, o : o + t]
+        o += t
 
 
 def load_items(features: str | os.PathLike, am, codec, cache: Path, progress: bool = True) -> list[Item]:
@@ -242,11 +250,8 @@ def train_aligned(features: str | os.PathLike, out: str | os.PathLike, cfg: Alig
                               VoiceStats.from_dict(meta["extra"]["voice_stats"]), last, meta)
     items = load_items(features, am, codec, out / "codes.npz", progress)
     if (model.cfg.draft if last is not None else bool(cfg.model.get("draft"))):
-        src = Path(features).resolve()
-        add_drafts(items, am, codec, out / "drafts.npz",
-                   {"features": str(src), "size": src.stat().st_size, "mtime": int(src.stat().st_mtime),
-                    "tokenizer": codec.tokenizer_id, "nar": (am.meta.get("extra") or {}).get("nar") or am.model_id},
-                   progress)
+        nar_id = (am.meta.get("extra") or {}).get("nar") or am.model_id
+        add_drafts(items, am, codec, out / "drafts.npz", {**features_key(features, codec), "nar": nar_id}, progress)
     rng = random.Random(cfg.seed)
     idx = list(range(len(items)))
     rng.shuffle(idx)
