@@ -37,6 +37,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-anchor", action="store_true", help="skip Piper reading the target sentences whole")
+    p.add_argument("--adapt-steps", type=int, default=0,
+                   help="duration model: also adapt its decoder to each recording for this many steps (default 0)")
     p.add_argument("--edits", choices=("random", "plausible"), default="random",
                    help="random: any word of the other sentences; plausible: a word that follows the previous "
                    "word (and precedes the next) somewhere in the prompt texts (see plausible_edit)")
@@ -90,7 +92,7 @@ def main() -> int:
         target = " ".join(words[:k] + [new + tail] + words[k + 1 :])
         wav = load_audio(u.audio_path(root), sr=SR)[0][0]
         try:
-            res = (edit_duration(tts, wav, SR, u.text, target) if duration_model
+            res = (edit_duration(tts, wav, SR, u.text, target, adapt_steps=args.adapt_steps) if duration_model
                    else edit(tts, wav, SR, u.text, target, seed=args.seed))
         except SpeechLMError as exc:
             failed.append({"id": u.id, "error": str(exc)})

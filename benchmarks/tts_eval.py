@@ -1,5 +1,6 @@
-"""TTS on held-out English sentences: ours (default voice, prompted, and heard through its codec_sf tokens)
-beside Piper joe, flite slt and the recordings, judged by Whisper base, in one run.
+"""TTS on held-out English sentences: ours (default voice; prompted, shifted towards the prompt as by default and
+also adapted to it; heard through its codec_sf tokens) beside Piper joe, flite slt and the recordings, judged by
+Whisper base, in one run.
 
     .venv/bin/python benchmarks/tts_eval.py --out runs/tts_eval            # 100 sentences, ~15 min on 2 cores
     .venv/bin/python benchmarks/tts_eval.py --out runs/tts_eval --n 20 --systems ours,piper_joe
@@ -9,7 +10,9 @@ beside Piper joe, flite slt and the recordings, judged by Whisper base, in one r
 Sentences: ``--n`` evenly spaced asterisk-core-sounds-en prompts of at least 4 words (held out: never trained on;
 their recordings are the ground truth, 8 kHz telephone speech). Prompted rows take a held-out human voice: the
 wideband pocketsphinx-testdata and codec2-examples clips of 3 s or more (cut to 10 s) and other asterisk-core
-recordings of the same speaker as the sentence, in turn.
+recordings of the same speaker as the sentence, in turn. ``ours_adapted`` adapts the decoder to each prompt
+(``ADAPT_STEPS``) on what Whisper base hears in it, as for a user who gives no transcript; the time to make each
+prompt's voice (analysis, transcription, adaptation) is reported apart from the generation time (``voice_s``).
 
 Scored per row: Whisper-base WER, insertion + deletion rate (skipped/repeated words), DNSMOS OVRL, resemblyzer
 similarity to the prompt (for ``ours`` the unprompted output against the same prompts, the +0.1 target's
@@ -33,7 +36,7 @@ import numpy as np
 SR = 16000
 SENTENCES = "data/real/asterisk_core_en/manifest.jsonl"
 PROMPT_SOURCES = ("data/real/pocketsphinx_testdata/manifest.jsonl", "data/real/codec2_examples/manifest.jsonl")
-SYSTEMS = ("ours", "ours_prompted", "ours_tokens", "piper_joe", "flite_slt", "ground_truth")
+SYSTEMS = ("ours", "ours_prompted", "ours_adapted", "ours_tokens", "piper_joe", "flite_slt", "ground_truth")
 OPTIONAL = ("ours_aligned",)  # run only when named: the aligned codec LM of --aligned-model (not shipped)
 
 
@@ -105,6 +108,7 @@ def main() -> int:
     from speechlm.eval.speaker import cosine_similarity, load_embedder
     from speechlm.eval.whisper import WhisperJudge
     from speechlm.tasks.tts import TTS
+    from speechlm.tasks.tts_duration import ADAPT_STEPS
     from speechlm.text.wer import word_errors
 
     torch.set_num_threads(args.threads)
@@ -123,7 +127,8 @@ def main() -> int:
     prompts = pick_prompts(sents, root)
     for u, (w, _) in zip(sents, prompts):
         save_audio(out / "prompts" / f"{u.id}.wav", w, SR)
-    tts = TTS.load(args.model) if {"ours", "ours_prompted", "ours_tokens"} & set(systems) else None
+    tts = TTS.load(args.model) if {"ours", "ours_prompted", "ours_adapted", "ours_tokens"} & set(systems) else None
+    voice_time: dict[str, list[float]] = {"ours_prompted": [], "ours_adapted": []}  # seconds to make each voice
     aligned = None
     if "ours_aligned" in systems:
         from speechlm.tasks.tts_aligned import AlignedTTS
@@ -140,8 +145,11 @@ def main() -> int:
                 wav = tts.generate(u.text).wav
                 if i < 20:
                     t0 += time_first_block(tts, u.text, first_audio[s])
-            elif s == "ours_prompted":
-                wav = tts.generate(u.text, prompt=prompts[i][0], prompt_sr=SR).wav
+            elif s in ("ours_prompted", "ours_adapted"):  # shifted to the prompt (the default), or also adapted
+                voice = tts.voice(prompts[i][0], SR, adapt_steps=ADAPT_STEPS if s == "ours_adapted" else 0)
+                voice_time[s].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                wav = tts.generate(u.text, prompt=voice).wav
             elif s == "ours_aligned":
                 wav = aligned.generate(u.text).wav
                 if i < 20:
@@ -178,7 +186,7 @@ def main() -> int:
             c = word_errors(u.text, hyp)
             errs, ins_del, ref = errs + c.errors, ins_del + c.insertions + c.deletions, ref + c.ref_len
             mos.append(dnsmos(wav, SR).ovrl)
-            if s in ("ours", "ours_prompted"):
+            if s in ("ours", "ours_prompted", "ours_adapted"):
                 sims.append(cosine_similarity(emb.embed(resample(wav, SR, emb.sample_rate)), prompt_emb[i]))
             per_utt.setdefault(u.id, {"text": u.text, "prompt": prompts[i][1]})[s] = {"hyp": hyp, "wer": c.rate}
         rows[s] = {"wer": errs / max(ref, 1), "ins_del": ins_del / max(ref, 1), "dnsmos_ovrl": float(np.nanmean(mos)),
@@ -187,6 +195,9 @@ def main() -> int:
     for s, times in first_audio.items():
         if times:
             rows[s]["first_audio_s"] = float(np.median(times))
+    for s, times in voice_time.items():
+        if times:
+            rows[s]["voice_s"] = float(np.mean(times))
     command = shlex.join(["benchmarks/tts_eval.py", *sys.argv[1:]])
     ours = getattr(tts, "am", None) or getattr(tts, "lm", None)  # the duration model, or a codec LM
     res = {"kind": "tts_eval", "command": command, "n": len(sents), "sentences": SENTENCES,

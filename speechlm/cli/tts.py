@@ -31,15 +31,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         sub, "tts", "speak text, optionally in the voice of a 3-10 s prompt (zero-shot)", _tts,
         description="Text to speech. The default model (tts_duration) predicts phone durations, pitch and "
         "source-filter codec frames from phonemes; with --prompt REF.wav it takes the prompt's pitch range and "
-        "timbre. A codec LM (--model lm_default) continues a prompt instead and needs --prompt-text. Long text "
-        "is split into sentences and joined smoothly. The sampling options apply to codec LMs only.\n\n"
+        "timbre; with --adapt-steps 100 its decoder also trains a few seconds on the prompt and its transcript "
+        "(--prompt-text, else what Whisper base hears): closer to the speaker, less clear. A codec LM "
+        "(--model lm_default) continues a prompt instead and needs --prompt-text. "
+        "Long text is split into sentences and joined smoothly. The sampling options apply to codec LMs only.\n\n"
         "  speechlm tts \"Hello there.\" -o hello.wav\n"
         "  speechlm tts \"Good morning.\" -o out.wav --prompt ref.wav --prompt-text \"what ref.wav says\"")
     p.add_argument("text", help="the text to speak")
     p.add_argument("-o", "--output", required=True, help="audio file to write (.wav, .flac, ...)")
     p.add_argument("--prompt", default=None, help="voice prompt audio (1-20 s; 3-10 s works best)")
     p.add_argument("--prompt-text", default=None,
-                   help="transcript of the prompt (needed by codec LMs; the default model does not use it)")
+                   help="transcript of the prompt (needed by codec LMs; the default model uses it only with "
+                   "--adapt-steps, and there hears it with Whisper base when it is not given)")
+    p.add_argument("--adapt-steps", type=int, default=None,
+                   help="default model with --prompt: also adapt its decoder to the prompt for this many steps "
+                   "(100 is the measured setting, ~10 s on a CPU core: speaker similarity up, intelligibility "
+                   "down; docs/tts.md). Default 0: only the pitch range and timbre move")
     p.add_argument("--pace", type=float, default=1.0,
                    help="speaking pace of the default (duration-based) model: >1 slower, <1 faster (0.25-4)")
     p.add_argument("--lang", default="en", help="language of the text and the prompt (espeak-ng code)")
@@ -79,6 +86,9 @@ def _tts(args: argparse.Namespace) -> int:
         raise SpeechLMError("a prompt needs its transcript (--prompt-text) with a codec LM")
     if kind in ("acoustic", "aligned") and not 0.25 <= args.pace <= 4.0:
         raise SpeechLMError(f"--pace must be between 0.25 and 4, got {args.pace:g}")
+    if args.adapt_steps is not None and (kind != "acoustic" or not 0 <= args.adapt_steps <= 2000):
+        raise SpeechLMError("--adapt-steps is for the default (duration-based) model with --prompt, 0-2000"
+                            if kind != "acoustic" else f"--adapt-steps must be 0-2000, got {args.adapt_steps}")
     if kind != "acoustic" and args.via_tokens:
         raise SpeechLMError("--via-tokens is for the duration-based model (a codec LM's audio always comes from "
                             "its tokens)")
@@ -95,6 +105,8 @@ def _tts(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     tts = TTS.load(args.model, args.codec)
     kw = {"pace": args.pace} if kind in ("acoustic", "aligned") else {}
+    if args.adapt_steps is not None:
+        kw["adapt_steps"] = args.adapt_steps
     if args.via_tokens:
         tts.via_tokens = True
     res = tts.generate(args.text, prompt=prompt, prompt_sr=prompt_sr, prompt_text=args.prompt_text, lang=args.lang,

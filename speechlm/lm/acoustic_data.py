@@ -160,16 +160,25 @@ class AcousticDataset:
         for i in range(len(fl)):
             f, d = feat[fo[i] : fo[i + 1]], dur[to[i] : to[i + 1]]
             nf = norm[fo[i] : fo[i + 1]]
-            owner = np.repeat(np.arange(len(d)), d * self.sub_frames)
-            v = f[:, m + 1] > 0.5
-            cnt_v = np.bincount(owner, weights=v, minlength=len(d))
-            pitch = np.bincount(owner, weights=nf[:, m] * v, minlength=len(d)) / np.maximum(cnt_v, 1)
-            cnt = np.bincount(owner, minlength=len(d))
-            energy = np.bincount(owner, weights=nf[:, 0], minlength=len(d)) / np.maximum(cnt, 1)
-            self.utts.append(Utt(ids[to[i] : to[i + 1]], d, f, pitch.astype(np.float32), energy.astype(np.float32)))
+            pitch, energy = token_targets(nf, f[:, m + 1] > 0.5, d, self.sub_frames, m)
+            self.utts.append(Utt(ids[to[i] : to[i + 1]], d, f, pitch, energy))
 
     def __len__(self) -> int:
         return len(self.utts)
+
+
+def token_targets(feat_norm: np.ndarray, voiced: np.ndarray, dur: np.ndarray, sub: int, n_mcep: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised features ``[T * S, F]``, voicing ``[T * S]`` (bool) and codec frames per token ``[N]`` -> the
+    token pitch and energy targets ``[N]`` (float32): mean normalised log-F0 over the token's voiced frames (0
+    where none), mean normalised c0."""
+    owner = np.repeat(np.arange(len(dur)), dur * sub)
+    v = voiced.astype(np.float64)
+    cnt_v = np.bincount(owner, weights=v, minlength=len(dur))
+    pitch = np.bincount(owner, weights=feat_norm[:, n_mcep] * v, minlength=len(dur)) / np.maximum(cnt_v, 1)
+    cnt = np.bincount(owner, minlength=len(dur))
+    energy = np.bincount(owner, weights=feat_norm[:, 0], minlength=len(dur)) / np.maximum(cnt, 1)
+    return pitch.astype(np.float32), energy.astype(np.float32)
 
 
 def collate(utts: list[Utt], mean: np.ndarray, std: np.ndarray):

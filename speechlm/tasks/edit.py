@@ -282,9 +282,12 @@ def _cut_points(spans: list[tuple[float, float]], total: float) -> list[float]:
     return pts
 
 
-def edit_duration(tts, wav: np.ndarray, sr: int, transcript: str, target: str, lang: str = "en") -> EditResult:
+def edit_duration(tts, wav: np.ndarray, sr: int, transcript: str, target: str, lang: str = "en",
+                  adapt_steps: int = 0) -> EditResult:
     """Edit with the duration-based model (:class:`~speechlm.tasks.tts_duration.DurationTTS`): the target
-    sentence is spoken in the recording's own voice (:meth:`DurationTTS.voice_shift` of the recording), and the
+    sentence is spoken in the recording's own voice (:meth:`DurationTTS.voice` of its first 20 s: the voice
+    shift; with ``adapt_steps`` > 0 also the decoder adapted on them and their aligned words, which made 50
+    held-out edits less intelligible, docs/tts.md#editing), and the
     stretch of it that holds the changed words and the unchanged words joined to them (:func:`with_context`), cut
     at the middles of the pauses around them (where the model's durations put them), replaces the same stretch of
     the recording (cut the same way, after forced alignment), at the recording's loudness, with ``XFADE_S``
@@ -297,10 +300,13 @@ def edit_duration(tts, wav: np.ndarray, sr: int, transcript: str, target: str, l
     sr_out = tts.sample_rate
     wav, dur, src, dst, changes, al = prepare_edit(tts, wav, sr, sr_out, transcript, target, lang)
     tts.text_chunks(target, lang)  # the model's language and readability checks
-    clip = wav[: int(min(dur, 20.0) * sr_out)]
-    shift = tts.voice_shift(clip, sr_out) if dur >= 1.0 else None
+    clip_s = min(dur, 20.0)
+    clip = wav[: int(clip_s * sr_out)]
+    clip_text = " ".join(w.word for w in al.words if w.end_s <= clip_s)  # what the clip says
+    voice = (tts.voice(clip, sr_out, clip_text, lang, adapt_steps if clip_text.strip() else 0)
+             if dur >= 1.0 else None)
     tokens = tts_tokens(target, lang)
-    feat, feat_dur = tts.am.features(token_ids(tokens, tts.symbols), 1.0, shift)
+    feat, feat_dur = tts.features(token_ids(tokens, tts.symbols), 1.0, voice)
     gen = np.concatenate(list(tts.render(feat)[1]))
     hop = tts.codec.hop
     gwords = [(a * hop / sr_out, b * hop / sr_out) for a, b in _word_frames(tokens, feat_dur)]
@@ -317,6 +323,7 @@ def edit_duration(tts, wav: np.ndarray, sr: int, transcript: str, target: str, l
         return float(loud.mean()) if loud.size else 0.0
 
     gain = rms(wav) / max(rms(gen), 1e-6)
+    gain = min(gain, 0.99 / max(float(np.abs(gen).max()), 1e-6))  # never clip the new words
     parts, pos, in_spans, out_spans, total = [], 0, [], [], 0
     for i1, i2, j1, j2 in spliced:
         # cut points: i1 -> the middle of the pause before word i1 (an insertion has a == b there)

@@ -10,17 +10,25 @@ codebooks cost intelligibility the model does not lose (Whisper-base WER 0.064 v
 40 unseen sentences; docs/experiments/2026-12-04-tts-parameters.md). ``via_tokens=True`` decodes the tokens
 instead, as a codec LM's output would be heard.
 
-A voice prompt (1-20 s, any speech; no transcript needed) sets the voice through :class:`VoiceShift` (its F0
-range and mean envelope). :meth:`DurationTTS.stream` yields audio blocks while later sentences are still being
+A voice prompt (1-20 s of speech, no transcript needed) sets the voice: :class:`VoiceShift` moves the model's F0
+range and mean envelope to the prompt's. With ``adapt_steps`` > 0 (:data:`ADAPT_STEPS` is the measured setting)
+the model's decoder is also adapted to the prompt itself (:mod:`speechlm.lm.acoustic_adapt`: optimiser steps on
+the prompt's frames, aligned to its transcript, ``prompt_text`` or what Whisper base hears): closer to the
+speaker, less clear (docs/tts.md), so not the default.
+:meth:`DurationTTS.stream` yields audio blocks while later sentences are still being
 made (first audio after one sentence's model pass and one codec block).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,6 +45,22 @@ from speechlm.tasks.tts import (
 MAX_TOKENS = 250  # a longer sentence is cut at clause punctuation, else at word boundaries
 STREAM_BLOCK = 10  # codec frames (200 ms) per streamed block
 LANGS = ("en",)
+ADAPT_STEPS = 100  # decoder steps on a prompt when adaptation is asked for (docs/tts.md, "A voice from a prompt")
+ADAPT_LR = 1e-4
+VOICE_CACHE = 8  # prompts whose adapted voice is kept
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PromptVoice:
+    """A prompt's voice: the shift from the model's voice, the decoder adapted to it (None: not adapted), the
+    transcript it was adapted on, and the seconds it took to make."""
+
+    shift: VoiceShift
+    am: AcousticTTSModel | None = None
+    transcript: str | None = None
+    seconds: float = 0.0
 
 
 class DurationTTS:
@@ -53,6 +77,8 @@ class DurationTTS:
         if am.symbols and am.symbols != self.symbols.hash:
             raise CheckpointError(f"{am.path}: trained with another phoneme table ({am.symbols})")
         self.am, self.codec, self.via_tokens = am, codec, via_tokens
+        self._voices: OrderedDict[tuple, PromptVoice] = OrderedDict()
+        self._whisper = None  # loaded when a prompt without transcript is adapted
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, codec: str | os.PathLike | None = None,
@@ -105,10 +131,82 @@ class DurationTTS:
             raise TTSInputError("the prompt has almost no voiced speech (under 0.2 s): give a recording of a voice")
         return VoiceShift.between(self.am.voice, VoiceStats.of_features(feat, m))
 
-    def _shift(self, prompt, prompt_sr: int | None) -> VoiceShift | None:
-        if prompt is None or isinstance(prompt, VoiceShift):
+    def voice(self, prompt: str | os.PathLike | np.ndarray, prompt_sr: int | None = None,
+              prompt_text: str | None = None, lang: str = "en", adapt_steps: int = 0) -> PromptVoice:
+        """A prompt (a file, or ``wav [T]`` at ``prompt_sr``) -> its :class:`PromptVoice`: the shift, and with
+        ``adapt_steps`` > 0 (e.g. :data:`ADAPT_STEPS`) the decoder adapted to it on ``prompt_text`` (default: what
+        Whisper base hears in it; without faster-whisper, or when it hears nothing readable, the shift alone,
+        with a warning). The last :data:`VOICE_CACHE` voices are kept, so one prompt is adapted once."""
+        from speechlm.audio.io import resample
+        from speechlm.lm.acoustic_adapt import AdaptConfig, adapt
+        from speechlm.lm.acoustic_data import frame_features
+
+        t0 = time.perf_counter()
+        wav, sr = read_prompt(prompt, prompt_sr)
+        wav = check_prompt_audio(wav, sr)
+        key = (hashlib.sha1(np.ascontiguousarray(wav, np.float32).tobytes()).hexdigest(), sr, prompt_text,
+               lang, adapt_steps)
+        if key in self._voices:
+            self._voices.move_to_end(key)
+            return self._voices[key]
+        shift = self.voice_shift(wav, sr)
+        voice = PromptVoice(shift)
+        if adapt_steps > 0:
+            wav16 = resample(wav, sr, 16000) if sr != 16000 else wav
+            text = prompt_text if prompt_text is not None else self._hear(wav16, lang)
+            ids = self._prompt_ids(text, lang, given=prompt_text is not None)
+            if ids is not None:
+                feat = frame_features(np.ascontiguousarray(wav16, np.float64), self.am.sub_frames, self.am.analysis)
+                res = adapt(self.am, ids, feat, shift, AdaptConfig(steps=adapt_steps, lr=ADAPT_LR,
+                                                                  threads=max(1, _torch_threads())))
+                voice = PromptVoice(shift, res.am, text)
+        voice.seconds = time.perf_counter() - t0
+        self._voices[key] = voice
+        while len(self._voices) > VOICE_CACHE:
+            self._voices.popitem(last=False)
+        return voice
+
+    def _hear(self, wav16: np.ndarray, lang: str) -> str:
+        """What Whisper base hears in a prompt (16 kHz), or "" without faster-whisper."""
+        from speechlm.errors import MissingDependencyError
+
+        if self._whisper is None:
+            from speechlm.eval.whisper import WhisperJudge
+
+            try:
+                self._whisper = WhisperJudge.load("base", threads=max(1, _torch_threads()))
+            except MissingDependencyError:
+                log.warning("no transcript for the prompt (--prompt-text) and no faster-whisper to hear one: "
+                            "the voice is shifted, not adapted")
+                return ""
+        return self._whisper.transcribe(wav16, 16000, lang)
+
+    def _prompt_ids(self, text: str, lang: str, given: bool) -> list[int] | None:
+        from speechlm.text.tts_input import readable, token_ids, tts_tokens
+
+        toks = tts_tokens(text, lang) if text.strip() else []
+        if not toks or not readable(toks):
+            if given:
+                raise TTSInputError(f"the prompt's transcript {text[:60]!r} has nothing to read")
+            log.warning("nothing readable heard in the prompt: the voice is shifted, not adapted")
+            return None
+        return token_ids(toks, self.symbols)
+
+    def _voice(self, prompt, prompt_sr: int | None, prompt_text: str | None = None, lang: str = "en",
+               adapt_steps: int = 0) -> PromptVoice | None:
+        if prompt is None or isinstance(prompt, PromptVoice):
             return prompt
-        return self.voice_shift(*read_prompt(prompt, prompt_sr))
+        if isinstance(prompt, VoiceShift):
+            return PromptVoice(prompt)
+        return self.voice(prompt, prompt_sr, prompt_text, lang, adapt_steps)
+
+    def features(self, ids: list[int], pace: float = 1.0, voice: PromptVoice | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids -> (features ``[T * S, F]``, codec frames per token ``[N]``) in ``voice`` (None: the
+        model's own)."""
+        if voice is None:
+            return self.am.features(ids, pace)
+        return (voice.am or self.am).features(ids, pace, voice.shift)
 
     # --- generation -------------------------------------------------------------------------------
     def render(self, feat: np.ndarray, block_tokens: int | None = None
@@ -127,43 +225,49 @@ class DurationTTS:
 
     def generate(self, text: str, prompt: str | os.PathLike | np.ndarray | VoiceShift | None = None,
                  prompt_text: str | None = None, lang: str = "en", pace: float = 1.0, prompt_sr: int | None = None,
-                 max_chars: int = 2000, **_sampling) -> TTSResult:
-        """Speak ``text`` (in the voice of ``prompt`` if given). ``pace`` > 1 speaks slower. ``prompt_text`` and
-        the codec LM's sampling options are accepted and not needed (the model is deterministic)."""
+                 max_chars: int = 2000, adapt_steps: int = 0, **_sampling) -> TTSResult:
+        """Speak ``text`` (in the voice of ``prompt`` if given: a file, a waveform with ``prompt_sr``, or a
+        :meth:`voice`). ``pace`` > 1 speaks slower. ``adapt_steps`` > 0 adapts the decoder to the prompt on
+        ``prompt_text`` (default: heard by Whisper); see :meth:`voice`. The codec LM's sampling options are
+        accepted and not needed (the model is deterministic)."""
         _check_pace(pace)
         t0 = time.perf_counter()
         chunks = self.text_chunks(text, lang, max_chars)
-        shift = self._shift(prompt, prompt_sr)
+        voice = self._voice(prompt, prompt_sr, prompt_text, lang, adapt_steps)
         codes, pieces = [], []
         for _, ids in chunks:
-            c, blocks = self.render(self.am.features(ids, pace, shift)[0])
+            c, blocks = self.render(self.features(ids, pace, voice)[0])
             codes.append(c)
             pieces.append(np.concatenate(list(blocks)))
         wav = fade_join(pieces, self.sample_rate)
         return TTSResult(wav, self.sample_rate, [s for s, _ in chunks], [c.shape[1] for c in codes],
                          [False] * len(chunks), time.perf_counter() - t0,
                          extra={"codes": codes, "model": self.am.model_id,
-                                "decoded_from": "tokens" if self.via_tokens else "parameters"})
+                                "decoded_from": "tokens" if self.via_tokens else "parameters",
+                                "voice_adapted": bool(voice is not None and voice.am is not None),
+                                "prompt_transcript": voice.transcript if voice is not None else None})
 
     def stream(self, text: str, prompt: str | os.PathLike | np.ndarray | VoiceShift | None = None,
                lang: str = "en", pace: float = 1.0, prompt_sr: int | None = None, max_chars: int = 2000,
-               block_tokens: int = STREAM_BLOCK) -> Iterator[np.ndarray]:
+               block_tokens: int = STREAM_BLOCK, prompt_text: str | None = None,
+               adapt_steps: int = 0) -> Iterator[np.ndarray]:
         """Yield float32 audio blocks as they are made; joined they are the audio of :meth:`generate` up to the
-        fades at sentence joins. Input is validated before the first block."""
+        fades at sentence joins. Input is validated (and a prompt's voice made) before the first block."""
         _check_pace(pace)
         chunks = self.text_chunks(text, lang, max_chars)
-        shift = self._shift(prompt, prompt_sr)
-        return self.stream_chunks(chunks, shift, pace, block_tokens)
+        voice = self._voice(prompt, prompt_sr, prompt_text, lang, adapt_steps)
+        return self.stream_chunks(chunks, voice, pace, block_tokens)
 
-    def stream_chunks(self, chunks: list[tuple[str, list[int]]], shift: VoiceShift | None = None,
+    def stream_chunks(self, chunks: list[tuple[str, list[int]]], voice: PromptVoice | VoiceShift | None = None,
                       pace: float = 1.0, block_tokens: int = STREAM_BLOCK) -> Iterator[np.ndarray]:
         """:meth:`stream` of chunks already made by :meth:`text_chunks` (the server validates first)."""
         from speechlm.tasks.tts import FADE_S, GAP_S
 
         gap = np.zeros(int(GAP_S * self.sample_rate), np.float32)
         n_fade = int(FADE_S * self.sample_rate)
+        voice = PromptVoice(voice) if isinstance(voice, VoiceShift) else voice
         for i, (_, ids) in enumerate(chunks):
-            _, blocks = self.render(self.am.features(ids, pace, shift)[0], block_tokens)
+            _, blocks = self.render(self.features(ids, pace, voice)[0], block_tokens)
             if i:
                 yield gap
             first = True
@@ -174,6 +278,12 @@ class DurationTTS:
                     b[:m] *= np.linspace(0.0, 1.0, m, dtype=np.float32)
                 first = False
                 yield b
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _check_pace(pace: float) -> None:
