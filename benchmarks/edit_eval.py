@@ -37,6 +37,13 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-anchor", action="store_true", help="skip Piper reading the target sentences whole")
+    p.add_argument("--sentences", default=None, metavar="MANIFEST",
+                   help="recordings to edit (default: the held-out asterisk-core-sounds-en prompts); for "
+                   "development runs, e.g. a manifest of flite voices")
+    p.add_argument("--no-match-pace", dest="match_pace", action="store_false",
+                   help="duration model: speak the new words at the model's pace, not the recording's")
+    p.add_argument("--no-match-f0", dest="match_f0", action="store_false",
+                   help="duration model: leave the new words' pitch where the model puts it")
     p.add_argument("--adapt-steps", type=int, default=0,
                    help="duration model: also adapt its decoder to each recording for this many steps (default 0)")
     p.add_argument("--edits", choices=("random", "plausible"), default="random",
@@ -59,8 +66,9 @@ def main() -> int:
     out = Path(args.out)
     (out / "edited").mkdir(parents=True, exist_ok=True)
     (out / "original").mkdir(parents=True, exist_ok=True)
-    sents = pick_sentences(SENTENCES, args.n)
-    root = manifest_root(SENTENCES)
+    sentences = args.sentences or SENTENCES
+    sents = pick_sentences(sentences, args.n)
+    root = manifest_root(sentences)
     rng = random.Random(args.seed)
     vocab = sorted({w.strip(".,?!").lower() for s in sents for w in s.text.split() if w.strip(".,?!").isalpha()
                     and len(w) > 3})
@@ -92,7 +100,8 @@ def main() -> int:
         target = " ".join(words[:k] + [new + tail] + words[k + 1 :])
         wav = load_audio(u.audio_path(root), sr=SR)[0][0]
         try:
-            res = (edit_duration(tts, wav, SR, u.text, target, adapt_steps=args.adapt_steps) if duration_model
+            res = (edit_duration(tts, wav, SR, u.text, target, adapt_steps=args.adapt_steps,
+                                 match_pace=args.match_pace, match_f0=args.match_f0) if duration_model
                    else edit(tts, wav, SR, u.text, target, seed=args.seed))
         except SpeechLMError as exc:
             failed.append({"id": u.id, "error": str(exc)})

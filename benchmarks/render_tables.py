@@ -107,6 +107,9 @@ def tts_eval(r: dict) -> str:
             lines += ["", f"First streamed audio of `{k}` after {1000 * r['rows'][k]['first_audio_s']:.0f} ms "
                       "(median over 20 sentences)."]
     rows = r["rows"]
+    setup = [f"`{k}` {v['voice_s']:.1f} s" for k, v in rows.items() if "voice_s" in v]
+    if setup:
+        lines += ["", f"Making each prompt's voice (not in the RTF; mean): {', '.join(setup)}."]
     if "ours" in rows and "ours_prompted" in rows:
         o, p = rows["ours"], rows["ours_prompted"]
 
@@ -127,6 +130,10 @@ def tts_eval(r: dict) -> str:
             lines.append(f"| first streamed audio <= 300 ms | {1000 * o['first_audio_s']:.0f} ms | "
                          f"{yes(o['first_audio_s'] <= 0.3)} |")
         lines.append("| no generation at a length cap | durations are explicit: there is no cap to hit | met |")
+        if "ours_adapted" in rows:
+            a = rows["ours_adapted"]
+            lines += ["| adapted to the prompt (`ours_adapted`, opt-in): prompted WER <= 0.10 / similarity >= 0.75 | "
+                      f"{a['wer']:.3f} / {a['spk_sim']:.3f} | {yes(a['wer'] <= 0.10)} / {yes(a['spk_sim'] >= 0.75)} |"]
     return "\n".join(lines)
 
 

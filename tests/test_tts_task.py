@@ -161,6 +161,47 @@ def test_with_context_widens_to_joined_neighbours() -> None:
     assert with_context([(1, 2, 1, 2)], spans, 6, words=0) == [(1, 2, 1, 2)]
 
 
+def test_matched_pace_compares_the_unchanged_words_only() -> None:
+    from speechlm.tasks.edit import matched_pace
+
+    # recording: "the cat sat on the mat", each word 0.3 s; model: "the dog sat on a big mat", each word 0.2 s
+    src = [(0.3 * k, 0.3 * k + 0.3) for k in range(6)]
+    dst = [(0.2 * k, 0.2 * k + 0.2) for k in range(7)]
+    changes = word_diff("the cat sat on the mat".split(), "the dog sat on a big mat".split())
+    assert matched_pace(changes, src, dst) == pytest.approx(1.5)  # 4 unchanged words: 1.2 s against 0.8 s
+    dst[0] = (0.0, 0.4)  # the model's "the" as long as the recording's: (0.3 * 4) / (0.4 + 0.2 * 3)
+    assert matched_pace(changes, src, dst) == pytest.approx(1.2)
+    assert matched_pace(changes, src, [(0.0, 0.1)] * 7) == 1.5  # clipped
+    assert matched_pace([(0, 6, 0, 7)], src, dst) == 1.0  # nothing unchanged
+
+
+def test_continue_f0_meets_the_recording_at_the_cuts() -> None:
+    from speechlm.tasks.edit import continue_f0
+
+    m = 2  # features [mcep(2) | lf0 | vuv]: enough for the F0 columns
+
+    def feats(n: int, lf0: float) -> np.ndarray:
+        f = np.zeros((n, m + 2), np.float32)
+        f[:, m], f[:, m + 1] = lf0, 1.0
+        return f
+
+    rec = feats(100, np.log(120.0))  # 2 s at 20 ms
+    rec[60:, m] = np.log(130.0)  # the recording is higher after the edit
+    gen = feats(400, np.log(100.0))  # 2 s at 5 ms
+    out = continue_f0(gen, 0.005, rec, 0.02, m, [(0.5, 1.2, 0.5, 1.2, True, True)])
+    assert np.allclose(out[:100, m], np.log(100.0)) and np.allclose(out[240:, m], np.log(100.0))  # outside: as is
+    assert abs(out[101, m] - np.log(120.0)) < 0.01 and abs(out[239, m] - np.log(130.0)) < 0.01  # meets both cuts
+    # no recording before the region (it starts the sentence): the right offset alone, over the whole region
+    one = continue_f0(gen, 0.005, rec, 0.02, m, [(0.5, 1.2, 0.5, 1.2, False, True)])
+    assert np.allclose(one[100:240, m], np.log(130.0), atol=1e-5)
+    # corrections are bounded; an unvoiced recording leaves the pitch alone
+    far = continue_f0(gen, 0.005, feats(100, np.log(400.0)), 0.02, m, [(0.5, 1.2, 0.5, 1.2, True, True)])
+    assert np.allclose(far[100:240, m], np.log(100.0) + 0.3, atol=1e-5)
+    silent = feats(100, 0.0)
+    silent[:, m + 1] = 0.0
+    assert np.array_equal(continue_f0(gen, 0.005, silent, 0.02, m, [(0.5, 1.2, 0.5, 1.2, True, True)]), gen)
+
+
 def test_pick_draw_prefers_a_stopped_draw_near_the_expected_length() -> None:
     from speechlm.lm.generate import GenResult
 

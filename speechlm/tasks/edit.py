@@ -276,6 +276,58 @@ def _word_frames(tokens: list[str], dur: np.ndarray) -> list[tuple[int, int]]:
     return words
 
 
+def matched_pace(changes: list[tuple[int, int, int, int]], src_spans: list[tuple[float, float]],
+                 dst_spans: list[tuple[float, float]], lo: float = 0.7, hi: float = 1.5) -> float:
+    """How much slower (> 1) the recording speaks its unchanged words than the model speaks them: their summed
+    durations, recording over model (``*_spans``: (start, end) seconds of every word), clipped to ``lo``-``hi``;
+    1 when no word is unchanged. Unchanged words map one to one between the :func:`word_diff` changes."""
+    rec = gen = 0.0
+    i = j = 0
+    for i1, i2, j1, j2 in [*changes, (len(src_spans), len(src_spans), len(dst_spans), len(dst_spans))]:
+        for a, b in zip(range(i, i1), range(j, j1)):
+            rec += src_spans[a][1] - src_spans[a][0]
+            gen += dst_spans[b][1] - dst_spans[b][0]
+        i, j = i2, j2
+    return float(np.clip(rec / gen, lo, hi)) if rec > 0 and gen > 0 else 1.0
+
+
+F0_EDGE_S = 0.3  # the stretch each side of a cut whose voiced pitch is compared
+F0_MAX_OFFSET = 0.3  # largest log-F0 correction (about 5 semitones)
+
+
+def continue_f0(feat: np.ndarray, frame_s: float, rec: np.ndarray, rec_frame_s: float, n_mcep: int,
+                regions: list[tuple[float, float, float, float, bool, bool]]) -> np.ndarray:
+    """Generated features ``[T, F]`` (rows ``frame_s`` apart) with the log-F0 of each region to be spliced moved
+    so that it meets the recording's (``rec [R, F]``, rows ``rec_frame_s`` apart) at both cuts: per region
+    ``(rec_start, rec_end, gen_start, gen_end, has_left, has_right)`` in seconds, the median voiced log-F0 of the
+    recording in the ``F0_EDGE_S`` before its start (after its end) against the generated piece's first (last)
+    ``F0_EDGE_S``; the two offsets (one, if an edge has no voiced speech or is the recording's edge) are ramped
+    across the region, at most ``F0_MAX_OFFSET`` each."""
+    m = n_mcep
+    out = feat.copy()
+
+    def med(f: np.ndarray, dt: float, t0: float, t1: float) -> float | None:
+        a, b = max(0, int(t0 / dt)), min(len(f), int(np.ceil(t1 / dt)))
+        seg = f[a:b]
+        v = seg[:, m + 1] > 0.5
+        return float(np.median(seg[v, m])) if v.sum() >= 3 else None
+
+    for r0, r1, g0, g1, left, right in regions:
+        offs = []
+        for ok, rec_span, gen_span in ((left, (r0 - F0_EDGE_S, r0), (g0, g0 + F0_EDGE_S)),
+                                       (right, (r1, r1 + F0_EDGE_S), (g1 - F0_EDGE_S, g1))):
+            a = med(rec, rec_frame_s, *rec_span) if ok else None
+            b = med(feat, frame_s, *gen_span)
+            offs.append(None if a is None or b is None else float(np.clip(a - b, -F0_MAX_OFFSET, F0_MAX_OFFSET)))
+        if offs[0] is None and offs[1] is None:
+            continue
+        lo, hi = (offs[0] if offs[0] is not None else offs[1]), (offs[1] if offs[1] is not None else offs[0])
+        a, b = int(g0 / frame_s), min(len(out), int(np.ceil(g1 / frame_s)))
+        if b > a:
+            out[a:b, m] += np.linspace(lo, hi, b - a)
+    return out
+
+
 def _cut_points(spans: list[tuple[float, float]], total: float) -> list[float]:
     """Word spans -> ``len + 1`` cut points: the start, the middles of the gaps between words, the end."""
     pts = [0.0] + [(a[1] + b[0]) / 2 for a, b in zip(spans[:-1], spans[1:])] + [total]
@@ -283,11 +335,13 @@ def _cut_points(spans: list[tuple[float, float]], total: float) -> list[float]:
 
 
 def edit_duration(tts, wav: np.ndarray, sr: int, transcript: str, target: str, lang: str = "en",
-                  adapt_steps: int = 0) -> EditResult:
+                  adapt_steps: int = 0, match_pace: bool = True, match_f0: bool = True) -> EditResult:
     """Edit with the duration-based model (:class:`~speechlm.tasks.tts_duration.DurationTTS`): the target
     sentence is spoken in the recording's own voice (:meth:`DurationTTS.voice` of its first 20 s: the voice
     shift; with ``adapt_steps`` > 0 also the decoder adapted on them and their aligned words, which made 50
-    held-out edits less intelligible, docs/tts.md#editing), and the
+    held-out edits less intelligible, docs/tts.md#editing) and, with ``match_pace``, at the recording's tempo
+    (:func:`matched_pace` of the unchanged words), with ``match_f0`` its pitch joined to the recording's at both
+    cuts (:func:`continue_f0`), and the
     stretch of it that holds the changed words and the unchanged words joined to them (:func:`with_context`), cut
     at the middles of the pauses around them (where the model's durations put them), replaces the same stretch of
     the recording (cut the same way, after forced alignment), at the recording's loudness, with ``XFADE_S``
@@ -306,15 +360,33 @@ def edit_duration(tts, wav: np.ndarray, sr: int, transcript: str, target: str, l
     voice = (tts.voice(clip, sr_out, clip_text, lang, adapt_steps if clip_text.strip() else 0)
              if dur >= 1.0 else None)
     tokens = tts_tokens(target, lang)
-    feat, feat_dur = tts.features(token_ids(tokens, tts.symbols), 1.0, voice)
-    gen = np.concatenate(list(tts.render(feat)[1]))
+    ids = token_ids(tokens, tts.symbols)
     hop = tts.codec.hop
-    gwords = [(a * hop / sr_out, b * hop / sr_out) for a, b in _word_frames(tokens, feat_dur)]
-    if len(gwords) != len(dst):
-        raise EditInputError(f"the target reads as {len(gwords)} words but has {len(dst)}; cannot place the edit")
+
+    def words_at(pace: float):
+        f, fd = tts.features(ids, pace, voice)
+        gw = [(a * hop / sr_out, b * hop / sr_out) for a, b in _word_frames(tokens, fd)]
+        if len(gw) != len(dst):
+            raise EditInputError(f"the target reads as {len(gw)} words but has {len(dst)}; cannot place the edit")
+        return f, gw
+
+    feat, gwords = words_at(1.0)
+    if match_pace:  # the new words at the recording's own tempo (one more model pass, tens of ms)
+        pace = matched_pace(changes, [(w.start_s, w.end_s) for w in al.words], gwords)
+        if abs(pace - 1.0) > 0.02:
+            feat, gwords = words_at(pace)
+    frame_s = hop / sr_out / tts.am.sub_frames  # seconds per row of feat
     src_cut = _cut_points([(w.start_s, w.end_s) for w in al.words], dur)
-    dst_cut = _cut_points(gwords, len(gen) / sr_out)
+    dst_cut = _cut_points(gwords, len(feat) * frame_s)
     spliced = with_context(changes, [(w.start_s, w.end_s) for w in al.words], len(dst))
+    if match_f0:
+        from speechlm.lm.acoustic_data import frame_features
+
+        rec = frame_features(np.ascontiguousarray(wav, np.float64), analysis=tts.am.analysis)  # 20-ms frames
+        feat = continue_f0(feat, frame_s, rec, hop / sr_out, tts.am.config.n_mcep,
+                           [(src_cut[i1], src_cut[i2], dst_cut[j1], dst_cut[j2], i1 > 0, i2 < len(src))
+                            for i1, i2, j1, j2 in spliced])
+    gen = np.concatenate(list(tts.render(feat)[1]))
 
     def rms(x: np.ndarray) -> float:
         frames = x[: len(x) // 320 * 320].reshape(-1, 320)
