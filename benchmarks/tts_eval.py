@@ -129,6 +129,9 @@ def main() -> int:
         save_audio(out / "prompts" / f"{u.id}.wav", w, SR)
     tts = TTS.load(args.model) if {"ours", "ours_prompted", "ours_adapted", "ours_tokens"} & set(systems) else None
     voice_time: dict[str, list[float]] = {"ours_prompted": [], "ours_adapted": []}  # seconds to make each voice
+    if "ours_adapted" in systems:  # the prompt's transcript for adaptation: what Whisper base hears, as in the CLI
+        hearer = WhisperJudge.load("base", threads=args.threads)
+        tts.hear = lambda w, lang: hearer.transcribe(w, SR, lang)
     aligned = None
     if "ours_aligned" in systems:
         from speechlm.tasks.tts_aligned import AlignedTTS

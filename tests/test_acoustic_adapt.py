@@ -94,16 +94,26 @@ def test_voice_adapts_on_a_given_transcript_and_is_cached(tts):
         tts.voice(wav, 16000, prompt_text="... !!", adapt_steps=3)
 
 
-def test_without_a_transcript_or_whisper_the_voice_is_only_shifted(tts, monkeypatch, caplog):
-    from speechlm.errors import MissingDependencyError
-    from speechlm.eval import whisper
-
-    def missing(*a, **k):
-        raise MissingDependencyError("no faster-whisper")
-
-    monkeypatch.setattr(whisper.WhisperJudge, "load", classmethod(lambda cls, *a, **k: missing()))
-    monkeypatch.setattr(tts, "_whisper", None)
+def test_without_a_transcript_adaptation_is_refused_or_heard(tts, monkeypatch, caplog):
     wav = _prompt(tts)[: 16000 * 2]
-    voice = tts.voice(wav, 16000, adapt_steps=3)
-    assert voice.am is None
+    monkeypatch.setattr(tts, "hear", None)
+    with pytest.raises(TTSInputError, match="transcript"):
+        tts.voice(wav, 16000, adapt_steps=3)
+    heard = []
+    monkeypatch.setattr(tts, "hear", lambda w, lang: heard.append((len(w), lang)) or "good morning")
+    assert tts.voice(wav, 16000, adapt_steps=3).transcript == "good morning" and heard == [(32000, "en")]
+    monkeypatch.setattr(tts, "hear", lambda w, lang: "")  # heard nothing: the shift alone, with a warning
+    assert tts.voice(wav[:24000], 16000, adapt_steps=3).am is None
     assert "not adapted" in caplog.text
+
+
+def test_cli_adapts_to_a_prompt_with_its_transcript(tts, tmp_path, capsys):
+    from speechlm.audio.io import save_audio
+    from speechlm.cli import main
+
+    prompt = tmp_path / "p.wav"
+    save_audio(prompt, _prompt(tts), 16000)
+    out = tmp_path / "o.wav"
+    rc = main(["tts", "Hello there.", "-o", str(out), "--prompt", str(prompt), "--prompt-text",
+               "Good morning, this is a short voice prompt for the test.", "--adapt-steps", "3", "--no-sign"])
+    assert rc == 0 and out.stat().st_size > 10000, capsys.readouterr().err

@@ -106,6 +106,9 @@ def test_bad_tts_and_edit_only_values(capsys, tmp_path, wav) -> None:
     _fails(["tts", "Hello.", "-o", out, "--min-length", "3"], capsys, "--min-length")
     _fails(["tts", "Hello.", "-o", out, "--prompt", wav, "--model", "lm_default"], capsys, "--prompt-text")
     _fails(["tts", "Hello.", "-o", out, "--pace", "0"], capsys, "--pace")
+    _fails(["tts", "Hello.", "-o", out, "--adapt-steps", "-1"], capsys, "--adapt-steps")
+    _fails(["tts", "Hello.", "-o", out, "--prompt", wav, "--prompt-text", "hi", "--model", "lm_default",
+            "--adapt-steps", "10"], capsys, "--adapt-steps")
     _fails(["tts", "Hello.", "-o", out, "--description", "a calm voice"], capsys,
            "style descriptions are not supported yet", "--description")
     _fails(["codec", "encode", wav, "-o", str(tmp_path / "t.npz"), "--threads", "0"], capsys, "--threads")

@@ -109,6 +109,8 @@ def _tts(args: argparse.Namespace) -> int:
         kw["adapt_steps"] = args.adapt_steps
     if args.via_tokens:
         tts.via_tokens = True
+    if args.adapt_steps and args.prompt is not None and args.prompt_text is None:
+        tts.hear = whisper_hearing(args.threads)
     res = tts.generate(args.text, prompt=prompt, prompt_sr=prompt_sr, prompt_text=args.prompt_text, lang=args.lang,
                        **kw, seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                        max_chars=args.max_chars, check_transcript=not args.no_transcript_check,
@@ -121,6 +123,20 @@ def _tts(args: argparse.Namespace) -> int:
     print(f"{args.output}: {res.duration:.2f} s, {len(res.chunks)} chunk(s), RTF {res.rtf:.2f}"
           + (f", {capped} chunk(s) hit the length cap" if capped else ""), file=sys.stderr)
     return 0
+
+
+def whisper_hearing(threads: int):
+    """(wav16 ``[T]``, lang) -> what Whisper base hears: how a prompt without ``--prompt-text`` gets its
+    transcript for adaptation. Refuses in one line without faster-whisper."""
+    from speechlm.errors import MissingDependencyError, SpeechLMError
+    from speechlm.eval.whisper import WhisperJudge
+
+    try:
+        judge = WhisperJudge.load("base", threads=threads)
+    except MissingDependencyError:
+        raise SpeechLMError("--adapt-steps needs the prompt's transcript: give --prompt-text, or install "
+                            "'speechlm[eval]' so Whisper base can hear it") from None
+    return lambda wav16, lang: judge.transcribe(wav16, 16000, lang)
 
 
 def mark_output(wav, sr: int, tts, off: bool, family: str | None = None,

@@ -13,8 +13,8 @@ instead, as a codec LM's output would be heard.
 A voice prompt (1-20 s of speech, no transcript needed) sets the voice: :class:`VoiceShift` moves the model's F0
 range and mean envelope to the prompt's. With ``adapt_steps`` > 0 (:data:`ADAPT_STEPS` is the measured setting)
 the model's decoder is also adapted to the prompt itself (:mod:`speechlm.lm.acoustic_adapt`: optimiser steps on
-the prompt's frames, aligned to its transcript, ``prompt_text`` or what Whisper base hears): closer to the
-speaker, less clear (docs/tts.md), so not the default.
+the prompt's frames, aligned to its transcript: ``prompt_text``, or what :attr:`DurationTTS.hear` hears, which
+the CLI sets to Whisper base): closer to the speaker, less clear (docs/tts.md), so not the default.
 :meth:`DurationTTS.stream` yields audio blocks while later sentences are still being
 made (first audio after one sentence's model pass and one codec block).
 """
@@ -27,7 +27,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,7 +78,9 @@ class DurationTTS:
             raise CheckpointError(f"{am.path}: trained with another phoneme table ({am.symbols})")
         self.am, self.codec, self.via_tokens = am, codec, via_tokens
         self._voices: OrderedDict[tuple, PromptVoice] = OrderedDict()
-        self._whisper = None  # loaded when a prompt without transcript is adapted
+        # hears a prompt's transcript for adaptation when none is given: (wav16 [T], lang) -> text; the caller
+        # sets it (the CLI: Whisper base), since tasks do not load the evaluation models themselves
+        self.hear: Callable[[np.ndarray, str], str] | None = None
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, codec: str | os.PathLike | None = None,
@@ -135,8 +137,8 @@ class DurationTTS:
               prompt_text: str | None = None, lang: str = "en", adapt_steps: int = 0) -> PromptVoice:
         """A prompt (a file, or ``wav [T]`` at ``prompt_sr``) -> its :class:`PromptVoice`: the shift, and with
         ``adapt_steps`` > 0 (e.g. :data:`ADAPT_STEPS`) the decoder adapted to it on ``prompt_text`` (default: what
-        Whisper base hears in it; without faster-whisper, or when it hears nothing readable, the shift alone,
-        with a warning). The last :data:`VOICE_CACHE` voices are kept, so one prompt is adapted once."""
+        :attr:`hear` hears in it; when that is nothing readable, the shift alone, with a warning). The last
+        :data:`VOICE_CACHE` voices are kept, so one prompt is adapted once."""
         from speechlm.audio.io import resample
         from speechlm.lm.acoustic_adapt import AdaptConfig, adapt
         from speechlm.lm.acoustic_data import frame_features
@@ -153,7 +155,10 @@ class DurationTTS:
         voice = PromptVoice(shift)
         if adapt_steps > 0:
             wav16 = resample(wav, sr, 16000) if sr != 16000 else wav
-            text = prompt_text if prompt_text is not None else self._hear(wav16, lang)
+            if prompt_text is None and self.hear is None:
+                raise TTSInputError("adapting to a prompt needs its transcript: give prompt_text (--prompt-text), "
+                                    "or set DurationTTS.hear to a recogniser")
+            text = prompt_text if prompt_text is not None else self.hear(wav16, lang)
             ids = self._prompt_ids(text, lang, given=prompt_text is not None)
             if ids is not None:
                 feat = frame_features(np.ascontiguousarray(wav16, np.float64), self.am.sub_frames, self.am.analysis)
@@ -165,21 +170,6 @@ class DurationTTS:
         while len(self._voices) > VOICE_CACHE:
             self._voices.popitem(last=False)
         return voice
-
-    def _hear(self, wav16: np.ndarray, lang: str) -> str:
-        """What Whisper base hears in a prompt (16 kHz), or "" without faster-whisper."""
-        from speechlm.errors import MissingDependencyError
-
-        if self._whisper is None:
-            from speechlm.eval.whisper import WhisperJudge
-
-            try:
-                self._whisper = WhisperJudge.load("base", threads=max(1, _torch_threads()))
-            except MissingDependencyError:
-                log.warning("no transcript for the prompt (--prompt-text) and no faster-whisper to hear one: "
-                            "the voice is shifted, not adapted")
-                return ""
-        return self._whisper.transcribe(wav16, 16000, lang)
 
     def _prompt_ids(self, text: str, lang: str, given: bool) -> list[int] | None:
         from speechlm.text.tts_input import readable, token_ids, tts_tokens
@@ -228,7 +218,7 @@ class DurationTTS:
                  max_chars: int = 2000, adapt_steps: int = 0, **_sampling) -> TTSResult:
         """Speak ``text`` (in the voice of ``prompt`` if given: a file, a waveform with ``prompt_sr``, or a
         :meth:`voice`). ``pace`` > 1 speaks slower. ``adapt_steps`` > 0 adapts the decoder to the prompt on
-        ``prompt_text`` (default: heard by Whisper); see :meth:`voice`. The codec LM's sampling options are
+        ``prompt_text`` (default: what :attr:`hear` hears); see :meth:`voice`. The codec LM's sampling options are
         accepted and not needed (the model is deterministic)."""
         _check_pace(pace)
         t0 = time.perf_counter()
