@@ -52,11 +52,11 @@ def test_adaptation_learns_what_the_shift_cannot_and_keeps_the_original(tts):
     shift = VoiceShift.between(am.voice, VoiceStats.of_features(prompt, m))
     before = {k: p.clone() for k, p in am.model.state_dict().items()}
 
-    same = adapt(am, ids_a, prompt, shift, AdaptConfig(steps=0, threads=1))
+    same = adapt(am, ids_a, prompt, shift, AdaptConfig(steps=0))
     assert np.allclose(same.am.features(ids_b, shift=shift)[0], am.features(ids_b, shift=shift)[0], atol=1e-5)
     assert same.durations.sum() == len(prompt) // am.sub_frames
 
-    res = adapt(am, ids_a, prompt, shift, AdaptConfig(steps=40, lr=3e-4, threads=1))
+    res = adapt(am, ids_a, prompt, shift, AdaptConfig(steps=40, lr=3e-4))
     assert res.losses[-1] < 0.7 * res.losses[0]
     after = am.model.state_dict()
     assert all(torch_equal(before[k], after[k]) for k in before)  # the loaded model is untouched

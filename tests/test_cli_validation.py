@@ -106,7 +106,8 @@ def test_bad_tts_and_edit_only_values(capsys, tmp_path, wav) -> None:
     _fails(["tts", "Hello.", "-o", out, "--min-length", "3"], capsys, "--min-length")
     _fails(["tts", "Hello.", "-o", out, "--prompt", wav, "--model", "lm_default"], capsys, "--prompt-text")
     _fails(["tts", "Hello.", "-o", out, "--pace", "0"], capsys, "--pace")
-    _fails(["tts", "Hello.", "-o", out, "--adapt-steps", "-1"], capsys, "--adapt-steps")
+    _fails(["tts", "Hello.", "-o", out, "--adapt-steps", "10"], capsys, "--adapt-steps", "--prompt")
+    _fails(["tts", "Hello.", "-o", out, "--prompt", wav, "--adapt-steps", "-1"], capsys, "--adapt-steps")
     _fails(["tts", "Hello.", "-o", out, "--prompt", wav, "--prompt-text", "hi", "--model", "lm_default",
             "--adapt-steps", "10"], capsys, "--adapt-steps")
     _fails(["tts", "Hello.", "-o", out, "--description", "a calm voice"], capsys,

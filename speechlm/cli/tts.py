@@ -86,9 +86,11 @@ def _tts(args: argparse.Namespace) -> int:
         raise SpeechLMError("a prompt needs its transcript (--prompt-text) with a codec LM")
     if kind in ("acoustic", "aligned") and not 0.25 <= args.pace <= 4.0:
         raise SpeechLMError(f"--pace must be between 0.25 and 4, got {args.pace:g}")
-    if args.adapt_steps is not None and (kind != "acoustic" or not 0 <= args.adapt_steps <= 2000):
-        raise SpeechLMError("--adapt-steps is for the default (duration-based) model with --prompt, 0-2000"
-                            if kind != "acoustic" else f"--adapt-steps must be 0-2000, got {args.adapt_steps}")
+    if args.adapt_steps is not None:
+        if kind != "acoustic" or args.prompt is None:
+            raise SpeechLMError("--adapt-steps adapts the default (duration-based) model to a --prompt")
+        if not 0 <= args.adapt_steps <= 2000:
+            raise SpeechLMError(f"--adapt-steps must be 0-2000, got {args.adapt_steps}")
     if kind != "acoustic" and args.via_tokens:
         raise SpeechLMError("--via-tokens is for the duration-based model (a codec LM's audio always comes from "
                             "its tokens)")

@@ -43,7 +43,6 @@ class AdaptConfig:
     steps: int = 100
     lr: float = 1e-4
     modules: tuple[str, ...] = ("decoder", "dec_norm", "proj")  # what is trained; the rest stays frozen
-    threads: int = 2
     seed: int = 0
 
 
@@ -88,7 +87,6 @@ def adapt(am: AcousticTTSModel, ids: list[int], prompt_feat: np.ndarray, shift: 
     model's analysis and rate), and ``shift`` (model voice -> prompt voice)."""
     cfg = cfg or AdaptConfig()
     t0 = time.perf_counter()
-    torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     sub, m = am.sub_frames, am.config.n_mcep
     n_frames = len(prompt_feat) // sub

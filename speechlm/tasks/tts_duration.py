@@ -162,8 +162,7 @@ class DurationTTS:
             ids = self._prompt_ids(text, lang, given=prompt_text is not None)
             if ids is not None:
                 feat = frame_features(np.ascontiguousarray(wav16, np.float64), self.am.sub_frames, self.am.analysis)
-                res = adapt(self.am, ids, feat, shift, AdaptConfig(steps=adapt_steps, lr=ADAPT_LR,
-                                                                  threads=max(1, _torch_threads())))
+                res = adapt(self.am, ids, feat, shift, AdaptConfig(steps=adapt_steps, lr=ADAPT_LR))
                 voice = PromptVoice(shift, res.am, text)
         voice.seconds = time.perf_counter() - t0
         self._voices[key] = voice
@@ -268,12 +267,6 @@ class DurationTTS:
                     b[:m] *= np.linspace(0.0, 1.0, m, dtype=np.float32)
                 first = False
                 yield b
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def _check_pace(pace: float) -> None:
