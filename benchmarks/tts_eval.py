@@ -96,6 +96,9 @@ def main() -> int:
     p.add_argument("--aligned-model", default=None, metavar="RUN",
                    help="ours_aligned: an aligned codec LM (a run or checkpoint of `speechlm acoustic train-lm`), "
                         "greedy, heard through its codec_sf tokens")
+    p.add_argument("--adapt-blend", type=float, default=1.0,
+                   help="ours_adapted: how far the adapted frames move the shifted ones (default 1.0, the "
+                   "full adaptation; `speechlm tts --adapt-steps` uses 0.7)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--page", type=int, default=20, help="sentences on the listening page")
     args = p.parse_args()
@@ -149,7 +152,8 @@ def main() -> int:
                 if i < 20:
                     t0 += time_first_block(tts, u.text, first_audio[s])
             elif s in ("ours_prompted", "ours_adapted"):  # shifted to the prompt (the default), or also adapted
-                voice = tts.voice(prompts[i][0], SR, adapt_steps=ADAPT_STEPS if s == "ours_adapted" else 0)
+                voice = tts.voice(prompts[i][0], SR, adapt_steps=ADAPT_STEPS if s == "ours_adapted" else 0,
+                                  adapt_blend=args.adapt_blend)
                 voice_time[s].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 wav = tts.generate(u.text, prompt=voice).wav
@@ -206,6 +210,8 @@ def main() -> int:
     res = {"kind": "tts_eval", "command": command, "n": len(sents), "sentences": SENTENCES,
            "judge": "whisper-base", "threads": args.threads,
            "model": None if ours is None else ours.model_id, "rows": rows, "utterances": per_utt}
+    if "ours_adapted" in rows:
+        res["adapt"] = {"steps": ADAPT_STEPS, "blend": args.adapt_blend}
     if aligned is not None:
         res["aligned_model"] = aligned.model_id
     (out / "results.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")

@@ -87,6 +87,14 @@ def test_voice_adapts_on_a_given_transcript_and_is_cached(tts):
                      adapt_steps=3) is voice
     res = tts.generate("Hello there.", prompt=voice)
     assert res.extra["voice_adapted"] and res.duration > 0.3
+    # the frames are the shifted model's moved `blend` of the way to the adapted decoder's
+    from dataclasses import replace
+
+    ids = tts.text_chunks("Hello there.")[0][1]
+    shifted = tts.features(ids, voice=replace(voice, am=None))[0]
+    full = tts.features(ids, voice=replace(voice, blend=1.0))[0]
+    half = tts.features(ids, voice=replace(voice, blend=0.5))[0]
+    assert np.allclose(half, (shifted + full) / 2, atol=1e-4) and not np.allclose(full, shifted, atol=1e-3)
     plain = tts.voice(wav, 16000, adapt_steps=0)
     assert plain.am is None and plain.transcript is None
     assert not tts.generate("Hello there.", prompt=wav, prompt_sr=16000, adapt_steps=0).extra["voice_adapted"]

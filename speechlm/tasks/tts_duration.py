@@ -47,6 +47,7 @@ STREAM_BLOCK = 10  # codec frames (200 ms) per streamed block
 LANGS = ("en",)
 ADAPT_STEPS = 100  # decoder steps on a prompt when adaptation is asked for (docs/tts.md, "A voice from a prompt")
 ADAPT_LR = 1e-4
+ADAPT_BLEND = 0.7  # how far the adapted decoder's frames move the shifted model's (1: all the way)
 VOICE_CACHE = 8  # prompts whose adapted voice is kept
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class PromptVoice:
     am: AcousticTTSModel | None = None
     transcript: str | None = None
     seconds: float = 0.0
+    blend: float = ADAPT_BLEND  # frames = shifted + blend * (adapted - shifted)
 
 
 class DurationTTS:
@@ -134,11 +136,15 @@ class DurationTTS:
         return VoiceShift.between(self.am.voice, VoiceStats.of_features(feat, m))
 
     def voice(self, prompt: str | os.PathLike | np.ndarray, prompt_sr: int | None = None,
-              prompt_text: str | None = None, lang: str = "en", adapt_steps: int = 0) -> PromptVoice:
+              prompt_text: str | None = None, lang: str = "en", adapt_steps: int = 0,
+              adapt_blend: float = ADAPT_BLEND) -> PromptVoice:
         """A prompt (a file, or ``wav [T]`` at ``prompt_sr``) -> its :class:`PromptVoice`: the shift, and with
         ``adapt_steps`` > 0 (e.g. :data:`ADAPT_STEPS`) the decoder adapted to it on ``prompt_text`` (default: what
-        :attr:`hear` hears in it; when that is nothing readable, the shift alone, with a warning). The last
+        :attr:`hear` hears in it; when that is nothing readable, the shift alone, with a warning), its frames
+        taken ``adapt_blend`` of the way from the shifted model's (:data:`ADAPT_BLEND`). The last
         :data:`VOICE_CACHE` voices are kept, so one prompt is adapted once."""
+        if not 0.0 <= adapt_blend <= 1.0:
+            raise TTSInputError(f"adapt_blend must be between 0 and 1, got {adapt_blend!r}")
         from speechlm.audio.io import resample
         from speechlm.lm.acoustic_adapt import AdaptConfig, adapt
         from speechlm.lm.acoustic_data import frame_features
@@ -147,7 +153,7 @@ class DurationTTS:
         wav, sr = read_prompt(prompt, prompt_sr)
         wav = check_prompt_audio(wav, sr)
         key = (hashlib.sha1(np.ascontiguousarray(wav, np.float32).tobytes()).hexdigest(), sr, prompt_text,
-               lang, adapt_steps)
+               lang, adapt_steps, adapt_blend)
         if key in self._voices:
             self._voices.move_to_end(key)
             return self._voices[key]
@@ -163,7 +169,7 @@ class DurationTTS:
             if ids is not None:
                 feat = frame_features(np.ascontiguousarray(wav16, np.float64), self.am.sub_frames, self.am.analysis)
                 res = adapt(self.am, ids, feat, shift, AdaptConfig(steps=adapt_steps, lr=ADAPT_LR))
-                voice = PromptVoice(shift, res.am, text)
+                voice = PromptVoice(shift, res.am, text, blend=adapt_blend)
         voice.seconds = time.perf_counter() - t0
         self._voices[key] = voice
         while len(self._voices) > VOICE_CACHE:
@@ -195,7 +201,10 @@ class DurationTTS:
         model's own)."""
         if voice is None:
             return self.am.features(ids, pace)
-        return (voice.am or self.am).features(ids, pace, voice.shift)
+        if voice.am is None or voice.blend >= 1.0:
+            return (voice.am or self.am).features(ids, pace, voice.shift)
+        base, dur = self.am.features(ids, pace, voice.shift)  # the same durations: the predictors are frozen
+        return base + voice.blend * (voice.am.features(ids, pace, voice.shift)[0] - base), dur
 
     # --- generation -------------------------------------------------------------------------------
     def render(self, feat: np.ndarray, block_tokens: int | None = None
