@@ -22,6 +22,8 @@ import argparse
 import html
 import json
 import random
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,17 +131,21 @@ def main() -> int:
         kept_in = np.concatenate([wav[: max(0, a - x)], wav[len(wav) - n_tail :]])
         corr = float(np.corrcoef(kept_out, kept_in)[0, 1]) if len(kept_out) > 100 and kept_in.std() > 0 else 1.0
         corrs.append(corr)
+        steps = pitch_steps(res.wav, res.out_spans)
         rows.append({"id": u.id, "text": u.text, "target": target, "wer": c.rate, "corr_outside": corr,
-                     "new_word_heard": new_word_heard(words, k, target, hyp), "hyp": hyp, **row_anchor})
-    res = {"kind": "edit_eval", "command": "benchmarks/edit_eval.py --out runs/edit_eval" + (
-               f" --n {args.n}" if args.n != 50 else "") + (" --edits plausible" if args.edits == "plausible" else ""),
+                     "new_word_heard": new_word_heard(words, k, target, hyp), "hyp": hyp, "pitch_steps": steps,
+                     **row_anchor})
+    all_steps = [x for r in rows for x in r["pitch_steps"]]
+    res = {"kind": "edit_eval", "command": shlex.join(["benchmarks/edit_eval.py", *sys.argv[1:]]),
            "edits": args.edits, "n": len(rows), "failed": failed,
            "model": getattr(getattr(tts, "am", None), "model_id", None) or str(args.model or "default"),
            "judge": "whisper-base",
            "wer_edited": e_edit / max(n_edit, 1), "wer_original": e_orig / max(n_orig, 1),
            "corr_outside_min": float(np.min(corrs)) if corrs else None,
            "corr_outside_median": float(np.median(corrs)) if corrs else None,
-           "new_word_heard": float(np.mean([r["new_word_heard"] for r in rows])) if rows else None}
+           "new_word_heard": float(np.mean([r["new_word_heard"] for r in rows])) if rows else None,
+           "pitch_step_median": float(np.median(all_steps)) if all_steps else None,
+           "pitch_step_mean": float(np.mean(all_steps)) if all_steps else None, "pitch_step_cuts": len(all_steps)}
     if piper is not None and rows:
         res.update({"wer_piper_target": e_anchor / max(n_anchor, 1),
                     "new_word_heard_piper": float(np.mean([r["new_word_heard_piper"] for r in rows]))})
@@ -151,7 +157,8 @@ def main() -> int:
                + f"); new word heard {res['new_word_heard']:.2f}"
                + (f" (Piper {res['new_word_heard_piper']:.2f})" if "new_word_heard_piper" in res else "")
                + f"; correlation outside the edits min {res['corr_outside_min']:.4f}, "
-               f"median {res['corr_outside_median']:.4f}")
+               f"median {res['corr_outside_median']:.4f}"
+               + (f"; pitch step at the cuts median {res['pitch_step_median']:.3f}" if all_steps else ""))
     body = "".join(f"<tr><td>{html.escape(r['text'])}</td><td>{html.escape(r['target'])}</td>"
                    f"<td><audio controls preload='none' src='original/{r['id']}.wav'></audio></td>"
                    f"<td><audio controls preload='none' src='edited/{r['id']}.wav'></audio></td>"
@@ -199,6 +206,30 @@ def plausible_edit(words: list[str], bigrams: set[tuple[str, str]], rng) -> tupl
         return None
     k, cands = options[rng.randrange(len(options))]
     return k, rng.choice(cands)
+
+
+def pitch_steps(wav: np.ndarray, spans: list[tuple[int, int]], edge_s: float = 0.16) -> list[float]:
+    """|difference| of the median voiced log-F0 in the ``edge_s`` before and after each cut of the edited audio
+    (``spans``: the regenerated parts, samples at 16 kHz; a cut at the file's edge or without 3 voiced 20-ms frames
+    on both sides is skipped): how far the pitch jumps where recording and new speech meet."""
+    from speechlm.lm.acoustic_data import frame_features
+
+    feat = frame_features(np.ascontiguousarray(wav, np.float64))
+    lf0, voiced, n = feat[:, 40], feat[:, 41] > 0.5, int(round(edge_s * 50))
+
+    def med(a: int, b: int) -> float | None:
+        a, b = max(0, a), min(len(lf0), b)
+        v = voiced[a:b]
+        return float(np.median(lf0[a:b][v])) if v.sum() >= 3 else None
+
+    out = []
+    for cut in (c for span in spans for c in span):
+        f = int(cut / 320)
+        if 0 < f < len(lf0):
+            x, y = med(f - n, f), med(f, f + n)
+            if x is not None and y is not None:
+                out.append(abs(x - y))
+    return out
 
 
 def new_word_heard(words: list[str], k: int, target: str, hyp: str) -> bool:

@@ -107,6 +107,12 @@ def tts_eval(r: dict) -> str:
             lines += ["", f"First streamed audio of `{k}` after {1000 * r['rows'][k]['first_audio_s']:.0f} ms "
                       "(median over 20 sentences)."]
     rows = r["rows"]
+    if "ours_adapted" in rows:
+        a = r.get("adapt", {"blend": 1.0})
+        lines += ["", "`ours_adapted`: the decoder adapted to each prompt"
+                  + (f" ({a['steps']} steps)" if "steps" in a else "")
+                  + (": its own frames (blend 1, the full adaptation)." if a["blend"] >= 1.0 else
+                     f", its frames taken {a['blend']:g} of the way from the shifted model's (blend).")]
     setup = [f"`{k}` {v['voice_s']:.1f} s" for k, v in rows.items() if "voice_s" in v]
     if setup:
         lines += ["", f"Making each prompt's voice (not in the RTF; mean): {', '.join(setup)}."]
@@ -132,7 +138,9 @@ def tts_eval(r: dict) -> str:
         lines.append("| no generation at a length cap | durations are explicit: there is no cap to hit | met |")
         if "ours_adapted" in rows:
             a = rows["ours_adapted"]
-            lines += ["| adapted to the prompt (`ours_adapted`, opt-in): prompted WER <= 0.10 / similarity >= 0.75 | "
+            blend = r.get("adapt", {}).get("blend", 1.0)
+            lines += [f"| adapted to the prompt (`ours_adapted`, opt-in, blend {blend:g}): prompted WER <= 0.10 / "
+                      "similarity >= 0.75 | "
                       f"{a['wer']:.3f} / {a['spk_sim']:.3f} | {yes(a['wer'] <= 0.10)} / {yes(a['spk_sim'] >= 0.75)} |"]
     return "\n".join(lines)
 
@@ -186,6 +194,9 @@ def edit_eval(r: dict) -> str:
         lines.append(f"| new word heard, Piper reading the target whole (anchor) | {r['new_word_heard_piper']:.2f} |")
     lines.append(f"| correlation with the original outside the edits (min / median) | {r['corr_outside_min']:.4f} / "
                  f"{r['corr_outside_median']:.4f} |")
+    if r.get("pitch_step_median") is not None:
+        lines.append(f"| pitch step across a cut: median / mean log-F0 change (160 ms each side, "
+                     f"{r['pitch_step_cuts']} cuts) | {r['pitch_step_median']:.3f} / {r['pitch_step_mean']:.3f} |")
     return "\n".join(lines)
 
 

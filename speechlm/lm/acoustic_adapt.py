@@ -13,7 +13,8 @@ prompt itself, as "Neural Voice Cloning with a Few Samples" (Arik et al., 2018) 
    the decoder (and output projection) take a few optimiser steps on them, teacher-forced with those durations
    and the prompt's token pitch and energy. The encoder and the duration/pitch/energy predictors stay frozen: the
    words, rhythm and intonation stay the model's.
-4. Generation uses the adapted copy, then the same voice shift.
+4. Generation uses the adapted copy, then the same voice shift (``DurationTTS`` takes its frames only part of
+   the way from the shifted original's: ``ADAPT_BLEND``).
 
 What it buys and costs is measured in docs/tts.md ("A voice from a prompt"): the output comes closer to the
 prompt's speaker and is heard less clearly (a few seconds of one voice move the decoder's sounds as well as its
