@@ -113,6 +113,9 @@ def _tts(args: argparse.Namespace) -> int:
         tts.via_tokens = True
     if args.adapt_steps and args.prompt is not None and args.prompt_text is None:
         tts.hear = whisper_hearing(args.threads)
+    if args.adapt_steps:
+        print(f"adapting the voice to {args.prompt} ({args.adapt_steps} steps, about 10 s per 100 on a core)...",
+              file=sys.stderr)
     res = tts.generate(args.text, prompt=prompt, prompt_sr=prompt_sr, prompt_text=args.prompt_text, lang=args.lang,
                        **kw, seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                        max_chars=args.max_chars, check_transcript=not args.no_transcript_check,
