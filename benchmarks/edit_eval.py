@@ -212,21 +212,17 @@ def pitch_steps(wav: np.ndarray, spans: list[tuple[int, int]], edge_s: float = 0
     """|difference| of the median voiced log-F0 in the ``edge_s`` before and after each cut of the edited audio
     (``spans``: the regenerated parts, samples at 16 kHz; a cut at the file's edge or without 3 voiced 20-ms frames
     on both sides is skipped): how far the pitch jumps where recording and new speech meet."""
-    from speechlm.lm.acoustic_data import frame_features
+    from speechlm.lm.acoustic_data import FRAME_RATE, frame_features
+    from speechlm.tasks.edit import voiced_lf0_median
 
     feat = frame_features(np.ascontiguousarray(wav, np.float64))
-    lf0, voiced, n = feat[:, 40], feat[:, 41] > 0.5, int(round(edge_s * 50))
-
-    def med(a: int, b: int) -> float | None:
-        a, b = max(0, a), min(len(lf0), b)
-        v = voiced[a:b]
-        return float(np.median(lf0[a:b][v])) if v.sum() >= 3 else None
+    m, n = feat.shape[1] - 8, int(round(edge_s * FRAME_RATE))  # [mcep | lf0 | vuv | 6 band aperiodicities]
 
     out = []
     for cut in (c for span in spans for c in span):
-        f = int(cut / 320)
-        if 0 < f < len(lf0):
-            x, y = med(f - n, f), med(f, f + n)
+        f = int(cut / (SR / FRAME_RATE))
+        if 0 < f < len(feat):
+            x, y = voiced_lf0_median(feat, m, f - n, f), voiced_lf0_median(feat, m, f, f + n)
             if x is not None and y is not None:
                 out.append(abs(x - y))
     return out

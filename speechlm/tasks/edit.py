@@ -295,6 +295,14 @@ F0_EDGE_S = 0.3  # the stretch each side of a cut whose voiced pitch is compared
 F0_MAX_OFFSET = 0.3  # largest log-F0 correction (about 5 semitones)
 
 
+def voiced_lf0_median(feat: np.ndarray, n_mcep: int, a: int, b: int) -> float | None:
+    """Median log-F0 of the voiced rows ``a:b`` (clipped to the array) of features ``[T, F]``
+    (``[mcep | lf0 | vuv | ...]``); None with fewer than 3 voiced rows."""
+    seg = feat[max(0, a) : min(len(feat), b)]
+    v = seg[:, n_mcep + 1] > 0.5
+    return float(np.median(seg[v, n_mcep])) if v.sum() >= 3 else None
+
+
 def continue_f0(feat: np.ndarray, frame_s: float, rec: np.ndarray, rec_frame_s: float, n_mcep: int,
                 regions: list[tuple[float, float, float, float, bool, bool]]) -> np.ndarray:
     """Generated features ``[T, F]`` (rows ``frame_s`` apart) with the log-F0 of each region to be spliced moved
@@ -307,10 +315,7 @@ def continue_f0(feat: np.ndarray, frame_s: float, rec: np.ndarray, rec_frame_s: 
     out = feat.copy()
 
     def med(f: np.ndarray, dt: float, t0: float, t1: float) -> float | None:
-        a, b = max(0, int(t0 / dt)), min(len(f), int(np.ceil(t1 / dt)))
-        seg = f[a:b]
-        v = seg[:, m + 1] > 0.5
-        return float(np.median(seg[v, m])) if v.sum() >= 3 else None
+        return voiced_lf0_median(f, m, int(t0 / dt), int(np.ceil(t1 / dt)))
 
     for r0, r1, g0, g1, left, right in regions:
         offs = []
