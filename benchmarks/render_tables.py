@@ -236,6 +236,12 @@ def watermark_bench(r: dict) -> str:
     return to_markdown(r)
 
 
+def watermark_regions(r: dict) -> str:
+    from watermark_regions import to_markdown
+
+    return to_markdown(r)
+
+
 def pipeline_models(r: dict) -> str:
     from pipeline_models_bench import to_markdown  # benchmarks/ is this script's folder
 
@@ -247,6 +253,7 @@ RENDERERS = {"serve_bench": serve_bench, "tts_eval": tts_eval, "edit_eval": edit
              "sf_streaming": sf_streaming, "detect_bench": detect_bench, "pipeline_bench": pipeline_bench,
              "watermark_bench": watermark_bench, "tts_lang_cer": tts_lang_cer, "bridge_compare": bridge_compare}
 RENDERERS["pipeline_models"] = pipeline_models
+RENDERERS["watermark_regions"] = watermark_regions
 
 
 def render(name: str) -> str:

@@ -369,7 +369,7 @@ def to_markdown(r: dict) -> str:
         part = "; ".join(f"{'at least' if k.endswith('ge_0.7') else 'under'} 70 %: {v['tpr']:.3f} of {v['n']}"
                          for k, v in ca.items() if v["n"])
         lines += ["", f"crop_1s by how much of the second is speech (32-ms blocks within 30 dB of the clip's loudest; "
-                      f"the mark is only in speech): {part}."]
+                      f"the mark lives where the audio is within 80 dB of its loudest block): {part}."]
     pe = r["pesq_wb"]
     src = ", ".join(f"{k} {v:.2f}" for k, v in sorted(pe["by_source"].items()))
     fpr = r["fpr"]
