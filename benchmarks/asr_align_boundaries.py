@@ -36,7 +36,9 @@ SR = 16000
 
 def synth_word(word: str, voice: str, tmp: Path) -> np.ndarray:
     out = tmp / "w.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(out), word], check=True)
+    from speechlm.data.voices import espeak_voice_arg
+
+    subprocess.run(["espeak-ng", "-v", espeak_voice_arg(voice), "-s", "165", "-w", str(out), word], check=True)
     wav, sr = sf.read(str(out), dtype="float32")
     wav = resample(wav, sr, SR)
     # trim to the voiced part: frames above -40 dB of the word's peak frame energy

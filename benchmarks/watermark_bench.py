@@ -96,7 +96,9 @@ def windows(x: np.ndarray, rng: np.random.Generator, k: int) -> list[np.ndarray]
 # ---- synthesizers ----------------------------------------------------------------------------------------------
 def espeak(text: str, voice: str) -> np.ndarray | None:
     with tempfile.TemporaryDirectory() as d:
-        r = subprocess.run(["espeak-ng", "-v", voice, "-w", f"{d}/a.wav", text], capture_output=True)
+        from speechlm.data.voices import espeak_voice_arg
+
+        r = subprocess.run(["espeak-ng", "-v", espeak_voice_arg(voice), "-w", f"{d}/a.wav", text], capture_output=True)
         return load16(f"{d}/a.wav") if r.returncode == 0 else None
 
 

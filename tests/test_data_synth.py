@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -192,3 +193,18 @@ def test_piper_engine_renders_with_token_durations(tmp_path):
     assert tags["engine"] == "piper" and tags["length_scale"] == 1.1
     assert len(tags["tts_tokens"]) == len(tags["durations_s"]) and "," in tags["tts_tokens"]
     assert abs(sum(tags["durations_s"]) - rec["duration"]) < 0.01  # untrimmed: durations cover the audio
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+@pytest.mark.parametrize("accent", ["en-gb", "fr-fr", "en-us", "de"])
+def test_espeak_variant_is_applied(accent, tmp_path):
+    """espeak-ng 1.51 ignores a variant on some voice names (en-gb+f2 == en-gb): the argument we pass must not."""
+    from speechlm.data.voices import espeak_voice_arg
+
+    def render(v: str) -> bytes:
+        out = tmp_path / "a.wav"
+        subprocess.run(["espeak-ng", "-v", v, "-w", str(out), "hello there my friend"], check=True)
+        return out.read_bytes()
+
+    assert render(espeak_voice_arg(f"{accent}+f2")) != render(espeak_voice_arg(accent))
+    assert espeak_voice_arg(accent) == accent  # no variant: the name as given

@@ -143,7 +143,7 @@ def engine_command(job: UttJob, text_path: Path, wav_path: Path) -> tuple[list[s
         argv = [
             "espeak-ng",
             "-v",
-            v.name,
+            V.espeak_voice_arg(v.name),
             "-p",
             str(int(s["pitch"])),
             "-s",

@@ -178,6 +178,33 @@ def espeak_languages() -> frozenset[str]:
 
 
 @functools.cache
+def _espeak_voice_files() -> dict[str, str]:
+    """espeak-ng voice name -> its voice file (``en-gb`` -> ``gmw/en``), from ``espeak-ng --voices``."""
+    if not shutil.which("espeak-ng"):
+        return {}
+    out = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, check=False).stdout
+    files = {}
+    for line in out.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 5:
+            files[cols[1]] = cols[4]
+    return files
+
+
+def espeak_voice_arg(name: str) -> str:
+    """The ``-v`` argument that makes espeak-ng speak voice ``name`` (``accent+variant``) as named.
+
+    espeak-ng 1.51 silently ignores a variant appended to some voice *names* (``en-gb+f2`` and ``fr-fr+f2`` speak
+    exactly as plain ``en-gb`` / ``fr-fr``: the default male voice), while the same variant on the voice *file*
+    (``gmw/en+f2``) applies. So the accent is replaced by its voice file whenever a variant is given.
+    """
+    accent, plus, variant = name.partition("+")
+    if not plus:
+        return name
+    return f"{_espeak_voice_files().get(accent, accent)}+{variant}"
+
+
+@functools.cache
 def espeak_variants() -> dict[str, str]:
     """Installed variants from :data:`ESPEAK_VARIANTS` -> gender read from the variant file."""
     data = _espeak_data_dir()

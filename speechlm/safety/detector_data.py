@@ -142,8 +142,10 @@ def _run_engine(argv: list[str], text: bytes, tmp: Path) -> np.ndarray:
 
 
 def espeak_argv(voice: str, rng: random.Random) -> list[str]:
-    return ["espeak-ng", "-v", voice, "-p", str(rng.randint(25, 75)), "-s", str(rng.randint(130, 200)),
-            "-g", str(rng.choice((0, 1, 2))), "-w", "{WAV}", "-f", "{TXT}"]
+    from speechlm.data.voices import espeak_voice_arg
+
+    return ["espeak-ng", "-v", espeak_voice_arg(voice), "-p", str(rng.randint(25, 75)), "-s",
+            str(rng.randint(130, 200)), "-g", str(rng.choice((0, 1, 2))), "-w", "{WAV}", "-f", "{TXT}"]
 
 
 def flite_argv(voice: str, rng: random.Random) -> list[str]:
