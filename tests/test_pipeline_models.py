@@ -119,6 +119,15 @@ def test_tags_recover_gender_pitch_and_rate(clips):
         assert set(t) >= {"pitch_range_st", "reverb_rt60_s", "rate_bin", "noise_bin", "reverb_bin", "gender_prob"}
 
 
+def test_speaking_rate_never_beyond_speech(clips, monkeypatch):
+    """When the VAD keeps only a sliver of the speech (as in loud noise), the rate is not phones over the sliver."""
+    u = clips[0]
+    known = construct.speaking_rate(u.audio, u.text, u.lang)
+    monkeypatch.setattr(tags, "vad_span_s", lambda audio, sr: 0.25)
+    r = tags.speaking_rate(u.audio, SR, u.text, u.lang)
+    assert r <= tags.MAX_PHONES_PER_S and abs(r - known) / known < 0.3
+
+
 def pool_prosody(key: str) -> tuple[tuple[str, float], ...]:
     engine = key.split(":")[1]
     return {"flite": (("stretch", 1.0), ("f0x", 1.0)), "festival": (("stretch", 1.0),)}.get(engine, ())

@@ -7,7 +7,8 @@
   ``pitch_range_st``: the 5th-95th percentile span of the voiced F0 in semitones;
 - ``speaking_rate``: phones per second: the G2P phones of ``text`` (:func:`speechlm.text.g2p.phonemize`) over the
   speech duration (first to last word when ``words`` are given, else the span of the Silero VAD regions,
-  :func:`vad_span_s`); None without text;
+  :func:`vad_span_s`); a span too short for the phones (over :data:`MAX_PHONES_PER_S`: the VAD lost the speech in
+  noise) is widened to the clip's loud part or the whole clip; None without text;
 - ``loudness_lufs``: BS.1770-4 integrated loudness (:func:`speechlm.pipeline.standardise.integrated_loudness`);
 - ``snr_db``: an estimate: the power of the loudest half of the 20 ms frames over the quietest 10 %
   (noise = the quiet frames, speech power = loud frames minus noise); utterances cut at pauses keep some;
@@ -82,6 +83,9 @@ def count_phones(text: str, lang: str) -> int:
     return sum(1 for p in ph.split() if p != "|")
 
 
+MAX_PHONES_PER_S = 25.0  # faster than anyone speaks (fast read speech: ~15-20 phones/s)
+
+
 def speech_span_s(audio: np.ndarray, sr: int, threshold_db: float = -40.0) -> float:
     """Duration (s) from the first to the last sample louder than ``threshold_db`` below the peak of the
     50 ms-smoothed envelope (clicks and noise floor ignored)."""
@@ -119,6 +123,12 @@ def speaking_rate(audio: np.ndarray, sr: int, text: str | None, lang: str = "en"
         dur = float(words[-1][2]) - float(words[0][1])
     else:
         dur = vad_span_s(audio, sr)
+    if dur <= 0.0 or n / dur > MAX_PHONES_PER_S:
+        # A span no one could speak these phones in: the VAD (or a word timestamp) lost most of the speech in
+        # the noise; the loud part of the clip, or the whole clip (cut at pauses), bounds the speech instead.
+        dur = max(dur, speech_span_s(audio, sr))
+        if n / max(dur, 1e-9) > MAX_PHONES_PER_S:
+            dur = np.asarray(audio).size / sr
     return n / dur if dur > 0.2 else None
 
 
