@@ -236,6 +236,12 @@ def watermark_bench(r: dict) -> str:
     return to_markdown(r)
 
 
+def tts_text_patterns(r: dict) -> str:
+    from tts_text_patterns import to_markdown
+
+    return to_markdown(r)
+
+
 def watermark_regions(r: dict) -> str:
     from watermark_regions import to_markdown
 
@@ -254,6 +260,7 @@ RENDERERS = {"serve_bench": serve_bench, "tts_eval": tts_eval, "edit_eval": edit
              "watermark_bench": watermark_bench, "tts_lang_cer": tts_lang_cer, "bridge_compare": bridge_compare}
 RENDERERS["pipeline_models"] = pipeline_models
 RENDERERS["watermark_regions"] = watermark_regions
+RENDERERS["tts_text_patterns"] = tts_text_patterns
 
 
 def render(name: str) -> str:

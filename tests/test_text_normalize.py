@@ -36,6 +36,20 @@ from speechlm.text.normalize import normalize_for_wer, normalize_text
         ("Dial *69 or #5.", "Dial star sixty-nine or number five."),
         ("Press *.", "Press star."),
         ("C# and *bold* stay", "C# and *bold* stay"),
+        ("Call 555-1234.", "Call five five five, one two three four."),
+        ("Call (555) 123-4567", "Call five five five, one two three, four five six seven"),
+        ("Dial 1-800-555-0199", "Dial one, eight zero zero, five five five, zero one nine nine"),
+        ("See www.debian.org or mail a.b@c.org.", "See www dot debian dot org or mail a dot b at c dot org."),
+        ("https://example.com/x?id=7", "example dot com slash x question mark id equals seven"),
+        ("on 12/25/2023 and 2024-01-05", "on December twenty-fifth, twenty twenty-three and January fifth, twenty "
+         "twenty-four"),
+        ("13/45/2020 stays", "thirteen/forty-five/twenty twenty stays"),
+        ("3/4 cup, 1/2 pie, 5/8 inch", "three quarters cup, one half pie, five eighths inch"),
+        ("open 24/7 and 9/11", "open twenty-four seven and nine eleven"),
+        ("72°F or 22 °C", "seventy-two degrees Fahrenheit or twenty-two degrees Celsius"),
+        ("at 5pm. Then 7 a.m. again", "at five p m. Then seven a m again"),
+        ("from 1990-2000, pages 5-10", "from nineteen ninety to two thousand, pages five to ten"),
+        ("version 2.0.1", "version two point zero point one"),
     ],
 )
 def test_english(text, expected):

@@ -13,9 +13,17 @@
    grouped thousands (``1,000,000`` / ``1.000.000`` / ``1 000 000``), negative numbers and plain cardinals.
    Mandarin digits are left to espeak-ng, which reads them in Mandarin.
 
-Limits: no context-dependent readings (telephone numbers, dates like 3/4, Roman numerals, units other than
-``%`` and currency); German/Russian case and gender agreement of numbers is not attempted (the nominative
-cardinal is used).
+4. English patterns around the digits (before the plain numbers): web and e-mail addresses (``www.debian.org``
+   -> "www dot debian dot org"), North American telephone numbers (``555-1234`` -> "five five five, one two
+   three four"), dates (``12/25/2023`` month first, ``2023-12-25``), proper fractions with a common denominator
+   (``3/4`` -> "three quarters"; ``24/7`` -> "twenty-four seven"), temperatures (``72°F``), clock times with a
+   glued a.m./p.m. (``5pm``), ranges (``1990-2000`` -> "nineteen ninety to two thousand"), dotted version numbers
+   (``2.0.1`` -> "two point zero point one").
+
+Limits: Roman numerals, units other than ``%``, currency and degrees, other countries' telephone numbers and dates
+outside English are not read; ``5/12`` is "five twelve", never a date (day/month order differs between
+countries); ``100-1000`` reads as a telephone number, ``3-2`` as a range ("three to two"); German/Russian case
+and gender agreement of numbers is not attempted (the nominative cardinal is used).
 
 :func:`normalize_for_wer` is the comparison form used by the evaluation suite: the above, then lower case,
 punctuation removed, hyphens split, whitespace collapsed; for ``cmn``/``ja`` each CJK character becomes a "word",
@@ -349,7 +357,88 @@ def _sub(pattern: str, repl: Callable[[re.Match], str], text: str, flags: int = 
     return re.sub(pattern, repl, text, flags=flags)
 
 
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December")
+_FRACTION_DENOMINATORS = {2, 3, 4, 5, 6, 8, 10, 16}
+_URL_SYMBOLS = {".": "dot", "/": "slash", "@": "at", "-": "dash", "_": "underscore", ":": "colon",
+                "?": "question mark", "=": "equals", "&": "and", "+": "plus", "#": "hash", "~": "tilde",
+                "%": "percent"}
+
+
+def _en_spell_address(m: re.Match) -> str:
+    """A URL or e-mail address as read aloud: "https://www.example.com/a" -> "www dot example dot com slash a"."""
+    addr = re.sub(r"^[a-z]+://", "", m.group(0), flags=re.I)
+    parts = re.split(r"([./@\-_:?=&+#~%])", addr)
+    words = [_URL_SYMBOLS.get(p, p) for p in parts if p]
+    # Digits inside an address are said one by one ("route66" -> "route six six").
+    return " ".join(re.sub(r"\d", lambda d: f" {_n2w(int(d.group(0)), 'en')} ", w) for w in words)
+
+
+def _en_phone(m: re.Match) -> str:
+    """"555-1234", "(555) 123-4567", "+1 555 123 4567": each digit said, a pause between groups."""
+    groups = re.findall(r"\d+", m.group(0))
+    lead = "plus " if m.group(0).lstrip().startswith("+") else ""
+    return lead + ", ".join(_digit_by_digit(g, "en") for g in groups)
+
+
+def _en_date(month: int, day: int, year: str | None) -> str | None:
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return None
+    words = f"{_MONTHS[month - 1]} {_ordinal(str(day), 'en')}"
+    if year is not None:
+        y = int(year) + (2000 if len(year) == 2 and int(year) < 50 else 1900 if len(year) == 2 else 0)
+        words += ", " + _en_year(y) if 1100 <= y <= 2099 else ", " + _cardinal(str(y), "en")
+    return words
+
+
+def _en_fraction(num: str, den: str) -> str:
+    """"1/2" -> "one half", "3/4" -> "three quarters", "5/8" -> "five eighths"."""
+    n, d = int(num), int(den)
+    head = _cardinal(num, "en")
+    if d == 2:
+        tail = "half" if n == 1 else "halves"
+    elif d == 4:
+        tail = "quarter" if n == 1 else "quarters"
+    else:
+        tail = _ordinal(den, "en") + ("" if n == 1 else "s")
+    return f"{head} {tail}"
+
+
+def _expand_en_patterns(text: str) -> str:
+    """English readings that depend on the pattern around the digits (run before the plain numbers): addresses,
+    telephone numbers, dates, fractions, temperatures, clock times with a glued a.m./p.m., dotted versions."""
+    text = _sub(r"\b(?:https?://|www\.)[^\s<>\"']*[^\s<>\"'.,;:!?)]", _en_spell_address, text, flags=re.I)
+    text = _sub(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b", _en_spell_address, text)
+    text = _sub(r"(?<![\w.,/-])(?:\+?\d{1,3}[ .-])?(?:\(\d{3}\) ?|\d{3}[ .-])?\d{3}-\d{4}(?![\w-]|[.,]\d)",
+                _en_phone, text)
+    # Dates: 12/25/2023 (month first, as in the US), 2023-12-25 (ISO); left alone when not a valid date.
+    text = _sub(r"(?<![\w/.])(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})(?![\w/])",
+                lambda m: _en_date(int(m.group(1)), int(m.group(2)), m.group(3)) or m.group(0), text)
+    text = _sub(r"(?<![\w/.-])(\d{4})-(\d{2})-(\d{2})(?![\w-])",
+                lambda m: _en_date(int(m.group(2)), int(m.group(3)), m.group(1)) or m.group(0), text)
+    # Ranges: "1990-2000" -> "1990 to 2000", "5-10" -> "5 to 10" (the numbers themselves are read below).
+    text = _sub(r"(?<![\w.,/-])(\d{1,4})-(\d{1,4})(?![\w-]|[.,]\d)", lambda m: f"{m.group(1)} to {m.group(2)}",
+                text)
+    # Proper fractions with a common denominator; other pairs ("24/7", "50/50", "9/11") are read as two numbers.
+    text = _sub(r"(?<![\w/.])(\d{1,2})/(\d{1,2})(?![\w/]|\.\d)",
+                lambda m: _en_fraction(m.group(1), m.group(2))
+                if 0 < int(m.group(1)) < int(m.group(2)) and int(m.group(2)) in _FRACTION_DENOMINATORS
+                else f"{m.group(1)} {m.group(2)}", text)
+    text = _sub(r"(-?\d+(?:\.\d+)?)\s?°\s?([CF])\b",
+                lambda m: f"{m.group(1)} degrees {'Celsius' if m.group(2) == 'C' else 'Fahrenheit'}", text)
+    text = _sub(r"(-?\d+(?:\.\d+)?)\s?°", lambda m: f"{m.group(1)} degrees", text)
+    text = _sub(r"(?<![\w:.,])(1[0-2]|0?[1-9])\s?([ap])\.?m\b\.?(?P<end>(?=\s*$|\s+(?-i:[A-Z])))?",
+                lambda m: f"{_cardinal(m.group(1), 'en')} {m.group(2).lower()} m" + ("." if m.group("end") is not None
+                                                                                      and m.group(0).endswith(".")
+                                                                                      else ""),
+                text, flags=re.I)
+    return _sub(r"(?<![\w.])\d+(?:\.\d+){2,}(?![\w.]|\.\d)",
+                lambda m: " point ".join(_cardinal(p, "en") for p in m.group(0).split(".")), text)
+
+
 def _expand_numbers(text: str, lang: str) -> str:
+    if lang == "en":
+        text = _expand_en_patterns(text)
     num = _number_pattern(lang)
     symbols = "|".join(
         re.escape(s) for s in sorted({s for t in _CURRENCY.values() for s in t}, key=len, reverse=True)
