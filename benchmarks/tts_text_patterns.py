@@ -44,6 +44,10 @@ SENTENCES = [
     "We paid $4.99 for 2 coffees on 11/3/2024.",
     "Check https://example.org/docs for details.",
     "The recipe needs 2/3 of a cup of flour.",
+    "Drive 60 mph for the last 5 km.",
+    "The parcel weighs 1.5 kg.",
+    "The new phone has 128 GB of storage.",
+    "They signed a $5m deal on Monday.",
 ]
 
 

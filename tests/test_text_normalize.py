@@ -50,6 +50,10 @@ from speechlm.text.normalize import normalize_for_wer, normalize_text
         ("at 5pm. Then 7 a.m. again", "at five p m. Then seven a m again"),
         ("from 1990-2000, pages 5-10", "from nineteen ninety to two thousand, pages five to ten"),
         ("version 2.0.1", "version two point zero point one"),
+        ("Drive 60 mph for 1 km, 8,849 m up", "Drive sixty miles per hour for one kilometer, eight thousand eight "
+         "hundred and forty-nine meters up"),
+        ("1.5 kg and 16 GB, 3 in a row", "one point five kilograms and sixteen gigabytes, three in a row"),
+        ("a $5m deal, £2bn", "a five million dollars deal, two billion pounds"),
     ],
 )
 def test_english(text, expected):

@@ -17,11 +17,12 @@
    -> "www dot debian dot org"), North American telephone numbers (``555-1234`` -> "five five five, one two
    three four"), dates (``12/25/2023`` month first, ``2023-12-25``), proper fractions with a common denominator
    (``3/4`` -> "three quarters"; ``24/7`` -> "twenty-four seven"), temperatures (``72°F``), clock times with a
-   glued a.m./p.m. (``5pm``), ranges (``1990-2000`` -> "nineteen ninety to two thousand"), dotted version numbers
-   (``2.0.1`` -> "two point zero point one").
+   glued a.m./p.m. (``5pm``), ranges (``1990-2000`` -> "nineteen ninety to two thousand"), units after a number
+   (``5 km``, ``1 kg``, ``60 mph``, ``16 GB``: :data:`_EN_UNITS`), dotted version numbers (``2.0.1`` -> "two point
+   zero point one").
 
-Limits: Roman numerals, units other than ``%``, currency and degrees, other countries' telephone numbers and dates
-outside English are not read; ``5/12`` is "five twelve", never a date (day/month order differs between
+Limits: Roman numerals, units outside English, other countries' telephone numbers and dates outside English are
+not read; ``5/12`` is "five twelve", never a date (day/month order differs between
 countries); ``100-1000`` reads as a telephone number, ``3-2`` as a range ("three to two"); German/Russian case
 and gender agreement of numbers is not attempted (the nominative cardinal is used).
 
@@ -365,6 +366,31 @@ _URL_SYMBOLS = {".": "dot", "/": "slash", "@": "at", "-": "dash", "_": "undersco
                 "%": "percent"}
 
 
+# English units after a number: symbol -> (singular, plural). Case matters ("mB" is nothing, "MB" megabytes);
+# ambiguous symbols ("in", "s", "m" after a currency amount) are left out or guarded below.
+_EN_UNITS = {
+    "km": ("kilometer", "kilometers"), "cm": ("centimeter", "centimeters"), "mm": ("millimeter", "millimeters"),
+    "m": ("meter", "meters"), "mi": ("mile", "miles"), "ft": ("foot", "feet"), "yd": ("yard", "yards"),
+    "kg": ("kilogram", "kilograms"), "g": ("gram", "grams"), "mg": ("milligram", "milligrams"),
+    "lb": ("pound", "pounds"), "lbs": ("pound", "pounds"), "oz": ("ounce", "ounces"),
+    "ml": ("milliliter", "milliliters"), "mL": ("milliliter", "milliliters"), "l": ("liter", "liters"),
+    "L": ("liter", "liters"), "km/h": ("kilometer per hour", "kilometers per hour"),
+    "mph": ("mile per hour", "miles per hour"), "kph": ("kilometer per hour", "kilometers per hour"),
+    "KB": ("kilobyte", "kilobytes"), "kB": ("kilobyte", "kilobytes"), "MB": ("megabyte", "megabytes"),
+    "GB": ("gigabyte", "gigabytes"), "TB": ("terabyte", "terabytes"), "Hz": ("hertz", "hertz"),
+    "kHz": ("kilohertz", "kilohertz"), "MHz": ("megahertz", "megahertz"), "GHz": ("gigahertz", "gigahertz"),
+    "ms": ("millisecond", "milliseconds"), "min": ("minute", "minutes"), "hr": ("hour", "hours"),
+    "hrs": ("hour", "hours"), "kW": ("kilowatt", "kilowatts"), "kWh": ("kilowatt hour", "kilowatt hours"),
+    "V": ("volt", "volts"), "dB": ("decibel", "decibels"),
+}
+
+
+def _en_unit(m: re.Match) -> str:
+    amount, unit = m.group(1), m.group(2)
+    one = amount.replace(",", "") in ("1", "1.0")
+    return f"{amount} {_EN_UNITS[unit][0 if one else 1]}"
+
+
 def _en_spell_address(m: re.Match) -> str:
     """A URL or e-mail address as read aloud: "https://www.example.com/a" -> "www dot example dot com slash a"."""
     addr = re.sub(r"^[a-z]+://", "", m.group(0), flags=re.I)
@@ -432,6 +458,12 @@ def _expand_en_patterns(text: str) -> str:
                                                                                       and m.group(0).endswith(".")
                                                                                       else ""),
                 text, flags=re.I)
+    # "$5m", "£2bn", "€300k": the scale written out, for the currency rule below ("five million dollars").
+    text = _sub(r"([$£€])(\d+(?:\.\d+)?)(k|m|bn|b)\b",
+                lambda m: f"{m.group(1)}{m.group(2)} " + {"k": "thousand", "m": "million"}.get(m.group(3), "billion"),
+                text)
+    units = "|".join(re.escape(u) for u in sorted(_EN_UNITS, key=len, reverse=True))
+    text = _sub(rf"(?<![\w.,$£€])(\d{{1,3}}(?:,\d{{3}})+(?:\.\d+)?|\d+(?:\.\d+)?)\s?({units})(?![\w/])", _en_unit, text)
     return _sub(r"(?<![\w.])\d+(?:\.\d+){2,}(?![\w.]|\.\d)",
                 lambda m: " point ".join(_cardinal(p, "en") for p in m.group(0).split(".")), text)
 
