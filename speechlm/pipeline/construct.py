@@ -118,11 +118,15 @@ def trim(wav: np.ndarray, threshold_db: float = TRIM_DB) -> np.ndarray:
     return wav[loud[0]: loud[-1] + 1]
 
 
+TRUTH_VAD_THRESHOLD = 0.5  # the ground truth's span: Silero's usual threshold, fixed whatever the tagger uses
+
+
 def speaking_rate(wav: np.ndarray, text: str, lang: str, sr: int = SR) -> float:
-    """Phones per second of ``text`` over the speech span (Silero VAD) of the clean ``wav [T]``."""
+    """Phones per second of ``text`` over the speech span (Silero VAD at :data:`TRUTH_VAD_THRESHOLD`) of the clean
+    ``wav [T]``."""
     from speechlm.pipeline.tags import count_phones, vad_span_s
 
-    dur = vad_span_s(wav, sr) if wav.size else 0.0
+    dur = vad_span_s(wav, sr, threshold=TRUTH_VAD_THRESHOLD) if wav.size else 0.0
     return count_phones(text, lang) / dur if dur > 0 else 0.0
 
 
