@@ -49,6 +49,7 @@ from speechlm.text.normalize import normalize_for_wer, normalize_text
         ("72°F or 22 °C", "seventy-two degrees Fahrenheit or twenty-two degrees Celsius"),
         ("at 5pm. Then 7 a.m. again", "at five p m. Then seven a m again"),
         ("from 1990-2000, pages 5-10", "from nineteen ninety to two thousand, pages five to ten"),
+        ("a 3-2 win", "a three-two win"),
         ("version 2.0.1", "version two point zero point one"),
         ("Drive 60 mph for 1 km, 8,849 m up", "Drive sixty miles per hour for one kilometer, eight thousand eight "
          "hundred and forty-nine meters up"),

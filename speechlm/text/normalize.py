@@ -22,9 +22,9 @@
    zero point one").
 
 Limits: Roman numerals, units outside English, other countries' telephone numbers and dates outside English are
-not read; ``5/12`` is "five twelve", never a date (day/month order differs between
-countries); ``100-1000`` reads as a telephone number, ``3-2`` as a range ("three to two"); German/Russian case
-and gender agreement of numbers is not attempted (the nominative cardinal is used).
+not read; ``5/12`` is "five twelve", never a date (day/month order differs between countries); ``100-1000`` reads
+as a telephone number, ``737-800`` as a range (a range goes up: a score like ``3-2`` is "three-two");
+German/Russian case and gender agreement of numbers is not attempted (the nominative cardinal is used).
 
 :func:`normalize_for_wer` is the comparison form used by the evaluation suite: the above, then lower case,
 punctuation removed, hyphens split, whitespace collapsed; for ``cmn``/``ja`` each CJK character becomes a "word",
@@ -442,9 +442,10 @@ def _expand_en_patterns(text: str) -> str:
                 lambda m: _en_date(int(m.group(1)), int(m.group(2)), m.group(3)) or m.group(0), text)
     text = _sub(r"(?<![\w/.-])(\d{4})-(\d{2})-(\d{2})(?![\w-])",
                 lambda m: _en_date(int(m.group(2)), int(m.group(3)), m.group(1)) or m.group(0), text)
-    # Ranges: "1990-2000" -> "1990 to 2000", "5-10" -> "5 to 10" (the numbers themselves are read below).
-    text = _sub(r"(?<![\w.,/-])(\d{1,4})-(\d{1,4})(?![\w-]|[.,]\d)", lambda m: f"{m.group(1)} to {m.group(2)}",
-                text)
+    # Ranges: "1990-2000" -> "1990 to 2000", "5-10" -> "5 to 10" (the numbers themselves are read below); a pair
+    # that goes down ("3-2", a score) is left to the plain numbers.
+    text = _sub(r"(?<![\w.,/-])(\d{1,4})-(\d{1,4})(?![\w-]|[.,]\d)",
+                lambda m: f"{m.group(1)} to {m.group(2)}" if int(m.group(1)) < int(m.group(2)) else m.group(0), text)
     # Proper fractions with a common denominator; other pairs ("24/7", "50/50", "9/11") are read as two numbers.
     text = _sub(r"(?<![\w/.])(\d{1,2})/(\d{1,2})(?![\w/]|\.\d)",
                 lambda m: _en_fraction(m.group(1), m.group(2))
