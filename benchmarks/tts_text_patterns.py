@@ -1,6 +1,7 @@
 """Does `speechlm tts` say what people write? Sentences with telephone numbers, addresses, dates, fractions,
-temperatures, clock times, ranges and version numbers, spoken by the default TTS with the current English
-normaliser and with the normaliser of an earlier revision (``--baseline``, read from git), judged by Whisper base.
+temperatures, clock times, ranges, version numbers, units and Roman numerals, spoken by the default TTS with the
+current English normaliser and with the normaliser of an earlier revision (``--baseline``, read from git), judged
+by Whisper base.
 
     .venv/bin/python benchmarks/tts_text_patterns.py [--baseline 6352e22] [--json runs/tts_text_patterns.json]
 
@@ -48,6 +49,8 @@ SENTENCES = [
     "The parcel weighs 1.5 kg.",
     "The new phone has 128 GB of storage.",
     "They signed a $5m deal on Monday.",
+    "Henry VIII had six wives.",
+    "World War II ended in 1945.",
 ]
 
 

@@ -50,6 +50,8 @@ from speechlm.text.normalize import normalize_for_wer, normalize_text
         ("at 5pm. Then 7 a.m. again", "at five p m. Then seven a m again"),
         ("from 1990-2000, pages 5-10", "from nineteen ninety to two thousand, pages five to ten"),
         ("a 3-2 win", "a three-two win"),
+        ("World War II, Henry VIII and Part I", "World War two, Henry the Eighth and Part one"),
+        ("Malcolm X and Washington DC, Bob I think", "Malcolm X and Washington DC, Bob I think"),
         ("version 2.0.1", "version two point zero point one"),
         ("Drive 60 mph for 1 km, 8,849 m up", "Drive sixty miles per hour for one kilometer, eight thousand eight "
          "hundred and forty-nine meters up"),

@@ -19,12 +19,14 @@
    (``3/4`` -> "three quarters"; ``24/7`` -> "twenty-four seven"), temperatures (``72°F``), clock times with a
    glued a.m./p.m. (``5pm``), ranges (``1990-2000`` -> "nineteen ninety to two thousand"), units after a number
    (``5 km``, ``1 kg``, ``60 mph``, ``16 GB``: :data:`_EN_UNITS`), dotted version numbers (``2.0.1`` -> "two point
-   zero point one").
+   zero point one"), Roman numerals after a capitalised word (below).
 
-Limits: Roman numerals, units outside English, other countries' telephone numbers and dates outside English are
-not read; ``5/12`` is "five twelve", never a date (day/month order differs between countries); ``100-1000`` reads
-as a telephone number, ``737-800`` as a range (a range goes up: a score like ``3-2`` is "three-two");
-German/Russian case and gender agreement of numbers is not attempted (the nominative cardinal is used).
+Limits: Roman numerals are read only after a capitalised word (``World War II`` -> "World War two", ``Henry
+VIII`` -> "Henry the Eighth"; titles such as ``Rocky II`` get the regnal reading); units outside English, other
+countries' telephone numbers and dates outside English are not read; ``5/12`` is "five twelve", never a date
+(day/month order differs between countries); ``100-1000`` reads as a telephone number, ``737-800`` as a range (a
+range goes up: a score like ``3-2`` is "three-two"); German/Russian case and gender agreement of numbers is not
+attempted (the nominative cardinal is used).
 
 :func:`normalize_for_wer` is the comparison form used by the evaluation suite: the above, then lower case,
 punctuation removed, hyphens split, whitespace collapsed; for ``cmn``/``ja`` each CJK character becomes a "word",
@@ -385,6 +387,36 @@ _EN_UNITS = {
 }
 
 
+# Roman numerals: after these words a cardinal ("World War II" -> "World War two", "Chapter IV" -> "Chapter four");
+# after another capitalised word a regnal ordinal ("Henry VIII" -> "Henry the Eighth"). Only I, V, X, L (C, D, M
+# make abbreviations: DC, CD, MD, CV), and single letters only after these words ("Malcolm X", "Bob I think").
+_ROMAN_CARDINAL_AFTER = {
+    "War", "Chapter", "Part", "Act", "Scene", "Book", "Volume", "Vol", "Section", "Phase", "Type", "Class", "Level",
+    "Grade", "Stage", "Article", "Title", "Episode", "Apollo", "Bowl", "Round", "Series", "Mark", "Version",
+    "Appendix", "Figure", "Table", "Unit", "Division", "Psalm", "Canto", "Movement", "Vatican",
+}
+_ROMAN_RE = r"(?=[IVXL])(?:L?X{0,3})(?:IX|IV|V?I{0,3})"
+
+
+def _roman_value(r: str) -> int:
+    vals = {"I": 1, "V": 5, "X": 10, "L": 50}
+    total = 0
+    for i, c in enumerate(r):
+        v = vals[c]
+        total += -v if i + 1 < len(r) and vals[r[i + 1]] > v else v
+    return total
+
+
+def _en_roman(m: re.Match) -> str:
+    word, numeral = m.group(1), m.group(2)
+    n = _roman_value(numeral)
+    if word.rstrip(".") in _ROMAN_CARDINAL_AFTER:
+        return f"{word} {_cardinal(str(n), 'en')}"
+    if len(numeral) < 2:
+        return m.group(0)
+    return f"{word} the {_ordinal(str(n), 'en').capitalize()}"
+
+
 def _en_unit(m: re.Match) -> str:
     amount, unit = m.group(1), m.group(2)
     one = amount.replace(",", "") in ("1", "1.0")
@@ -459,6 +491,7 @@ def _expand_en_patterns(text: str) -> str:
                                                                                       and m.group(0).endswith(".")
                                                                                       else ""),
                 text, flags=re.I)
+    text = _sub(rf"\b([A-Z][a-z]+\.?) ({_ROMAN_RE})\b(?!['-])", _en_roman, text)
     # "$5m", "£2bn", "€300k": the scale written out, for the currency rule below ("five million dollars").
     text = _sub(r"([$£€])(\d+(?:\.\d+)?)(k|m|bn|b)\b",
                 lambda m: f"{m.group(1)}{m.group(2)} " + {"k": "thousand", "m": "million"}.get(m.group(3), "billion"),
