@@ -52,6 +52,8 @@ from speechlm.text.normalize import normalize_for_wer, normalize_text
         ("a 3-2 win", "a three-two win"),
         ("World War II, Henry VIII and Part I", "World War two, Henry the Eighth and Part one"),
         ("Malcolm X and Washington DC, Bob I think", "Malcolm X and Washington DC, Bob I think"),
+        ("the Neutron Bomb II and Henry V", "the Neutron Bomb two and Henry the Fifth"),
+        ("Paul Vaske drove 60 m.p.h.", "Paul Vaske drove sixty m.p.h."),
         ("version 2.0.1", "version two point zero point one"),
         ("Drive 60 mph for 1 km, 8,849 m up", "Drive sixty miles per hour for one kilometer, eight thousand eight "
          "hundred and forty-nine meters up"),

@@ -22,11 +22,11 @@
    zero point one"), Roman numerals after a capitalised word (below).
 
 Limits: Roman numerals are read only after a capitalised word (``World War II`` -> "World War two", ``Henry
-VIII`` -> "Henry the Eighth"; titles such as ``Rocky II`` get the regnal reading); units outside English, other
-countries' telephone numbers and dates outside English are not read; ``5/12`` is "five twelve", never a date
-(day/month order differs between countries); ``100-1000`` reads as a telephone number, ``737-800`` as a range (a
-range goes up: a score like ``3-2`` is "three-two"); German/Russian case and gender agreement of numbers is not
-attempted (the nominative cardinal is used).
+VIII`` -> "Henry the Eighth" after a regnal name from a list, so an unlisted monarch gets the cardinal); units
+outside English, other countries' telephone numbers and dates outside English are not read; ``5/12`` is "five
+twelve", never a date (day/month order differs between countries); ``100-1000`` reads as a telephone number,
+``737-800`` as a range (a range goes up: a score like ``3-2`` is "three-two"); German/Russian case and gender
+agreement of numbers is not attempted (the nominative cardinal is used).
 
 :func:`normalize_for_wer` is the comparison form used by the evaluation suite: the above, then lower case,
 punctuation removed, hyphens split, whitespace collapsed; for ``cmn``/``ja`` each CJK character becomes a "word",
@@ -387,15 +387,24 @@ _EN_UNITS = {
 }
 
 
-# Roman numerals: after these words a cardinal ("World War II" -> "World War two", "Chapter IV" -> "Chapter four");
-# after another capitalised word a regnal ordinal ("Henry VIII" -> "Henry the Eighth"). Only I, V, X, L (C, D, M
-# make abbreviations: DC, CD, MD, CV), and single letters only after these words ("Malcolm X", "Bob I think").
+# Roman numerals after a capitalised word: after a regnal name an ordinal ("Henry VIII" -> "Henry the Eighth"),
+# after any other word a cardinal ("World War II" -> "World War two", "Neutron Bomb II" -> "Neutron Bomb two").
+# Only I, V, X, L (C, D, M make abbreviations: DC, CD, MD, CV); a single letter only after a regnal name or a word of
+# :data:`_ROMAN_CARDINAL_AFTER` ("Part I", "Henry V"; not "Malcolm X", "Bob I think").
+_REGNAL_NAMES = {
+    "Henry", "Edward", "George", "William", "Richard", "Charles", "James", "John", "Louis", "Elizabeth", "Mary",
+    "Anne", "Philip", "Frederick", "Peter", "Catherine", "Alexander", "Nicholas", "Paul", "Pius", "Leo",
+    "Benedict", "Gregory", "Innocent", "Clement", "Urban", "Boniface", "Ferdinand", "Francis", "Joseph", "Leopold",
+    "Ludwig", "Otto", "Rudolf", "Wilhelm", "Gustav", "Christian", "Olaf", "Haakon", "Harald", "Juan", "Felipe",
+    "Alfonso", "Pedro", "Manuel", "Umberto", "Napoleon", "Ivan", "Constantine", "Ramesses", "Ptolemy", "Cleopatra",
+    "Robert", "David", "Victor", "Carl", "Sixtus", "Julius", "Honorius", "Stephen", "Alexios", "Basil",
+}
 _ROMAN_CARDINAL_AFTER = {
     "War", "Chapter", "Part", "Act", "Scene", "Book", "Volume", "Vol", "Section", "Phase", "Type", "Class", "Level",
     "Grade", "Stage", "Article", "Title", "Episode", "Apollo", "Bowl", "Round", "Series", "Mark", "Version",
     "Appendix", "Figure", "Table", "Unit", "Division", "Psalm", "Canto", "Movement", "Vatican",
 }
-_ROMAN_RE = r"(?=[IVXL])(?:L?X{0,3})(?:IX|IV|V?I{0,3})"
+_ROMAN_RE = r"(?=[IVXL]+\b)(?:L?X{0,3})(?:IX|IV|V?I{0,3})"
 
 
 def _roman_value(r: str) -> int:
@@ -410,11 +419,11 @@ def _roman_value(r: str) -> int:
 def _en_roman(m: re.Match) -> str:
     word, numeral = m.group(1), m.group(2)
     n = _roman_value(numeral)
-    if word.rstrip(".") in _ROMAN_CARDINAL_AFTER:
+    if word in _REGNAL_NAMES:
+        return f"{word} the {_ordinal(str(n), 'en').capitalize()}"
+    if word.rstrip(".") in _ROMAN_CARDINAL_AFTER or len(numeral) >= 2:
         return f"{word} {_cardinal(str(n), 'en')}"
-    if len(numeral) < 2:
-        return m.group(0)
-    return f"{word} the {_ordinal(str(n), 'en').capitalize()}"
+    return m.group(0)
 
 
 def _en_unit(m: re.Match) -> str:
@@ -497,7 +506,8 @@ def _expand_en_patterns(text: str) -> str:
                 lambda m: f"{m.group(1)}{m.group(2)} " + {"k": "thousand", "m": "million"}.get(m.group(3), "billion"),
                 text)
     units = "|".join(re.escape(u) for u in sorted(_EN_UNITS, key=len, reverse=True))
-    text = _sub(rf"(?<![\w.,$£€])(\d{{1,3}}(?:,\d{{3}})+(?:\.\d+)?|\d+(?:\.\d+)?)\s?({units})(?![\w/])", _en_unit, text)
+    text = _sub(rf"(?<![\w.,$£€])(\d{{1,3}}(?:,\d{{3}})+(?:\.\d+)?|\d+(?:\.\d+)?)\s?({units})(?![\w/]|\.\w)",
+                _en_unit, text)
     return _sub(r"(?<![\w.])\d+(?:\.\d+){2,}(?![\w.]|\.\d)",
                 lambda m: " point ".join(_cardinal(p, "en") for p in m.group(0).split(".")), text)
 
