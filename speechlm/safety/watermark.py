@@ -425,7 +425,7 @@ def _window_stats(r: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     """Score every ~1 s window, and the whole analysis, at every cyclic shift of one (speed, phase) analysis.
 
     Args:
-        r, w: ``[T, B]`` residual and weights.
+        r, w: ``[T, B]`` residual (clipped: :func:`_clipped`) and weights.
 
     Returns:
         (score ``[W + 1, PERIOD]``, z ``[W + 1, PERIOD, N_GROUPS]`` group z-scores, first block ``[W]`` and end
@@ -550,11 +550,10 @@ def detect(audio: np.ndarray, sr: int, p_threshold: float = P_THRESHOLD,
     conf = tuple(float(1.0 - _norm_sf(abs(v))) for v in zb)
     # Regions: the windows that detect, merged, each trimmed to where the blocks carry the mark (a window that
     # detects may reach ~0.5 s past a marked span's edge).
-    k0 = int(shift[int(score.max(1).argmax())])
-    rows = (np.arange(r.shape[0]) - k0) % PERIOD
+    w_best = int(score.max(1).argmax())
+    rows = (np.arange(r.shape[0]) - int(shift[w_best])) % PERIOD
     chip = _SIGNS[rows] * _bit_signs(payload)[_GROUPS[rows]]  # [T, B]: the sign the mark gives each chip
     evidence, counted = (chip * r * w).sum(1), w.sum(1)
-    w_best = int(score.max(1).argmax())
     mu = float(evidence[lo[w_best]:hi[w_best]].sum() / max(counted[lo[w_best]:hi[w_best]].sum(), 1.0))
     spans: list[list[int]] = []
     for a, b in sorted(zip(lo[good].tolist(), hi[good].tolist(), strict=True)):
