@@ -106,14 +106,13 @@ def speech_span_s(audio: np.ndarray, sr: int, threshold_db: float = -40.0) -> fl
     return (loud[-1] - loud[0] + 1) * hop / sr if loud.size else 0.0
 
 
-def vad_span_s(audio: np.ndarray, sr: int, threshold: float | None = None) -> float:
+def vad_span_s(audio: np.ndarray, sr: int, threshold: float = RATE_VAD_THRESHOLD) -> float:
     """Duration (s) from the start of the first to the end of the last Silero VAD region
-    (:func:`speechlm.pipeline.diarise.speech_regions` at ``threshold``, default :data:`RATE_VAD_THRESHOLD`; robust
-    to noise); :func:`speech_span_s` without regions."""
+    (:func:`speechlm.pipeline.diarise.speech_regions` at speech probability ``threshold``; robust to noise);
+    :func:`speech_span_s` without regions."""
     from speechlm.pipeline.diarise import speech_regions
 
-    thr = RATE_VAD_THRESHOLD if threshold is None else threshold
-    regions = speech_regions(audio, sr, threshold=thr, min_silence_s=0.1)
+    regions = speech_regions(audio, sr, threshold=threshold, min_silence_s=0.1)
     return regions[-1][1] - regions[0][0] if regions else speech_span_s(audio, sr)
 
 
