@@ -473,7 +473,8 @@ def _en_fraction(num: str, den: str) -> str:
 
 def _expand_en_patterns(text: str) -> str:
     """English readings that depend on the pattern around the digits (run before the plain numbers): addresses,
-    telephone numbers, dates, fractions, temperatures, clock times with a glued a.m./p.m., dotted versions."""
+    telephone numbers, dates, ranges, fractions, temperatures, clock times with a glued a.m./p.m., Roman numerals,
+    currency scales ($5m), units, dotted versions."""
     text = _sub(r"\b(?:https?://|www\.)[^\s<>\"']*[^\s<>\"'.,;:!?)]", _en_spell_address, text, flags=re.I)
     text = _sub(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b", _en_spell_address, text)
     text = _sub(r"(?<![\w.,/-])(?:\+?\d{1,3}[ .-])?(?:\(\d{3}\) ?|\d{3}[ .-])?\d{3}-\d{4}(?![\w-]|[.,]\d)",
