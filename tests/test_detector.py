@@ -163,6 +163,20 @@ def test_channel_augment_keeps_length_and_changes_the_signal():
     assert any(tags for _, tags in outs) and not all(np.allclose(y, x) for y, _ in outs)
 
 
+def test_recording_augment_keeps_length_and_each_effect_changes_the_signal():
+    from speechlm.safety.detector_data import recording_augment
+
+    rng = np.random.default_rng(1)
+    t = np.arange(16000) / 16000
+    x = (0.1 * np.sin(2 * np.pi * 300 * t) * (0.2 + (t % 0.25 < 0.12))).astype(np.float32)  # bursts: a dynamics
+    outs = [recording_augment(x, rng) for _ in range(24)]
+    assert all(y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all() for y, _ in outs)
+    assert all(np.allclose(y, x) for y, tags in outs if not tags)
+    for effect in ("eq", "compress", "room"):
+        changed = [y for y, tags in outs if tags == [effect]]
+        assert changed and not np.allclose(changed[0], x), effect
+
+
 @pytest.mark.slow
 def test_training_separates_a_toy_corpus(tmp_path):
     """Twenty steps on tones (synthetic) vs noise bursts (human) must beat chance on its valid split."""

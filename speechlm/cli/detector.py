@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=2500, help="optimizer steps (default 2500)")
     p.add_argument("--exclude", nargs="*", default=[], help="sources never to train on (besides test-only ones)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--recording-aug", action="store_true",
+                   help="also vary each augmented view's recording: EQ, compression, room (both classes alike)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--bands", type=int, default=160,
                    help="linear filterbank bands of the features, 0-8 kHz (default 160; the first model used 60)")
@@ -93,7 +95,8 @@ def _train(args: argparse.Namespace) -> int:
 
     out = train(Path(args.corpus), Path(args.out), TrainConfig(
         max_steps=args.steps, max_minutes=args.minutes, seed=args.seed, threads=args.threads,
-        exclude=tuple(args.exclude), detector=DetectorConfig(features=FeatureConfig(n_bands=args.bands))))
+        exclude=tuple(args.exclude), recording_aug=args.recording_aug,
+        detector=DetectorConfig(features=FeatureConfig(n_bands=args.bands))))
     print(out)
     return 0
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from speechlm.safety.detector import DetectorConfig, build_net, eer, lfb, num_params
-from speechlm.safety.detector_data import SR, UNSEEN, Clip, channel_augment, load_corpus
+from speechlm.safety.detector_data import SR, UNSEEN, Clip, channel_augment, load_corpus, recording_augment
 from speechlm.train.schedule import warmup_cosine
 
 MAX_CLEAN_S = 8.0
@@ -52,6 +52,7 @@ class TrainConfig:
     workers: int = 2
     limit: int = 0  # clips per source (0: all), for quick runs
     exclude: tuple[str, ...] = ()
+    recording_aug: bool = False  # also vary the recording (EQ, compression, room) of the augmented views
     detector: DetectorConfig = field(default_factory=DetectorConfig)
 
 
@@ -68,7 +69,10 @@ def _views(c: Clip, cfg: TrainConfig, rng: np.random.Generator) -> list[torch.Te
     crop = int(cfg.aug_crop_s * SR)
     for _ in range(cfg.aug_views):
         start = int(rng.integers(0, max(1, len(c.wav) - crop + 1)))
-        wav, _ = channel_augment(c.wav[start : start + crop], rng)
+        wav = c.wav[start : start + crop]
+        if cfg.recording_aug:
+            wav, _ = recording_augment(wav, rng)
+        wav, _ = channel_augment(wav, rng)
         out.append(lfb(wav, f).half())
     return out
 
