@@ -169,26 +169,23 @@ def _espeak_data_dir() -> Path | None:
 
 
 @functools.cache
-def espeak_languages() -> frozenset[str]:
-    """Voice names espeak-ng knows (``en-us``, ``de``, ...); empty if espeak-ng is not installed."""
-    if not shutil.which("espeak-ng"):
-        return frozenset()
-    out = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, check=False).stdout
-    return frozenset(line.split()[1] for line in out.splitlines()[1:] if len(line.split()) > 1)
-
-
-@functools.cache
 def _espeak_voice_files() -> dict[str, str]:
-    """espeak-ng voice name -> its voice file (``en-gb`` -> ``gmw/en``), from ``espeak-ng --voices``."""
+    """espeak-ng voice name -> its voice file (``en-gb`` -> ``gmw/en``; the name itself where the listing has no
+    file column), from ``espeak-ng --voices``; empty if espeak-ng is not installed."""
     if not shutil.which("espeak-ng"):
         return {}
     out = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, check=False).stdout
     files = {}
     for line in out.splitlines()[1:]:
         cols = line.split()
-        if len(cols) >= 5:
-            files[cols[1]] = cols[4]
+        if len(cols) > 1:
+            files[cols[1]] = cols[4] if len(cols) >= 5 else cols[1]
     return files
+
+
+def espeak_languages() -> frozenset[str]:
+    """Voice names espeak-ng knows (``en-us``, ``de``, ...); empty if espeak-ng is not installed."""
+    return frozenset(_espeak_voice_files())
 
 
 def espeak_voice_arg(name: str) -> str:
