@@ -16,7 +16,7 @@ import argparse
 import json
 import subprocess
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +90,7 @@ def main() -> int:
     inputs: dict[str, list[str]] = {}
     for name in ("current", f"baseline {args.baseline}"):
         wavs = []
-        with normaliser_from(args.baseline) if name != "current" else _nothing():
+        with normaliser_from(args.baseline) if name != "current" else nullcontext():
             from speechlm.text import normalize as N
 
             inputs[name] = [N.normalize_text(s, "en") for s in SENTENCES]
@@ -122,11 +122,6 @@ def to_markdown(res: dict) -> str:
     for name, r in res["rows"].items():
         lines.append(f"| {name} | {r['wer']:.3f} | {r['ins_del']:.3f} | {r['sentences_right']} / {res['n']} |")
     return "\n".join(lines)
-
-
-@contextmanager
-def _nothing():
-    yield
 
 
 if __name__ == "__main__":
