@@ -147,20 +147,31 @@ def tts_eval(r: dict) -> str:
 
 def tts_lang_cer(r: dict) -> str:
     threads = "one thread" if r["threads"] == 1 else f"{r['threads']} threads"
-    prev = "lm_previous" in r["models"]
+    m = r["models"]
+    lms = [s for s in ("lm_default", "lm_previous") if s in m]
+    ours = "ours" in m
+    names = {"lm_default": "`lm_default` (codec LM)", "lm_previous": "previous LM"}
     lines = [f"Whisper-base CER (the language given to the judge), held-out asterisk-core-sounds sentences, "
-             f"{threads}; `lm_default` = `{r['models']['lm_default']}`"
-             + (f", previous = `{r['models']['lm_previous']}`" if prev else ""), "",
-             "| language | sentences | recordings | espeak-ng | `lm_default` (ours, codec LM) | `lm_default` RTF "
-             + ("| previous LM | previous RTF " if prev else "") + "| `tts_duration` (default) |",
-             "|---|---|---|---|---|---|" + ("---|---|" if prev else "") + "---|"]
+             f"{threads}" + (f"; ours = `{m['ours']}`" if ours else "")
+             + "".join(f", {s} = `{m[s]}`" for s in lms), "",
+             "| language | sentences | recordings | espeak-ng | " + ("ours | ours RTF | " if ours else "")
+             + "".join(f"{names[s]} | {names[s]} RTF | " for s in lms) + "`tts_duration` (English default) |",
+             "|---|---|---|---|" + ("---|---|" if ours else "") + "---|---|" * len(lms) + "---|"]
     for lang, v in r["rows"].items():
         c = v["cer"]
         default = "refused (English only)" if v["tts_duration"].startswith("this TTS model speaks") else \
             v["tts_duration"]
-        old = f"| {c['lm_previous']:.3f} | {v['rtf']['lm_previous']:.2f} " if prev else ""
-        lines.append(f"| {lang} | {v['n']} | {c['ground_truth']:.3f} | {c['espeak_ng']:.3f} | {c['lm_default']:.3f} "
-                     f"| {v['rtf']['lm_default']:.2f} {old}| {default} |")
+        cells = [lang, str(v["n"]), f"{c['ground_truth']:.3f}", f"{c['espeak_ng']:.3f}"]
+        for s in (["ours"] if ours else []) + lms:
+            cells += [f"{c[s]:.3f}", f"{v['rtf'][s]:.2f}"]
+        lines.append("| " + " | ".join([*cells, default]) + " |")
+    if r.get("free"):
+        lines += ["", "Free text: sentences from the offline pool that no training transcript contains (no "
+                  "recordings exist; espeak-ng beside ours)", "",
+                  "| language | sentences | espeak-ng | ours | ours RTF |", "|---|---|---|---|---|"]
+        for lang, v in r["free"].items():
+            c = v["cer"]
+            lines.append(f"| {lang} | {v['n']} | {c['espeak_ng']:.3f} | {c['ours']:.3f} | {v['rtf']['ours']:.2f} |")
     return "\n".join(lines)
 
 

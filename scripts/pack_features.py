@@ -33,6 +33,8 @@ def pack(caches: list[str], out: str, max_utts: int = 0) -> None:
     analyses = {json.dumps(m.get("analysis"), sort_keys=True) for m in metas}
     if len(subs) != 1 or len(analyses) != 1:
         sys.exit(f"error: the caches differ in frame rate {sorted(subs)} or F0 analysis {sorted(analyses)}")
+    if any(len(m.get("speakers") or []) > 1 for m in metas):
+        sys.exit("error: a cache has several speakers; packing keeps one voice (pack one-voice caches only)")
     feat = np.concatenate([p["feat"] for p in parts])
     ids, dur = np.concatenate([p["ids"] for p in parts]), np.concatenate([p["dur"] for p in parts])
     fl, tl = np.concatenate([p["feat_len"] for p in parts]), np.concatenate([p["tok_len"] for p in parts])

@@ -26,6 +26,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="sentence sampling seed")
     p.add_argument("--exclude", action="append", default=[], metavar="MANIFEST",
                    help="never speak the texts of this manifest (held-out evaluation sentences; repeatable)")
+    p = add_command(cmds, "align-corpus", "force-align real recordings' transcripts: a duration for every TTS "
+                    "input token (other languages' training data)", _align_corpus,
+                    description="Recordings with transcripts -> OUT/manifest.jsonl with tags.tts_tokens and "
+                    "tags.durations_s\n(the CTC aligner asr_default places every phone; pauses go to the "
+                    "punctuation), ready for\n`speechlm acoustic features`. The multilingual model's recipe:\n\n"
+                    "  python benchmarks/tts_lang_cer.py --list-heldout runs/heldout_texts.txt\n"
+                    "  speechlm acoustic align-corpus data/real/asterisk_prompts/manifest.jsonl \\\n"
+                    "      data/real/fillets_cs/manifest.jsonl data/real/fillets_nl/manifest.jsonl \\\n"
+                    "      --out data/aligned_ml --exclude-texts runs/heldout_texts.txt --min-speaker-minutes 2")
+    p.add_argument("manifests", nargs="+", help="manifests of recordings with transcripts (text, lang, speaker)")
+    p.add_argument("--out", required=True, help="output folder (manifest.jsonl, report.json)")
+    p.add_argument("--lang", action="append", default=[], help="keep only this language (repeatable; default all)")
+    p.add_argument("--exclude", action="append", default=[], metavar="MANIFEST",
+                   help="never train on the texts of this manifest (held-out sentences; repeatable)")
+    p.add_argument("--exclude-texts", action="append", default=[], metavar="FILE",
+                   help="never train on these texts (one per line; repeatable)")
+    p.add_argument("--min-speaker-minutes", type=float, default=0.0,
+                   help="leave out speakers with less speech than this in the inputs (default 0)")
+    p.add_argument("--min-score", type=float, default=-1.5,
+                   help="leave out alignments whose mean log-probability per frame is below this (default -1.5: "
+                        "usually a wrong transcript)")
     p = add_command(cmds, "features", "analyse an aligned manifest into a feature cache (.npz)", _features)
     p.add_argument("manifests", nargs="+", help="manifests with tags.tts_tokens and tags.durations_s")
     p.add_argument("-o", "--output", required=True, help="cache file (.npz)")
@@ -116,6 +137,30 @@ def _corpus(args: argparse.Namespace) -> int:
         check_input_file(m, "--exclude")
         texts += [json.loads(line)["text"] for line in open(m, encoding="utf-8") if line.strip()]
     print(build_piper_corpus(args.out, args.n, args.seed, texts, length_scales=(1.0, 1.0, 0.9, 1.1)))
+    return 0
+
+
+def _align_corpus(args: argparse.Namespace) -> int:
+    import json
+
+    from speechlm.errors import SpeechLMError
+    from speechlm.lm.acoustic_corpus import build_aligned_corpus
+    from speechlm.text.g2p import resolve_lang
+
+    for m in [*args.manifests, *args.exclude, *args.exclude_texts]:
+        check_input_file(m, "input")
+    langs = tuple(resolve_lang(x) for x in args.lang) or None
+    if args.min_speaker_minutes < 0:
+        raise SpeechLMError(f"--min-speaker-minutes must be at least 0, got {args.min_speaker_minutes}")
+    texts = []
+    for m in args.exclude:
+        texts += [json.loads(line)["text"] for line in open(m, encoding="utf-8") if line.strip()]
+    for f in args.exclude_texts:
+        texts += [line.strip() for line in open(f, encoding="utf-8") if line.strip()]
+    out = build_aligned_corpus(args.manifests, args.out, langs, texts, args.min_speaker_minutes * 60.0,
+                               min_score=args.min_score)
+    print(out)
+    print((out.parent / "report.json").read_text())
     return 0
 
 

@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--transcript", required=True, help="what the input says")
     p.add_argument("--target", required=True, help="what the output should say")
     p.add_argument("-o", "--output", required=True, help="audio file to write")
-    p.add_argument("--lang", default="en", help="language (espeak-ng code)")
+    p.add_argument("--lang", default="en",
+                   help="language (espeak-ng code): en with the default model; cs, es, fr, it, nl with the shipped "
+                        "tts_multilingual (taken when --model is not given)")
     p.add_argument("--no-sign", action="store_true", help="do not add the signed provenance manifest to the output")
     p.add_argument("--no-watermark", action="store_true",
                    help="research only: do not watermark the regenerated spans (recorded in the signed manifest)")
@@ -41,7 +43,9 @@ def _edit(args: argparse.Namespace) -> int:
     check_output_file(args.output, "audio")
     from speechlm.errors import SpeechLMError
     from speechlm.tasks.tts import TTS, tts_kind
+    from speechlm.tasks.tts_duration import default_model_for
 
+    args.model = default_model_for(args.model, args.lang)  # other languages: the shipped multilingual model
     kind = tts_kind(args.model)
     if kind == "aligned":
         raise SpeechLMError("an aligned codec LM does not edit yet: use the default model or a codec LM "

@@ -49,7 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "down; docs/tts.md). Default 0: only the pitch range and timbre move")
     p.add_argument("--pace", type=float, default=1.0,
                    help="speaking pace of the default (duration-based) model: >1 slower, <1 faster (0.25-4)")
-    p.add_argument("--lang", default="en", help="language of the text and the prompt (espeak-ng code)")
+    p.add_argument("--lang", default="en",
+                   help="language of the text and the prompt (espeak-ng code): en with the default model; cs, es, "
+                        "fr, it, nl with the shipped tts_multilingual (taken when --model is not given)")
     p.add_argument("--via-tokens", action="store_true",
                    help="default (duration-based) model: make the audio from its codec_sf tokens, as a token LM's "
                         "output is heard, instead of from its unquantised parameters (clearer)")
@@ -80,7 +82,9 @@ def _tts(args: argparse.Namespace) -> int:
     check_sampling_args(args)
     check_output_file(args.output, "audio")
     from speechlm.tasks.tts import tts_kind
+    from speechlm.tasks.tts_duration import default_model_for
 
+    args.model = default_model_for(args.model, args.lang)  # other languages: the shipped multilingual model
     kind = tts_kind(args.model)
     if kind == "lm" and args.prompt is not None and not (args.prompt_text or "").strip():
         raise SpeechLMError("a prompt needs its transcript (--prompt-text) with a codec LM")

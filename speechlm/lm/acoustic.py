@@ -7,6 +7,11 @@ mel-cepstra, log-F0, a voicing logit and band aperiodicity. Those are the parame
 the source-filter codec (:mod:`speechlm.tokenizers.source_filter`) quantises, so its quantiser turns the
 output into codec tokens and its decoder into audio (:mod:`speechlm.lm.acoustic_api`).
 
+With ``n_speakers`` > 0 the model speaks several voices: a learned vector per speaker is added to every token
+state after the encoder, so durations, pitch, energy and frames all depend on it (FastSpeech 2's multi-speaker
+variant); speaker ``None`` adds nothing (the voice of the model it was fine-tuned from, where the vectors start
+at zero).
+
 Shapes: ``B`` utterances, ``N`` tokens, ``T`` codec frames (``T * S`` output frames, ``S = sub_frames``);
 ``F = n_mcep + 2 + n_bap`` output features per frame,
 ordered ``[mcep | lf0 | vuv | bap]``. Features are predicted normalised (``feat_mean``/``feat_std`` buffers,
@@ -38,6 +43,7 @@ class AcousticConfig:
     n_bap: int = 6
     max_frames_per_token: int = 75
     sub_frames: int = 1  # output frames per codec frame: 4 = the codec's 5-ms analysis rate
+    n_speakers: int = 0  # > 0: a learned vector per training speaker, added to every token state
 
     @property
     def n_feat(self) -> int:
@@ -127,16 +133,22 @@ class AcousticModel(nn.Module):
                                       for _ in range(cfg.dec_layers)])
         self.dec_norm = nn.LayerNorm(d)
         self.proj = nn.Linear(d, cfg.n_feat * cfg.sub_frames)
+        if cfg.n_speakers > 0:
+            self.speaker = nn.Embedding(cfg.n_speakers, d)
+            nn.init.zeros_(self.speaker.weight)
         self.register_buffer("feat_mean", torch.zeros(cfg.n_feat))
         self.register_buffer("feat_std", torch.ones(cfg.n_feat))
 
-    def encode(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """ids ``[B, N]`` (0 = padding) -> (token states ``[B, N, D]``, pad ``[B, N]``)."""
+    def encode(self, ids: torch.Tensor, speaker: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids ``[B, N]`` (0 = padding), speaker ``[B]`` or None -> (token states ``[B, N, D]``, pad ``[B, N]``)."""
         pad = ids == 0
         x = self.embed(ids) * math.sqrt(self.cfg.d_model) + sinusoids(ids.shape[1], self.cfg.d_model, ids.device)
         for blk in self.encoder:
             x = blk(x, pad)
-        return self.enc_norm(x), pad
+        h = self.enc_norm(x)
+        if speaker is not None and self.cfg.n_speakers > 0:
+            h = h + self.speaker(speaker)[:, None] * (~pad)[..., None].to(h.dtype)
+        return h, pad
 
     def variances(self, h: torch.Tensor, pad: torch.Tensor) -> dict[str, torch.Tensor]:
         """Predicted log(1 + frames), token pitch and token energy (normalised), each ``[B, N]``."""
@@ -160,24 +172,25 @@ class AcousticModel(nn.Module):
             fpad = fpad.repeat_interleave(r, dim=1)
         return y, fpad
 
-    def forward(self, ids: torch.Tensor, durations: torch.Tensor, pitch: torch.Tensor, energy: torch.Tensor
-                ) -> dict[str, torch.Tensor]:
-        """Teacher-forced pass (training): ids/durations/pitch/energy ``[B, N]`` -> predictions (``feat``
-        ``[B, T * S, F]``, ``frame_pad`` ``[B, T * S]``, and :meth:`variances`)."""
-        h, pad = self.encode(ids)
+    def forward(self, ids: torch.Tensor, durations: torch.Tensor, pitch: torch.Tensor, energy: torch.Tensor,
+                speaker: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Teacher-forced pass (training): ids/durations/pitch/energy ``[B, N]``, speaker ``[B]`` or None ->
+        predictions (``feat`` ``[B, T * S, F]``, ``frame_pad`` ``[B, T * S]``, and :meth:`variances`)."""
+        h, pad = self.encode(ids, speaker)
         out = self.variances(h, pad)
         feat, fpad = self.decode(h, pad, durations, pitch, energy)
         return {**out, "feat": feat, "frame_pad": fpad, "pad": pad}
 
     @torch.inference_mode()
-    def infer(self, ids: torch.Tensor, pace: float = 1.0, pitch_shift: float = 0.0, pitch_scale: float = 1.0
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def infer(self, ids: torch.Tensor, pace: float = 1.0, pitch_shift: float = 0.0, pitch_scale: float = 1.0,
+              speaker: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """ids ``[1, N]`` -> (denormalised features ``[T * S, F]`` with vuv a probability, codec frames per token
-        ``[N]``).
+        ``[N]``); ``speaker``: an index below ``n_speakers`` (None: no speaker vector).
 
         ``pace`` > 1 speaks slower; ``pitch_shift``/``pitch_scale`` move the predicted token pitch (normalised
         units) before decoding, so the contour follows."""
-        h, pad = self.encode(ids)
+        spk = None if speaker is None else torch.tensor([speaker], device=ids.device)
+        h, pad = self.encode(ids, spk)
         v = self.variances(h, pad)
         dur = torch.round((torch.exp(v["log_dur"]) - 1.0) * pace).clamp(0, self.cfg.max_frames_per_token).long()
         dur = dur.masked_fill(pad, 0)

@@ -193,13 +193,38 @@ class AcousticTTSModel:
         return analysis_settings((self.meta.get("extra") or {}).get("analysis"))
 
     @property
+    def langs(self) -> tuple[str, ...]:
+        """The languages the model was trained on (``("en",)`` for models made before they were recorded)."""
+        return tuple((self.meta.get("extra") or {}).get("langs") or ("en",))
+
+    def speaker_of(self, lang: str) -> int | None:
+        """A multi-speaker model's voice for ``lang`` (its index; the language's speaker with the most training
+        speech), or None for a one-voice model."""
+        extra = self.meta.get("extra") or {}
+        if not self.config.n_speakers:
+            return None
+        name = (extra.get("lang_voices") or {}).get(lang)
+        speakers = list(extra.get("speakers") or [])
+        return speakers.index(name) if name in speakers else None
+
+    def voice_of(self, lang: str) -> VoiceStats:
+        """The voice statistics of the model's voice for ``lang`` (what a prompt's :class:`VoiceShift` starts
+        from)."""
+        extra = self.meta.get("extra") or {}
+        i = self.speaker_of(lang)
+        if i is None:
+            return self.voice
+        return VoiceStats.from_dict(extra["speaker_voice_stats"][extra["speakers"][i]])
+
+    @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    def features(self, ids: list[int], pace: float = 1.0, shift: VoiceShift | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids -> (features ``[T, F]``, frames per token ``[N]``); ``shift`` moves them to another voice."""
-        feat, dur = self.model.infer(torch.tensor([ids], dtype=torch.long), pace=pace)
+    def features(self, ids: list[int], pace: float = 1.0, shift: VoiceShift | None = None,
+                 speaker: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids -> (features ``[T, F]``, frames per token ``[N]``); ``shift`` moves them to another voice;
+        ``speaker``: a multi-speaker model's voice (:meth:`speaker_of`)."""
+        feat, dur = self.model.infer(torch.tensor([ids], dtype=torch.long), pace=pace, speaker=speaker)
         feat = feat.numpy()
         if shift is not None:
             feat = shift.apply(feat, self.config.n_mcep)

@@ -8,7 +8,8 @@ frames by rounding their cumulative ends (so they sum to the frame count).
 
 :func:`extract_features` writes one ``.npz`` cache (no pickles): ``feat [sum T * S, F]`` (``[mcep | lf0 | vuv |
 bap]``, log-F0 interpolated through unvoiced frames; ``S`` = ``sub_frames``), ``ids``/``dur`` ``[sum N]``
-(``dur`` in codec frames), per-utterance lengths and ``sub_frames``.
+(``dur`` in codec frames), per-utterance lengths and ``sub_frames``; ``spk [U]`` each utterance's speaker, an
+index into the ``speakers`` of its JSON ``meta`` (with ``speaker_langs``: each speaker's language).
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def extract_features(manifests: list[str | os.PathLike], out: str | os.PathLike,
     if analysis["f0_tracker"] not in F0_TRACKERS or not 0 < float(analysis["dio_threshold"]) < 1:
         raise SpeechLMError(f"bad F0 analysis {analysis}: f0_tracker one of {F0_TRACKERS}, dio_threshold in (0, 1)")
     sym = default_symbols()
-    jobs, ids = [], []
+    jobs, ids, who = [], [], []
+    speaker_langs: dict[str, str] = {}
     for m in manifests:
         for u in read_manifest(m):
             tags = u.tags or {}
@@ -97,24 +99,30 @@ def extract_features(manifests: list[str | os.PathLike], out: str | os.PathLike,
             jobs.append((str(u.audio_path(Path(m).parent)), tags["tts_tokens"], tags["durations_s"], sub_frames,
                          analysis))
             ids.append(token_ids(tags["tts_tokens"], sym))
+            name = u.speaker or "unknown"
+            speaker_langs.setdefault(name, u.lang or "")
+            who.append(name)
     if not jobs:
         raise SpeechLMError("no aligned utterances (tags.tts_tokens + tags.durations_s) in the manifests")
-    feats, durs, toks = [], [], []
+    speakers = sorted(speaker_langs)
+    feats, durs, toks, spk = [], [], [], []
     with Pool(workers) as pool:
-        for res, tid in zip(tqdm(pool.imap(_one, jobs, chunksize=4), total=len(jobs), desc="features",
-                                 disable=not progress), ids):
+        for res, tid, name in zip(tqdm(pool.imap(_one, jobs, chunksize=4), total=len(jobs), desc="features",
+                                       disable=not progress), ids, who):
             if res is None:
                 continue
             feats.append(res[0])
             durs.append(res[1])
             toks.append(np.asarray(tid, np.int64))
+            spk.append(speakers.index(name))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial.npz")
     np.savez(tmp, feat=np.concatenate(feats), ids=np.concatenate(toks), dur=np.concatenate(durs),
              feat_len=np.array([len(f) for f in feats]), tok_len=np.array([len(t) for t in toks]),
-             sub_frames=np.array(sub_frames),
-             meta=np.frombuffer(json.dumps({"manifests": [str(m) for m in manifests], "analysis": analysis}).encode(),
+             sub_frames=np.array(sub_frames), spk=np.asarray(spk, np.int64),
+             meta=np.frombuffer(json.dumps({"manifests": [str(m) for m in manifests], "analysis": analysis,
+                                            "speakers": speakers, "speaker_langs": speaker_langs}).encode(),
                                 np.uint8))
     os.replace(tmp, out)
     return out
@@ -127,6 +135,7 @@ class Utt:
     feat: np.ndarray  # [T * sub_frames, F] float32 (raw)
     pitch: np.ndarray  # [N] token mean of normalised lf0 over voiced frames (0 where none)
     energy: np.ndarray  # [N] token mean of normalised c0
+    speaker: int = 0  # index into AcousticDataset.speakers
 
 
 class AcousticDataset:
@@ -142,7 +151,11 @@ class AcousticDataset:
             fl, tl = z["feat_len"], z["tok_len"]
             self.sub_frames = int(z["sub_frames"]) if "sub_frames" in z.files else 1
             meta = json.loads(z["meta"].tobytes().decode()) if "meta" in z.files else {}
+            spk = z["spk"] if "spk" in z.files else np.zeros(len(fl), np.int64)
         self.analysis: dict = analysis_settings(meta.get("analysis"))  # how the features were analysed
+        # the speakers (caches made before they were recorded: one, unnamed) and each one's language
+        self.speakers: list[str] = list(meta.get("speakers") or [])
+        self.speaker_langs: dict[str, str] = dict(meta.get("speaker_langs") or {})
         m = n_mcep
         if stats is not None:
             self.mean, self.std = (np.asarray(x, dtype=np.float32).copy() for x in stats)
@@ -161,7 +174,7 @@ class AcousticDataset:
             f, d = feat[fo[i] : fo[i + 1]], dur[to[i] : to[i + 1]]
             nf = norm[fo[i] : fo[i + 1]]
             pitch, energy = token_targets(nf, f[:, m + 1] > 0.5, d, self.sub_frames, m)
-            self.utts.append(Utt(ids[to[i] : to[i + 1]], d, f, pitch, energy))
+            self.utts.append(Utt(ids[to[i] : to[i + 1]], d, f, pitch, energy, int(spk[i])))
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -182,7 +195,8 @@ def token_targets(feat_norm: np.ndarray, voiced: np.ndarray, dur: np.ndarray, su
 
 
 def collate(utts: list[Utt], mean: np.ndarray, std: np.ndarray):
-    """Utterances -> padded tensors (ids, dur, pitch, energy ``[B, N]``; target features ``[B, T, F]``)."""
+    """Utterances -> padded tensors (ids, dur, pitch, energy ``[B, N]``; target features ``[B, T, F]``;
+    speakers ``[B]``)."""
     import torch
 
     n, t = max(len(u.ids) for u in utts), max(len(u.feat) for u in utts)
@@ -198,4 +212,4 @@ def collate(utts: list[Utt], mean: np.ndarray, std: np.ndarray):
         pitch[b, : len(u.pitch)] = torch.from_numpy(u.pitch)
         energy[b, : len(u.energy)] = torch.from_numpy(u.energy)
         feat[b, : len(u.feat)] = torch.from_numpy((u.feat - mean) / std)
-    return ids, dur, pitch, energy, feat
+    return ids, dur, pitch, energy, feat, torch.tensor([u.speaker for u in utts], dtype=torch.long)

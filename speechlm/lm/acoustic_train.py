@@ -46,8 +46,8 @@ class AcousticTrainConfig:
 
 
 def losses(model: AcousticModel, batch) -> dict[str, torch.Tensor]:
-    ids, dur, pitch, energy, feat = (x.to(model.feat_mean.device) for x in batch)
-    out = model(ids, dur, pitch, energy)
+    ids, dur, pitch, energy, feat, speaker = (x.to(model.feat_mean.device) for x in batch)
+    out = model(ids, dur, pitch, energy, speaker if model.cfg.n_speakers > 0 else None)
     m = model.cfg.n_mcep
     keep = (~out["frame_pad"]).float()[..., None]
     t = min(out["feat"].shape[1], feat.shape[1])
@@ -111,7 +111,9 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
     init_sub = int(cfg.model.get("sub_frames", 1))
     if base is not None and init_sub not in (1, ds.sub_frames):
         raise CheckpointError(f"{base.path}: predicts {init_sub} sub-frames; the cache has {ds.sub_frames}")
-    cfg = replace(cfg, model={**cfg.model, "sub_frames": ds.sub_frames})
+    multi = len(ds.speakers) > 1  # several voices: a speaker vector each (the init's own voice has none)
+    cfg = replace(cfg, model={**cfg.model, "sub_frames": ds.sub_frames,
+                              "n_speakers": len(ds.speakers) if multi else 0})
     rng = random.Random(cfg.seed)
     idx = list(range(len(ds)))
     rng.shuffle(idx)
@@ -123,7 +125,10 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
     model.feat_std.copy_(torch.from_numpy(ds.std))
     if base is not None:
         sd = {k: v.float() for k, v in base.state_dict.items()}
-        model.load_state_dict(widen_sub_frames(sd, ds.sub_frames) if init_sub != ds.sub_frames else sd)
+        sd = widen_sub_frames(sd, ds.sub_frames) if init_sub != ds.sub_frames else sd
+        if multi and "speaker.weight" not in sd:  # a one-voice init: the speaker vectors start at zero
+            sd["speaker.weight"] = model.speaker.weight.detach().clone()
+        model.load_state_dict(sd)
         extra = {**(extra or {}), "init": base.model_id, "init_step": base.step}
     model.to(cfg.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
@@ -142,7 +147,20 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
 
     config = {"model": asdict(mcfg), "train": asdict(cfg)}
     voice = VoiceStats.of_features(np.concatenate([u.feat for u in ds.utts]), mcfg.n_mcep)
-    info = {"kind": KIND, "symbols": default_symbols().hash, "langs": ["en"], "voice_stats": voice.to_dict(),
+    langs = sorted({lang for lang in ds.speaker_langs.values() if lang}) or ["en"]
+    voices = {}
+    if multi:  # each language's voice: its speaker with the most training frames
+        frames: dict[int, int] = {}
+        for u in tr:
+            frames[u.speaker] = frames.get(u.speaker, 0) + len(u.feat)
+        for lang in langs:
+            own = [i for i, s in enumerate(ds.speakers) if ds.speaker_langs.get(s) == lang]
+            voices[lang] = ds.speakers[max(own, key=lambda i: frames.get(i, 0))]
+        voice_stats = {s: VoiceStats.of_features(np.concatenate([u.feat for u in ds.utts if u.speaker == i]),
+                                                 mcfg.n_mcep).to_dict() for i, s in enumerate(ds.speakers)}
+    info = {"kind": KIND, "symbols": default_symbols().hash, "langs": langs, "voice_stats": voice.to_dict(),
+            **({"speakers": ds.speakers, "speaker_langs": ds.speaker_langs, "lang_voices": voices,
+                "speaker_voice_stats": voice_stats} if multi else {}),
             "analysis": ds.analysis,
             "train_utterances": len(tr), "train_frames": int(sum(len(u.feat) for u in tr)), **(extra or {})}
     log = (out / "log.jsonl").open("a")

@@ -369,7 +369,7 @@ def edit_duration(tts, wav: np.ndarray, sr: int, transcript: str, target: str, l
     hop = tts.codec.hop
 
     def words_at(pace: float):
-        f, fd = tts.features(ids, pace, voice)
+        f, fd = tts.features(ids, pace, voice, lang)
         gw = [(a * hop / sr_out, b * hop / sr_out) for a, b in _word_frames(tokens, fd)]
         if len(gw) != len(dst):
             raise EditInputError(f"the target reads as {len(gw)} words but has {len(dst)}; cannot place the edit")

@@ -212,16 +212,23 @@ class TTS:
         self.symbols = default_symbols()
 
     @classmethod
-    def load(cls, model: str | os.PathLike | None = None, codec: str | os.PathLike | None = None):
+    def load(cls, model: str | os.PathLike | None = None, codec: str | os.PathLike | None = None,
+             lang: str | None = None):
         """Load a TTS model and its codec (default: the shipped codec its tokens belong to).
 
         ``None``/``"default"`` is the shipped duration-based model (``tts_duration``, a
-        :class:`~speechlm.tasks.tts_duration.DurationTTS`); an aligned codec LM's run or checkpoint an
+        :class:`~speechlm.tasks.tts_duration.DurationTTS`; English), or with a ``lang`` it does not speak
+        the shipped multilingual one (:func:`~speechlm.tasks.tts_duration.default_model_for`); an aligned codec
+        LM's run or checkpoint an
         :class:`~speechlm.tasks.tts_aligned.AlignedTTS`; a codec LM (``lm_default``, a folder) gives a
         :class:`TTS`. Both have ``generate(text, prompt=...)`` returning a :class:`TTSResult`."""
         from speechlm.lm.api import CodecLanguageModel
         from speechlm.tokenizers.codec.api import Codec
 
+        if lang is not None:
+            from speechlm.tasks.tts_duration import default_model_for
+
+            model = default_model_for(model, lang)
         kind = tts_kind(model)
         if kind == "acoustic":
             from speechlm.tasks.tts_duration import DurationTTS

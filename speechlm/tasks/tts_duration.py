@@ -44,11 +44,12 @@ from speechlm.tasks.tts import (
 
 MAX_TOKENS = 250  # a longer sentence is cut at clause punctuation, else at word boundaries
 STREAM_BLOCK = 10  # codec frames (200 ms) per streamed block
-LANGS = ("en",)
 ADAPT_STEPS = 100  # decoder steps on a prompt when adaptation is asked for (docs/tts.md, "A voice from a prompt")
 ADAPT_LR = 1e-4
 ADAPT_BLEND = 0.7  # how far the adapted decoder's frames move the shifted model's (1: all the way)
 VOICE_CACHE = 8  # prompts whose adapted voice is kept
+MULTILINGUAL = "tts_multilingual"  # the shipped model for the languages the default (English) one does not speak
+MULTILINGUAL_LANGS = ("cs", "es", "fr", "it", "nl")
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,12 @@ class DurationTTS:
         from speechlm.text.g2p import resolve_lang
         from speechlm.text.tts_input import readable, token_ids, tts_tokens
 
-        if resolve_lang(lang) not in LANGS:
-            raise TTSInputError(f"this TTS model speaks {', '.join(LANGS)} only, not {lang!r} (the codec LM, "
-                                "--model lm_default, takes other languages, much less intelligibly)")
+        langs = self.am.langs
+        if resolve_lang(lang) not in langs:
+            hint = (f"; the shipped {MULTILINGUAL} speaks {', '.join(MULTILINGUAL_LANGS)}"
+                    if resolve_lang(lang) in MULTILINGUAL_LANGS else "")
+            raise TTSInputError(f"this TTS model speaks {', '.join(langs)} only, not {lang!r}{hint} (the codec LM, "
+                                "--model lm_default, takes any corpus language, much less intelligibly)")
         if not isinstance(text, str) or not text.strip():
             raise TTSInputError("the text is empty")
         if len(text) > max_chars:
@@ -122,8 +126,9 @@ class DurationTTS:
             raise TTSInputError(f"the text {text[:60]!r} has nothing to read aloud (only punctuation/symbols?)")
         return out
 
-    def voice_shift(self, wav: np.ndarray, sr: int) -> VoiceShift:
-        """A prompt (``wav [T]`` or ``[C, T]`` at ``sr``) -> the shift from the model's voice to it."""
+    def voice_shift(self, wav: np.ndarray, sr: int, lang: str = "en") -> VoiceShift:
+        """A prompt (``wav [T]`` or ``[C, T]`` at ``sr``) -> the shift from the model's voice (for ``lang``) to
+        it."""
         from speechlm.audio.io import resample
         from speechlm.lm.acoustic_data import frame_features
 
@@ -133,7 +138,7 @@ class DurationTTS:
         m = self.am.config.n_mcep
         if (feat[:, m + 1] > 0.5).sum() < 10:
             raise TTSInputError("the prompt has almost no voiced speech (under 0.2 s): give a recording of a voice")
-        return VoiceShift.between(self.am.voice, VoiceStats.of_features(feat, m))
+        return VoiceShift.between(self.am.voice_of(lang), VoiceStats.of_features(feat, m))
 
     def voice(self, prompt: str | os.PathLike | np.ndarray, prompt_sr: int | None = None,
               prompt_text: str | None = None, lang: str = "en", adapt_steps: int = 0,
@@ -157,8 +162,11 @@ class DurationTTS:
         if key in self._voices:
             self._voices.move_to_end(key)
             return self._voices[key]
-        shift = self.voice_shift(wav, sr)
+        shift = self.voice_shift(wav, sr, lang)
         voice = PromptVoice(shift)
+        if adapt_steps > 0 and self.am.config.n_speakers:
+            raise TTSInputError("adapting to a prompt is for one-voice models (the default English one); this model "
+                                "has several voices: the prompt's voice is shifted only")
         if adapt_steps > 0:
             wav16 = resample(wav, sr, 16000) if sr != 16000 else wav
             if prompt_text is None and self.hear is None:
@@ -195,14 +203,15 @@ class DurationTTS:
             return PromptVoice(prompt)
         return self.voice(prompt, prompt_sr, prompt_text, lang, adapt_steps)
 
-    def features(self, ids: list[int], pace: float = 1.0, voice: PromptVoice | None = None
+    def features(self, ids: list[int], pace: float = 1.0, voice: PromptVoice | None = None, lang: str = "en"
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Token ids -> (features ``[T * S, F]``, codec frames per token ``[N]``) in ``voice`` (None: the
-        model's own)."""
+        model's own for ``lang``)."""
+        speaker = self.am.speaker_of(lang)
         if voice is None:
-            return self.am.features(ids, pace)
+            return self.am.features(ids, pace, speaker=speaker)
         if voice.am is None or voice.blend >= 1.0:
-            return (voice.am or self.am).features(ids, pace, voice.shift)
+            return (voice.am or self.am).features(ids, pace, voice.shift, speaker)
         base, dur = self.am.features(ids, pace, voice.shift)  # the same durations: the predictors are frozen
         return base + voice.blend * (voice.am.features(ids, pace, voice.shift)[0] - base), dur
 
@@ -234,7 +243,7 @@ class DurationTTS:
         voice = self._voice(prompt, prompt_sr, prompt_text, lang, adapt_steps)
         codes, pieces = [], []
         for _, ids in chunks:
-            c, blocks = self.render(self.features(ids, pace, voice)[0])
+            c, blocks = self.render(self.features(ids, pace, voice, lang)[0])
             codes.append(c)
             pieces.append(np.concatenate(list(blocks)))
         wav = fade_join(pieces, self.sample_rate)
@@ -254,10 +263,11 @@ class DurationTTS:
         _check_pace(pace)
         chunks = self.text_chunks(text, lang, max_chars)
         voice = self._voice(prompt, prompt_sr, prompt_text, lang, adapt_steps)
-        return self.stream_chunks(chunks, voice, pace, block_tokens)
+        return self.stream_chunks(chunks, voice, pace, block_tokens, lang)
 
     def stream_chunks(self, chunks: list[tuple[str, list[int]]], voice: PromptVoice | VoiceShift | None = None,
-                      pace: float = 1.0, block_tokens: int = STREAM_BLOCK) -> Iterator[np.ndarray]:
+                      pace: float = 1.0, block_tokens: int = STREAM_BLOCK, lang: str = "en"
+                      ) -> Iterator[np.ndarray]:
         """:meth:`stream` of chunks already made by :meth:`text_chunks` (the server validates first)."""
         from speechlm.tasks.tts import FADE_S, GAP_S
 
@@ -265,7 +275,7 @@ class DurationTTS:
         n_fade = int(FADE_S * self.sample_rate)
         voice = PromptVoice(voice) if isinstance(voice, VoiceShift) else voice
         for i, (_, ids) in enumerate(chunks):
-            _, blocks = self.render(self.features(ids, pace, voice)[0], block_tokens)
+            _, blocks = self.render(self.features(ids, pace, voice, lang)[0], block_tokens)
             if i:
                 yield gap
             first = True
@@ -276,6 +286,22 @@ class DurationTTS:
                     b[:m] *= np.linspace(0.0, 1.0, m, dtype=np.float32)
                 first = False
                 yield b
+
+
+def default_model_for(model: str | os.PathLike | None, lang: str) -> str | os.PathLike | None:
+    """``model`` unless it is the default (None/``"default"``) and ``lang`` is one that the shipped
+    :data:`MULTILINGUAL` model speaks and the English default does not: then that model's name."""
+    from speechlm.text.g2p import resolve_lang
+
+    try:
+        code = resolve_lang(lang)
+    except Exception:  # an unknown language is refused later, by the model, with its own message
+        return model
+    if model not in (None, "default") or code not in MULTILINGUAL_LANGS:
+        return model
+    from speechlm.utils.checkpoint import ASSETS, MODEL_FILE
+
+    return MULTILINGUAL if (ASSETS / MULTILINGUAL / MODEL_FILE).is_file() else model
 
 
 def _check_pace(pace: float) -> None:

@@ -30,11 +30,11 @@ def tts_tokens(text: str, lang: str = "en", espeak_voice: str | None = None) -> 
     """Text -> TTS input tokens (module docstring); ``[BOS, EOS]`` only when nothing is readable.
 
     ``espeak_voice`` overrides the voice of ``lang`` (a Piper voice names its own)."""
-    from speechlm.text.g2p import LANGUAGES, phonemize_words, resolve_lang
+    from speechlm.text.g2p import phonemize_words, resolve_lang
     from speechlm.text.normalize import normalize_text
 
     lang = resolve_lang(lang)
-    voice = espeak_voice or LANGUAGES[lang]
+    voice = espeak_voice or lang  # a language code (phonemize_words picks its espeak-ng voice)
     text = normalize_text(text, lang)
     out: list[str] = [BOS]
     for words, punct in _CLAUSE_RE.findall(text):
