@@ -145,33 +145,38 @@ def tts_eval(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _cer(v: dict, s: str) -> str:
+    """A system's corpus CER, with the median sentence's where the run recorded it."""
+    med = v.get("cer_median")
+    return f"{v['cer'][s]:.3f} / {med[s]:.3f}" if med else f"{v['cer'][s]:.3f}"
+
+
 def tts_lang_cer(r: dict) -> str:
     threads = "one thread" if r["threads"] == 1 else f"{r['threads']} threads"
     m = r["models"]
     lms = [s for s in ("lm_default", "lm_previous") if s in m]
     ours = "ours" in m
     names = {"lm_default": "`lm_default` (codec LM)", "lm_previous": "previous LM"}
-    lines = [f"Whisper-base CER (the language given to the judge), held-out asterisk-core-sounds sentences, "
-             f"{threads}" + (f"; ours = `{m['ours']}`" if ours else "")
+    med = any("cer_median" in v for v in r["rows"].values())
+    lines = [f"Whisper-base CER (the language given to the judge{'; corpus / median sentence' if med else ''}), "
+             f"held-out asterisk-core-sounds sentences, {threads}" + (f"; ours = `{m['ours']}`" if ours else "")
              + "".join(f", {s} = `{m[s]}`" for s in lms), "",
              "| language | sentences | recordings | espeak-ng | " + ("ours | ours RTF | " if ours else "")
              + "".join(f"{names[s]} | {names[s]} RTF | " for s in lms) + "`tts_duration` (English default) |",
              "|---|---|---|---|" + ("---|---|" if ours else "") + "---|---|" * len(lms) + "---|"]
     for lang, v in r["rows"].items():
-        c = v["cer"]
         default = "refused (English only)" if v["tts_duration"].startswith("this TTS model speaks") else \
             v["tts_duration"]
-        cells = [lang, str(v["n"]), f"{c['ground_truth']:.3f}", f"{c['espeak_ng']:.3f}"]
+        cells = [lang, str(v["n"]), _cer(v, "ground_truth"), _cer(v, "espeak_ng")]
         for s in (["ours"] if ours else []) + lms:
-            cells += [f"{c[s]:.3f}", f"{v['rtf'][s]:.2f}"]
+            cells += [_cer(v, s), f"{v['rtf'][s]:.2f}"]
         lines.append("| " + " | ".join([*cells, default]) + " |")
     if r.get("free"):
         lines += ["", "Free text: sentences from the offline pool that no training transcript contains (no "
                   "recordings exist; espeak-ng beside ours)", "",
                   "| language | sentences | espeak-ng | ours | ours RTF |", "|---|---|---|---|---|"]
         for lang, v in r["free"].items():
-            c = v["cer"]
-            lines.append(f"| {lang} | {v['n']} | {c['espeak_ng']:.3f} | {c['ours']:.3f} | {v['rtf']['ours']:.2f} |")
+            lines.append(f"| {lang} | {v['n']} | {_cer(v, 'espeak_ng')} | {_cer(v, 'ours')} | {v['rtf']['ours']:.2f} |")
     return "\n".join(lines)
 
 

@@ -15,9 +15,11 @@ recordings), ``espeak_ng`` (the Debian formant synthesiser, an anchor that speak
 ``lm_previous``), and ``tts_duration`` (the English default, which refuses them; the row says so).
 
 Free text: ``--free`` sentences per language (cs, es, fr, it, nl) from the offline sentence pool, none of them a
-training transcript, for ``ours`` and ``espeak_ng`` (no recordings exist): how the model reads what it never
-heard, the prompts' narrow vocabulary aside. Whisper base is told the language. CER drops spaces and
-normalises the texts (``speechlm.text.wer``). Writes OUT/results.json (``--json``: also
+real recording's transcript (and left out of synthetic training corpora by ``--list-heldout``), for ``ours`` and
+``espeak_ng`` (no recordings exist): how the model reads what it never heard, the prompts' narrow vocabulary aside.
+Whisper base is told the language. CER drops spaces and normalises the texts (``speechlm.text.wer``); corpus CER
+(errors over reference characters) and the median of the sentences' CERs (one sentence on which Whisper loops,
+writing far more than was said, cannot dominate it). Writes OUT/results.json (``--json``: also
 docs/results/tts_lang_cer__default.json, rendered into docs/tts.md) and a listening page per language,
 OUT/LANG/index.html (every system's audio side by side).
 """
@@ -80,8 +82,9 @@ def main() -> int:
     p.add_argument("--free", type=int, default=20, help="free-text sentences per language (0: none)")
     p.add_argument("--no-lm", action="store_true", help="leave the codec LM out (faster)")
     p.add_argument("--list-heldout", default=None, metavar="FILE",
-                   help="only write the held-out sentences of --n 20 and 40 and the free-text ones of --free up "
-                        "to 40, one per line, to FILE (what a training corpus must leave out) and exit")
+                   help="only write the held-out sentences of --n 20 and 40, the free-text ones of --free up to 40 "
+                        "and the development ones of tts_voice_select.py, one per line, to FILE (what a training "
+                        "corpus must leave out) and exit")
     args = p.parse_args()
     if args.list_heldout:
         from tts_eval import pick_sentences
@@ -91,8 +94,8 @@ def main() -> int:
             for n in (20, 40):
                 texts += [u.text for u in pick_sentences(f"data/real/asterisk_core_{lang}/manifest.jsonl", n)
                           if u.text not in texts]
-        for lang in FREE_LANGS:  # the free-text sentences of --free up to 40
-            texts += [t for t in free_sentences(lang, 40) if t not in texts]
+        for lang in FREE_LANGS:  # the free-text sentences of --free up to 40, and tts_voice_select's (seed 3)
+            texts += [t for t in free_sentences(lang, 40) + free_sentences(lang, 10, seed=3) if t not in texts]
         Path(args.list_heldout).write_text("".join(t + "\n" for t in texts), encoding="utf-8")
         print(f"{args.list_heldout}: {len(texts)} sentences")
         return 0
@@ -131,6 +134,7 @@ def main() -> int:
         except TTSInputError as exc:
             refused = str(exc).splitlines()[0]
         counts = {s: [0, 0] for s in ("ground_truth", "espeak_ng", "ours", *lms)}
+        per: dict[str, list[float]] = {s: [] for s in counts}  # each sentence's CER
         gen_s = {s: 0.0 for s in ("espeak_ng", "ours", *lms)}
         audio_s = dict(gen_s)
         for u in sents:
@@ -152,7 +156,9 @@ def main() -> int:
                 c = char_errors(u.text, judge.transcribe(wav, SR, lang), lang)
                 counts[s][0] += c.errors
                 counts[s][1] += c.ref_len
+                per[s].append(c.errors / max(c.ref_len, 1))
         rows[lang] = {"n": len(sents), "cer": {s: e / max(r, 1) for s, (e, r) in counts.items()},
+                      "cer_median": {s: float(np.median(v)) for s, v in per.items()},
                       "rtf": {s: gen_s[s] / max(audio_s[s], 1e-9) for s in gen_s},
                       "tts_duration": refused or "generated (unexpected: it is English only)"}
         print(lang, {s: round(v, 3) for s, v in rows[lang]["cer"].items()}, flush=True)
@@ -163,6 +169,7 @@ def main() -> int:
     free: dict[str, dict] = {}
     for lang in FREE_LANGS if args.free else ():
         counts = {s: [0, 0] for s in ("espeak_ng", "ours")}
+        per = {s: [] for s in counts}
         gen_s = {s: 0.0 for s in counts}
         audio_s = dict(gen_s)
         texts = free_sentences(lang, args.free)
@@ -177,7 +184,9 @@ def main() -> int:
                 c = char_errors(text, judge.transcribe(wav, SR, lang), lang)
                 counts[s][0] += c.errors
                 counts[s][1] += c.ref_len
+                per[s].append(c.errors / max(c.ref_len, 1))
         free[lang] = {"n": len(texts), "cer": {s: e / max(r, 1) for s, (e, r) in counts.items()},
+                      "cer_median": {s: float(np.median(v)) for s, v in per.items()},
                       "rtf": {s: gen_s[s] / max(audio_s[s], 1e-9) for s in gen_s}}
         print("free", lang, {s: round(v, 3) for s, v in free[lang]["cer"].items()}, flush=True)
     res = {"kind": "tts_lang_cer", "command": shlex.join(["benchmarks/tts_lang_cer.py", *sys.argv[1:]]),

@@ -105,6 +105,14 @@ def test_a_one_voice_model_fine_tuned_on_two_speakers_starts_as_itself_and_recor
         m.model.speaker.weight[1] += 1.0
     f1, d1 = m.features(ids, speaker=1)
     assert not (np.array_equal(d1, da) and np.allclose(f1, fa, atol=1e-3))  # a trained vector changes the voice
+    from speechlm.errors import CheckpointError
+    from speechlm.lm.acoustic_train import export_acoustic
+
+    with pytest.raises(CheckpointError, match="it_b"):  # a voice of another language is refused
+        export_acoustic(tmp_path / "run_m", tmp_path / "bad", lang_voices={"cs": "it_b"})
+    assert not (tmp_path / "bad").exists()
+    out = export_acoustic(tmp_path / "run_m", tmp_path / "exported", lang_voices={"it": "it_b"})
+    assert AcousticTTSModel.load(out).speaker_of("it") == 1
 
 
 def test_align_corpus_refuses_a_missing_input_or_an_unknown_language_in_one_line(tmp_path, capsys):
@@ -119,3 +127,19 @@ def test_align_corpus_refuses_a_missing_input_or_an_unknown_language_in_one_line
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and needle in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_another_language_goes_to_the_multilingual_model_and_the_english_default_says_where(monkeypatch):
+    from speechlm.tasks import tts_duration
+    from speechlm.tasks.tts import TTSInputError
+    from speechlm.tasks.tts_duration import MULTILINGUAL, DurationTTS, default_model_for
+
+    assert default_model_for(None, "en") is None and default_model_for("lm_default", "it") == "lm_default"
+    assert default_model_for(None, "xx") is None  # refused later, by the model, with its own message
+    assert default_model_for("default", "it") == MULTILINGUAL
+    tts = DurationTTS.load()
+    with pytest.raises(TTSInputError, match=MULTILINGUAL):
+        tts.generate("Buongiorno a tutti.", lang="it")
+    monkeypatch.setattr(tts_duration, "MULTILINGUAL_LANGS", ())
+    with pytest.raises(TTSInputError, match="speaks en only"):
+        tts.generate("Buongiorno a tutti.", lang="it")

@@ -29,12 +29,13 @@ SR = 16000
 CODECS = ("sf", "pitch", "codec_default", "hybrid")
 SEMANTIC = ("asr", "default", "mfcc")
 TEXT = "Golden fixtures catch drift."
+TEXT_IT = "Le prove fisse scoprono le derive."
 # The fixture key of each shipped model folder (speechlm/assets/<folder>).
 ASSET_KEYS = {"codec_sf": "codec:sf", "codec_pitch": "codec:pitch", "codec_default": "codec:codec_default",
               "codec_hybrid": "codec:hybrid", "semantic_asr": "semantic:asr", "semantic_default": "semantic:default",
               "semantic_mfcc": "semantic:mfcc", "bridge_default": "bridge:default", "asr_default": "asr:default",
               "lm_default": "lm:default", "tts_duration": "tts:default", "detector_default": "detector:default",
-              "gender_default": "gender:default"}
+              "gender_default": "gender:default", "tts_multilingual": "tts:multilingual"}
 
 
 def fixed_input() -> np.ndarray:
@@ -136,6 +137,10 @@ def measure() -> dict[str, dict]:
     res = tts.generate(TEXT)
     out["tts:default"] = {"id": tts.am.model_id, "samples": len(res.wav), **_stats(np.asarray(res.wav)),
                           "behaviour": behaviour(res.wav)}
+    ml = TTS.load("tts_multilingual")  # the other languages' duration model, in its Italian voice
+    res_ml = ml.generate(TEXT_IT, lang="it")
+    out["tts:multilingual"] = {"id": ml.am.model_id, "samples": len(res_ml.wav), **_stats(np.asarray(res_ml.wav)),
+                               "behaviour": behaviour(res_ml.wav)}
 
     from speechlm.safety.detector import Detector
 
@@ -209,7 +214,7 @@ def test_golden(measured, key):
 # codec_default and codec_hybrid whisper (their cards: voiced frames kept 0.03), so only the rest is asked of them;
 # the TTS models' speech has unvoiced consonants and pauses, so a quarter is the floor.
 MIN_VOICED = {"codec:sf": 0.6, "codec:pitch": 0.6, "codec:codec_default": None, "codec:hybrid": None,
-              "lm:default": 0.25, "tts:default": 0.25}
+              "lm:default": 0.25, "tts:default": 0.25, "tts:multilingual": 0.25}
 
 
 @pytest.mark.parametrize("key", sorted(MIN_VOICED))

@@ -121,6 +121,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="training run or checkpoint folder")
     p.add_argument("-o", "--output", required=True, help="destination (e.g. speechlm/assets/tts_duration)")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16, half the size)")
+    p.add_argument("--lang-voice", action="append", default=[], metavar="LANG=SPEAKER",
+                   help="a multi-speaker model's voice for LANG: one of its training speakers of that language "
+                        "(repeatable; default: the speaker with the most training speech)")
     add_force_arg(p)
 
 
@@ -242,7 +245,11 @@ def _train_lm(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     check_checkpoint_output(args.output, args.force)
+    from speechlm.errors import SpeechLMError
     from speechlm.lm.acoustic_train import export_acoustic
 
-    print(export_acoustic(args.run, args.output, force=args.force, half=not args.fp32))
+    if any("=" not in v for v in args.lang_voice):
+        raise SpeechLMError(f"--lang-voice takes LANG=SPEAKER, got {args.lang_voice}")
+    voices = dict(v.split("=", 1) for v in args.lang_voice)
+    print(export_acoustic(args.run, args.output, force=args.force, half=not args.fp32, lang_voices=voices))
     return 0

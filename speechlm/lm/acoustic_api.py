@@ -210,11 +210,13 @@ class AcousticTTSModel:
     def voice_of(self, lang: str) -> VoiceStats:
         """The voice statistics of the model's voice for ``lang`` (what a prompt's :class:`VoiceShift` starts
         from)."""
-        extra = self.meta.get("extra") or {}
         i = self.speaker_of(lang)
-        if i is None:
-            return self.voice
-        return VoiceStats.from_dict(extra["speaker_voice_stats"][extra["speakers"][i]])
+        return self.voice if i is None else self.speaker_stats(i)
+
+    def speaker_stats(self, speaker: int) -> VoiceStats:
+        """A multi-speaker model's statistics of training speaker ``speaker``."""
+        extra = self.meta.get("extra") or {}
+        return VoiceStats.from_dict(extra["speaker_voice_stats"][extra["speakers"][speaker]])
 
     @property
     def n_params(self) -> int:

@@ -202,10 +202,12 @@ def train_acoustic(features: str | os.PathLike, out: str | os.PathLike, cfg: Aco
     return latest_checkpoint(out)
 
 
-def export_acoustic(run: str | os.PathLike, out: str | os.PathLike, force: bool = False, half: bool = True) -> Path:
+def export_acoustic(run: str | os.PathLike, out: str | os.PathLike, force: bool = False, half: bool = True,
+                    lang_voices: dict[str, str] | None = None) -> Path:
     """Copy a run's newest checkpoint (or a checkpoint folder) into an inference-only folder (no optimizer state;
     float16 weights unless ``half`` is False, the normalisation statistics float32): what
-    ``speechlm/assets/tts_duration`` is."""
+    ``speechlm/assets/tts_duration`` is. ``lang_voices``: a multi-speaker model's voice for these languages
+    (a training speaker of that language; e.g. chosen by ``benchmarks/tts_voice_select.py``)."""
     from speechlm.lm.acoustic_api import resolve_acoustic_dir
     from speechlm.train.checkpoint import check_destination, load_checkpoint, save_checkpoint
 
@@ -216,6 +218,14 @@ def export_acoustic(run: str | os.PathLike, out: str | os.PathLike, force: bool 
 
         raise CheckpointError(f"{ckpt.path}: not an acoustic model checkpoint")
     extra = {**ckpt.meta["extra"], "name": Path(out).name}
+    if lang_voices:
+        from speechlm.errors import CheckpointError
+
+        speaker_langs = extra.get("speaker_langs") or {}
+        for lang, name in lang_voices.items():
+            if speaker_langs.get(name) != lang:
+                raise CheckpointError(f"{ckpt.path}: no training speaker {name!r} of language {lang!r}")
+        extra["lang_voices"] = {**extra.get("lang_voices", {}), **lang_voices}
     sd = {k: v.half() if half and v.is_floating_point() and not k.startswith("feat_") else v
           for k, v in ckpt.state_dict.items()}
     return save_checkpoint(out, model=sd, config=ckpt.config, step=ckpt.step, extra=extra,

@@ -50,6 +50,9 @@ ADAPT_BLEND = 0.7  # how far the adapted decoder's frames move the shifted model
 VOICE_CACHE = 8  # prompts whose adapted voice is kept
 MULTILINGUAL = "tts_multilingual"  # the shipped model for the languages the default (English) one does not speak
 MULTILINGUAL_LANGS = ("cs", "es", "fr", "it", "nl")
+# A multi-speaker model's voices are brought to one level: the mean voiced c0 (log envelope gain) of the English
+# default's voice (tts_duration's voice_stats), so no voice is louder than the default or clips
+LEVEL_C0 = -11.354
 
 log = logging.getLogger(__name__)
 
@@ -203,15 +206,17 @@ class DurationTTS:
             return PromptVoice(prompt)
         return self.voice(prompt, prompt_sr, prompt_text, lang, adapt_steps)
 
-    def features(self, ids: list[int], pace: float = 1.0, voice: PromptVoice | None = None, lang: str = "en"
-                 ) -> tuple[np.ndarray, np.ndarray]:
+    def features(self, ids: list[int], pace: float = 1.0, voice: PromptVoice | None = None, lang: str = "en",
+                 speaker: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Token ids -> (features ``[T * S, F]``, codec frames per token ``[N]``) in ``voice`` (None: the
-        model's own for ``lang``)."""
-        speaker = self.am.speaker_of(lang)
-        if voice is None:
-            return self.am.features(ids, pace, speaker=speaker)
-        if voice.am is None or voice.blend >= 1.0:
-            return (voice.am or self.am).features(ids, pace, voice.shift, speaker)
+        model's own for ``lang``, or a multi-speaker model's training ``speaker``)."""
+        speaker = self.am.speaker_of(lang) if speaker is None else speaker
+        if voice is None or voice.am is None or voice.blend >= 1.0:
+            feat, dur = (self.am if voice is None else voice.am or self.am).features(
+                ids, pace, None if voice is None else voice.shift, speaker)
+            if speaker is not None:  # the voice at the default's level (LEVEL_C0)
+                feat[:, 0] += LEVEL_C0 - self.am.speaker_stats(speaker).mcep_mean[0]
+            return feat, dur
         base, dur = self.am.features(ids, pace, voice.shift)  # the same durations: the predictors are frozen
         return base + voice.blend * (voice.am.features(ids, pace, voice.shift)[0] - base), dur
 
