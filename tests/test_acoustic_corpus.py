@@ -143,3 +143,21 @@ def test_another_language_goes_to_the_multilingual_model_and_the_english_default
     monkeypatch.setattr(tts_duration, "MULTILINGUAL_LANGS", ())
     with pytest.raises(TTSInputError, match="speaks en only"):
         tts.generate("Buongiorno a tutti.", lang="it")
+
+
+def test_the_multilingual_model_speaks_its_languages_and_refuses_adaptation_in_one_line(tmp_path, capsys):
+    import soundfile as sf
+
+    from speechlm.cli import main
+    from speechlm.tasks.tts import TTS
+
+    tts = TTS.load(lang="it")
+    assert tts.am.model_id.startswith("tts_multilingual@") and set(tts.am.langs) == {"cs", "es", "fr", "it", "nl"}
+    wav = tts.generate("Buongiorno a tutti.", lang="it").wav
+    assert 0.5 < len(wav) / tts.sample_rate < 4 and 0.01 < float(np.sqrt((wav**2).mean())) and np.abs(wav).max() < 1
+    sf.write(tmp_path / "p.wav", wav, tts.sample_rate)
+    out = tmp_path / "es.wav"
+    assert main(["tts", "Hola.", "--lang", "es", "-o", str(out), "--adapt-steps", "5",
+                 "--prompt", str(tmp_path / "p.wav")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "adapt" in err and not out.exists()

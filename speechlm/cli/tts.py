@@ -117,6 +117,9 @@ def _tts(args: argparse.Namespace) -> int:
         tts.via_tokens = True
     if args.adapt_steps and args.prompt is not None and args.prompt_text is None:
         tts.hear = whisper_hearing(args.threads)
+    if args.adapt_steps and tts.am.config.n_speakers:
+        raise SpeechLMError("--adapt-steps adapts the one-voice English model; this model has several voices (a "
+                            "prompt's voice is shifted only)")
     if args.adapt_steps:
         print(f"adapting the voice to {args.prompt} ({args.adapt_steps} steps, about 10 s per 100 on a core)...",
               file=sys.stderr)
