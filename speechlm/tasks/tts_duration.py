@@ -296,11 +296,12 @@ class DurationTTS:
 def default_model_for(model: str | os.PathLike | None, lang: str) -> str | os.PathLike | None:
     """``model`` unless it is the default (None/``"default"``) and ``lang`` is one that the shipped
     :data:`MULTILINGUAL` model speaks and the English default does not: then that model's name."""
+    from speechlm.errors import SpeechLMError
     from speechlm.text.g2p import resolve_lang
 
     try:
         code = resolve_lang(lang)
-    except Exception:  # an unknown language is refused later, by the model, with its own message
+    except SpeechLMError:  # an unknown language is refused later, by the model, with its own message
         return model
     if model not in (None, "default") or code not in MULTILINGUAL_LANGS:
         return model
