@@ -29,9 +29,7 @@ VARIANTS = ("tokens", "parameters", "q_norefine", "q_env_only", "q_src_only")
 
 def dev_sentences(n: int) -> list[str]:
     from speechlm.data.sentences import SentenceSampler
-
-    def norm(t: str) -> str:
-        return " ".join("".join(c for c in t.lower() if c.isalnum() or c.isspace()).split())
+    from speechlm.data.sentences import norm_text as norm
 
     train = {norm(x.text) for x in SentenceSampler("en", 0).take(TRAIN_POOL)}
     sampler, out = SentenceSampler("en", 123), []

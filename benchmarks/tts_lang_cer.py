@@ -48,8 +48,7 @@ TRAIN_MANIFESTS = ("data/real/asterisk_prompts/manifest.jsonl", "data/real/fille
 def free_sentences(lang: str, n: int, seed: int = 7) -> list[str]:
     """``n`` sentences of 4-20 words in ``lang`` from the offline pool, none a training transcript."""
     from speechlm.data.manifest import read_manifest
-    from speechlm.data.sentences import SentenceSampler
-    from speechlm.lm.acoustic_corpus import norm_text
+    from speechlm.data.sentences import SentenceSampler, norm_text
 
     seen = {norm_text(u.text) for m in TRAIN_MANIFESTS if Path(m).is_file() for u in read_manifest(m) if u.text}
     sampler, out = SentenceSampler(lang, seed), []

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from speechlm.lm.acoustic_corpus import norm_text, token_durations, word_groups
+from speechlm.data.sentences import norm_text
+from speechlm.lm.acoustic_corpus import token_durations, word_groups
 
 
 def test_pauses_go_to_punctuation_silences_to_the_ends_and_stress_marks_get_nothing():

@@ -127,39 +127,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_force_arg(p)
 
 
-def _corpus(args: argparse.Namespace) -> int:
+def _excluded_texts(manifests: list[str], text_files: list[str] = ()) -> list[str]:
+    """The transcripts of ``--exclude`` manifests and the lines of ``--exclude-texts`` files (checked first)."""
     import json
 
+    texts = []
+    for m in manifests:
+        check_input_file(m, "--exclude")
+        texts += [json.loads(line)["text"] for line in open(m, encoding="utf-8") if line.strip()]
+    for f in text_files:
+        check_input_file(f, "--exclude-texts")
+        texts += [line.strip() for line in open(f, encoding="utf-8") if line.strip()]
+    return texts
+
+
+def _corpus(args: argparse.Namespace) -> int:
     from speechlm.data.piper_corpus import build_piper_corpus
     from speechlm.errors import SpeechLMError
 
     if args.n < 1:
         raise SpeechLMError(f"-n must be at least 1, got {args.n}")
-    texts = []
-    for m in args.exclude:
-        check_input_file(m, "--exclude")
-        texts += [json.loads(line)["text"] for line in open(m, encoding="utf-8") if line.strip()]
+    texts = _excluded_texts(args.exclude)
     print(build_piper_corpus(args.out, args.n, args.seed, texts, length_scales=(1.0, 1.0, 0.9, 1.1)))
     return 0
 
 
 def _align_corpus(args: argparse.Namespace) -> int:
-    import json
-
     from speechlm.errors import SpeechLMError
     from speechlm.lm.acoustic_corpus import build_aligned_corpus
     from speechlm.text.g2p import resolve_lang
 
-    for m in [*args.manifests, *args.exclude, *args.exclude_texts]:
-        check_input_file(m, "input")
+    for m in args.manifests:
+        check_input_file(m, "manifest")
     langs = tuple(resolve_lang(x) for x in args.lang) or None
     if args.min_speaker_minutes < 0:
         raise SpeechLMError(f"--min-speaker-minutes must be at least 0, got {args.min_speaker_minutes}")
-    texts = []
-    for m in args.exclude:
-        texts += [json.loads(line)["text"] for line in open(m, encoding="utf-8") if line.strip()]
-    for f in args.exclude_texts:
-        texts += [line.strip() for line in open(f, encoding="utf-8") if line.strip()]
+    texts = _excluded_texts(args.exclude, args.exclude_texts)
     out = build_aligned_corpus(args.manifests, args.out, langs, texts, args.min_speaker_minutes * 60.0,
                                min_score=args.min_score)
     print(out)

@@ -20,14 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from speechlm.data.sentences import norm_text
 from speechlm.errors import SpeechLMError
 
 SPEAKER = "piper_en_US-joe-medium"
 SAMPLE_RATE = 16000
-
-
-def _norm(text: str) -> str:
-    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
 
 
 def build_piper_corpus(out: str | os.PathLike, n: int, seed: int = 0, exclude: Iterable[str] = (),
@@ -48,7 +45,7 @@ def build_piper_corpus(out: str | os.PathLike, n: int, seed: int = 0, exclude: I
     done = set()
     if manifest.exists():
         done = {json.loads(line)["id"] for line in manifest.read_text().splitlines() if line.strip()}
-    banned = {_norm(t) for t in exclude}
+    banned = {norm_text(t) for t in exclude}
     voice = joe(threads=threads, durations=True)
     sampler = SentenceSampler("en", seed)
     seen: set[str] = set()
@@ -59,7 +56,7 @@ def build_piper_corpus(out: str | os.PathLike, n: int, seed: int = 0, exclude: I
     with manifest.open("a", encoding="utf-8") as f:
         while i < n:
             sent = sampler.take(1)[0]
-            key = _norm(sent.text)
+            key = norm_text(sent.text)
             if key in banned or key in seen:
                 if len(seen) > 50 * n:
                     raise SpeechLMError("the sentence pool ran out")

@@ -30,6 +30,11 @@ from pathlib import Path
 
 from speechlm.errors import SpeechLMError
 
+
+def norm_text(text: str) -> str:
+    """Lower case, letters, digits and spaces only: how two sentences are compared (held-out exclusion, repeats)."""
+    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 FILLETS_DIR = Path("/usr/share/games/fillets-ng/script")
 LOCALE_DIR = Path("/usr/share/locale")

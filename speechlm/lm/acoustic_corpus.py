@@ -28,23 +28,18 @@ from __future__ import annotations
 import collections
 import json
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from speechlm.data.sentences import norm_text
 from speechlm.text.symbols import BOS, EOS, WORD
 from speechlm.text.tts_input import PUNCTUATION
 
 STRESS = ("ˈ", "ˌ")
 MIN_SCORE = -1.5  # mean log-probability per aligner frame below which the transcript is taken to be wrong
-
-
-def norm_text(text: str) -> str:
-    """Lower case, letters and digits only: how two transcripts are compared for exclusion."""
-    return " ".join(re.sub(r"[^\w ]", " ", text.lower()).split())
 
 
 def is_phone(token: str) -> bool:
