@@ -32,8 +32,9 @@ from speechlm.errors import SpeechLMError
 
 
 def norm_text(text: str) -> str:
-    """Lower case, letters, digits and spaces only: how two sentences are compared (held-out exclusion, repeats)."""
-    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+    """Lower case, words of letters and digits (anything else separates them): how two sentences are compared
+    (held-out exclusion, repeats); "Held-out sentence." and "held out sentence" are the same."""
+    return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 FILLETS_DIR = Path("/usr/share/games/fillets-ng/script")
