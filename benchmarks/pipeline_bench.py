@@ -6,7 +6,9 @@
    over music/noise, telephone band and clipping, with ground truth) is reused from ``--constructed`` (the model
    benchmark's folder) or built there; the first ``--files`` files are used.
 2. ``speechlm data pipeline`` runs on them with the default settings on Ray with 1 worker and again (fresh OUT)
-   with 2 workers, then with the fast settings (``--fast``: Whisper tiny.en, no denoiser) on 1 worker. Throughput
+   with 2 workers, with the default settings but the enhancer trained here (``denoiser: speechlm``) on 1 worker,
+   then with the fast settings (Whisper tiny.en, no denoiser) and the fast settings with the enhancer, on 1
+   worker each. Throughput
    is hours of raw audio per wall-clock hour per worker (= per core), and per stage (stage seconds as the report
    sums them).
 3. Segmentation against the ground truth, on every utterance the segmenter made (before the quality gates):
@@ -41,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "docs" / "results" / "pipeline_bench__default.json"
 MODELS_RESULT = ROOT / "docs" / "results" / "pipeline_models__default.json"
 FAST = {"asr": "whisper-tiny.en", "denoise": False}
+OTHER_DENOISER = {"denoiser": "speechlm"}  # the default's alternative, run beside it (PipelineConfig.denoiser)
+FAST_DENOISED = {"asr": "whisper-tiny.en", "denoiser": "speechlm"}
 MEMORY = {"denoise": False, "asr": "none", "dnsmos": False, "tag": False}
 
 
@@ -203,7 +207,7 @@ def main() -> int:
     p.add_argument("--out", default="runs/bench/pipeline")
     p.add_argument("--tol", type=float, default=0.5, help="boundary tolerance in seconds")
     p.add_argument("--long-s", type=float, default=3600.0, help="length of the long input for peak RSS")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: w2,fast,memory")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: w2,enhancer,fast,fast_denoised,memory")
     p.add_argument("--reuse", action="store_true", help="reuse complete fresh runs of an earlier invocation")
     p.add_argument("--json", action="store_true", help=f"write {RESULT.relative_to(ROOT)}")
     p.add_argument("--clean", action="store_true",
@@ -236,12 +240,14 @@ def main() -> int:
     raw_s = sum(f["duration"] for f in truth["files"])
     print(f"{len(inputs)} constructed files, {raw_s:.1f} s ({raw_s / 60:.1f} min); load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    plan = [("default_w1", "w1", 1, over, "default"), ("default_w2", "w2", 2, over, "default"),
+            ("enhancer_w1", "enhancer", 1, {**(over or {}), **OTHER_DENOISER}, "default + denoise_default"),
+            ("fast_w1", "fast", 1, FAST, "fast"),
+            ("fast_denoised_w1", "fast_denoised", 1, FAST_DENOISED, "fast + denoise_default")]
     runs: dict[str, Any] = {}
-    runs["default_w1"] = _run(inputs, out / "w1", 1, over, reuse=args.reuse)
-    if "w2" not in skip:
-        runs["default_w2"] = _run(inputs, out / "w2", 2, over, reuse=args.reuse)
-    if "fast" not in skip:
-        runs["fast_w1"] = _run(inputs, out / "fast", 1, FAST, reuse=args.reuse)
+    for name, folder, workers, cfg, _ in plan:
+        if name == "default_w1" or folder not in skip:
+            runs[name] = _run(inputs, out / folder, workers, cfg, reuse=args.reuse)
     result: dict[str, Any] = {
         "kind": "pipeline_bench", "files": len(inputs), "raw_s": raw_s, "seed": truth.get("seed"),
         "command": f"python benchmarks/pipeline_bench.py --files {args.files} --json",
@@ -249,11 +255,11 @@ def main() -> int:
     }
     for name, rep in runs.items():
         workers = rep["workers"]
-        q = segmentation_and_wer(out / {"default_w1": "w1", "default_w2": "w2", "fast_w1": "fast"}[name], truth,
-                                 args.tol)
+        entry = next(e for e in plan if e[0] == name)
+        q = segmentation_and_wer(out / entry[1], truth, args.tol)
         slowest = max(rep["seconds_per_stage"], key=rep["seconds_per_stage"].get)
         result["runs"][name] = {
-            "workers": workers, "config": "fast" if name.startswith("fast") else "default",
+            "workers": workers, "config": entry[4],
             "wall_s": rep["wall_s"], "x_realtime_per_core": raw_s / (rep["wall_s"] * workers),
             "x_realtime_total": raw_s / rep["wall_s"], "seconds_per_stage": rep["seconds_per_stage"],
             "x_realtime_per_stage": stage_rates(rep), "dominant_stage": slowest,

@@ -51,37 +51,102 @@ def _load(path: Path) -> np.ndarray:
     return load_audio(path, sr=SR)[0][0]
 
 
-def bench_denoise(truth: dict, root: Path, snrs: list[float], seconds: float) -> dict[str, Any]:
+def _pipeline_denoiser() -> Callable[[np.ndarray, int], np.ndarray]:
+    """The denoiser the pipeline uses by default (``PipelineConfig().denoiser``)."""
+    from speechlm.pipeline import denoise as D
+    from speechlm.pipeline.config import PipelineConfig
+
+    return D.denoiser(PipelineConfig().denoiser)
+
+
+def _denoisers() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """The pipeline's denoisers (``PipelineConfig.denoiser``) and the spectral-gating anchor, by name."""
     from speechlm.pipeline import denoise as D
 
-    rows: dict[str, dict[str, list[float]]] = {f"{s:g}": {"input": [], "ours": [], "spectral_gate": []} for s in snrs}
-    t_model, t_audio = 0.0, 0.0
+    return {name: (lambda x, name=name: D.denoiser(name)(x, SR)) for name in D.DENOISERS} | {
+        "spectral_gate": lambda x: D.spectral_gate(x, SR)}
+
+
+def _si_sdr_table(clips: list[tuple[np.ndarray, np.ndarray]], snrs: list[float]) -> dict[str, Any]:
+    """Every (speech, background) pair re-mixed at every SNR (speech power over background power, whole clip),
+    each denoiser's SI-SDR against the speech, mean per SNR, and each denoiser's wall-clock RTF (one thread)."""
+    from speechlm.pipeline import denoise as D
+
+    systems = _denoisers()
+    rows: dict[str, dict[str, list[float]]] = {f"{s:g}": {k: [] for k in ["input", *systems]} for s in snrs}
+    t_model = dict.fromkeys(systems, 0.0)
+    t_audio = 0.0
+    for s, n in clips:
+        n = n / (np.sqrt(np.mean(n ** 2)) + 1e-12)
+        for snr in snrs:
+            mix = s + n * np.float32(np.sqrt(np.mean(s ** 2) / 10 ** (snr / 10)))
+            g = max(1.0, float(np.max(np.abs(mix))) / 0.99)
+            mix, ref = mix / g, s / g
+            r = rows[f"{snr:g}"]
+            r["input"].append(D.si_sdr(mix, ref))
+            t_audio += mix.size / SR
+            for name, fn in systems.items():
+                t0 = time.perf_counter()
+                out = fn(mix)
+                t_model[name] += time.perf_counter() - t0
+                r[name].append(D.si_sdr(out, ref))
+    table = {k: {m: round(float(np.mean(v)), 2) for m, v in r.items()} | {"clips": len(r["input"])}
+             for k, r in rows.items()}
+    return {"by_snr_db": table, "rtf": {k: round(v / max(t_audio, 1e-9), 4) for k, v in t_model.items()}}
+
+
+def bench_denoise(truth: dict, root: Path, snrs: list[float], seconds: float) -> dict[str, Any]:
+    """SI-SDR on the constructed set: each file's first ``seconds`` of speech stem with its own background stem."""
+    from speechlm.pipeline import denoise as D
+
+    clips = []
     for f in truth["files"]:
         speech, bg = _load(root / f["speech_stem"]), _load(root / f["background_stem"])
         first = int(f["segments"][0]["start"] * SR)
         a, b = first, min(speech.size, first + int(seconds * SR))
-        s, n = speech[a:b], bg[a:b]
-        n = n / (np.sqrt(np.mean(n ** 2)) + 1e-12)
-        for snr in snrs:
-            mix = s + n * np.float32(np.sqrt(np.mean(s ** 2) / 10 ** (snr / 10)))
-            mix = mix / max(1.0, float(np.max(np.abs(mix))) / 0.99)
-            t0 = time.perf_counter()
-            out = D.denoise(mix, SR)
-            t_model += time.perf_counter() - t0
-            t_audio += mix.size / SR
-            r = rows[f"{snr:g}"]
-            r["input"].append(D.si_sdr(mix, s))
-            r["ours"].append(D.si_sdr(out, s))
-            r["spectral_gate"].append(D.si_sdr(D.spectral_gate(mix, SR), s))
-    table = {k: {m: round(float(np.mean(v)), 2) for m, v in r.items()} | {"clips": len(r["input"])}
-             for k, r in rows.items()}
-    return {"backend": D.backend(), "by_snr_db": table, "rtf": round(t_model / max(t_audio, 1e-9), 3),
-            "seconds_per_clip": seconds}
+        clips.append((speech[a:b], bg[a:b]))
+    return {"backend": D.backend(), **_si_sdr_table(clips, snrs), "seconds_per_clip": seconds}
+
+
+HELDOUT_SPEECH = ("asterisk_core_en", "asterisk_core_fr", "asterisk_core_es", "asterisk_core_it",
+                  "pocketsphinx_testdata", "codec2_examples")
+
+
+def bench_denoise_heldout(real: Path, n: int, seconds: float, snrs: list[float], seed: int) -> dict[str, Any]:
+    """SI-SDR on held-out human recordings (never trained on; the 8-kHz asterisk voices as they are) under the
+    constructed set's backgrounds (fillets-ng music and effects, synthetic noise: never in the enhancer's training):
+    ``n`` clips of ``seconds``, each one source's utterances joined with 0.3 s gaps."""
+    from speechlm.pipeline.construct import background
+
+    rng = random.Random(seed)
+    by_src = {}
+    for name in HELDOUT_SPEECH:
+        m = real / name / "manifest.jsonl"
+        if m.is_file():
+            rows = [json.loads(line) for line in m.read_text(encoding="utf-8").splitlines() if line.strip()]
+            by_src[name] = [str((m.parent / r["audio"]) if not Path(r["audio"]).is_absolute() else r["audio"])
+                            for r in rows]
+    if not by_src:
+        raise SystemExit(f"no held-out recordings under {real}: run scripts/get_real_speech.sh")
+    clips, sources = [], []
+    nrng = np.random.default_rng(seed)
+    names = sorted(by_src)
+    for i in range(n):
+        src = names[i % len(names)]
+        parts, total = [], 0
+        while total < seconds * SR:
+            x = _load(Path(rng.choice(by_src[src])))
+            parts += [x, np.zeros(int(0.3 * SR), np.float32)]
+            total += x.size + int(0.3 * SR)
+        s = np.concatenate(parts)[: int(seconds * SR)]
+        kind = ("music", "effects", "pink", "babble-like", "white")[i % 5]
+        clips.append((s, background(kind, s.size, nrng).astype(np.float32)))
+        sources.append(src)
+    return {**_si_sdr_table(clips, snrs), "seconds_per_clip": seconds, "sources": sorted(set(sources))}
 
 
 def bench_der(truth: dict, root: Path) -> dict[str, Any]:
     """DER over the whole files: mixture, denoised mixture, oracle speech regions, one-speaker anchor."""
-    from speechlm.pipeline import denoise as D
     from speechlm.pipeline import diarise as Z
 
     der: dict[str, list[dict[str, float]]] = {"mixture": [], "denoised": [], "oracle_vad": [], "one_speaker": []}
@@ -92,7 +157,7 @@ def bench_der(truth: dict, root: Path) -> dict[str, Any]:
         ref = [(s["start"], s["end"], s["speaker"]) for s in f["segments"]]
         t_audio += mix.size / SR
         t0 = time.perf_counter()
-        den = D.denoise(mix, SR)
+        den = _pipeline_denoiser()(mix, SR)
         t_den += time.perf_counter() - t0
         t0 = time.perf_counter()
         hyp = Z.diarise(mix, SR)
@@ -114,10 +179,8 @@ def bench_tags(truth: dict, root: Path) -> dict[str, Any]:
     """Tag accuracies on the non-overlapping reference segments (at least 1 s): cut from the mixtures, and (key
     ``denoised``) from the denoised mixtures, which is what the pipeline tags when its denoiser runs (the
     default)."""
-    from speechlm.pipeline import denoise as D
-
     out = tag_accuracies(truth, root, None)
-    out["denoised"] = tag_accuracies(truth, root, lambda mix: D.denoise(mix, SR))
+    out["denoised"] = tag_accuracies(truth, root, lambda mix: _pipeline_denoiser()(mix, SR))
     return out
 
 
@@ -210,16 +273,12 @@ def bench_heldout_gender(n: int, seed: int) -> dict[str, Any]:
 def to_markdown(r: dict[str, Any]) -> str:
     """The docs' tables (benchmarks/render_tables.py renders them into docs/pipeline_models.md)."""
     c = r["constructed"]
-    d = r["denoise"]
     lines = [f"Constructed set: {c['files']} files, {c['hours'] * 60:.1f} min, {c['segments']} segments, seed "
-             f"{c['seed']} (`speechlm.pipeline.construct`).", "",
-             f"**Denoising** (SI-SDR dB of the clean speech stem; {d['by_snr_db'][next(iter(d['by_snr_db']))]['clips']}"
-             f" clips of {d['seconds_per_clip']:g} s per SNR; ours = {d['backend']}; wall-clock RTF "
-             f"{d['rtf']:.3f} on one thread while other jobs shared the machine's 2 cores)", "",
-             "| input SNR dB | input | ours | improvement | spectral gate (anchor) |", "|---|---|---|---|---|"]
-    for k, v in d["by_snr_db"].items():
-        lines.append(f"| {k} | {v['input']:.2f} | {v['ours']:.2f} | {v['ours'] - v['input']:+.2f} "
-                     f"| {v['spectral_gate']:.2f} |")
+             f"{c['seed']} (`speechlm.pipeline.construct`).",
+             *_denoise_lines(r["denoise"], "constructed set: each file's first {sec:g} s of speech with its own "
+                             "background stem, {clips} clips per SNR"),
+             *_denoise_lines(r.get("denoise_heldout"), "held-out human recordings ({src}), never trained on, "
+                             "under the constructed set's backgrounds, {clips} clips of {sec:g} s per SNR")]
     z = r["diarise"]["der"]
     sc = r["diarise"]["speaker_count_right"]
     lines += ["", f"**Diarisation** (DER, 0.25 s collar, overlapped speech scored; speaker count right in "
@@ -263,6 +322,28 @@ def to_markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+DENOISER_NAMES = {"deepfilternet3": "DeepFilterNet3", "speechlm": "denoise_default (ours)",
+                  "spectral_gate": "spectral gate (anchor)"}
+
+
+def _denoise_lines(d: dict[str, Any] | None, what: str) -> list[str]:
+    """The SI-SDR table of one denoising part (none when the part was not run)."""
+    if not d:
+        return []
+    first = d["by_snr_db"][next(iter(d["by_snr_db"]))]
+    systems = [k for k in first if k not in ("input", "clips")]
+    what = what.format(sec=d["seconds_per_clip"], clips=first["clips"], src=", ".join(d.get("sources", [])))
+    lines = ["", f"**Denoising, {what}** (SI-SDR dB of the clean speech; in brackets the improvement over the input)",
+             "", "| input SNR dB | input | " + " | ".join(DENOISER_NAMES.get(k, k) for k in systems) + " |",
+             "|---|---|" + "---|" * len(systems)]
+    for k, v in d["by_snr_db"].items():
+        lines.append(f"| {k} | {v['input']:.2f} | "
+                     + " | ".join(f"{v[m]:.2f} ({v[m] - v['input']:+.2f})" for m in systems) + " |")
+    lines.append("| x real time, one thread | | " + " | ".join(
+        f"{1 / max(d['rtf'][m], 1e-9):.0f}x" for m in systems) + " |")
+    return lines
+
+
 def _f3(d: dict[str, Any] | None, key: str) -> str:
     x = (d or {}).get(key)
     return "–" if x is None else f"{x:.3f}"
@@ -279,8 +360,11 @@ def main() -> int:
     p.add_argument("--snr", type=float, action="append", help="denoising input SNRs (default 0 5 10 20)")
     p.add_argument("--sisdr-seconds", type=float, default=8.0)
     p.add_argument("--heldout-n", type=int, default=40)
-    p.add_argument("--only", action="append", choices=["denoise", "diarise", "tags", "heldout_gender"])
-    p.add_argument("--redo", action="append", choices=["denoise", "diarise", "tags", "heldout_gender"])
+    parts_names = ["denoise", "denoise_heldout", "diarise", "tags", "heldout_gender"]
+    p.add_argument("--only", action="append", choices=parts_names)
+    p.add_argument("--redo", action="append", choices=parts_names)
+    p.add_argument("--real", default="data/real", help="scripts/get_real_speech.sh's folder (held-out recordings)")
+    p.add_argument("--heldout-clips", type=int, default=30, help="held-out human clips for denoising")
     p.add_argument("--json", default=str(ROOT / "docs" / "results" / "pipeline_models__default.json"))
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -306,6 +390,8 @@ def main() -> int:
     }
     parts = {
         "denoise": lambda: bench_denoise(truth, root, a.snr or [0.0, 5.0, 10.0, 20.0], a.sisdr_seconds),
+        "denoise_heldout": lambda: bench_denoise_heldout(Path(a.real), a.heldout_clips, a.sisdr_seconds,
+                                                         a.snr or [0.0, 5.0, 10.0, 20.0], a.seed),
         "diarise": lambda: bench_der(truth, root),
         "tags": lambda: bench_tags(truth, root),
         "heldout_gender": lambda: bench_heldout_gender(a.heldout_n, a.seed),

@@ -50,6 +50,7 @@ RESOLVERS: dict[str, str] = {
     "asr": "speechlm.asr.transcriber:resolve_model_dir",
     "bridge": "speechlm.tokenizers.semantic.bridge:resolve_bridge_dir",
     "gender": "speechlm.pipeline.gender:resolve_model_dir",
+    "denoise": "speechlm.pipeline.enhancer:resolve_model_dir",
     "detector": "speechlm.safety.detector:resolve_model_dir",
 }
 

@@ -35,7 +35,8 @@ ASSET_KEYS = {"codec_sf": "codec:sf", "codec_pitch": "codec:pitch", "codec_defau
               "codec_hybrid": "codec:hybrid", "semantic_asr": "semantic:asr", "semantic_default": "semantic:default",
               "semantic_mfcc": "semantic:mfcc", "bridge_default": "bridge:default", "asr_default": "asr:default",
               "lm_default": "lm:default", "tts_duration": "tts:default", "detector_default": "detector:default",
-              "gender_default": "gender:default", "tts_multilingual": "tts:multilingual"}
+              "gender_default": "gender:default", "tts_multilingual": "tts:multilingual",
+              "denoise_default": "denoise:default"}
 
 
 def fixed_input() -> np.ndarray:
@@ -149,6 +150,14 @@ def measure() -> dict[str, dict]:
                                "scores": {"fixed": [s.synthetic_score for s in det.score_wav(x, SR).segments],
                                           "tts": [s.synthetic_score for s in det.score_wav(res.wav, res.sample_rate)
                                                   .segments]}}
+    from speechlm.pipeline.denoise import si_sdr
+    from speechlm.pipeline.enhancer import enhance, load_enhancer
+
+    noisy = (x + np.sqrt(np.mean(x**2)) * np.random.default_rng(7).standard_normal(x.size)).astype(np.float32)  # 0 dB
+    y = enhance(noisy, SR)
+    net = load_enhancer(None)
+    out["denoise:default"] = {"id": net.model_id, "si_sdr_in": si_sdr(noisy, x),
+                              "si_sdr_out": si_sdr(y, x), **_stats(y)}
     if importlib.util.find_spec("resemblyzer") is not None:  # the classifier's GE2E half (the eval extra)
         from speechlm.pipeline.gender import GenderClassifier, features
 
@@ -192,6 +201,12 @@ def test_golden(measured, key):
     if "p_female" in want:  # the gender classifier's probability and the F0 half of its features
         assert got["f0_stats"] == pytest.approx(want["f0_stats"], rel=0.02, abs=0.01)
         assert got["p_female"] == pytest.approx(want["p_female"], abs=0.02)
+        return
+    if "si_sdr_out" in want:  # the enhancer on the fixed input in white noise: its gain and its sound, as recorded
+        assert got["si_sdr_out"] == pytest.approx(want["si_sdr_out"], abs=0.3)
+        assert got["si_sdr_out"] > got["si_sdr_in"] + 3.0
+        assert got["rms"] == pytest.approx(want["rms"], rel=0.05)
+        assert got["centroid_hz"] == pytest.approx(want["centroid_hz"], rel=0.05)
         return
     if "text" in want:  # the recogniser's greedy transcript of the fixed input
         assert got["text"] == want["text"]

@@ -126,6 +126,9 @@ def test_config_files_and_digests(tmp_path):
     with pytest.raises(SpeechLMError, match="finite"):
         PipelineConfig(denoise_skip_snr_db=float("nan"))
     assert a.digest("denoise") != PipelineConfig(denoise_skip_snr_db=20.0).digest("denoise")
+    assert a.digest("denoise") != PipelineConfig(denoiser="speechlm").digest("denoise")
+    with pytest.raises(SpeechLMError, match="denoiser must be one of"):
+        PipelineConfig(denoiser="rnnoise")
 
 
 # ------------------------------------------------------------------------------------------ standardise
@@ -590,7 +593,7 @@ def test_model_stages_are_wired_in(raw, tmp_path, monkeypatch):
     def describe(tags, seed):
         return f"A {tags['gender']} voice, pitch {tags['pitch_bin']} ({seed % 7})"
 
-    fns = {"denoise": denoise, "diarise": diarise, "tag": tag, "describe": describe}
+    fns = {"denoiser": lambda name: denoise, "diarise": diarise, "tag": tag, "describe": describe}
     monkeypatch.setattr(runner, "_optional", lambda module, name: fns[name])
     monkeypatch.setattr(transcribe_mod, "transcribe", transcribe)
     cfg = PipelineConfig.from_dict({**FAST, "denoise": True, "diarise": True, "tag": True, "asr": "whisper-base",
@@ -698,7 +701,11 @@ def test_denoiser_skips_quiet_input(raw, tmp_path, monkeypatch):
         calls["denoise"] += 1
         return (0.5 * audio).astype(np.float32)
 
-    monkeypatch.setattr(runner, "_optional", lambda module, name: {"denoise": denoise}[name])
+    def pick(name):  # the configured denoiser is the one asked for
+        calls[name] += 1
+        return denoise
+
+    monkeypatch.setattr(runner, "_optional", lambda module, name: {"denoiser": pick}[name])
     x, sr = sf.read(raw["a"], dtype="float32")
     rng = np.random.default_rng(0)
     speech_rms = float(np.sqrt(np.mean(x[np.abs(x) > 0.01 * np.abs(x).max()] ** 2)))
@@ -707,14 +714,15 @@ def test_denoiser_skips_quiet_input(raw, tmp_path, monkeypatch):
     if sr == 16000:
         assert speech_snr_db(x, sr) > 15.0 > 5.0 > speech_snr_db(noisy, sr)
     assert PipelineConfig().denoise_skip_snr_db is None  # off by default: every input is denoised
-    cfg = PipelineConfig.from_dict({**FAST, "denoise": True, "denoise_skip_snr_db": 15})
+    cfg = PipelineConfig.from_dict({**FAST, "denoise": True, "denoise_skip_snr_db": 15, "denoiser": "speechlm"})
     runner.run_pipeline([raw["a"], tmp_path / "noisy.wav"], tmp_path / "out", cfg, backend="inline", progress=False)
-    assert calls["denoise"] == 1
+    assert calls["denoise"] == 1 and calls["speechlm"] == 2 and calls["deepfilternet3"] == 0
     done = {}
     for d in (tmp_path / "out" / "work").iterdir():
         res = json.loads((d / "denoise.json").read_text())
         std, _ = sf.read(d / "std.wav", dtype="float32")
         den, _ = sf.read(d / "den.wav", dtype="float32")
+        assert res["denoiser"] == "speechlm"
         done["skipped" if res["skipped_s"] > 0 else "denoised"] = (res, np.abs(den - std).max())
     assert set(done) == {"skipped", "denoised"}
     assert done["skipped"][1] < 1e-4 and done["denoised"][1] > 0.01  # passed through vs halved by the stand-in

@@ -27,6 +27,10 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
         cfg = cfg.with_(lang=args.lang)
     if args.asr is not None:
         cfg = cfg.with_(asr=args.asr)
+    if args.denoiser == "none":
+        cfg = cfg.with_(denoise=False)
+    elif args.denoiser is not None:
+        cfg = cfg.with_(denoise=True, denoiser=args.denoiser)
     if cfg.lang != "auto" and cfg.asr.startswith("whisper-"):
         from speechlm.eval.whisper import whisper_language
 
@@ -75,6 +79,9 @@ def add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lang", default=None, help="auto (identify per utterance; default) or a language code")
     p.add_argument("--asr", default=None, choices=("whisper-base", "whisper-tiny.en", "none"),
                    help="recogniser (default whisper-base; tiny.en is ~3x faster, English only)")
+    p.add_argument("--denoiser", default=None, choices=("deepfilternet3", "speechlm", "none"),
+                   help="music/noise removal (default from the config: deepfilternet3); speechlm: the 16-kHz "
+                        "enhancer trained here, many times faster; none: off")
     p.add_argument("--config", default=None, metavar="F",
                    help="YAML/JSON file of settings (see speechlm.pipeline.config.PipelineConfig)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

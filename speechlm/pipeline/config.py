@@ -21,6 +21,7 @@ PIPELINE_SR = 16000
 """Every stage works on float32 mono audio at this rate."""
 
 ASR_CHOICES = ("whisper-base", "whisper-tiny.en", "none")
+DENOISER_CHOICES = ("deepfilternet3", "speechlm")  # speechlm.pipeline.denoise.DENOISERS
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class PipelineConfig:
     min_input_s: float = 1.0  # shorter (or empty) inputs are rejected
     # 2./3. the model-based stages (off when their module cannot run)
     denoise: bool = True
+    # "deepfilternet3" (48 kHz, the packaged model) or "speechlm" (denoise_default, the 16-kHz enhancer trained
+    # here: many times faster; docs/pipeline.md#measured compares them)
+    denoiser: str = "deepfilternet3"
     # a window whose SNR (denoise.speech_snr_db: speech vs non-speech frames of the VAD) is at least this is passed
     # through undenoised, saving the denoiser's time; null (the default): always denoise. A trade: DNSMOS rejects
     # more of the undenoised utterances (docs/pipeline.md#measured)
@@ -76,6 +80,8 @@ class PipelineConfig:
             raise SpeechLMError(f"need 0 < min_utt_s < max_utt_s, got {self.min_utt_s} and {self.max_utt_s}")
         if self.asr not in ASR_CHOICES:
             raise SpeechLMError(f"asr must be one of {', '.join(ASR_CHOICES)}, not {self.asr!r}")
+        if self.denoiser not in DENOISER_CHOICES:
+            raise SpeechLMError(f"denoiser must be one of {', '.join(DENOISER_CHOICES)}, not {self.denoiser!r}")
         if self.audio_format not in ("flac", "wav"):
             raise SpeechLMError(f"audio_format must be flac or wav, not {self.audio_format!r}")
         if self.window_s < 4 * self.max_utt_s:
@@ -157,7 +163,7 @@ class PipelineConfig:
 # The settings each stage's result depends on, in stage order (a stage also depends on all earlier ones).
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "standardise": ("target_lufs", "max_gain_db", "min_input_s"),
-    "denoise": ("denoise", "window_s", "denoise_skip_snr_db"),
+    "denoise": ("denoise", "denoiser", "window_s", "denoise_skip_snr_db"),
     "vad": ("vad_threshold", "min_speech_s"),
     "diarise": ("diarise",),
     "segment": ("min_pause_s", "pad_s", "min_utt_s", "max_utt_s"),

@@ -8,6 +8,9 @@ sha256 pinned in :data:`DFN3_SHA256` and checked before loading). It is called t
 network. Its algorithmic delay is compensated (the output is shifted back by :data:`DFN3_DELAY_48K` samples and
 padded at the end), so the output lines up with the input sample for sample.
 
+:func:`denoiser` picks between DeepFilterNet3 and the enhancer trained here (:mod:`speechlm.pipeline.enhancer`,
+16 kHz, many times faster) by name.
+
 When the package is missing (or its model does not match the pinned hash) :func:`denoise` falls back to a
 spectral-gating enhancer (:func:`spectral_gate`: noise floor per frequency from the quietest frames, a
 Wiener-like gain with a floor), logging a warning once.
@@ -24,6 +27,7 @@ import ctypes
 import functools
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +139,22 @@ def denoise(audio: np.ndarray, sr: int, atten_lim_db: float = ATTEN_LIM_DB) -> n
     if y.size < x.size:
         y = np.pad(y, (0, x.size - y.size))
     return y[: x.size].astype(np.float32)
+
+
+DENOISERS = ("deepfilternet3", "speechlm")
+"""The pipeline's denoisers (``PipelineConfig.denoiser``): DeepFilterNet3 (:func:`denoise`) and the enhancer trained
+here (:func:`speechlm.pipeline.enhancer.enhance`, ``denoise_default``)."""
+
+
+def denoiser(name: str) -> Callable[[np.ndarray, int], np.ndarray]:
+    """The denoiser called ``name`` (one of :data:`DENOISERS`): ``fn(audio [T], sr) -> [T]``."""
+    if name == "deepfilternet3":
+        return denoise
+    if name == "speechlm":
+        from speechlm.pipeline.enhancer import enhance
+
+        return enhance
+    raise ValueError(f"unknown denoiser {name!r}; use one of {', '.join(DENOISERS)}")
 
 
 def speech_snr_db(audio: np.ndarray, sr: int = 16000, min_frames: int = 10) -> float:

@@ -149,9 +149,10 @@ def _stage_standardise(wd: WorkDir, src: str, cfg: PipelineConfig) -> dict[str, 
 def _stage_denoise(wd: WorkDir, cfg: PipelineConfig, duration: float) -> dict[str, Any]:
     if not cfg.denoise:
         return {"applied": False, "reason": "off in the config"}
-    fn = _optional("denoise", "denoise")
-    if fn is None:
+    pick = _optional("denoise", "denoiser")
+    if pick is None:
         return {"applied": False, "reason": "speechlm.pipeline.denoise unavailable"}
+    fn = pick(cfg.denoiser)
     import soundfile as sf
 
     from speechlm.pipeline.denoise import speech_snr_db
@@ -177,7 +178,8 @@ def _stage_denoise(wd: WorkDir, cfg: PipelineConfig, duration: float) -> dict[st
                     raise SpeechLMError(f"denoise returned {y.shape} samples for {x.shape}")
             out.write(np.clip(y, -1.0, 1.0))
             start = end
-    return {"applied": True, "windows": windows, "skipped_s": round(skipped_s, 3), "snr_db": snrs}
+    return {"applied": True, "denoiser": cfg.denoiser, "windows": windows, "skipped_s": round(skipped_s, 3),
+            "snr_db": snrs}
 
 
 def _stage_vad(wd: WorkDir, cfg: PipelineConfig, audio: Path) -> dict[str, Any]:
