@@ -116,6 +116,7 @@ def bench_denoise_heldout(real: Path, n: int, seconds: float, snrs: list[float],
     """SI-SDR on held-out human recordings (never trained on; the 8-kHz asterisk voices as they are) under the
     constructed set's backgrounds (fillets-ng music and effects, synthetic noise: never in the enhancer's training):
     ``n`` clips of ``seconds``, each one source's utterances joined with 0.3 s gaps."""
+    from speechlm.data.manifest import manifest_root, read_manifest
     from speechlm.pipeline.construct import background
 
     rng = random.Random(seed)
@@ -123,9 +124,7 @@ def bench_denoise_heldout(real: Path, n: int, seconds: float, snrs: list[float],
     for name in HELDOUT_SPEECH:
         m = real / name / "manifest.jsonl"
         if m.is_file():
-            rows = [json.loads(line) for line in m.read_text(encoding="utf-8").splitlines() if line.strip()]
-            by_src[name] = [str((m.parent / r["audio"]) if not Path(r["audio"]).is_absolute() else r["audio"])
-                            for r in rows]
+            by_src[name] = [str(u.audio_path(manifest_root(m))) for u in read_manifest(m)]
     if not by_src:
         raise SystemExit(f"no held-out recordings under {real}: run scripts/get_real_speech.sh")
     clips, sources = [], []

@@ -24,7 +24,6 @@ of the output and the target. The shipped recipe is in docs/pipeline_models.md#t
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import random
@@ -44,68 +43,52 @@ REAL = ("fillets_cs", "fillets_nl", "klettres", "asterisk_prompts")
 FISH = ("_small_fish", "_big_fish")
 
 
-def _read_manifest(path: Path) -> list[dict]:
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            r = json.loads(line)
-            a = Path(r["audio"])
-            r["audio"] = str(a if a.is_absolute() else path.parent / a)
-            rows.append(r)
-    return rows
+def speech_rows(real_dir: Path, extra: Iterable[Path]) -> list[tuple[str, str, str]]:
+    """Trainable utterances as ``(id, speaker, audio path)``: the real corpora under ``real_dir`` (never the
+    held-out ones, never the fillets-ng fish) and every row of the ``extra`` manifests."""
+    from speechlm.data.manifest import manifest_root, read_manifest
 
-
-def speech_rows(real_dir: Path, extra: Iterable[Path]) -> list[dict]:
-    """Trainable utterances: the real corpora under ``real_dir`` (never the held-out ones, never the fillets-ng
-    fish) and every row of the ``extra`` manifests."""
-    rows: list[dict] = []
-    for name in REAL:
-        m = real_dir / name / "manifest.jsonl"
-        if not m.is_file():
+    rows: list[tuple[str, str, str]] = []
+    for m, real in [*((real_dir / name / "manifest.jsonl", True) for name in REAL), *((Path(e), False) for e in extra)]:
+        if real and not m.is_file():
             raise SpeechLMError(f"{m} is missing: run scripts/get_real_speech.sh")
-        for r in _read_manifest(m):
-            if (r.get("tags") or {}).get("heldout") or r.get("split") == "test":
+        root = manifest_root(m)
+        for u in read_manifest(m):
+            if real and (u.tags.get("heldout") or u.split == "test" or u.speaker.endswith(FISH)):
                 continue
-            if str(r.get("speaker", "")).endswith(FISH):
-                continue
-            rows.append(r)
-    for m in extra:
-        rows.extend(_read_manifest(Path(m)))
+            rows.append((u.id, u.speaker, str(u.audio_path(root))))
     return rows
 
 
 def _load(path: str) -> np.ndarray:
+    """16-kHz mono float32 ``[T]``, trimmed 40 dB under its peak at both ends."""
     from speechlm.audio.io import load_audio
+    from speechlm.pipeline.construct import trim
 
-    wav, _ = load_audio(path, sr=SR)
-    x = wav[0].astype(np.float32)
-    peak = float(np.max(np.abs(x))) if x.size else 0.0
-    if peak <= 0:
-        return x[:0]
-    loud = np.flatnonzero(np.abs(x) > peak * 10 ** (-40 / 20))
-    return x[loud[0]: loud[-1] + 1]
+    return trim(load_audio(path, sr=SR)[0][0].astype(np.float32))
 
 
-def load_speech(rows: list[dict], max_hours: float, seed: int) -> dict[str, list[np.ndarray]]:
+def load_speech(rows: list[tuple[str, str, str]], max_hours: float, seed: int) -> dict[str, list[np.ndarray]]:
     """Speaker -> trimmed 16-kHz utterances, at most ``max_hours`` in all (a seeded random subset)."""
     from tqdm import tqdm
 
     rng = random.Random(seed)
-    rows = sorted(rows, key=lambda r: r["id"])
+    rows = sorted(rows)
     rng.shuffle(rows)
     by: dict[str, list[np.ndarray]] = {}
     total = 0.0
     for r in tqdm(rows, desc="speech", unit="utt", mininterval=5):
         if total > max_hours * 3600:
             break
+        _, speaker, audio = r
         try:
-            x = _load(r["audio"])
+            x = _load(audio)
         except Exception as exc:  # noqa: BLE001 - one unreadable file is skipped, counted in the log
-            log.warning("skipping %s: %s", r["audio"], exc)
+            log.warning("skipping %s: %s", audio, exc)
             continue
         if x.size < SR // 2:
             continue
-        by.setdefault(str(r.get("speaker", "?")), []).append(x)
+        by.setdefault(speaker, []).append(x)
         total += x.size / SR
     return by
 
