@@ -162,3 +162,37 @@ def test_the_multilingual_model_speaks_its_languages_and_refuses_adaptation_in_o
                  "--prompt", str(tmp_path / "p.wav")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "adapt" in err and not out.exists()
+
+
+def test_a_multilingual_voice_is_chosen_by_name_and_a_wrong_one_is_refused_in_one_line(tmp_path, capsys):
+    """``--speaker``: any training voice of the language (a unique part of its name will do), louder voices scaled
+    under full scale; ambiguous, unknown, other-language names, a one-voice model and a prompt beside it are refused
+    before anything is written; ``--list-speakers`` names the language's voices, the default first."""
+    from speechlm.cli import main
+    from speechlm.tasks.tts import TTS, TTSInputError
+    from speechlm.tasks.tts_duration import PEAK_LIMIT, DurationTTS
+
+    tts = TTS.load(lang="it")
+    voices = tts.speakers("it")
+    assert "asterisk_menardi" in voices and all(tts.speakers("it") != tts.speakers(g) for g in ("fr", "cs"))
+    idx = tts.speaker_index("MENARDI", "it")
+    assert tts.am.meta["extra"]["speakers"][idx] == "asterisk_menardi"
+    default = tts.generate("Buongiorno a tutti.", lang="it").wav
+    real = tts.generate("Buongiorno a tutti.", lang="it", speaker="menardi").wav
+    assert real.shape != default.shape or not np.allclose(real, default)  # another voice (and its own durations)
+    assert np.abs(real).max() <= PEAK_LIMIT + 1e-6
+    for name, needle in (("diphone", "matches several"), ("nobody", "is not one"), ("asterisk_armelle", "a fr voice")):
+        with pytest.raises(TTSInputError, match=needle):
+            tts.speaker_index(name, "it")
+    with pytest.raises(TTSInputError, match="one voice"):
+        DurationTTS.load().speaker_index("joe", "en")
+    out = tmp_path / "it.wav"
+    for argv, needle in ((["--speaker", "nobody"], "is not one"), (["--speaker", "menardi", "--prompt", "x.wav"],
+                                                                   "one or the other")):
+        assert main(["tts", "Ciao.", "--lang", "it", "-o", str(out), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err and not out.exists(), err
+    assert main(["tts", "--list-speakers", "--lang", "it"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].endswith("(default)") and sorted(n.split()[0] for n in listed) == voices
+    assert main(["tts", "Ciao.", "--lang", "it", "-o", str(out), "--speaker", "menardi"]) == 0 and out.exists()

@@ -37,8 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Long text is split into sentences and joined smoothly. The sampling options apply to codec LMs only.\n\n"
         "  speechlm tts \"Hello there.\" -o hello.wav\n"
         "  speechlm tts \"Good morning.\" -o out.wav --prompt ref.wav --prompt-text \"what ref.wav says\"")
-    p.add_argument("text", help="the text to speak")
-    p.add_argument("-o", "--output", required=True, help="audio file to write (.wav, .flac, ...)")
+    p.add_argument("text", nargs="?", help="the text to speak")
+    p.add_argument("-o", "--output", help="audio file to write (.wav, .flac, ...); required with a text")
+    p.add_argument("--speaker", default=None, metavar="NAME",
+                   help="tts_multilingual: one of its training voices for --lang instead of the language's default "
+                        "(a unique part of the name will do); not with --prompt")
+    p.add_argument("--list-speakers", action="store_true",
+                   help="print the model's voices for --lang (the default marked) and exit")
     p.add_argument("--prompt", default=None, help="voice prompt audio (1-20 s; 3-10 s works best)")
     p.add_argument("--prompt-text", default=None,
                    help="transcript of the prompt (needed by codec LMs; the default model uses it only with "
@@ -75,6 +80,13 @@ def _tts(args: argparse.Namespace) -> int:
     from speechlm.errors import SpeechLMError
 
     # Everything that can be checked is checked before the model loads.
+    if args.list_speakers:
+        return _list_speakers(args)
+    if args.text is None or args.output is None:
+        raise SpeechLMError("give the text to speak and -o OUTPUT (or --list-speakers)")
+    if args.speaker is not None and args.prompt is not None:
+        raise SpeechLMError("--speaker chooses one of the model's voices; --prompt sets the voice instead: give one "
+                            "or the other")
     if args.description is not None:
         # Accepting it and speaking in the default style would look like it worked.
         raise SpeechLMError("style descriptions are not supported yet: the codec LM has no style control; "
@@ -95,6 +107,8 @@ def _tts(args: argparse.Namespace) -> int:
             raise SpeechLMError("--adapt-steps adapts the default (duration-based) model to a --prompt")
         if not 0 <= args.adapt_steps <= 2000:
             raise SpeechLMError(f"--adapt-steps must be 0-2000, got {args.adapt_steps}")
+    if kind != "acoustic" and args.speaker is not None:
+        raise SpeechLMError("--speaker is for the duration-based models (tts_multilingual's voices)")
     if kind != "acoustic" and args.via_tokens:
         raise SpeechLMError("--via-tokens is for the duration-based model (a codec LM's audio always comes from "
                             "its tokens)")
@@ -113,6 +127,9 @@ def _tts(args: argparse.Namespace) -> int:
     kw = {"pace": args.pace} if kind in ("acoustic", "aligned") else {}
     if args.adapt_steps is not None:
         kw["adapt_steps"] = args.adapt_steps
+    if args.speaker is not None:
+        tts.speaker_index(args.speaker, args.lang)  # a one-line error before any synthesis
+        kw["speaker"] = args.speaker
     if args.via_tokens:
         tts.via_tokens = True
     if args.adapt_steps and args.prompt is not None and args.prompt_text is None:
@@ -134,6 +151,29 @@ def _tts(args: argparse.Namespace) -> int:
     capped = sum(res.hit_cap)
     print(f"{args.output}: {res.duration:.2f} s, {len(res.chunks)} chunk(s), RTF {res.rtf:.2f}"
           + (f", {capped} chunk(s) hit the length cap" if capped else ""), file=sys.stderr)
+    return 0
+
+
+def _list_speakers(args: argparse.Namespace) -> int:
+    """``speechlm tts --list-speakers --lang L``: the duration model's voices for ``L``, the default first."""
+    from speechlm.errors import SpeechLMError
+    from speechlm.tasks.tts import TTS, tts_kind
+    from speechlm.tasks.tts_duration import default_model_for
+    from speechlm.text.g2p import resolve_lang
+
+    model = default_model_for(args.model, args.lang)
+    if tts_kind(model) != "acoustic":
+        raise SpeechLMError("--list-speakers lists a duration-based model's voices (tts_multilingual)")
+    tts = TTS.load(model)
+    lang = resolve_lang(args.lang)
+    names = tts.speakers(lang)
+    if not names:
+        print(f"{tts.am.model_id}: one voice (the model's own)")
+        return 0
+    default = tts.am.speaker_of(lang)
+    first = (tts.am.meta.get("extra") or {})["speakers"][default] if default is not None else None
+    for name in sorted(names, key=lambda n: n != first):
+        print(f"{name}{'  (default)' if name == first else ''}")
     return 0
 
 

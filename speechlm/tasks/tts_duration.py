@@ -69,6 +69,9 @@ class PromptVoice:
     blend: float = ADAPT_BLEND  # frames = shifted + blend * (adapted - shifted)
 
 
+PEAK_LIMIT = 0.95  # generate() scales an utterance whose peak passes this down (whole), so nothing clips
+
+
 class DurationTTS:
     """An acoustic model + the source-filter codec it was trained for. Build with :meth:`load`."""
 
@@ -128,6 +131,35 @@ class DurationTTS:
         if not out:
             raise TTSInputError(f"the text {text[:60]!r} has nothing to read aloud (only punctuation/symbols?)")
         return out
+
+    def speakers(self, lang: str | None = None) -> list[str]:
+        """A multi-speaker model's training voices (those of ``lang`` only, if given), sorted; [] for a one-voice
+        model."""
+        extra = self.am.meta.get("extra") or {}
+        if not self.am.config.n_speakers:
+            return []
+        langs = extra.get("speaker_langs") or {}
+        return sorted(n for n in extra.get("speakers") or [] if lang is None or langs.get(n) == lang)
+
+    def speaker_index(self, name: str, lang: str) -> int:
+        """The index of training voice ``name`` (or the one voice of ``lang`` whose name contains it, case
+        ignored); a one-line :class:`TTSInputError` for a one-voice model, an unknown name, or another language's
+        voice."""
+        from speechlm.text.g2p import resolve_lang
+
+        lang = resolve_lang(lang)
+        if not self.am.config.n_speakers:
+            raise TTSInputError(f"this model has one voice; --speaker chooses among {MULTILINGUAL}'s voices")
+        names = self.speakers(lang)
+        found = [name] if name in names else [n for n in names if name.lower() in n.lower()]
+        extra = self.am.meta.get("extra") or {}
+        if len(found) != 1:
+            other = (extra.get("speaker_langs") or {}).get(name)
+            where = f" (a {other} voice)" if other else ""
+            what = "matches several" if found else "is not one"
+            raise TTSInputError(f"speaker {name!r}{where} {what} of this model's {lang} voices; list them with "
+                                f"`speechlm tts --list-speakers --lang {lang}`")
+        return list(extra["speakers"]).index(found[0])
 
     def voice_shift(self, wav: np.ndarray, sr: int, lang: str = "en") -> VoiceShift:
         """A prompt (``wav [T]`` or ``[C, T]`` at ``sr``) -> the shift from the model's voice (for ``lang``) to
@@ -237,21 +269,26 @@ class DurationTTS:
 
     def generate(self, text: str, prompt: str | os.PathLike | np.ndarray | VoiceShift | None = None,
                  prompt_text: str | None = None, lang: str = "en", pace: float = 1.0, prompt_sr: int | None = None,
-                 max_chars: int = 2000, adapt_steps: int = 0, **_sampling) -> TTSResult:
+                 max_chars: int = 2000, adapt_steps: int = 0, speaker: str | None = None, **_sampling) -> TTSResult:
         """Speak ``text`` (in the voice of ``prompt`` if given: a file, a waveform with ``prompt_sr``, or a
         :meth:`voice`). ``pace`` > 1 speaks slower. ``adapt_steps`` > 0 adapts the decoder to the prompt on
-        ``prompt_text`` (default: what :attr:`hear` hears); see :meth:`voice`. The codec LM's sampling options are
-        accepted and not needed (the model is deterministic)."""
+        ``prompt_text`` (default: what :attr:`hear` hears); see :meth:`voice`. ``speaker``: a multi-speaker
+        model's training voice for ``lang`` (:meth:`speakers`) instead of the language's default; not with a
+        prompt. The codec LM's sampling options are accepted and not needed (the model is deterministic)."""
         _check_pace(pace)
         t0 = time.perf_counter()
         chunks = self.text_chunks(text, lang, max_chars)
+        spk = self._speaker(speaker, prompt, lang)
         voice = self._voice(prompt, prompt_sr, prompt_text, lang, adapt_steps)
         codes, pieces = [], []
         for _, ids in chunks:
-            c, blocks = self.render(self.features(ids, pace, voice, lang)[0])
+            c, blocks = self.render(self.features(ids, pace, voice, lang, spk)[0])
             codes.append(c)
             pieces.append(np.concatenate(list(blocks)))
         wav = fade_join(pieces, self.sample_rate)
+        peak = float(np.max(np.abs(wav))) if wav.size else 0.0
+        if peak > PEAK_LIMIT:  # a loud training voice (--speaker) is scaled down whole rather than clipped
+            wav = (wav * (PEAK_LIMIT / peak)).astype(np.float32)
         return TTSResult(wav, self.sample_rate, [s for s, _ in chunks], [c.shape[1] for c in codes],
                          [False] * len(chunks), time.perf_counter() - t0,
                          extra={"codes": codes, "model": self.am.model_id,
@@ -262,17 +299,26 @@ class DurationTTS:
     def stream(self, text: str, prompt: str | os.PathLike | np.ndarray | VoiceShift | None = None,
                lang: str = "en", pace: float = 1.0, prompt_sr: int | None = None, max_chars: int = 2000,
                block_tokens: int = STREAM_BLOCK, prompt_text: str | None = None,
-               adapt_steps: int = 0) -> Iterator[np.ndarray]:
+               adapt_steps: int = 0, speaker: str | None = None) -> Iterator[np.ndarray]:
         """Yield float32 audio blocks as they are made; joined they are the audio of :meth:`generate` up to the
         fades at sentence joins. Input is validated (and a prompt's voice made) before the first block."""
         _check_pace(pace)
         chunks = self.text_chunks(text, lang, max_chars)
+        spk = self._speaker(speaker, prompt, lang)
         voice = self._voice(prompt, prompt_sr, prompt_text, lang, adapt_steps)
-        return self.stream_chunks(chunks, voice, pace, block_tokens, lang)
+        return self.stream_chunks(chunks, voice, pace, block_tokens, lang, spk)
+
+    def _speaker(self, name: str | None, prompt, lang: str) -> int | None:
+        if name is None:
+            return None
+        if prompt is not None:
+            raise TTSInputError("--speaker chooses one of the model's voices; a --prompt sets the voice instead: "
+                                "give one or the other")
+        return self.speaker_index(name, lang)
 
     def stream_chunks(self, chunks: list[tuple[str, list[int]]], voice: PromptVoice | VoiceShift | None = None,
-                      pace: float = 1.0, block_tokens: int = STREAM_BLOCK, lang: str = "en"
-                      ) -> Iterator[np.ndarray]:
+                      pace: float = 1.0, block_tokens: int = STREAM_BLOCK, lang: str = "en",
+                      speaker: int | None = None) -> Iterator[np.ndarray]:
         """:meth:`stream` of chunks already made by :meth:`text_chunks` (the server validates first)."""
         from speechlm.tasks.tts import FADE_S, GAP_S
 
@@ -280,7 +326,7 @@ class DurationTTS:
         n_fade = int(FADE_S * self.sample_rate)
         voice = PromptVoice(voice) if isinstance(voice, VoiceShift) else voice
         for i, (_, ids) in enumerate(chunks):
-            _, blocks = self.render(self.features(ids, pace, voice, lang)[0], block_tokens)
+            _, blocks = self.render(self.features(ids, pace, voice, lang, speaker)[0], block_tokens)
             if i:
                 yield gap
             first = True
