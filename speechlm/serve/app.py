@@ -3,9 +3,11 @@
 Endpoints (JSON errors ``{"error": {"message", "type", "code"}}`` everywhere, never a traceback):
 
 - ``POST /v1/audio/speech``: OpenAI's schema (``model``, ``input``, ``voice``, ``response_format``, ``speed``,
-  ``instructions``, ``stream_format``). The audio is sent as it is made (chunked; ``stream_format: "sse"`` gives
-  base64 deltas as server-sent events). ``instructions`` (style descriptions) are refused: the model has no
-  style control, and ignoring them would look like it worked.
+  ``instructions``, ``stream_format``), plus ``language`` (default ``en``; ``cs``/``es``/``fr``/``it``/``nl`` are
+  spoken by ``tts_multilingual``, loaded on first use; the voices shift its voice for that language). The audio is
+  sent as it is made (chunked; ``stream_format: "sse"`` gives base64 deltas as server-sent events).
+  ``instructions`` (style descriptions) are refused: the model has no style control, and ignoring them would look
+  like it worked.
 - ``GET /v1/models``; ``GET/POST /v1/voices``, ``DELETE /v1/voices/{id}``; ``POST /v1/audio/transcriptions``
   (Whisper base, OpenAI's schema); ``POST /v1/audio/edit`` (audio + transcript + target -> edited audio).
 - ``GET /health``, ``GET /metrics`` (Prometheus), ``GET /`` (the page).
@@ -57,6 +59,7 @@ class SpeechRequest(BaseModel):
     speed: float = Field(1.0, ge=0.25, le=4.0)
     instructions: str | None = None
     stream_format: Literal["audio", "sse"] = "audio"
+    language: str = "en"  # not in OpenAI's schema: cs, es, fr, it, nl speak with the shipped tts_multilingual
 
 
 class ApiError(Exception):
@@ -161,7 +164,7 @@ def create_app(cfg: ServeConfig, tts=None):
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from speechlm.errors import SpeechLMError
-    from speechlm.tasks.tts_duration import DurationTTS
+    from speechlm.tasks.tts_duration import MULTILINGUAL_LANGS, DurationTTS
 
     torch.set_num_threads(cfg.threads)
     if tts is None:
@@ -219,10 +222,35 @@ def create_app(cfg: ServeConfig, tts=None):
         return resp
 
     # --- speech ------------------------------------------------------------------------------------
-    def resolve_voice(name: str):
+    others: dict[str, DurationTTS] = {}  # language -> the model that speaks it, when not the served one
+    others_lock = threading.Lock()
+
+    def model_for(lang: str) -> DurationTTS:
+        """The served model, or for a language only the shipped multilingual model speaks, that one (loaded once)."""
+        from speechlm.tasks.tts_duration import default_model_for
+        from speechlm.text.g2p import resolve_lang
+
+        try:
+            code = resolve_lang(lang)
+        except SpeechLMError as exc:
+            raise ApiError(422, str(exc), "invalid_language") from None
+        if code in tts.am.langs:
+            return tts
+        name = default_model_for(None, code)
+        if name is None:
+            raise ApiError(422, f"language {lang!r} is not spoken here (languages: "
+                           f"{', '.join(sorted({*tts.am.langs, *MULTILINGUAL_LANGS}))})", "unsupported_language")
+        with others_lock:
+            if name not in others:
+                others[name] = DurationTTS.load(name)
+            return others[name]
+
+    def resolve_voice(name: str, model: DurationTTS | None = None, lang: str = "en"):
+        model = tts if model is None else model
+        base = model.am.voice_of(lang)
         if name in PRESETS or name in OPENAI_VOICES:
-            return preset_shift(tts.am.voice, OPENAI_VOICES.get(name, name))
-        shift = store.shift(name, tts.am.voice)
+            return preset_shift(base, OPENAI_VOICES.get(name, name))
+        shift = store.shift(name, base)
         if shift is None:
             raise ApiError(404, f"unknown voice {name!r} (presets: {', '.join(PRESETS)}; OpenAI names; or an id "
                            "from GET /v1/voices)", "voice_not_found")
@@ -239,9 +267,10 @@ def create_app(cfg: ServeConfig, tts=None):
             raise ApiError(422, "instructions (style descriptions) are not supported: the model has no style "
                            "control; choose a voice instead", "unsupported_instructions")
         text = check_text(req.input, cfg.max_chars)
-        shift = resolve_voice(req.voice)
+        model = await run_in_threadpool(model_for, req.language)
+        shift = resolve_voice(req.voice, model, req.language)
         try:
-            chunks = tts.text_chunks(text, "en", cfg.max_chars)
+            chunks = model.text_chunks(text, req.language, cfg.max_chars)
         except SpeechLMError as exc:
             raise ApiError(422, str(exc), "invalid_input") from None
         await slots.acquire()
@@ -250,7 +279,7 @@ def create_app(cfg: ServeConfig, tts=None):
         pace = 1.0 / req.speed
 
         def blocks() -> Iterator[np.ndarray]:
-            for b in tts.stream_chunks(chunks, shift, pace):
+            for b in model.stream_chunks(chunks, shift, pace, lang=req.language):
                 if time.monotonic() > deadline:
                     metrics.reject("timeout")
                     raise TimeoutError
