@@ -6,8 +6,10 @@
    --files, --seed)``: conversations of synthetic voices and fillets-ng actors over music/noise, with ground truth.
 2. Denoising: SI-SDR of the clean speech stem against the input and the outputs, by input SNR: each file's first
    ``--sisdr-seconds`` of speech stem re-mixed with its own background stem at every SNR of ``--snr`` (no
-   telephone band or clipping, so the clean stem is the reference). Ours: DeepFilterNet3
-   (``speechlm.pipeline.denoise``); anchors: the input, a spectral-gating enhancer.
+   telephone band or clipping, so the clean stem is the reference). The pipeline's denoisers
+   (``speechlm.pipeline.denoise.DENOISERS``: DeepFilterNet3 and the enhancer trained here) and a spectral-gating
+   anchor, with each one's speed on one thread. Part ``denoise_heldout``: the same on ``--heldout-clips`` clips of
+   the held-out human recordings (``--real``) under the constructed set's backgrounds.
 3. Diarisation: DER (0.25 s collar, overlaps scored, optimal speaker mapping) of ``diarise`` on every whole
    file: on the mixture with Silero VAD, on the denoised mixture, and with the reference speech regions (oracle
    VAD: clustering alone); anchor: every speech region labelled one speaker.
@@ -22,6 +24,9 @@
 
 Each part's result is kept in ``OUT/<part>.json`` and reused by the next run (``--redo PART`` recomputes it,
 ``--only PART`` runs just that part and writes no table).
+
+OUT/listen/index.html (once, ``--listen`` clips): the held-out clips at 0, 5 and 10 dB, the mixture, every
+denoiser's output and the clean speech side by side.
 
 Prints a table; writes ``docs/results/pipeline_models__default.json`` (``--json``) that docs/pipeline_models.md
 renders (benchmarks/render_tables.py).
@@ -112,10 +117,12 @@ HELDOUT_SPEECH = ("asterisk_core_en", "asterisk_core_fr", "asterisk_core_es", "a
                   "pocketsphinx_testdata", "codec2_examples")
 
 
-def bench_denoise_heldout(real: Path, n: int, seconds: float, snrs: list[float], seed: int) -> dict[str, Any]:
-    """SI-SDR on held-out human recordings (never trained on; the 8-kHz asterisk voices as they are) under the
-    constructed set's backgrounds (fillets-ng music and effects, synthetic noise: never in the enhancer's training):
-    ``n`` clips of ``seconds``, each one source's utterances joined with 0.3 s gaps."""
+def heldout_clips(real: Path, n: int, seconds: float, seed: int) -> tuple[list[tuple[np.ndarray, np.ndarray]],
+                                                                            list[str]]:
+    """``n`` (speech, background) clips of ``seconds``: held-out human recordings (never trained on; the 8-kHz
+    asterisk voices as they are), each clip one source's utterances joined with 0.3 s gaps, under the constructed
+    set's backgrounds (fillets-ng music and effects, synthetic noise: never in the enhancer's training); and each
+    clip's source."""
     from speechlm.data.manifest import manifest_root, read_manifest
     from speechlm.pipeline.construct import background
 
@@ -141,7 +148,46 @@ def bench_denoise_heldout(real: Path, n: int, seconds: float, snrs: list[float],
         kind = ("music", "effects", "pink", "babble-like", "white")[i % 5]
         clips.append((s, background(kind, s.size, nrng).astype(np.float32)))
         sources.append(src)
+    return clips, sources
+
+
+def bench_denoise_heldout(real: Path, n: int, seconds: float, snrs: list[float], seed: int) -> dict[str, Any]:
+    """SI-SDR of every denoiser on :func:`heldout_clips`."""
+    clips, sources = heldout_clips(real, n, seconds, seed)
     return {**_si_sdr_table(clips, snrs), "seconds_per_clip": seconds, "sources": sorted(set(sources))}
+
+
+def listening_page(out: Path, real: Path, n: int, seconds: float, snrs: list[float], seed: int) -> Path:
+    """OUT/index.html: the first ``n`` held-out clips at each SNR of ``snrs``, the mixture, every denoiser's output
+    and the clean speech side by side (the clips of :func:`bench_denoise_heldout`, mixed the same way)."""
+    import html
+
+    import soundfile as sf
+
+    clips, sources = heldout_clips(real, n, seconds, seed)
+    systems = _denoisers()
+    out.mkdir(parents=True, exist_ok=True)
+    cols = ["mixture", *systems, "clean"]
+    rows = []
+    for i, ((s, bg), src) in enumerate(zip(clips, sources, strict=True)):
+        bg = bg / (np.sqrt(np.mean(bg ** 2)) + 1e-12)
+        for snr in snrs:
+            mix = s + bg * np.float32(np.sqrt(np.mean(s ** 2) / 10 ** (snr / 10)))
+            g = max(1.0, float(np.max(np.abs(mix))) / 0.99)
+            audio = {"mixture": mix / g, **{k: fn(mix / g) for k, fn in systems.items()}, "clean": s / g}
+            cells = []
+            for k in cols:
+                name = f"{i:02d}_{snr:g}dB_{k}.wav"
+                sf.write(out / name, np.clip(audio[k], -1, 1), SR)
+                cells.append(f'<td><audio controls preload="none" src="{name}"></audio></td>')
+            rows.append(f"<tr><td>{html.escape(src)}, {snr:g} dB</td>{''.join(cells)}</tr>")
+    head = "".join(f"<th>{html.escape(DENOISER_NAMES.get(c, c))}</th>" for c in cols)
+    (out / "index.html").write_text(
+        "<!doctype html><meta charset='utf-8'><title>speechlm denoisers, held-out speech</title>"
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px;font-size:13px}"
+        "audio{width:150px}</style><h1>Denoisers on held-out human recordings</h1>"
+        f"<table><tr><th>clip</th>{head}</tr>{''.join(rows)}</table>")
+    return out / "index.html"
 
 
 def bench_der(truth: dict, root: Path) -> dict[str, Any]:
@@ -364,6 +410,7 @@ def main() -> int:
     p.add_argument("--redo", action="append", choices=parts_names)
     p.add_argument("--real", default="data/real", help="scripts/get_real_speech.sh's folder (held-out recordings)")
     p.add_argument("--heldout-clips", type=int, default=30, help="held-out human clips for denoising")
+    p.add_argument("--listen", type=int, default=6, help="held-out clips on the listening page OUT/listen/ (0: none)")
     p.add_argument("--json", default=str(ROOT / "docs" / "results" / "pipeline_models__default.json"))
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -405,6 +452,9 @@ def main() -> int:
             res[name] = fn()
             cache.write_text(json.dumps(res[name], indent=1))
         print(f"{name} done ({time.time() - t0:.0f} s)", file=sys.stderr)
+    if a.listen and not (out / "listen" / "index.html").is_file():
+        page = listening_page(out / "listen", Path(a.real), a.listen, a.sisdr_seconds, [0.0, 5.0, 10.0], a.seed)
+        print(f"listening page: {page}", file=sys.stderr)
     if a.only:
         return 0
     res["wall_s"] = round(time.time() - t0, 1)
