@@ -79,7 +79,9 @@ def add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lang", default=None, help="auto (identify per utterance; default) or a language code")
     p.add_argument("--asr", default=None, choices=("whisper-base", "whisper-tiny.en", "none"),
                    help="recogniser (default whisper-base; tiny.en is ~3x faster, English only)")
-    p.add_argument("--denoiser", default=None, choices=("deepfilternet3", "speechlm", "none"),
+    from speechlm.pipeline.config import DENOISER_CHOICES
+
+    p.add_argument("--denoiser", default=None, choices=(*DENOISER_CHOICES, "none"),
                    help="music/noise removal (default from the config: deepfilternet3); speechlm: the 16-kHz "
                         "enhancer trained here, many times faster; none: off")
     p.add_argument("--config", default=None, metavar="F",

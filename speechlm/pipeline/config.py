@@ -21,7 +21,7 @@ PIPELINE_SR = 16000
 """Every stage works on float32 mono audio at this rate."""
 
 ASR_CHOICES = ("whisper-base", "whisper-tiny.en", "none")
-DENOISER_CHOICES = ("deepfilternet3", "speechlm")  # speechlm.pipeline.denoise.DENOISERS
+DENOISER_CHOICES = ("deepfilternet3", "speechlm")  # what speechlm.pipeline.denoise.denoiser(name) takes
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from speechlm.pipeline.config import DENOISER_CHOICES
+
 log = logging.getLogger(__name__)
 
 DFN3_SR = 48000
@@ -141,7 +143,7 @@ def denoise(audio: np.ndarray, sr: int, atten_lim_db: float = ATTEN_LIM_DB) -> n
     return y[: x.size].astype(np.float32)
 
 
-DENOISERS = ("deepfilternet3", "speechlm")
+DENOISERS = DENOISER_CHOICES
 """The pipeline's denoisers (``PipelineConfig.denoiser``): DeepFilterNet3 (:func:`denoise`) and the enhancer trained
 here (:func:`speechlm.pipeline.enhancer.enhance`, ``denoise_default``)."""
 
