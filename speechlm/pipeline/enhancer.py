@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 SR = 16000
-ASSET = Path(__file__).resolve().parents[1] / "assets" / "denoise_default"
 
 
 @dataclass(frozen=True)
@@ -76,10 +75,6 @@ class Enhancer(nn.Module):
 
 def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def config_dict(cfg: EnhancerConfig) -> dict[str, int]:
-    return asdict(cfg)
 
 
 def resolve_model_dir(name_or_dir: str | os.PathLike | None = None) -> Path:
