@@ -245,8 +245,7 @@ def create_app(cfg: ServeConfig, tts=None):
                 others[name] = DurationTTS.load(name)
             return others[name]
 
-    def resolve_voice(name: str, model: DurationTTS | None = None, lang: str = "en"):
-        model = tts if model is None else model
+    def resolve_voice(name: str, model: DurationTTS, lang: str):
         base = model.am.voice_of(lang)
         if name in PRESETS or name in OPENAI_VOICES:
             return preset_shift(base, OPENAI_VOICES.get(name, name))
