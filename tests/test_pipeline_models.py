@@ -81,11 +81,11 @@ def _noisy(clean: np.ndarray, kind: str = "pink", snr_db: float = 0.0, seed: int
     return clean + noise * np.float32(np.sqrt(np.mean(clean ** 2) / 10 ** (snr_db / 10)))
 
 
-@pytest.mark.parametrize("kind,min_gain", [("pink", 5.0), ("white", 8.0), ("babble-like", 0.8)])
+@pytest.mark.parametrize("kind,min_gain", [("pink", 5.0), ("white", 8.0), ("babble-like", 3.0)])
 def test_enhancer_improves_si_sdr_and_spares_clean_speech(clips, kind, min_gain):
-    """The enhancer trained here (``denoise_default``) at 0 dB: a clear gain on stationary noise, a small one on
-    speech-shaped babble (DeepFilterNet3 gains nothing on this clip), and clean speech comes through nearly
-    untouched."""
+    """The enhancer trained here (``denoise_default``) at 0 dB: a clear gain on stationary noise and on
+    speech-shaped babble (measured +8.3, +12.0 and +4.9 dB on this clip; DeepFilterNet3 loses 0.5 dB on the
+    babble), and clean speech comes through nearly untouched."""
     enhance = denoise.denoiser("speechlm")
     clean = np.concatenate([np.zeros(SR // 2, np.float32), clips[0].audio, np.zeros(SR // 2, np.float32)])
     noisy = _noisy(clean, kind)

@@ -15,10 +15,12 @@ first-order low- or high-pass), 15 % telephone band (the target band-limited too
 a random level. Loss: negative SI-SDR (/10) plus L1 between level-normalised compressed magnitudes (``|X| ** 0.3``)
 of the output and the target. The shipped recipe is in docs/pipeline_models.md#the-speech-enhancer-denoise_default:
 
-    python -m speechlm.pipeline.enhancer_train --out runs/denoise/v1 --schedule constant --steps 3750 \
-        --speech data/synth_ml/manifest.jsonl --speech data/piper_den/manifest.jsonl
+    S="--speech data/synth_ml/manifest.jsonl --speech data/piper_den/manifest.jsonl"
+    python -m speechlm.pipeline.enhancer_train --out runs/denoise/v1 --schedule constant --steps 3750 --hours 4.5 $S
     python -m speechlm.pipeline.enhancer_train --out runs/denoise/v1b --init runs/denoise/v1 --schedule constant \
-        --lr 1e-3 --steps 1500 --seed 1 --speech data/synth_ml/manifest.jsonl --speech data/piper_den/manifest.jsonl
+        --lr 1e-3 --steps 1500 --seed 1 --hours 4.5 $S
+    python -m speechlm.pipeline.enhancer_train --out runs/denoise/v1c --init runs/denoise/v1b --lr 1e-3 \
+        --minutes 30 --seed 2 $S
 """
 
 from __future__ import annotations
