@@ -72,16 +72,19 @@ def _denoisers() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         "spectral_gate": lambda x: D.spectral_gate(x, SR)}
 
 
-def _si_sdr_table(clips: list[tuple[np.ndarray, np.ndarray]], snrs: list[float]) -> dict[str, Any]:
+def _si_sdr_table(clips: list[tuple[np.ndarray, np.ndarray]], snrs: list[float],
+                  kinds: list[str] | None = None) -> dict[str, Any]:
     """Every (speech, background) pair re-mixed at every SNR (speech power over background power, whole clip),
-    each denoiser's SI-SDR against the speech, mean per SNR, and each denoiser's wall-clock RTF (one thread)."""
+    each denoiser's SI-SDR against the speech, mean per SNR, and each denoiser's wall-clock RTF (one thread);
+    with ``kinds`` (each clip's background kind) also each denoiser's mean SI-SDR gain per kind and SNR."""
     from speechlm.pipeline import denoise as D
 
     systems = _denoisers()
     rows: dict[str, dict[str, list[float]]] = {f"{s:g}": {k: [] for k in ["input", *systems]} for s in snrs}
+    gains: dict[str, dict[str, dict[str, list[float]]]] = {}
     t_model = dict.fromkeys(systems, 0.0)
     t_audio = 0.0
-    for s, n in clips:
+    for i, (s, n) in enumerate(clips):
         n = n / (np.sqrt(np.mean(n ** 2)) + 1e-12)
         for snr in snrs:
             mix = s + n * np.float32(np.sqrt(np.mean(s ** 2) / 10 ** (snr / 10)))
@@ -95,9 +98,16 @@ def _si_sdr_table(clips: list[tuple[np.ndarray, np.ndarray]], snrs: list[float])
                 out = fn(mix)
                 t_model[name] += time.perf_counter() - t0
                 r[name].append(D.si_sdr(out, ref))
+                if kinds is not None:
+                    (gains.setdefault(kinds[i], {}).setdefault(f"{snr:g}", {}).setdefault(name, [])
+                     .append(r[name][-1] - r["input"][-1]))
     table = {k: {m: round(float(np.mean(v)), 2) for m, v in r.items()} | {"clips": len(r["input"])}
              for k, r in rows.items()}
-    return {"by_snr_db": table, "rtf": {k: round(v / max(t_audio, 1e-9), 4) for k, v in t_model.items()}}
+    res = {"by_snr_db": table, "rtf": {k: round(v / max(t_audio, 1e-9), 4) for k, v in t_model.items()}}
+    if kinds is not None:
+        res["gain_by_background"] = {k: {snr: {m: round(float(np.mean(v)), 2) for m, v in per.items()}
+                                         for snr, per in by.items()} for k, by in gains.items()}
+    return res
 
 
 def bench_denoise(truth: dict, root: Path, snrs: list[float], seconds: float) -> dict[str, Any]:
@@ -117,12 +127,12 @@ HELDOUT_SPEECH = ("asterisk_core_en", "asterisk_core_fr", "asterisk_core_es", "a
                   "pocketsphinx_testdata", "codec2_examples")
 
 
-def heldout_clips(real: Path, n: int, seconds: float, seed: int) -> tuple[list[tuple[np.ndarray, np.ndarray]],
-                                                                            list[str]]:
+def heldout_clips(real: Path, n: int, seconds: float, seed: int
+                  ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str], list[str]]:
     """``n`` (speech, background) clips of ``seconds``: held-out human recordings (never trained on; the 8-kHz
     asterisk voices as they are), each clip one source's utterances joined with 0.3 s gaps, under the constructed
-    set's backgrounds (fillets-ng music and effects, synthetic noise: never in the enhancer's training); and each
-    clip's source."""
+    set's backgrounds (fillets-ng music and effects, synthetic noise: never in the enhancer's training); each
+    clip's source and background kind."""
     from speechlm.data.manifest import manifest_root, read_manifest
     from speechlm.pipeline.construct import background
 
@@ -134,7 +144,7 @@ def heldout_clips(real: Path, n: int, seconds: float, seed: int) -> tuple[list[t
             by_src[name] = [str(u.audio_path(manifest_root(m))) for u in read_manifest(m)]
     if not by_src:
         raise SystemExit(f"no held-out recordings under {real}: run scripts/get_real_speech.sh")
-    clips, sources = [], []
+    clips, sources, kinds = [], [], []
     nrng = np.random.default_rng(seed)
     names = sorted(by_src)
     for i in range(n):
@@ -148,13 +158,14 @@ def heldout_clips(real: Path, n: int, seconds: float, seed: int) -> tuple[list[t
         kind = ("music", "effects", "pink", "babble-like", "white")[i % 5]
         clips.append((s, background(kind, s.size, nrng).astype(np.float32)))
         sources.append(src)
-    return clips, sources
+        kinds.append(kind)
+    return clips, sources, kinds
 
 
 def bench_denoise_heldout(real: Path, n: int, seconds: float, snrs: list[float], seed: int) -> dict[str, Any]:
     """SI-SDR of every denoiser on :func:`heldout_clips`."""
-    clips, sources = heldout_clips(real, n, seconds, seed)
-    return {**_si_sdr_table(clips, snrs), "seconds_per_clip": seconds, "sources": sorted(set(sources))}
+    clips, sources, kinds = heldout_clips(real, n, seconds, seed)
+    return {**_si_sdr_table(clips, snrs, kinds), "seconds_per_clip": seconds, "sources": sorted(set(sources))}
 
 
 def listening_page(out: Path, real: Path, n: int, seconds: float, snrs: list[float], seed: int) -> Path:
@@ -164,7 +175,7 @@ def listening_page(out: Path, real: Path, n: int, seconds: float, snrs: list[flo
 
     import soundfile as sf
 
-    clips, sources = heldout_clips(real, n, seconds, seed)
+    clips, sources, _ = heldout_clips(real, n, seconds, seed)
     systems = _denoisers()
     out.mkdir(parents=True, exist_ok=True)
     cols = ["mixture", *systems, "clean"]
@@ -386,6 +397,15 @@ def _denoise_lines(d: dict[str, Any] | None, what: str) -> list[str]:
                      + " | ".join(f"{v[m]:.2f} ({v[m] - v['input']:+.2f})" for m in systems) + " |")
     lines.append("| x real time, one thread | | " + " | ".join(
         f"{1 / max(d['rtf'][m], 1e-9):.0f}x" for m in systems) + " |")
+    by = d.get("gain_by_background")
+    if by:
+        snrs = list(next(iter(by.values())))
+        lines += ["", "SI-SDR gain by background (dB; " + " / ".join(DENOISER_NAMES.get(m, m) for m in systems)
+                  + "):", "", "| background | " + " | ".join(f"{k} dB" for k in snrs) + " |",
+                  "|---|" + "---|" * len(snrs)]
+        for kind, per in by.items():
+            lines.append(f"| {kind} | " + " | ".join(" / ".join(f"{per[k][m]:+.1f}" for m in systems)
+                                                     for k in snrs) + " |")
     return lines
 
 
