@@ -170,8 +170,7 @@ def _list_speakers(args: argparse.Namespace) -> int:
     if not names:
         print(f"{tts.am.model_id}: one voice (the model's own)")
         return 0
-    default = tts.am.speaker_of(lang)
-    first = (tts.am.meta.get("extra") or {})["speakers"][default] if default is not None else None
+    first = tts.default_speaker(lang)
     for name in sorted(names, key=lambda n: n != first):
         print(f"{name}{'  (default)' if name == first else ''}")
     return 0

@@ -141,6 +141,11 @@ class DurationTTS:
         langs = extra.get("speaker_langs") or {}
         return sorted(n for n in extra.get("speakers") or [] if lang is None or langs.get(n) == lang)
 
+    def default_speaker(self, lang: str) -> str | None:
+        """The name of the training voice a multi-speaker model speaks ``lang`` in by default (None: one voice)."""
+        i = self.am.speaker_of(lang)
+        return None if i is None else (self.am.meta.get("extra") or {})["speakers"][i]
+
     def speaker_index(self, name: str, lang: str) -> int:
         """The index of training voice ``name`` (or the one voice of ``lang`` whose name contains it, case
         ignored); a one-line :class:`TTSInputError` for a one-voice model, an unknown name, or another language's
