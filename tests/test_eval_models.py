@@ -154,3 +154,20 @@ def test_pocketsphinx_judge(voices):
         get_transcriber("nope")
     with pytest.raises(SpeechLMError, match="asr-model"):
         get_transcriber("whisper", None, "en")
+
+
+def test_dnsmos_own_length(voices):
+    """``tile=False``: a 2-9 s clip is scored on its own length by the length-free rewrite of the network; close
+    to the tiled score (the same network, without the tiles' joins), and only where the clip is 2-9 s."""
+    pytest.importorskip("onnx")
+    from speechlm.eval.mos import _own_length_session, dnsmos
+
+    assert _own_length_session() is not None
+    x = voices["slt_a"][: 4 * 16000]
+    tiled, own = dnsmos(x, 16000), dnsmos(x, 16000, tile=False)
+    assert own.ovrl != tiled.ovrl and abs(own.ovrl - tiled.ovrl) < 0.4
+    assert own.p808 == pytest.approx(tiled.p808)  # P.808 stays on the tiled window
+    noisy = x + np.random.default_rng(0).normal(0, 0.05, x.size).astype(np.float32)
+    assert dnsmos(noisy, 16000, tile=False).ovrl < own.ovrl - 0.3
+    short = x[: 16000]  # under 2 s: tiled either way
+    assert dnsmos(short, 16000, tile=False).ovrl == pytest.approx(dnsmos(short, 16000).ovrl)

@@ -271,6 +271,20 @@ def test_measure_scores_dnsmos(raw):
     assert measure(noisy, None, PIPELINE_SR, dnsmos=True)["dnsmos_ovrl"] < q["dnsmos_ovrl"]
 
 
+def test_assess_scores_dnsmos_only_past_the_cheap_gates(raw):
+    require_module("speechmos")
+    from speechlm.pipeline.filter import assess
+    from speechlm.pipeline.standardise import read_span
+
+    x = read_span(raw["a"], 0.4, 4.5)
+    cfg = PipelineConfig()
+    q, why = assess(x, None, x.size / PIPELINE_SR, cfg)
+    assert "dnsmos_ovrl" in q and why == (["dnsmos"] if q["dnsmos_ovrl"] < cfg.min_dnsmos else [])
+    clipped = np.clip(4 * x, -0.2, 0.2)  # fails the clipping gate: DNSMOS is not run, nor counted
+    q, why = assess(x, clipped, x.size / PIPELINE_SR, cfg)
+    assert why == ["clipping"] and "dnsmos_ovrl" not in q
+
+
 # ----------------------------------------------------------------------------------------- transcribe
 
 

@@ -165,6 +165,9 @@ def finish(out: Path, summaries: list[dict[str, Any]], cfg: PipelineConfig, *, w
         "kept_hours": sum(float(r["duration"]) for r in rows) / 3600,
         "seconds_per_stage": {k: round(seconds.get(k, 0.0), 3) for k in STAGES},
         "wall_s": round(wall_s, 3),
+        # time inside the workers' per-input calls (stages, models loaded on first use, segment files): the wall
+        # time less the fixed cost of a run (Ray's start and stop, the final outputs)
+        "worker_s": round(sum(float(s.get("worker_s", 0.0)) for s in summaries), 3),
         "workers": workers,
         "backend": backend,
         "denoise_applied": sum(bool(s.get("denoise")) for s in summaries),
@@ -198,7 +201,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  {k:12s} {v:8.2f}   {raw / v if v > 0 else float('inf'):10.1f}")
     total = sum(report["seconds_per_stage"].values())
     lines.append(f"  {'all':12s} {total:8.2f}   {raw / total if total > 0 else float('inf'):10.1f}"
-                 f"   (wall {report['wall_s']:.1f} s, {report['workers']} worker(s), {report['backend']})")
+                 f"   (wall {report['wall_s']:.1f} s, {report['workers']} worker(s), {report['backend']}; "
+                 f"{report['worker_s']:.1f} s in the workers)")
     lines.append(f"wrote {report['manifest']}"
                  + (f", {report['cuts']}" if report["cuts"] else "")
                  + f", {len(report['shards']['webdataset'])} WebDataset + {len(report['shards']['parquet'])}"

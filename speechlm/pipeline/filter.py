@@ -5,6 +5,9 @@ audio that will be kept, an SNR estimate, and the fraction of clipped samples in
 audio. :func:`gate` returns the reasons an utterance fails, empty when it passes; the runner counts each reason.
 The runner applies the audio gates (``transcript`` None) before ASR and transcribes only the utterances that pass
 them, then applies every gate; an utterance the audio gates reject is not counted under the text gates.
+:func:`assess` is the runner's audio step: the cheap gates (duration, SNR, clipping) first, DNSMOS (the costly
+one, about 25x real time on one thread) only on the utterances they pass, so an utterance rejected for clipping
+or SNR is not also counted under ``dnsmos``.
 
 - ``dnsmos``: DNSMOS OVRL below ``min_dnsmos``;
 - ``low_confidence``: Whisper's mean token log-probability below ``min_avg_logprob``;
@@ -63,20 +66,37 @@ def clip_fraction(x: np.ndarray, run: int = 3) -> float:
 
 
 def measure(kept: np.ndarray, standardised: np.ndarray | None = None, sr: int = PIPELINE_SR,
-            dnsmos: bool = True, dnsmos_hop_s: float = 1.0) -> dict[str, float]:
+            dnsmos: bool = True, dnsmos_hop_s: float = 1.0, dnsmos_tile: bool = True) -> dict[str, float]:
     """Quality numbers of one utterance: ``kept [T]`` is the audio that will be saved (after denoising),
     ``standardised [T]`` the same span before denoising (for clipping; ``kept`` when None). DNSMOS scores 9-s
-    windows ``dnsmos_hop_s`` apart (:func:`speechlm.eval.mos.dnsmos`)."""
+    windows ``dnsmos_hop_s`` apart, a shorter utterance tiled to a window or not (``dnsmos_tile``;
+    :func:`speechlm.eval.mos.dnsmos`)."""
     out: dict[str, float] = {
         "snr_db": round(estimate_snr(kept, sr), 2),
         "clip_fraction": round(clip_fraction(kept if standardised is None else standardised), 6),
     }
     if dnsmos:
-        from speechlm.eval.mos import dnsmos as _dnsmos
-
-        s = _dnsmos(kept, sr, hop_s=dnsmos_hop_s)
-        out.update(dnsmos_ovrl=round(s.ovrl, 3), dnsmos_sig=round(s.sig, 3), dnsmos_bak=round(s.bak, 3))
+        out.update(_dnsmos_scores(kept, sr, dnsmos_hop_s, dnsmos_tile))
     return out
+
+
+def _dnsmos_scores(kept: np.ndarray, sr: int, hop_s: float, tile: bool) -> dict[str, float]:
+    from speechlm.eval.mos import dnsmos
+
+    s = dnsmos(kept, sr, hop_s=hop_s, tile=tile)
+    return {"dnsmos_ovrl": round(s.ovrl, 3), "dnsmos_sig": round(s.sig, 3), "dnsmos_bak": round(s.bak, 3)}
+
+
+def assess(kept: np.ndarray, standardised: np.ndarray | None, duration: float, cfg: PipelineConfig,
+           sr: int = PIPELINE_SR) -> tuple[dict[str, float], list[str]]:
+    """The audio gates of one utterance (``kept [T]``, ``standardised [T]`` as in :func:`measure`):
+    ``(quality, reasons)``, DNSMOS measured (when ``cfg.dnsmos``) only if duration, SNR and clipping pass."""
+    quality = measure(kept, standardised, sr, dnsmos=False)
+    reasons = gate(quality, None, duration, cfg)
+    if cfg.dnsmos and not reasons:
+        quality.update(_dnsmos_scores(kept, sr, cfg.dnsmos_hop_s, cfg.dnsmos_tile))
+        reasons = gate(quality, None, duration, cfg)
+    return quality, reasons
 
 
 def gate(quality: dict[str, Any], transcript: dict[str, Any] | None, duration: float,

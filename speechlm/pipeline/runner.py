@@ -223,8 +223,9 @@ def process_input(src: str, out: str, cfg_dict: dict[str, Any], key: str | None 
 
     Returns a dict: ``key``, ``source``, ``status`` (``done`` | ``rejected``), ``reason`` (rejected inputs),
     ``duration``, ``rows`` (manifest lines), ``rejects`` (utterances dropped, by reason), ``seconds`` (per stage,
-    when it was computed), ``resumed`` (stages loaded from an earlier run).
+    when it was computed), ``resumed`` (stages loaded from an earlier run), ``worker_s`` (this call's time).
     """
+    t_start = time.perf_counter()
     import torch
 
     torch.set_num_threads(1)
@@ -235,7 +236,7 @@ def process_input(src: str, out: str, cfg_dict: dict[str, Any], key: str | None 
     if done.is_file():
         d = json.loads(done.read_text(encoding="utf-8"))
         if d.get("digest") == cfg.digest("tag"):
-            return {**d, "resumed": list(STAGES)}
+            return {**d, "resumed": list(STAGES), "worker_s": 0.0}
     wd.root.mkdir(parents=True, exist_ok=True)
     _remove_temporaries(wd.root, Path(out) / "audio" / key)
     seconds: dict[str, float] = {}
@@ -262,7 +263,7 @@ def process_input(src: str, out: str, cfg_dict: dict[str, Any], key: str | None 
         summary = {**base, "status": "rejected", "reason": std["rejected"], "message": std["message"],
                    "duration": 0.0, "rows": [], "rejects": {}}
         _write_json(done, {**summary, "digest": cfg.digest("tag")})
-        return summary
+        return {**summary, "worker_s": round(time.perf_counter() - t_start, 3)}
     duration = float(std["duration"])
     den = stage("denoise", lambda: _stage_denoise(wd, cfg, duration))
     audio = wd.root / ("den.wav" if den.get("applied") else "std.wav")
@@ -283,14 +284,13 @@ def process_input(src: str, out: str, cfg_dict: dict[str, Any], key: str | None 
     spans = [tuple(u) for u in seg["utterances"]]
 
     def do_filter() -> dict[str, Any]:  # the audio gates (duration too): before ASR
-        from speechlm.pipeline.filter import gate, measure
+        from speechlm.pipeline.filter import assess
 
         items = []
         for s, e, _ in spans:
-            kept = _read(audio, s, e)
-            q = measure(kept, _read(wd.root / "std.wav", s, e) if audio.name != "std.wav" else None,
-                        PIPELINE_SR, dnsmos=cfg.dnsmos, dnsmos_hop_s=cfg.dnsmos_hop_s)
-            items.append({"quality": q, "reasons": gate(q, None, e - s, cfg)})
+            std_audio = _read(wd.root / "std.wav", s, e) if audio.name != "std.wav" else None
+            q, why = assess(_read(audio, s, e), std_audio, e - s, cfg)
+            items.append({"quality": q, "reasons": why})
         return {"items": items}
 
     flt = stage("filter", do_filter)["items"]
@@ -361,7 +361,7 @@ def process_input(src: str, out: str, cfg_dict: dict[str, Any], key: str | None 
     summary = {**base, "status": "done", "duration": duration, "rows": rows, "rejects": dict(rejects),
                "denoise": den.get("applied", False), "diarise": dia.get("applied", False)}
     _write_json(done, {**summary, "digest": cfg.digest("tag")})
-    return summary
+    return {**summary, "worker_s": round(time.perf_counter() - t_start, 3)}
 
 
 def _asr_key(cfg: PipelineConfig) -> str:
