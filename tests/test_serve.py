@@ -190,7 +190,8 @@ def test_transcriptions_in_openai_schema(client):
 
 def test_models_health_page(client):
     assert "tts-1" in [m["id"] for m in client.get("/v1/models").json()["data"]]
-    assert client.get("/health").json()["status"] == "ok"
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and {"en", "it", "fr"} <= set(health["languages"])
     page = client.get("/")
     assert page.status_code == 200 and "/v1/audio/speech" in page.text
     assert client.get("/nowhere").json()["error"]["code"] == "not_found"
@@ -270,6 +271,18 @@ def test_page_speaks_in_headless_chromium(server, tmp_path):
         duration = drv.execute_script("return document.getElementById('player').duration")
         assert 1.2 < duration < 5.0, duration
         assert "first audio after" in drv.find_element(By.ID, "status").text
+        from selenium.webdriver.support.ui import Select
+
+        lang = Select(drv.find_element(By.ID, "lang"))  # the languages of /health, English first
+        assert lang.options[0].text == "en" and "it" in [o.text for o in lang.options]
+        lang.select_by_value("it")
+        drv.execute_script("document.body.dataset.lastDuration = ''")
+        text.clear()
+        text.send_keys("Buongiorno a tutti.")
+        drv.find_element(By.ID, "speak").click()
+        WebDriverWait(drv, 120).until(lambda d: d.execute_script("return document.body.dataset.lastDuration"))
+        assert "err" not in drv.find_element(By.ID, "status").get_attribute("class")
+        assert 0.5 < float(drv.execute_script("return document.body.dataset.lastDuration")) < 4.0
         drv.save_screenshot(str(tmp_path / "serve_page.png"))
     finally:
         drv.quit()

@@ -450,7 +450,7 @@ def create_app(cfg: ServeConfig, tts=None):
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": tts.am.model_id, "in_flight": metrics.in_flight,
-                "queue_depth": metrics.waiting}
+                "queue_depth": metrics.waiting, "languages": sorted({*tts.am.langs, *MULTILINGUAL_LANGS})}
 
     @app.get("/metrics")
     async def prometheus():
