@@ -7,7 +7,7 @@
 # sounds), chromium-bsu-data (2 soundtracks, explosions), sound-theme-freedesktop (desktop effects). None of them
 # is used by the constructed test set (speechlm.pipeline.construct mixes fillets-ng's music and effects), so the
 # enhancer is measured on noise it never heard. Voice-like effects (applause, crowds, snoring) are left out.
-# Music only, a 90-s excerpt of every track (from 30 s in; 16-bit mono 22.05 kHz WAV): wesnoth-1.16-music
+# Music only, a 90-s excerpt of every track (from 30 s in; 16-bit mono 22.05 kHz WAV; 120 min): wesnoth-1.16-music
 # (orchestral), warzone2100-music (electronic, ambient), marsshooter-data, extremetuxracer-data; 91 tracks.
 set -euo pipefail
 

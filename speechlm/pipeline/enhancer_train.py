@@ -21,6 +21,8 @@ of the output and the target. The shipped recipe is in docs/pipeline_models.md#t
         --lr 1e-3 --steps 1500 --seed 1 --hours 4.5 $S
     python -m speechlm.pipeline.enhancer_train --out runs/denoise/v1c --init runs/denoise/v1b --lr 1e-3 \
         --minutes 30 --seed 2 $S
+    python -m speechlm.pipeline.enhancer_train --out runs/denoise/v2 --init runs/denoise/v1c --lr 5e-4 \
+        --minutes 55 --seed 3 $S     # with the 91 soundtracks get_noise.sh added for this run
 """
 
 from __future__ import annotations
