@@ -475,6 +475,7 @@ def _check_outputs(out: Path, raw: dict[str, Path], backend: str) -> None:
     report = json.loads((out / "report.json").read_text())
     assert report["utterances"] == len(rows) and report["processed"] == 3 and report["backend"] == backend
     assert set(report["seconds_per_stage"]) >= {"standardise", "vad", "transcribe", "filter"}
+    assert 0 < report["worker_s"] <= report["wall_s"] * report["workers"]  # time inside the per-input calls
     assert len(read_gz_lines(out / "cuts.jsonl.gz")) == len(rows)
     with tarfile.open(out / "shards" / "shard-000000.tar") as tar:
         assert len(tar.getnames()) == 2 * len(rows)
