@@ -16,13 +16,13 @@ Input handling (documented limits):
   one window for clips under 10 s: ~7x faster on short clips, typically within a few hundredths of the
   reference. ``exact=True`` reproduces speechmos's numbers exactly (tested). An empty or all-zero signal gives
   nan;
-- ``tile=False`` (the data pipeline's gate): a clip of 2-9 s is scored by SIG/BAK/OVRL on its own length instead
-  of tiled to 9.01 s. The P.835 network is convolutional up to a global max pool over time, so it accepts any
-  length once the two fixed shapes of its framing (a reshape to 900 frames, a crop at 144000 samples) are made
-  free; the graph is rewritten that way in memory with the ``onnx`` package (without it, clips are tiled). It
-  costs the clip's length instead of 9 s, and it does not score the joins of the tiles. On 89 development clips
-  of 3-9 s (``benchmarks/dnsmos_own_length.py``) OVRL moved by 0.07 on average (mean -0.04, at most 0.68), 2
-  decisions at 2.5 changed, 1.47x faster. P.808 is still scored on the tiled window (0.02 s).
+- ``tile=False`` (an option of the data pipeline's gate, ``dnsmos_tile: false``): a clip of 2-9 s is scored by
+  SIG/BAK/OVRL on its own length instead of tiled to 9.01 s. The P.835 network is convolutional up to a global max
+  pool over time, so it accepts any length once the two fixed shapes of its framing (a reshape to 900 frames, a crop
+  at 144000 samples) are made free; the graph is rewritten that way in memory with the ``onnx`` package (without it,
+  clips are tiled). It costs the clip's length instead of 9 s, and it does not score the joins of the tiles. On 89
+  development clips of 3-9 s (``benchmarks/dnsmos_own_length.py``) OVRL moved by 0.07 on average (mean -0.04, at most
+  0.68), 2 decisions at 2.5 changed, 1.47x faster. P.808 is still scored on the tiled window (0.02 s).
 """
 
 from __future__ import annotations
