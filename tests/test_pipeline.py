@@ -428,11 +428,16 @@ def test_cli_refuses_bad_input_before_any_work(tmp_path, capsys):
         ([str(f), "-o", str(tmp_path / "o"), "--workers", "0"], "--workers"),
         ([str(f), "-o", str(tmp_path / "o"), "--config", str(tmp_path / "none.yaml")], "no such config"),
     ]
+    site = tmp_path / "site"  # a folder with someone's own index.html: the page would replace it
+    site.mkdir()
+    (site / "index.html").write_text("<html>mine</html>")
+    cases.append(([str(f), "-o", str(site)], "not written by the pipeline"))
     for argv, needle in cases:
         assert main(["data", "pipeline", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "o").exists()
+    assert (site / "index.html").read_text() == "<html>mine</html>" and sorted(os.listdir(site)) == ["index.html"]
 
 
 def _config(tmp_path: Path, settings: dict | None = None) -> Path:
@@ -476,6 +481,8 @@ def _check_outputs(out: Path, raw: dict[str, Path], backend: str) -> None:
     assert report["utterances"] == len(rows) and report["processed"] == 3 and report["backend"] == backend
     assert set(report["seconds_per_stage"]) >= {"standardise", "vad", "transcribe", "filter"}
     assert 0 < report["worker_s"] <= report["wall_s"] * report["workers"]  # time inside the per-input calls
+    page = (out / report["page"]).read_text(encoding="utf-8")  # every kept utterance, with its segment's player
+    assert page.count("<audio ") == len(rows) and all(f'src="{r["audio"]}"' in page for r in rows)
     assert len(read_gz_lines(out / "cuts.jsonl.gz")) == len(rows)
     with tarfile.open(out / "shards" / "shard-000000.tar") as tar:
         assert len(tar.getnames()) == 2 * len(rows)
@@ -488,6 +495,38 @@ def _run_inline(raw: dict[str, Path], out: Path, settings: dict) -> dict:
 
     return run_pipeline(list(raw.values()), out, PipelineConfig.from_dict(settings), backend="inline",
                         progress=False)
+
+
+def test_page_plays_the_kept_segments_in_headless_chromium(raw, tmp_path):
+    """OUT/index.html in a real browser: one player per kept utterance, each loading its segment file."""
+    from conftest import require_tool
+
+    require_module("selenium", hint="pip install selenium (scripts/setup.sh --dev)")
+    browser = require_tool("chromium", "chromium-browser", hint="apt-get install chromium")
+    driver_path = require_tool("chromedriver", hint="apt-get install chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    out = tmp_path / "out"
+    _run_inline(raw, out, NO_ASR)
+    rows = _manifest(out)
+    assert rows
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(a)
+    drv = webdriver.Chrome(service=Service(driver_path), options=opts)
+    try:
+        drv.get((out / "index.html").as_uri())
+        drv.execute_script("for (const a of document.querySelectorAll('audio')) { a.preload = 'auto'; a.load(); }")
+        WebDriverWait(drv, 30).until(lambda d: d.execute_script(
+            "return [...document.querySelectorAll('audio')].every(a => a.readyState >= 1 && isFinite(a.duration))"))
+        durations = drv.execute_script("return [...document.querySelectorAll('audio')].map(a => a.duration)")
+    finally:
+        drv.quit()
+    assert durations == pytest.approx([r["duration"] for r in rows], abs=0.05)
 
 
 def test_end_to_end_in_process(raw, tmp_path):

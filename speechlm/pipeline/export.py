@@ -9,6 +9,8 @@
 - ``OUT/shards/shard-NNNNNN.tar``: WebDataset shards (``<id>.flac`` + ``<id>.json``), ``shard_utts`` each;
   ``OUT/shards/shard-NNNNNN.parquet``: the same rows with the audio bytes, for dataframe tools (pyarrow).
 - ``OUT/report.json``: counts, rejections by reason, seconds per stage, throughput.
+- ``OUT/index.html``: a page to listen to the kept utterances beside their texts and tags
+  (:mod:`speechlm.pipeline.page`).
 
 Every file is written atomically; re-running rewrites them from the per-input results, so they always match
 the finished inputs (no duplicate, no missing line). Shards with our own naming that a smaller re-run no
@@ -132,6 +134,7 @@ def write_shards(out: Path, rows: list[dict[str, Any]], cfg: PipelineConfig) -> 
 def finish(out: Path, summaries: list[dict[str, Any]], cfg: PipelineConfig, *, wall_s: float, workers: int,
            backend: str, duplicates: list[str]) -> dict[str, Any]:
     """Write every output from the per-input ``summaries`` (in input order) and return the report."""
+    from speechlm.pipeline.page import write_page
     from speechlm.pipeline.runner import STAGES
     from speechlm.utils.atomic import atomic_write_text
 
@@ -176,7 +179,9 @@ def finish(out: Path, summaries: list[dict[str, Any]], cfg: PipelineConfig, *, w
         "cuts": str(cuts.relative_to(out)) if cuts else None,
         "shards": shards,
         "config": cfg.to_dict(),
+        "page": "index.html",
     }
+    write_page(out, rows, report)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
 
@@ -206,7 +211,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"wrote {report['manifest']}"
                  + (f", {report['cuts']}" if report["cuts"] else "")
                  + f", {len(report['shards']['webdataset'])} WebDataset + {len(report['shards']['parquet'])}"
-                 " Parquet shard(s), report.json")
+                 " Parquet shard(s), report.json, index.html (listen to what was kept)")
     return "\n".join(lines)
 
 

@@ -504,7 +504,8 @@ def dispatch(jobs: list[tuple[str, str]], out: str, cfg: PipelineConfig, *, back
 
 
 def check_inputs(inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> None:
-    """Refuse bad arguments before any work: no inputs, a missing or non-file input, OUT that is a file."""
+    """Refuse bad arguments before any work: no inputs, a missing or non-file input, OUT that is a file, an
+    ``index.html`` in OUT that the pipeline did not write (it would be replaced)."""
     if not inputs:
         raise SpeechLMError("give at least one input file")
     for p in inputs:
@@ -520,6 +521,10 @@ def check_inputs(inputs: Sequence[str | os.PathLike], out: str | os.PathLike) ->
         raise SpeechLMError(f"{out}: its parent folder {o.parent} does not exist")
     if any(Path(p).resolve().is_relative_to(o.resolve() / "audio") for p in inputs):
         raise SpeechLMError(f"inputs inside {out}/audio are the pipeline's own output")
+    from speechlm.pipeline.page import foreign_page
+
+    if foreign_page(o):
+        raise SpeechLMError(f"{o / 'index.html'} exists and was not written by the pipeline: choose another OUT")
 
 
 def run_pipeline(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, cfg: PipelineConfig, *,
