@@ -224,3 +224,24 @@ def test_enhancer_training_pairs_and_loss():
     loss.backward()
     assert np.isfinite(loss.item()) and set(parts) == {"si_sdr", "mag"}
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_enhancer_narrowband_speech_keeps_the_background_wideband():
+    """``narrowband=1``: every target is telephone-band speech, while the mixture keeps the background above 4 kHz
+    (a phone-in voice over music), so what lies up there is all noise to remove."""
+    from speechlm.pipeline.enhancer_train import MixtureSampler
+
+    rng = np.random.default_rng(0)
+    speech = {"s": [rng.standard_normal(SR).astype(np.float32) * 0.1 for _ in range(3)]}  # wideband "speech"
+    noise = {"music": [rng.standard_normal(3 * SR).astype(np.float32)],
+             "effects": [rng.standard_normal(SR // 2).astype(np.float32)]}
+
+    def high_share(x: np.ndarray) -> float:  # energy above 4.5 kHz over all
+        spec = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2
+        return float(spec[np.fft.rfftfreq(x.size, 1 / SR) > 4500].sum() / (spec.sum() + 1e-20))
+
+    noisy, clean = MixtureSampler(speech, noise, seconds=1.0, seed=1, narrowband=1.0).batch(16)
+    top = max(high_share(c) for c in clean.numpy())
+    assert top < 0.002 and np.mean([high_share(n) for n in noisy.numpy()]) > 10 * top  # the background stays wide
+    _, clean0 = MixtureSampler(speech, noise, seconds=1.0, seed=1).batch(16)
+    assert np.median([high_share(c) for c in clean0.numpy()]) > 0.2  # without it, the speech stays wideband

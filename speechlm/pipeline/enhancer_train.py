@@ -10,19 +10,23 @@ synthetic white/pink/babble-like noise (:func:`speechlm.audio.augment.make_noise
 training utterances. Never read: the held-out recordings and fillets-ng's music and effects (the test set's).
 
 Each training example (``seconds`` long): utterances of one speaker joined with 0.1-0.8 s gaps, 20 % reverberant
-(target reverberant too), a background at an SNR of -5 to 25 dB (10 % none; 30 % of backgrounds tilted by a
-first-order low- or high-pass), 15 % telephone band (the target band-limited too), 10 % clipped (the target not),
-a random level. Loss: negative SI-SDR (/10) plus L1 between level-normalised compressed magnitudes (``|X| ** 0.3``)
-of the output and the target. The shipped recipe is in docs/pipeline_models.md#the-speech-enhancer-denoise_default:
+(target reverberant too), ``--narrowband-speech`` (15 %) of the speech alone in a telephone band (300-3400 Hz, the
+target too) with the background left wideband (a phone-in voice over music: above 4 kHz all is noise); a
+background at an SNR of -5 to 25 dB (10 % none; 30 % of backgrounds tilted by a first-order low- or high-pass), 15 %
+of the mixture in a telephone band (the target band-limited too), 10 % clipped (the target not), a random level.
+Loss: negative SI-SDR (/10) plus L1 between level-normalised compressed magnitudes (``|X| ** 0.3``) of the output and
+the target. The shipped recipe is in docs/pipeline_models.md#the-speech-enhancer-denoise_default:
 
     S="--speech data/synth_ml/manifest.jsonl --speech data/piper_den/manifest.jsonl"
-    python -m speechlm.pipeline.enhancer_train --out runs/denoise/v1 --schedule constant --steps 3750 --hours 4.5 $S
+    O="--narrowband-speech 0"    # the runs before v3 had no speech-only telephone band
+    python -m speechlm.pipeline.enhancer_train --out runs/denoise/v1 --schedule constant --steps 3750 --hours 4.5 \
+        $O $S
     python -m speechlm.pipeline.enhancer_train --out runs/denoise/v1b --init runs/denoise/v1 --schedule constant \
-        --lr 1e-3 --steps 1500 --seed 1 --hours 4.5 $S
+        --lr 1e-3 --steps 1500 --seed 1 --hours 4.5 $O $S
     python -m speechlm.pipeline.enhancer_train --out runs/denoise/v1c --init runs/denoise/v1b --lr 1e-3 \
-        --minutes 30 --seed 2 $S
+        --minutes 30 --seed 2 $O $S
     python -m speechlm.pipeline.enhancer_train --out runs/denoise/v2 --init runs/denoise/v1c --lr 5e-4 \
-        --minutes 55 --seed 3 $S     # with the 91 soundtracks get_noise.sh added for this run
+        --minutes 55 --seed 3 $O $S     # with the 91 soundtracks get_noise.sh added for this run
 """
 
 from __future__ import annotations
@@ -121,8 +125,9 @@ class MixtureSampler:
     """Draws (noisy, clean) pairs ``[n]`` float32 as the module docstring describes."""
 
     def __init__(self, speech: dict[str, list[np.ndarray]], noise: dict[str, list[np.ndarray]], seconds: float,
-                 seed: int) -> None:
+                 seed: int, narrowband: float = 0.0) -> None:
         self.speech, self.noise = speech, noise
+        self.narrowband = narrowband  # share of examples whose speech alone is telephone-band
         self.speakers = sorted(speech)
         self.weights = np.array([math.sqrt(len(speech[s])) for s in self.speakers])
         self.weights /= self.weights.sum()
@@ -188,6 +193,8 @@ class MixtureSampler:
         clean = self._speech()
         if rng.random() < 0.2:
             clean = reverb(clean, SR, rng.uniform(0.2, 0.8), rng)
+        if self.narrowband > 0 and rng.random() < self.narrowband:  # a phone-in voice under wideband music
+            clean = band_limit(clean, SR, 300, 3400)
         p_speech = float(np.mean(clean.astype(np.float64) ** 2))
         active = clean[np.abs(clean) > 1e-4]
         p_active = float(np.mean(active.astype(np.float64) ** 2)) if active.size else p_speech
@@ -232,7 +239,7 @@ def loss_fn(model: Enhancer, noisy: torch.Tensor, clean: torch.Tensor) -> tuple[
 
 def train(out: Path, speech: dict[str, list[np.ndarray]], noise: dict[str, list[np.ndarray]], minutes: float,
           steps: int, batch: int, seconds: float, lr: float, seed: int, cfg: EnhancerConfig,
-          summary: dict, init: str | None = None, schedule: str = "cosine") -> Path:
+          summary: dict, init: str | None = None, schedule: str = "cosine", narrowband: float = 0.0) -> Path:
     from tqdm import tqdm
 
     from speechlm.train.checkpoint import save_checkpoint
@@ -247,8 +254,8 @@ def train(out: Path, speech: dict[str, list[np.ndarray]], noise: dict[str, list[
         model.load_state_dict(ck.state_dict)
         summary = {**summary, "init": ck.model_id, "init_steps": ck.step}
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sampler = MixtureSampler(speech, noise, seconds, seed)
-    val = MixtureSampler(speech, noise, seconds, seed + 1000).batch(32)
+    sampler = MixtureSampler(speech, noise, seconds, seed, narrowband)
+    val = MixtureSampler(speech, noise, seconds, seed + 1000, narrowband).batch(32)
     val_in = -float(si_sdr_loss(val[0], val[1]))
     log.info("enhancer: %d parameters; validation input SI-SDR %.2f dB", n_parameters(model), val_in)
     # a 200-step warm-up, then a cosine to a tenth by whichever budget (steps, minutes) ends first, or constant
@@ -310,7 +317,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None, metavar="CKPT", help="start from this checkpoint's weights")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--narrowband-speech", type=float, default=0.15, metavar="P",
+                   help="share of examples whose speech alone is telephone-band under a wideband background "
+                        "(0 for the runs before v3)")
     a = p.parse_args(argv)
+    if not 0.0 <= a.narrowband_speech <= 1.0:
+        p.error(f"--narrowband-speech must be 0 to 1, not {a.narrowband_speech}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(a.threads)
     rows = speech_rows(Path(a.real), [Path(m) for m in a.speech])
@@ -322,7 +334,8 @@ def main(argv: list[str] | None = None) -> None:
                "speech_sources": list(REAL) + [str(m) for m in a.speech], "batch": a.batch, "seconds": a.seconds}
     log.info("speech %.2f h, %d speakers; noise %s", hours, len(speech), summary["noise_files"])
     path = train(Path(a.out), speech, noise, a.minutes, a.steps, a.batch, a.seconds, a.lr, a.seed, EnhancerConfig(),
-                 {**summary, "lr": a.lr, "schedule": a.schedule}, a.init, a.schedule)
+                 {**summary, "lr": a.lr, "schedule": a.schedule, "narrowband_speech": a.narrowband_speech}, a.init,
+                 a.schedule, a.narrowband_speech)
     print(path)
 
 
