@@ -10,23 +10,21 @@ synthetic white/pink/babble-like noise (:func:`speechlm.audio.augment.make_noise
 training utterances. Never read: the held-out recordings and fillets-ng's music and effects (the test set's).
 
 Each training example (``seconds`` long): utterances of one speaker joined with 0.1-0.8 s gaps, 20 % reverberant
-(target reverberant too), ``--narrowband-speech`` (15 %) of the speech alone in a telephone band (300-3400 Hz, the
-target too) with the background left wideband (a phone-in voice over music: above 4 kHz all is noise); a
+(target reverberant too), ``--narrowband-speech`` (0 by default) of the speech alone in a telephone band (300-3400
+Hz, the target too) with the background left wideband (a phone-in voice over music: above 4 kHz all is noise); a
 background at an SNR of -5 to 25 dB (10 % none; 30 % of backgrounds tilted by a first-order low- or high-pass), 15 %
 of the mixture in a telephone band (the target band-limited too), 10 % clipped (the target not), a random level.
 Loss: negative SI-SDR (/10) plus L1 between level-normalised compressed magnitudes (``|X| ** 0.3``) of the output and
 the target. The shipped recipe is in docs/pipeline_models.md#the-speech-enhancer-denoise_default:
 
     S="--speech data/synth_ml/manifest.jsonl --speech data/piper_den/manifest.jsonl"
-    O="--narrowband-speech 0"    # the runs before v3 had no speech-only telephone band
-    python -m speechlm.pipeline.enhancer_train --out runs/denoise/v1 --schedule constant --steps 3750 --hours 4.5 \
-        $O $S
+    python -m speechlm.pipeline.enhancer_train --out runs/denoise/v1 --schedule constant --steps 3750 --hours 4.5 $S
     python -m speechlm.pipeline.enhancer_train --out runs/denoise/v1b --init runs/denoise/v1 --schedule constant \
-        --lr 1e-3 --steps 1500 --seed 1 --hours 4.5 $O $S
+        --lr 1e-3 --steps 1500 --seed 1 --hours 4.5 $S
     python -m speechlm.pipeline.enhancer_train --out runs/denoise/v1c --init runs/denoise/v1b --lr 1e-3 \
-        --minutes 30 --seed 2 $O $S
+        --minutes 30 --seed 2 $S
     python -m speechlm.pipeline.enhancer_train --out runs/denoise/v2 --init runs/denoise/v1c --lr 5e-4 \
-        --minutes 55 --seed 3 $O $S     # with the 91 soundtracks get_noise.sh added for this run
+        --minutes 55 --seed 3 $S     # with the 91 soundtracks get_noise.sh added for this run
 """
 
 from __future__ import annotations
@@ -317,9 +315,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None, metavar="CKPT", help="start from this checkpoint's weights")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--narrowband-speech", type=float, default=0.15, metavar="P",
+    p.add_argument("--narrowband-speech", type=float, default=0.0, metavar="P",
                    help="share of examples whose speech alone is telephone-band under a wideband background "
-                        "(0 for the runs before v3)")
+                        "(tried at 0.15, not shipped: docs/experiments/2026-12-06-pipeline-throughput.md)")
     a = p.parse_args(argv)
     if not 0.0 <= a.narrowband_speech <= 1.0:
         p.error(f"--narrowband-speech must be 0 to 1, not {a.narrowband_speech}")
