@@ -62,9 +62,10 @@ def add_pipeline(sub: argparse._SubParsersAction) -> None:
             "Stages per input: standardise (ffmpeg, 16 kHz mono, loudness) -> denoise -> VAD -> diarise -> "
             "3-30 s single-speaker\nutterances -> language id + ASR (Whisper) -> quality gates (DNSMOS, SNR, "
             "clipping, confidence) -> style tags\nand a description. Writes OUT/manifest.jsonl, OUT/cuts.jsonl.gz "
-            "(Lhotse), OUT/shards/*.tar (WebDataset) and\n*.parquet, OUT/report.json; segment audio under "
-            "OUT/audio/. Resumable: re-running skips finished inputs\nand stages (OUT/work/). Runs on Ray: "
-            "local with --workers N, a cluster with --ray-address (inputs and OUT on\nshared storage).\n\n"
+            "(Lhotse), OUT/shards/*.tar (WebDataset) and\n*.parquet, OUT/report.json, OUT/index.html (open it "
+            "to listen to what was kept); segment audio\nunder OUT/audio/. Resumable: re-running skips finished "
+            "inputs and stages (OUT/work/). Runs on Ray:\nlocal with --workers N, a cluster with --ray-address "
+            "(inputs and OUT on shared storage).\n\n"
             "  speechlm data pipeline podcasts/*.mp3 -o corpus/ --workers 2\n"
             "  speechlm data pipeline talk.wav -o corpus/ --lang en --config my_thresholds.yaml"
         ),
