@@ -142,13 +142,22 @@ def _window_samples() -> int:
     return int(INPUT_LENGTH * DNSMOS_SR)
 
 
+def _tiled(audio: np.ndarray) -> np.ndarray:
+    """``audio`` repeated (doubled, as the reference does) until it fills at least one window."""
+    while len(audio) < _window_samples():
+        audio = np.append(audio, audio)
+    return audio
+
+
+def _p808(scorer, window: np.ndarray) -> float:
+    """The P.808 MOS of one full window ``[_window_samples()]``."""
+    mel = np.asarray(scorer.audio_melspec(audio=window[:-160]), dtype=np.float32)[None]
+    return scorer.p808_onnx_sess.run(None, {"input_1": mel})[0][0][0]
+
+
 def _own_length(scorer, session, audio: np.ndarray) -> DNSMOSScores:
     """SIG/BAK/OVRL of ``audio [T]`` (shorter than a window) on its own length; P.808 on the tiled window."""
-    tiled = audio
-    while tiled.size < _window_samples():
-        tiled = np.append(tiled, audio)
-    mel = np.asarray(scorer.audio_melspec(audio=tiled[: _window_samples() - 160]), dtype=np.float32)[None]
-    p808 = scorer.p808_onnx_sess.run(None, {"input_1": mel})[0][0][0]
+    p808 = _p808(scorer, _tiled(audio)[: _window_samples()])
     x = audio[: audio.size // 160 * 160]  # whole 160-sample halves of the network's 320-sample frames
     sig, bak, ovr = session.run(None, {"input_1": x[None, :]})[0][0]
     sig, bak, ovr = scorer.get_polyfit_val(sig, bak, ovr, False)
@@ -167,15 +176,13 @@ def _windows(scorer, audio: np.ndarray, hop_s: float = 1.0) -> DNSMOSScores:
         span = starts[-1]
         starts = np.linspace(0.0, span, int(np.ceil(span / hop_s)) + 1).tolist()
     len_samples = _window_samples()
-    while len(audio) < len_samples:
-        audio = np.append(audio, audio)
+    audio = _tiled(audio)
     scores = []
     for start in starts:
         seg = audio[int(start * fs) : int(start * fs) + len_samples]
         if len(seg) < len_samples:
             continue
-        mel = np.asarray(scorer.audio_melspec(audio=seg[:-160]), dtype=np.float32)[None]
-        p808 = scorer.p808_onnx_sess.run(None, {"input_1": mel})[0][0][0]
+        p808 = _p808(scorer, seg)
         sig, bak, ovr = scorer.onnx_sess.run(None, {"input_1": seg[None, :]})[0][0]
         sig, bak, ovr = scorer.get_polyfit_val(sig, bak, ovr, False)
         scores.append((ovr, sig, bak, p808))
