@@ -112,32 +112,42 @@ def test_dnsmos_range_and_exact_mode(voices):
     assert np.isnan(dnsmos(np.zeros(16000, np.float32), 16000).ovrl)
 
 
-def test_dnsmos_windows_hop():
-    """A 20-s clip: the reference scores the 9.01-s windows starting every second (0..10 s); a 3-s hop scores 5
-    evenly spread windows reaching the same first and last; a clip under 10 s is one window either way."""
-    from types import SimpleNamespace as NS
-
+def test_dnsmos_window_starts():
+    """A 20-s clip: the reference scores the 9.01-s windows starting every second (0..10 s); a 3-s hop the fewest
+    whole-second starts at most 3 s apart reaching the same first and last; a clip under 10 s one window."""
     pytest.importorskip("speechmos")
-    from speechlm.eval.mos import _windows
+    from speechlm.eval.mos import _window_starts
 
-    starts = []
+    assert _window_starts(20 * 16000, 1.0) == list(range(11))
+    assert _window_starts(20 * 16000, 3.0) == [0, 2, 5, 8, 10]
+    assert _window_starts(9 * 16000 + 8000, 3.0) == [0] == _window_starts(4 * 16000)
 
-    def run(_, feeds):
-        seg = feeds["input_1"][0]
-        starts.append(float(seg[0]))
-        return [[[seg[0], seg[0], seg[0]]]]
 
-    fake = NS(audio_melspec=lambda audio: np.zeros((4, 4)), p808_onnx_sess=NS(run=lambda _, f: [[[3.0]]]),
-              onnx_sess=NS(run=run), get_polyfit_val=lambda a, b, c, _: (a, b, c))
-    x = np.repeat(np.arange(20, dtype=np.float32), 16000)  # each sample says which second it is in
-    ref = _windows(fake, x, 1.0)
-    assert starts == [float(i) for i in range(11)] and ref.ovrl == pytest.approx(5.0)
-    starts.clear()
-    sparse = _windows(fake, x, 3.0)
-    assert starts == [0.0, 2.0, 5.0, 7.0, 10.0] and sparse.ovrl == pytest.approx(4.8)
-    starts.clear()
-    _windows(fake, x[: 9 * 16000 + 8000], 3.0)
-    assert starts == [0.0]
+def test_dnsmos_shared_features_equal_the_window_loop(voices):
+    """The network run once per clip (frame-rate features shared by its windows, edges redone; a short clip of
+    whole frames from one period of its tiles) gives the per-window loop's numbers, and costs less."""
+    pytest.importorskip("onnx")
+    from speechlm.eval import mos
+
+    scorer = mos._dnsmos()
+    speech = np.concatenate([voices["slt_a"], voices["slt_b"]] * 4)
+    noisy = speech + np.random.default_rng(0).normal(0, 0.02, speech.size).astype(np.float32)
+
+    def loop(x, hop):
+        audio = mos._tiled(x)
+        raws = [scorer.onnx_sess.run(None, {"input_1": audio[s * 16000: s * 16000 + mos._window_samples()][None]})
+                [0][0] for s in mos._window_starts(x.size, hop)]
+        return np.mean([mos._polyfit(scorer, r) for r in raws], axis=0)
+
+    for x, hop in ((speech[: 52800], 1.0), (noisy[16000: 16000 + 27200], 1.0), (noisy[: 14 * 16000 + 370], 1.0),
+                   (speech[: 25 * 16000], 3.0)):
+        assert mos._shared(False).pays(x.size, len(mos._window_starts(x.size, hop)))
+        got = mos.dnsmos(x, 16000, hop_s=hop, p808=False)
+        assert np.isnan(got.p808)
+        np.testing.assert_allclose([got.ovrl, got.sig, got.bak], loop(x, hop), atol=1e-4)
+    assert not mos._shared(False).pays(52801, 1)  # tiles off the frame grid: the loop
+    assert not mos._shared(False).pays(9 * 16000 + 8000, 1)  # one window: the loop (sharing would cost more)
+    assert abs(mos.dnsmos(noisy[: 3 * 16000], 16000).ovrl - mos.dnsmos(speech[: 3 * 16000], 16000).ovrl) > 0.15
 
 
 @pytest.mark.needs_module("pocketsphinx")
@@ -154,20 +164,3 @@ def test_pocketsphinx_judge(voices):
         get_transcriber("nope")
     with pytest.raises(SpeechLMError, match="asr-model"):
         get_transcriber("whisper", None, "en")
-
-
-def test_dnsmos_own_length(voices):
-    """``tile=False``: a 2-9 s clip is scored on its own length by the length-free rewrite of the network; close
-    to the tiled score (the same network, without the tiles' joins), and only where the clip is 2-9 s."""
-    pytest.importorskip("onnx")
-    from speechlm.eval.mos import _own_length_session, dnsmos
-
-    assert _own_length_session() is not None
-    x = voices["slt_a"][: 4 * 16000]
-    tiled, own = dnsmos(x, 16000), dnsmos(x, 16000, tile=False)
-    assert own.ovrl != tiled.ovrl and abs(own.ovrl - tiled.ovrl) < 0.4
-    assert own.p808 == pytest.approx(tiled.p808)  # P.808 stays on the tiled window
-    noisy = x + np.random.default_rng(0).normal(0, 0.05, x.size).astype(np.float32)
-    assert dnsmos(noisy, 16000, tile=False).ovrl < own.ovrl - 0.3
-    short = x[: 16000]  # under 2 s: tiled either way
-    assert dnsmos(short, 16000, tile=False).ovrl == pytest.approx(dnsmos(short, 16000).ovrl)

@@ -16,13 +16,10 @@ Input handling (documented limits):
   one window for clips under 10 s: ~7x faster on short clips, typically within a few hundredths of the
   reference. ``exact=True`` reproduces speechmos's numbers exactly (tested). An empty or all-zero signal gives
   nan;
-- ``tile=False`` (an option of the data pipeline's gate, ``dnsmos_tile: false``): a clip of 2-9 s is scored by
-  SIG/BAK/OVRL on its own length instead of tiled to 9.01 s. The P.835 network is convolutional up to a global max
-  pool over time, so it accepts any length once the two fixed shapes of its framing (a reshape to 900 frames, a crop
-  at 144000 samples) are made free; the graph is rewritten that way in memory with the ``onnx`` package (without it,
-  clips are tiled). It costs the clip's length instead of 9 s, and it does not score the joins of the tiles. On 89
-  development clips of 3-9 s (``benchmarks/dnsmos_own_length.py``) OVRL moved by 0.07 on average (mean -0.04, at most
-  0.68), 2 decisions at 2.5 changed, 1.47x faster. P.808 is still scored on the tiled window (0.02 s).
+- the P.835 network runs once per clip, not once per window, where that gives the same numbers and costs less
+  (:mod:`speechlm.eval.dnsmos_shared`; needs the ``onnx`` package, else the per-window loop): a 4-s clip of whole
+  10-ms frames costs about half a window, a 20-s one scored every second (the reference's hop) about two and a
+  half windows instead of eleven (``benchmarks/dnsmos_fast.py``).
 """
 
 from __future__ import annotations
@@ -78,40 +75,14 @@ def _dnsmos():
     return scorer
 
 
-OWN_LENGTH_MIN_S = 2.0  # shorter clips are tiled even with ``tile=False``
-
-
-@functools.lru_cache(maxsize=1)
-def _own_length_session():
-    """The P.835 network with its framing made length-free (batch 1), or None without the ``onnx`` package."""
-    try:
-        import onnx
-        import onnxruntime as ort
-        from onnx import numpy_helper
-    except ImportError:
-        return None
-    model = onnx.load(_dnsmos().primary_model_path)
-    free = {"shape_tensor": [1, -1, 160], "shape_tensor1": [1, -1, 160],  # [frames, 160] halves of 320-sample frames
-            "input_1:01_cropping_end": [np.iinfo(np.int64).max, -160]}  # the first half: all but the last 160
-    found = 0
-    for init in model.graph.initializer:
-        if init.name in free:
-            init.CopyFrom(numpy_helper.from_array(np.asarray(free[init.name], np.int64), init.name))
-            found += 1
-    if found != len(free):
-        return None  # another version of the model: tile instead
-    model.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "samples"
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-
-
-def dnsmos(wav: np.ndarray, sr: int, exact: bool = False, hop_s: float = 1.0, tile: bool = True) -> DNSMOSScores:
+def dnsmos(wav: np.ndarray, sr: int, exact: bool = False, hop_s: float = 1.0, p808: bool = True,
+           bf16: bool = False) -> DNSMOSScores:
     """DNSMOS scores of a mono waveform ``[T]`` at ``sr`` (see the module docstring for input handling). A clip
-    longer than a window is scored every ``hop_s`` seconds (1 s: the reference's hop); with a longer hop, the
-    fewest windows at most ``hop_s`` apart that reach from its start to its end, evenly spread (each window
-    costs the same: about 0.25 s on one thread). ``tile=False``: a 2-9 s clip is scored on its own length."""
+    longer than a window is scored on the windows starting every second (the reference's hop) or, with ``hop_s``
+    > 1, the fewest whole-second starts at most ``hop_s`` apart that reach from its start to its end, evenly
+    spread. ``p808=False`` skips the P.808 MOS (nan; 13 ms a window). ``bf16=True``: the network's costly half in
+    bfloat16 where this CPU computes it natively (1.8x faster; OVRL within a few thousandths; else as without;
+    :mod:`speechlm.eval.dnsmos_shared`)."""
     from speechlm.audio.io import resample
 
     x = np.asarray(wav, dtype=np.float32).ravel()
@@ -122,24 +93,50 @@ def dnsmos(wav: np.ndarray, sr: int, exact: bool = False, hop_s: float = 1.0, ti
     peak = float(np.abs(x).max())
     if peak > 1.0:
         x = x / peak
-    x = np.clip(x, -1.0, 1.0)  # rounding after the division must not trip speechmos's range check
+    x = np.clip(x, -1.0, 1.0).astype(np.float32)  # rounding after the division must not trip speechmos's check
     scorer = _dnsmos()
     if exact:
-        out = scorer(x.astype(np.float32), DNSMOS_SR, False)
+        out = scorer(x, DNSMOS_SR, False)
         return DNSMOSScores(
             float(out["ovrl_mos"]), float(out["sig_mos"]), float(out["bak_mos"]), float(out["p808_mos"])
         )
-    if not tile and OWN_LENGTH_MIN_S * DNSMOS_SR <= x.size < _window_samples():
-        own = _own_length_session()
-        if own is not None:
-            return _own_length(scorer, own, x.astype(np.float32))
-    return _windows(scorer, x.astype(np.float32), hop_s)
+    starts = _window_starts(x.size, hop_s)
+    n_win = _window_samples()
+    audio = _tiled(x)
+    windows = [audio[s * DNSMOS_SR: s * DNSMOS_SR + n_win] for s in starts]
+    shared = (bf16 and _shared(True)) or _shared(False)
+    raws = shared.raw(x, starts) if shared is not None and shared.pays(x.size, len(starts)) else None
+    if raws is None:  # the per-window loop
+        raws = [scorer.onnx_sess.run(None, {"input_1": w[None, :]})[0][0] for w in windows]
+    rows = [(*_polyfit(scorer, raw), _p808(scorer, w) if p808 else np.nan)
+            for raw, w in zip(raws, windows, strict=True)]
+    ovr, sig, bak, mos808 = np.mean(np.asarray(rows, dtype=np.float64), axis=0)
+    return DNSMOSScores(float(ovr), float(sig), float(bak), float(mos808))
 
 
 def _window_samples() -> int:
     from speechmos.dnsmos import INPUT_LENGTH
 
     return int(INPUT_LENGTH * DNSMOS_SR)
+
+
+def _shared(bf16: bool):
+    from speechlm.eval.dnsmos_shared import load
+
+    return load(_dnsmos().primary_model_path, bf16)
+
+
+def _window_starts(n: int, hop_s: float = 1.0) -> list[int]:
+    """Start seconds of the windows scored on a clip of ``n`` samples: the reference's, every second while a
+    whole window fits (one at 0 for a clip under 10 s), thinned to at most ``hop_s`` apart (evenly spread,
+    first and last kept)."""
+    from speechmos.dnsmos import INPUT_LENGTH
+
+    n_hops = max(1, int(np.floor(n / DNSMOS_SR) - INPUT_LENGTH) + 1)
+    if hop_s <= 1.0 or n_hops == 1:
+        return list(range(n_hops))
+    span = n_hops - 1
+    return sorted({int(round(s)) for s in np.linspace(0.0, span, int(np.ceil(span / hop_s)) + 1)})
 
 
 def _tiled(audio: np.ndarray) -> np.ndarray:
@@ -149,42 +146,13 @@ def _tiled(audio: np.ndarray) -> np.ndarray:
     return audio
 
 
+def _polyfit(scorer, raw) -> tuple[float, float, float]:
+    """(OVRL, SIG, BAK) of the network's raw ``(sig, bak, ovr)``."""
+    sig, bak, ovr = scorer.get_polyfit_val(raw[0], raw[1], raw[2], False)
+    return ovr, sig, bak
+
+
 def _p808(scorer, window: np.ndarray) -> float:
     """The P.808 MOS of one full window ``[_window_samples()]``."""
     mel = np.asarray(scorer.audio_melspec(audio=window[:-160]), dtype=np.float32)[None]
     return scorer.p808_onnx_sess.run(None, {"input_1": mel})[0][0][0]
-
-
-def _own_length(scorer, session, audio: np.ndarray) -> DNSMOSScores:
-    """SIG/BAK/OVRL of ``audio [T]`` (shorter than a window) on its own length; P.808 on the tiled window."""
-    p808 = _p808(scorer, _tiled(audio)[: _window_samples()])
-    x = audio[: audio.size // 160 * 160]  # whole 160-sample halves of the network's 320-sample frames
-    sig, bak, ovr = session.run(None, {"input_1": x[None, :]})[0][0]
-    sig, bak, ovr = scorer.get_polyfit_val(sig, bak, ovr, False)
-    return DNSMOSScores(float(ovr), float(sig), float(bak), float(p808))
-
-
-def _windows(scorer, audio: np.ndarray, hop_s: float = 1.0) -> DNSMOSScores:
-    """speechmos's ``DNSMOS.__call__`` loop, limited to the hops that start in the original clip (``hop_s`` > 1:
-    fewer windows, spread evenly; see :func:`dnsmos`)."""
-    from speechmos.dnsmos import INPUT_LENGTH
-
-    fs = DNSMOS_SR
-    n_hops = max(1, int(np.floor(len(audio) / fs) - INPUT_LENGTH) + 1)
-    starts = [float(i) for i in range(n_hops)]
-    if hop_s > 1.0 and n_hops > 1:
-        span = starts[-1]
-        starts = np.linspace(0.0, span, int(np.ceil(span / hop_s)) + 1).tolist()
-    len_samples = _window_samples()
-    audio = _tiled(audio)
-    scores = []
-    for start in starts:
-        seg = audio[int(start * fs) : int(start * fs) + len_samples]
-        if len(seg) < len_samples:
-            continue
-        p808 = _p808(scorer, seg)
-        sig, bak, ovr = scorer.onnx_sess.run(None, {"input_1": seg[None, :]})[0][0]
-        sig, bak, ovr = scorer.get_polyfit_val(sig, bak, ovr, False)
-        scores.append((ovr, sig, bak, p808))
-    ovr, sig, bak, p808 = np.mean(np.asarray(scores, dtype=np.float64), axis=0)
-    return DNSMOSScores(float(ovr), float(sig), float(bak), float(p808))

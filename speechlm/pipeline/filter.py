@@ -66,24 +66,28 @@ def clip_fraction(x: np.ndarray, run: int = 3) -> float:
 
 
 def measure(kept: np.ndarray, standardised: np.ndarray | None = None, sr: int = PIPELINE_SR,
-            dnsmos: bool = True, dnsmos_hop_s: float = 1.0, dnsmos_tile: bool = True) -> dict[str, float]:
+            dnsmos: bool = True, dnsmos_hop_s: float = 1.0, dnsmos_bf16: bool = False) -> dict[str, float]:
     """Quality numbers of one utterance: ``kept [T]`` is the audio that will be saved (after denoising),
-    ``standardised [T]`` the same span before denoising (for clipping; ``kept`` when None). DNSMOS scores 9-s
-    windows ``dnsmos_hop_s`` apart, a shorter utterance tiled to a window or not (``dnsmos_tile``;
-    :func:`speechlm.eval.mos.dnsmos`)."""
+    ``standardised [T]`` the same span before denoising (for clipping; ``kept`` when None). DNSMOS: see
+    :func:`_dnsmos_scores`."""
     out: dict[str, float] = {
         "snr_db": round(estimate_snr(kept, sr), 2),
         "clip_fraction": round(clip_fraction(kept if standardised is None else standardised), 6),
     }
     if dnsmos:
-        out.update(_dnsmos_scores(kept, sr, dnsmos_hop_s, dnsmos_tile))
+        out.update(_dnsmos_scores(kept, sr, dnsmos_hop_s, dnsmos_bf16))
     return out
 
 
-def _dnsmos_scores(kept: np.ndarray, sr: int, hop_s: float, tile: bool) -> dict[str, float]:
+def _dnsmos_scores(kept: np.ndarray, sr: int, hop_s: float, bf16: bool) -> dict[str, float]:
+    """DNSMOS P.835 of ``kept [T]`` on 9-s windows ``hop_s`` apart (:func:`speechlm.eval.mos.dnsmos`, ``bf16``
+    too), cut to whole 10-ms frames first (at most 9.9 ms dropped from its end): a short utterance, tiled to a
+    window, is then scored from one period of the network's frames (about twice as fast on 3-5 s), with the
+    number the reference's loop gives for that cut."""
     from speechlm.eval.mos import dnsmos
 
-    s = dnsmos(kept, sr, hop_s=hop_s, tile=tile)
+    frame = sr // 100
+    s = dnsmos(kept[: max(frame, kept.size // frame * frame)], sr, hop_s=hop_s, p808=False, bf16=bf16)
     return {"dnsmos_ovrl": round(s.ovrl, 3), "dnsmos_sig": round(s.sig, 3), "dnsmos_bak": round(s.bak, 3)}
 
 
@@ -94,7 +98,7 @@ def assess(kept: np.ndarray, standardised: np.ndarray | None, duration: float, c
     quality = measure(kept, standardised, sr, dnsmos=False)
     reasons = gate(quality, None, duration, cfg)
     if cfg.dnsmos and not reasons:
-        quality.update(_dnsmos_scores(kept, sr, cfg.dnsmos_hop_s, cfg.dnsmos_tile))
+        quality.update(_dnsmos_scores(kept, sr, cfg.dnsmos_hop_s, cfg.dnsmos_bf16))
         reasons = gate(quality, None, duration, cfg)
     return quality, reasons
 
