@@ -124,3 +124,21 @@ def test_audio_comes_from_the_parameters_and_the_tokens_stay_available(tts):
     assert not np.allclose(wav, wav2, atol=1e-3)  # the quantised envelope is another sound
     assert via.generate("Good morning.").extra["decoded_from"] == "tokens"
     assert tts.generate("Good morning.").extra["decoded_from"] == "parameters"
+
+
+def test_stream_limiter_only_turns_down_and_never_passes_the_limit():
+    from speechlm.tasks.tts_duration import PEAK_LIMIT, StreamLimiter
+
+    lim = StreamLimiter(16000)
+    t = np.arange(3200) / 16000
+    quiet, loud = 0.5 * np.sin(2 * np.pi * 200 * t), 1.6 * np.sin(2 * np.pi * 200 * t)
+    first = quiet.astype(np.float32)
+    assert lim(first) is first  # nothing loud yet: untouched
+    out = [lim(b.astype(np.float32)) for b in (loud, quiet, loud * 0.8, quiet)]
+    assert all(np.max(np.abs(o)) <= PEAK_LIMIT + 1e-6 for o in out)
+    assert lim.gain == pytest.approx(PEAK_LIMIT / 1.6, rel=1e-3)
+    # the gain never rises again: the quiet block after the loud one is turned down by the same gain
+    assert np.max(np.abs(out[1])) == pytest.approx(0.5 * PEAK_LIMIT / 1.6, rel=1e-3)
+    # the turn-down is a 10-ms ramp, not a step: the loud block's first samples keep the old gain (1) nearly
+    np.testing.assert_allclose(out[0][:4], loud[:4], rtol=0.05)
+    assert np.abs(out[0][200:]).max() == pytest.approx(PEAK_LIMIT, rel=1e-3)

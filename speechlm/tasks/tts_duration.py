@@ -70,6 +70,7 @@ class PromptVoice:
 
 
 PEAK_LIMIT = 0.95  # generate() scales an utterance whose peak passes this down (whole), so nothing clips
+LIMITER_RAMP_S = 0.01  # stream(): a lower gain is reached over this much of the block that needs it
 
 
 class DurationTTS:
@@ -306,7 +307,8 @@ class DurationTTS:
                block_tokens: int = STREAM_BLOCK, prompt_text: str | None = None,
                adapt_steps: int = 0, speaker: str | None = None) -> Iterator[np.ndarray]:
         """Yield float32 audio blocks as they are made; joined they are the audio of :meth:`generate` up to the
-        fades at sentence joins. Input is validated (and a prompt's voice made) before the first block."""
+        fades at sentence joins and its peak limit, which a stream applies as it goes (:class:`StreamLimiter`).
+        Input is validated (and a prompt's voice made) before the first block."""
         _check_pace(pace)
         chunks = self.text_chunks(text, lang, max_chars)
         spk = self._speaker(speaker, prompt, lang)
@@ -330,6 +332,7 @@ class DurationTTS:
         gap = np.zeros(int(GAP_S * self.sample_rate), np.float32)
         n_fade = int(FADE_S * self.sample_rate)
         voice = PromptVoice(voice) if isinstance(voice, VoiceShift) else voice
+        limiter = StreamLimiter(self.sample_rate)
         for i, (_, ids) in enumerate(chunks):
             _, blocks = self.render(self.features(ids, pace, voice, lang, speaker)[0], block_tokens)
             if i:
@@ -341,7 +344,30 @@ class DurationTTS:
                     m = min(n_fade, len(b))
                     b[:m] *= np.linspace(0.0, 1.0, m, dtype=np.float32)
                 first = False
-                yield b
+                yield limiter(b)
+
+
+class StreamLimiter:
+    """:data:`PEAK_LIMIT` for audio that is yielded before its end is known: the gain starts at 1 and only ever
+    falls, to just what the loudest block so far needs, ramped over :data:`LIMITER_RAMP_S` at the start of that
+    block (whatever the ramp lets past the limit there is clipped at it). Audio that never passes the limit is
+    unchanged; a loud voice is turned down from its first loud block on instead of from its start."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.gain = 1.0
+        self.ramp = max(1, int(LIMITER_RAMP_S * sample_rate))
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """``block [n]`` float32, limited (a new array when anything changes)."""
+        peak = float(np.max(np.abs(block))) if block.size else 0.0
+        target = min(self.gain, PEAK_LIMIT / peak) if peak > 0 else self.gain
+        if target == 1.0:
+            return block
+        gain = np.full(block.size, target, np.float32)
+        m = min(self.ramp, block.size)
+        gain[:m] = np.linspace(self.gain, target, m, dtype=np.float32)
+        self.gain = target
+        return np.clip(block * gain, -PEAK_LIMIT, PEAK_LIMIT).astype(np.float32)
 
 
 def default_model_for(model: str | os.PathLike | None, lang: str) -> str | os.PathLike | None:
