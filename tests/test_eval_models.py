@@ -164,3 +164,19 @@ def test_pocketsphinx_judge(voices):
         get_transcriber("nope")
     with pytest.raises(SpeechLMError, match="asr-model"):
         get_transcriber("whisper", None, "en")
+
+
+def test_dnsmos_bf16_front_is_close_to_float32(voices):
+    """Where torch computes bfloat16 natively, the frame-rate convolutions in bfloat16 stay within a few
+    hundredths of float32 (short tiled, off-grid and long clips); elsewhere ``bf16=True`` is float32 itself."""
+    pytest.importorskip("onnx")
+    from speechlm.eval import mos
+    from speechlm.eval.dnsmos_shared import native_bf16
+
+    speech = np.concatenate([voices["slt_a"], voices["slt_b"]] * 4)
+    for x in (speech[: 52800], speech[: 52801], speech[: 16 * 16000]):
+        a, b = mos.dnsmos(x, 16000, p808=False), mos.dnsmos(x, 16000, p808=False, bf16=True)
+        if native_bf16():
+            assert abs(a.ovrl - b.ovrl) < 0.03 and abs(a.sig - b.sig) < 0.03 and abs(a.bak - b.bak) < 0.03
+        else:
+            assert (a.ovrl, a.sig, a.bak) == (b.ovrl, b.sig, b.bak)
