@@ -169,10 +169,14 @@ def _ema(x: np.ndarray, init: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def _stft(xp: np.ndarray, a: int, b: int, window: np.ndarray) -> np.ndarray:
-    """Frames ``a .. b - 1`` as the runtime makes them, ``[b - a, 481]`` complex64: frame t windows ``xp[480 t:
-    480 t + 960]`` of ``xp`` (the input after one hop of zeros)."""
-    frames = np.lib.stride_tricks.sliding_window_view(xp[HOP * a: HOP * (b + 1)], FFT)[::HOP]
+def _stft(x: np.ndarray, a: int, b: int, window: np.ndarray) -> np.ndarray:
+    """Frames ``a .. b - 1`` as the runtime makes them, ``[b - a, 481]`` complex64: frame t windows
+    ``x[480 (t - 1): 480 (t + 1)]``, zeros outside ``x``."""
+    lo, hi = HOP * (a - 1), HOP * b
+    seg = np.zeros(hi - lo, np.float32)
+    src = x[max(0, lo): max(0, min(x.size, hi))]
+    seg[max(0, -lo): max(0, -lo) + src.size] = src
+    frames = np.lib.stride_tricks.sliding_window_view(seg, FFT)[::HOP]
     return (np.fft.rfft(frames * window, axis=1) * (1.0 / (FFT * FFT / (2 * HOP)))).astype(np.complex64)
 
 
@@ -196,8 +200,7 @@ def enhance_48k(x: np.ndarray, archive: str) -> np.ndarray:
     bands = np.repeat(np.arange(NB_ERB), widths)
     n = x.size
     t = -(-(n + (LOOKAHEAD + 1) * HOP) // HOP)  # frames, the look-ahead's included
-    xp = np.zeros(HOP * (t + 1), np.float32)
-    xp[HOP: HOP + n] = x
+    x = np.asarray(x, np.float32)
     erb_feat = np.empty((t, NB_ERB), np.float32)
     low = np.empty((t + 2 * LOOKAHEAD, NB_DF), np.complex64)  # the noisy lowest bins, 2 zero frames each side
     low[:LOOKAHEAD] = low[t + LOOKAHEAD:] = 0
@@ -205,7 +208,7 @@ def enhance_48k(x: np.ndarray, archive: str) -> np.ndarray:
     mean_state, unit_state = np.linspace(-60.0, -90.0, NB_ERB), np.linspace(0.001, 0.0001, NB_DF)
     for a in range(0, t, FEATURE_FRAMES):
         b = min(t, a + FEATURE_FRAMES)
-        spec = _stft(xp, a, b, window)
+        spec = _stft(x, a, b, window)
         band_power = np.zeros((b - a, NB_ERB), np.float32)
         np.add.at(band_power.T, bands, (spec.real ** 2 + spec.imag ** 2).T)
         db = 10.0 * np.log10(band_power / widths[None, :] + 1e-10)
@@ -224,12 +227,12 @@ def enhance_48k(x: np.ndarray, archive: str) -> np.ndarray:
         gains, coefs = _networks(nets, erb_feat[a:b], spec_feat[a:b])
         f0, f1 = max(0, a - LOOKAHEAD), b - LOOKAHEAD  # the frames rows a .. b - 1 are for
         gains, coefs = gains[f0 + LOOKAHEAD - a:], coefs[f0 + LOOKAHEAD - a:]
-        out = _stft(xp, f0, f1, window) * gains[:, bands]
+        out = _stft(x, f0, f1, window) * gains[:, bands]
         df = np.zeros((f1 - f0, NB_DF), np.complex64)
         for o in range(DF_ORDER):  # frame f: the sum over o of X[f - 2 + o] c[f, :, o]
             df += low[f0 + o: f1 + o] * coefs[:, :, o]
         out[:, :NB_DF] = df
         frames = np.fft.irfft(out, n=FFT, axis=1).astype(np.float32) * (FFT * window)
-        for k in range(2):  # overlap-add: frame f covers xp[480 f: 480 f + 960]
+        for k in range(2):  # overlap-add: frame f covers x[480 (f - 1): 480 (f + 1)], y[480 f: 480 f + 960]
             y[HOP * (f0 + k): HOP * (f1 + k)] += frames[:, HOP * k: HOP * (k + 1)].reshape(-1)
-    return y[HOP: HOP + n].copy()
+    return y[HOP: HOP + n]
