@@ -79,7 +79,8 @@ def erb_widths(sr: int = SR, fft: int = FFT, nb_bands: int = NB_ERB, min_freqs: 
 @functools.lru_cache(maxsize=1)
 def sessions(archive: str):
     """onnxruntime sessions ``(enc, erb_dec, df_dec)`` (one thread each) from the model archive at ``archive``,
-    read in memory, each GRU's initial state made an input (``h<i>``, ``[1, 1, 256]``) and its final state an
+    read in memory and shared (the chunk states live in a :class:`_Stateful` per call), each GRU's initial state
+    made an input (``h<i>``, ``[1, 1, 256]``) and its final state an
     output (``h<i>_out``), so that a long input runs in chunks with the state carried."""
     import onnxruntime as ort
 
@@ -95,7 +96,7 @@ def sessions(archive: str):
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # the replaced paddings leave unused constants, which it would warn about
-    return tuple(_Stateful(ort.InferenceSession(_with_state(models[k]), opts, providers=["CPUExecutionProvider"]))
+    return tuple(ort.InferenceSession(_with_state(models[k]), opts, providers=["CPUExecutionProvider"])
                  for k in ("enc", "erb_dec", "df_dec"))
 
 
@@ -218,9 +219,7 @@ def enhance_48k(x: np.ndarray, archive: str) -> np.ndarray:
         unit = _ema(np.abs(spec[:, :NB_DF]), unit_state)
         spec_feat[a:b] = spec[:, :NB_DF] / np.sqrt(unit)
         mean_state, unit_state = mean[-1], unit[-1]
-    nets = sessions(archive)
-    for net in nets:
-        net.reset()
+    nets = tuple(_Stateful(session) for session in sessions(archive))  # states of this call only
     y = np.zeros(HOP * (t + 1), np.float32)
     for a in range(0, t, CHUNK_FRAMES):
         b = min(t, a + CHUNK_FRAMES)
