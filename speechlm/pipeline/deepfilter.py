@@ -196,7 +196,7 @@ def enhance_48k(x: np.ndarray, archive: str) -> np.ndarray:
     """DeepFilterNet3 on 48 kHz mono ``x [T]`` -> ``[T]`` float32, aligned with the input (the runtime's 2-hop
     look-ahead and 1-hop framing undone). The features are made for the whole input (the running means need
     its order), then the networks and the synthesis run chunk by chunk (:data:`CHUNK_FRAMES`, states carried):
-    memory grows with the input by about 9 bytes per sample, not with the networks' activations."""
+    memory grows with the input by about 8 bytes a sample (features and output), not with the networks' activations."""
     window, widths = vorbis_window(), erb_widths()
     bands = np.repeat(np.arange(NB_ERB), widths)
     n = x.size
