@@ -49,6 +49,7 @@ def main() -> int:
     a = p.parse_args()
 
     import torch
+    from tqdm import tqdm
 
     from speechlm.audio.io import load_audio
     from speechlm.eval.dnsmos_shared import native_bf16
@@ -82,7 +83,7 @@ def main() -> int:
         for name, fn in ways.items():
             fn(xs[0])  # load sessions outside the timing
             t0 = time.perf_counter()
-            scores[name] = np.array([fn(x) for x in xs])
+            scores[name] = np.array([fn(x) for x in tqdm(xs, desc=f"{kind}: {name}", leave=False)])
             secs[name] = time.perf_counter() - t0
         ref = scores[next(iter(ways))]
         print(f"\n{kind}: {len(xs)} clips, {audio_s:.0f} s of audio, from {len(truth['files'])} files of {root}")

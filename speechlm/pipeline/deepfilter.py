@@ -144,9 +144,6 @@ class _Stateful:
         self.shapes = {i.name: i.shape for i in session.get_inputs()
                        if i.name.startswith("hist:") or (i.name[0] == "h" and i.name[1:].isdigit())}
         self.outputs = [o.name for o in session.get_outputs() if not o.name.endswith("_out")]
-        self.reset()
-
-    def reset(self) -> None:
         self.state = {n: np.zeros(shape, np.float32) for n, shape in self.shapes.items()}
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
