@@ -37,11 +37,13 @@ _BLOCK = 30  # windows per shared pass: bounds memory (about 20 MB of features a
 
 
 def native_bf16() -> bool:
-    """Whether torch computes bfloat16 natively on this CPU (oneDNN with AMX or AVX512-BF16)."""
+    """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16) and torch's oneDNN can use it (oneDNN
+    alone would say yes on any AVX-512 CPU, emulating bfloat16, which is no faster)."""
     try:
         import torch
 
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+        return bool(native and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (ImportError, AttributeError, RuntimeError):
         return False
 
