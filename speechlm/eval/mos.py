@@ -101,15 +101,15 @@ def dnsmos(wav: np.ndarray, sr: int, exact: bool = False, hop_s: float = 1.0, p8
             float(out["ovrl_mos"]), float(out["sig_mos"]), float(out["bak_mos"]), float(out["p808_mos"])
         )
     starts = _window_starts(x.size, hop_s)
-    n_win = _window_samples()
-    audio = _tiled(x)
-    windows = [audio[s * DNSMOS_SR: s * DNSMOS_SR + n_win] for s in starts]
     shared = (bf16 and _shared(True)) or _shared(False)
     raws = shared.raw(x, starts) if shared is not None and shared.pays(x.size, len(starts)) else None
-    if raws is None:  # the per-window loop
+    windows = None
+    if raws is None or p808:  # the windows themselves: for the per-window loop, and P.808
+        audio = _tiled(x)
+        windows = [audio[s * DNSMOS_SR: s * DNSMOS_SR + _window_samples()] for s in starts]
+    if raws is None:
         raws = [scorer.onnx_sess.run(None, {"input_1": w[None, :]})[0][0] for w in windows]
-    rows = [(*_polyfit(scorer, raw), _p808(scorer, w) if p808 else np.nan)
-            for raw, w in zip(raws, windows, strict=True)]
+    rows = [(*_polyfit(scorer, raw), _p808(scorer, windows[i]) if p808 else np.nan) for i, raw in enumerate(raws)]
     ovr, sig, bak, mos808 = np.mean(np.asarray(rows, dtype=np.float64), axis=0)
     return DNSMOSScores(float(ovr), float(sig), float(bak), float(mos808))
 

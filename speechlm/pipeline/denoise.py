@@ -148,12 +148,13 @@ def denoise(audio: np.ndarray, sr: int, atten_lim_db: float = ATTEN_LIM_DB) -> n
         return x.copy()
     if _dfn3() is None:
         return spectral_gate(x, sr)
+    x48 = resample(x, sr, DFN3_SR)
     if atten_lim_db >= 100.0 and _onnxruntime():
         from speechlm.pipeline.deepfilter import enhance_48k
 
-        y48 = enhance_48k(resample(x, sr, DFN3_SR), str(_dfn3()[1]))
+        y48 = enhance_48k(x48, str(_dfn3()[1]))
     else:  # an attenuation limit, which only the packaged runtime applies
-        y48 = dfn3_48k(resample(x, sr, DFN3_SR), atten_lim_db)
+        y48 = dfn3_48k(x48, atten_lim_db)
     y = resample(y48, DFN3_SR, sr)
     if y.size < x.size:
         y = np.pad(y, (0, x.size - y.size))
