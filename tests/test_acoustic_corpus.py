@@ -168,9 +168,10 @@ def test_a_multilingual_voice_is_chosen_by_name_and_a_wrong_one_is_refused_in_on
     """``--speaker``: any training voice of the language (a unique part of its name will do), louder voices scaled
     under full scale; ambiguous, unknown, other-language names, a one-voice model and a prompt beside it are refused
     before anything is written; ``--list-speakers`` names the language's voices, the default first."""
+    from speechlm.audio.limiter import PEAK_LIMIT
     from speechlm.cli import main
     from speechlm.tasks.tts import TTS, TTSInputError
-    from speechlm.tasks.tts_duration import PEAK_LIMIT, DurationTTS
+    from speechlm.tasks.tts_duration import DurationTTS
 
     tts = TTS.load(lang="it")
     voices = tts.speakers("it")

@@ -127,7 +127,7 @@ def test_audio_comes_from_the_parameters_and_the_tokens_stay_available(tts):
 
 
 def test_stream_limiter_only_turns_down_and_never_passes_the_limit():
-    from speechlm.tasks.tts_duration import PEAK_LIMIT, StreamLimiter
+    from speechlm.audio.limiter import PEAK_LIMIT, StreamLimiter
 
     lim = StreamLimiter(16000)
     t = np.arange(3200) / 16000

@@ -49,6 +49,21 @@ def test_generate_reproducible_and_bounded(tts) -> None:
         assert f <= max_frames_for(len(ph), tts.lm.frames_per_phone)
 
 
+def test_generate_scales_a_loud_draw_down_whole(tts, monkeypatch) -> None:
+    """The codec LM's decoded audio can pass full scale (a sampled draw, a loud prompt): generate (and so stream)
+    scales the utterance down whole to the peak limit instead of clipping it."""
+    from speechlm.audio.limiter import PEAK_LIMIT
+
+    loud = (2.5 * np.sin(np.linspace(0, 400, 16000))).astype(np.float32)
+    monkeypatch.setattr(tts, "decode", lambda codes, prompt=None: loud)
+    wav = tts.generate("Hello world.", seed=0).wav
+    assert np.abs(wav).max() == pytest.approx(PEAK_LIMIT, rel=1e-4)
+    mid = slice(2000, 14000)  # inside the joins' fades: the waveform is the draw's, scaled (not clipped)
+    np.testing.assert_allclose(wav[mid], loud[mid] * (PEAK_LIMIT / np.abs(loud).max()), rtol=1e-5, atol=1e-6)
+    streamed = np.concatenate(list(tts.stream("Hello world. Good morning!", seed=0)))
+    assert np.abs(streamed).max() <= PEAK_LIMIT + 1e-6
+
+
 def test_generate_with_prompt(tts, run) -> None:
     wav, sr = _speech(run, 1)
     res = tts.generate("Good morning.", prompt=wav, prompt_sr=sr, prompt_text="the cat sat on the mat", seed=0,

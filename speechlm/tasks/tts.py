@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from speechlm.audio.limiter import limit_peak
 from speechlm.errors import SpeechLMError
 
 if TYPE_CHECKING:
@@ -411,14 +412,14 @@ class TTS:
                     piece = self.decode(c, p_codes)
                     if active_fraction(piece) > active_fraction(pieces[i]):
                         codes_out[i], hit[i], pieces[i] = c, h, piece
-        wav = fade_join(pieces, self.codec.sample_rate)
+        wav = limit_peak(fade_join(pieces, self.codec.sample_rate))  # a loud draw is scaled down, never clipped
         return TTSResult(wav, self.codec.sample_rate, [c for c, _ in chunks], [c.shape[1] for c in codes_out], hit,
                          time.perf_counter() - t0)
 
     def stream(self, text: str, **kwargs) -> Iterator[np.ndarray]:
         """Yield the audio sentence by sentence as each is generated (``generate``'s options), with the pauses
         between them; the codec LM makes a sentence at a time, so this is coarser than the duration model's
-        200-ms blocks."""
+        200-ms blocks. Each sentence is peak-limited as ``generate`` limits it (whole, never clipped)."""
         from speechlm.text.g2p import resolve_lang
 
         self.text_chunks(text, resolve_lang(kwargs.get("lang", "en")), kwargs.get("max_chars", 2000))  # checks

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from speechlm.audio.limiter import StreamLimiter, limit_peak
 from speechlm.lm.acoustic_api import AcousticTTSModel, VoiceShift, VoiceStats
 from speechlm.tasks.tts import (
     TTSInputError,
@@ -69,8 +70,6 @@ class PromptVoice:
     blend: float = ADAPT_BLEND  # frames = shifted + blend * (adapted - shifted)
 
 
-PEAK_LIMIT = 0.95  # generate() scales an utterance whose peak passes this down (whole), so nothing clips
-LIMITER_RAMP_S = 0.01  # stream(): a lower gain is reached over this much of the block that needs it
 
 
 class DurationTTS:
@@ -292,9 +291,7 @@ class DurationTTS:
             codes.append(c)
             pieces.append(np.concatenate(list(blocks)))
         wav = fade_join(pieces, self.sample_rate)
-        peak = float(np.max(np.abs(wav))) if wav.size else 0.0
-        if peak > PEAK_LIMIT:  # a loud training voice (--speaker) is scaled down whole rather than clipped
-            wav = (wav * (PEAK_LIMIT / peak)).astype(np.float32)
+        wav = limit_peak(wav)  # a loud training voice (--speaker) is scaled down whole rather than clipped
         return TTSResult(wav, self.sample_rate, [s for s, _ in chunks], [c.shape[1] for c in codes],
                          [False] * len(chunks), time.perf_counter() - t0,
                          extra={"codes": codes, "model": self.am.model_id,
@@ -345,29 +342,6 @@ class DurationTTS:
                     b[:m] *= np.linspace(0.0, 1.0, m, dtype=np.float32)
                 first = False
                 yield limiter(b)
-
-
-class StreamLimiter:
-    """:data:`PEAK_LIMIT` for audio that is yielded before its end is known: the gain starts at 1 and only ever
-    falls, to just what the loudest block so far needs, ramped over :data:`LIMITER_RAMP_S` at the start of that
-    block (whatever the ramp lets past the limit there is clipped at it). Audio that never passes the limit is
-    unchanged; a loud voice is turned down from its first loud block on instead of from its start."""
-
-    def __init__(self, sample_rate: int) -> None:
-        self.gain = 1.0
-        self.ramp = max(1, int(LIMITER_RAMP_S * sample_rate))
-
-    def __call__(self, block: np.ndarray) -> np.ndarray:
-        """``block [n]`` float32, limited (a new array when anything changes)."""
-        peak = float(np.max(np.abs(block))) if block.size else 0.0
-        target = min(self.gain, PEAK_LIMIT / peak) if peak > 0 else self.gain
-        if target == 1.0:
-            return block
-        gain = np.full(block.size, target, np.float32)
-        m = min(self.ramp, block.size)
-        gain[:m] = np.linspace(self.gain, target, m, dtype=np.float32)
-        self.gain = target
-        return np.clip(block * gain, -PEAK_LIMIT, PEAK_LIMIT).astype(np.float32)
 
 
 def default_model_for(model: str | os.PathLike | None, lang: str) -> str | os.PathLike | None:
