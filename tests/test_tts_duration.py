@@ -142,3 +142,24 @@ def test_stream_limiter_only_turns_down_and_never_passes_the_limit():
     # the turn-down is a 10-ms ramp, not a step: the loud block's first samples keep the old gain (1) nearly
     np.testing.assert_allclose(out[0][:4], loud[:4], rtol=0.05)
     assert np.abs(out[0][200:]).max() == pytest.approx(PEAK_LIMIT, rel=1e-3)
+
+
+def test_duration_edit_replaces_only_the_changed_stretch(tts):
+    """`speechlm edit`'s default editor: the recording outside the regenerated stretch is copied sample for
+    sample, the stretch holds new audio, and the result reports how long the edit took (not a clock reading)."""
+    from speechlm.tasks.edit import EditInputError, edit_duration
+
+    text = "Please leave your message after the tone."
+    wav = tts.generate(text).wav
+    res = edit_duration(tts, wav, 16000, text, "Please leave your number after the tone.")
+    assert res.changes == [("message", "number")] and len(res.in_spans) == 1
+    assert 0.0 < res.seconds < 120.0
+    (s, e), (os_, oe) = res.in_spans[0], res.out_spans[0]
+    x = int(0.01 * 16000)  # the crossfade
+    assert 0 < s < e < len(wav)
+    assert np.array_equal(res.wav[: s - x], wav[: s - x])
+    tail = len(wav) - e - x
+    assert np.array_equal(res.wav[len(res.wav) - tail :], wav[len(wav) - tail :])
+    assert oe - os_ > 0 and np.abs(res.wav[os_ + x : oe - x]).max() > 0.01  # something is said there
+    with pytest.raises(EditInputError, match="nothing to edit"):
+        edit_duration(tts, wav, 16000, text, text)

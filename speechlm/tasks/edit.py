@@ -387,13 +387,13 @@ def edit_duration(tts, wav: np.ndarray, sr: int, transcript: str, target: str, l
     if match_f0:
         from speechlm.lm.acoustic_data import frame_features
 
-        # only the recording around the cuts is analysed (20-ms frames from t0)
-        t0 = max(0.0, src_cut[spliced[0][0]] - F0_EDGE_S - 0.1)
-        t1 = min(dur, src_cut[spliced[-1][1]] + F0_EDGE_S + 0.1)
-        rec = frame_features(np.ascontiguousarray(wav[int(t0 * sr_out) : int(t1 * sr_out)], np.float64),
+        # only the recording around the cuts is analysed (20-ms frames from r0)
+        r0 = max(0.0, src_cut[spliced[0][0]] - F0_EDGE_S - 0.1)
+        r1 = min(dur, src_cut[spliced[-1][1]] + F0_EDGE_S + 0.1)
+        rec = frame_features(np.ascontiguousarray(wav[int(r0 * sr_out) : int(r1 * sr_out)], np.float64),
                              analysis=tts.am.analysis)
         feat = continue_f0(feat, frame_s, rec, hop / sr_out, tts.am.config.n_mcep,
-                           [(src_cut[i1] - t0, src_cut[i2] - t0, dst_cut[j1], dst_cut[j2], i1 > 0, i2 < len(src))
+                           [(src_cut[i1] - r0, src_cut[i2] - r0, dst_cut[j1], dst_cut[j2], i1 > 0, i2 < len(src))
                             for i1, i2, j1, j2 in spliced])
     gen = np.concatenate(list(tts.render(feat)[1]))
 
