@@ -28,7 +28,7 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
-        sub, "tts", "speak text, optionally in the voice of a 3-10 s prompt (zero-shot)", _tts,
+        sub, "tts", "speak text, in the voice of a 1-20 s prompt (zero-shot) or as a style description says", _tts,
         description="Text to speech. The default model (tts_duration) predicts phone durations, pitch and "
         "source-filter codec frames from phonemes; with --prompt REF.wav it takes the prompt's pitch range and "
         "timbre; with --adapt-steps 100 its decoder also trains a few seconds on the prompt and its transcript "
@@ -59,9 +59,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "fr, it, nl with the shipped tts_multilingual (taken when --model is not given)")
     p.add_argument("--via-tokens", action="store_true",
                    help="default (duration-based) model: make the audio from its codec_sf tokens, as a token LM's "
-                        "output is heard, instead of from its unquantised parameters (clearer)")
+                        "output is heard, instead of from its unquantised parameters (the default: as clear to "
+                        "Whisper, smoother to DNSMOS; docs/tts.md#measured)")
     p.add_argument("--description", default=None,
-                   help="style description: not supported yet (refused until the model has style control)")
+                   help="style description, e.g. \"A woman speaks quickly in a high, lively voice with a little "
+                   "room echo.\": sets gender, pitch (low/moderate/high), pitch range (flat/lively), pace, "
+                   "background noise and room echo, in the words the data pipeline's descriptions use "
+                   "(docs/tts.md#style-descriptions); with --prompt or --speaker only pace, noise and echo. "
+                   "Duration-based models only")
     p.add_argument("--max-chars", type=int, default=2000, help="refuse longer text (default 2000)")
     p.add_argument("--no-sign", action="store_true",
                    help="do not add the signed provenance manifest (speechlm provenance verify) to the output")
@@ -87,10 +92,6 @@ def _tts(args: argparse.Namespace) -> int:
     if args.speaker is not None and args.prompt is not None:
         raise SpeechLMError("--speaker chooses one of the model's voices; --prompt sets the voice instead: give one "
                             "or the other")
-    if args.description is not None:
-        # Accepting it and speaking in the default style would look like it worked.
-        raise SpeechLMError("style descriptions are not supported yet: the codec LM has no style control; "
-                            "drop --description (a voice prompt, --prompt with --prompt-text, sets the voice)")
     check_sampling_args(args)
     check_output_file(args.output, "audio")
     from speechlm.tasks.tts import tts_kind
@@ -107,6 +108,16 @@ def _tts(args: argparse.Namespace) -> int:
             raise SpeechLMError("--adapt-steps adapts the default (duration-based) model to a --prompt")
         if not 0 <= args.adapt_steps <= 2000:
             raise SpeechLMError(f"--adapt-steps must be 0-2000, got {args.adapt_steps}")
+    if args.description is not None:
+        if kind != "acoustic":
+            # Accepting it and speaking in the default style would look like it worked.
+            raise SpeechLMError("--description is for the duration-based models (the default): a codec LM has no "
+                                "style control")
+        from speechlm.tasks.tts_style import check_style
+
+        style = check_style(args.description, "prompt" if args.prompt is not None else "speaker"
+                            if args.speaker is not None else None, args.pace)
+        print(f"style: {style.summary(unknown=False)}", file=sys.stderr)  # the task warns of the rest
     if kind != "acoustic" and args.speaker is not None:
         raise SpeechLMError("--speaker is for the duration-based models (tts_multilingual's voices)")
     if kind != "acoustic" and args.via_tokens:
@@ -127,6 +138,8 @@ def _tts(args: argparse.Namespace) -> int:
     kw = {"pace": args.pace} if kind in ("acoustic", "aligned") else {}
     if args.adapt_steps is not None:
         kw["adapt_steps"] = args.adapt_steps
+    if args.description is not None:
+        kw["description"] = args.description
     if args.speaker is not None:
         tts.speaker_index(args.speaker, args.lang)  # a one-line error before any synthesis
         kw["speaker"] = args.speaker

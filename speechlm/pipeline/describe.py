@@ -4,7 +4,8 @@
 pitch range (monotone / expressive) into one sentence such as "A woman speaks quickly in a high, lively voice in
 a quiet room." The phrasing varies (several templates, synonyms for every bin, the order of the clauses) and is
 fixed by ``seed``: the same tags and seed always give the same text. A missing tag is left out of the sentence,
-never guessed.
+never guessed. The phrases are :mod:`speechlm.text.style`'s, which also reads such a sentence back into tags
+(``speechlm tts --description``).
 """
 
 from __future__ import annotations
@@ -12,22 +13,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
-SUBJECT = {"female": ("A woman", "A female speaker"), "male": ("A man", "A male speaker"),
-           None: ("A speaker", "Someone", "A person")}
-RATE = {"slow": ("slowly", "at a slow pace", "unhurriedly", "in a slow, measured way"),
-        "moderate": ("at a moderate pace", "at a normal speed", "at an even pace", "at a steady tempo"),
-        "fast": ("quickly", "at a fast pace", "rapidly", "briskly")}
-PITCH = {"low": ("low", "deep", "low-pitched"), "moderate": ("moderate", "medium-pitched", "mid-range"),
-         "high": ("high", "high-pitched", "bright")}
-RANGE = {"monotone": ("flat", "monotone", "even"), "moderate": ("", "", ""),
-         "expressive": ("lively", "expressive", "animated")}
-NOISE = {"quiet": ("in a quiet room", "with a clean background", "with no background noise"),
-         "slightly noisy": ("with some background noise", "in a slightly noisy setting", "over a little noise"),
-         "noisy": ("in a noisy environment", "over loud background noise", "in a noisy recording")}
-REVERB = {"close": ("close to the microphone", "with a close, dry sound", "up close"),
-          "slightly distant": ("slightly away from the microphone", "with a little room echo",
-                               "in a slightly reverberant room"),
-          "distant": ("far from the microphone", "with a lot of echo", "in a very reverberant room")}
+from speechlm.text.style import NOISE, PITCH, RANGE, RATE, REVERB, SUBJECT
+
+__all__ = ["NOISE", "PITCH", "RANGE", "RATE", "RANGE_ST", "REVERB", "SUBJECT", "describe", "range_bin"]
+
 RANGE_ST = (4.0, 9.0)  # pitch range (semitones) below: monotone, above: expressive
 
 

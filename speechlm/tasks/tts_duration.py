@@ -274,43 +274,93 @@ class DurationTTS:
 
     def generate(self, text: str, prompt: str | os.PathLike | np.ndarray | VoiceShift | None = None,
                  prompt_text: str | None = None, lang: str = "en", pace: float = 1.0, prompt_sr: int | None = None,
-                 max_chars: int = 2000, adapt_steps: int = 0, speaker: str | None = None, **_sampling) -> TTSResult:
+                 max_chars: int = 2000, adapt_steps: int = 0, speaker: str | None = None,
+                 description: str | None = None, **_sampling) -> TTSResult:
         """Speak ``text`` (in the voice of ``prompt`` if given: a file, a waveform with ``prompt_sr``, or a
         :meth:`voice`). ``pace`` > 1 speaks slower. ``adapt_steps`` > 0 adapts the decoder to the prompt on
         ``prompt_text`` (default: what :attr:`hear` hears); see :meth:`voice`. ``speaker``: a multi-speaker
         model's training voice for ``lang`` (:meth:`speakers`) instead of the language's default; not with a
-        prompt. The codec LM's sampling options are accepted and not needed (the model is deterministic)."""
+        prompt. ``description``: a style description (:mod:`speechlm.tasks.tts_style`: gender, pitch, pitch
+        range, pace, noise, room; with a prompt or speaker only the last three). The codec LM's sampling options
+        are accepted and not needed (the model is deterministic)."""
         _check_pace(pace)
         t0 = time.perf_counter()
         chunks = self.text_chunks(text, lang, max_chars)
+        style = self._read_style(description, prompt, speaker, pace)
         spk = self._speaker(speaker, prompt, lang)
         voice = self._voice(prompt, prompt_sr, prompt_text, lang, adapt_steps)
+        voice, pace, room = self._styled(style, chunks, voice, pace, lang, spk)
         codes, pieces = [], []
         for _, ids in chunks:
             c, blocks = self.render(self.features(ids, pace, voice, lang, spk)[0])
             codes.append(c)
             pieces.append(np.concatenate(list(blocks)))
         wav = fade_join(pieces, self.sample_rate)
+        if room is not None:
+            wav = room(wav)
         wav = limit_peak(wav)  # a loud training voice (--speaker) is scaled down whole rather than clipped
         return TTSResult(wav, self.sample_rate, [s for s, _ in chunks], [c.shape[1] for c in codes],
                          [False] * len(chunks), time.perf_counter() - t0,
                          extra={"codes": codes, "model": self.am.model_id,
                                 "decoded_from": "tokens" if self.via_tokens else "parameters",
                                 "voice_adapted": bool(voice is not None and voice.am is not None),
-                                "prompt_transcript": voice.transcript if voice is not None else None})
+                                "prompt_transcript": voice.transcript if voice is not None else None,
+                                "style": dict(style.tags) if style is not None else None})
 
     def stream(self, text: str, prompt: str | os.PathLike | np.ndarray | VoiceShift | None = None,
                lang: str = "en", pace: float = 1.0, prompt_sr: int | None = None, max_chars: int = 2000,
                block_tokens: int = STREAM_BLOCK, prompt_text: str | None = None,
-               adapt_steps: int = 0, speaker: str | None = None) -> Iterator[np.ndarray]:
+               adapt_steps: int = 0, speaker: str | None = None, description: str | None = None
+               ) -> Iterator[np.ndarray]:
         """Yield float32 audio blocks as they are made; joined they are the audio of :meth:`generate` up to the
         fades at sentence joins and its peak limit, which a stream applies as it goes (:class:`StreamLimiter`).
         Input is validated (and a prompt's voice made) before the first block."""
         _check_pace(pace)
         chunks = self.text_chunks(text, lang, max_chars)
+        style = self._read_style(description, prompt, speaker, pace)
         spk = self._speaker(speaker, prompt, lang)
         voice = self._voice(prompt, prompt_sr, prompt_text, lang, adapt_steps)
-        return self.stream_chunks(chunks, voice, pace, block_tokens, lang, spk)
+        voice, pace, room = self._styled(style, chunks, voice, pace, lang, spk)
+        return self.stream_chunks(chunks, voice, pace, block_tokens, lang, spk, room)
+
+    def _read_style(self, description: str | None, prompt, speaker: str | None, pace: float):
+        """``description`` -> its :class:`~speechlm.text.style.Style` (None without one), refusing what cannot
+        go with the other options before anything is made (:func:`~speechlm.tasks.tts_style.check_style`)."""
+        if description is None:
+            return None
+        from speechlm.tasks.tts_style import check_style
+
+        style = check_style(description, "prompt" if prompt is not None else "speaker" if speaker is not None
+                            else None, pace)
+        if style.unknown:
+            log.warning("style description: %s not understood (ignored)", ", ".join(style.unknown))
+        return style
+
+    def _styled(self, style, chunks: list[tuple[str, list[int]]], voice: PromptVoice | None, pace: float,
+                lang: str, speaker: int | None):
+        """(voice, pace, room) with ``style`` applied (as they were, and no room, without one)."""
+        if style is None:
+            return voice, pace, None
+        from speechlm.tasks.tts_style import Room, style_pace, style_shift
+        from speechlm.text.symbols import SPECIALS
+
+        shift = style_shift(self.am.voice_of(lang), style)
+        if shift is not None:
+            voice = PromptVoice(shift)
+        if "rate_bin" in style.tags:  # phones per second of the text at the model's own pace, as the tagger
+            from speechlm.tasks.tts import GAP_S
+            from speechlm.text.g2p import phonemize
+
+            frames = 0  # from the first to the last phone of every chunk, plus the pauses between chunks
+            for _, ids in chunks:
+                dur = self.features(ids, 1.0, voice, lang, speaker)[1]
+                where = [k for k, i in enumerate(ids) if len(SPECIALS) <= i < len(self.symbols)]
+                frames += int(dur[where[0] : where[-1] + 1].sum()) if where else 0
+            sents = list(dict.fromkeys(sent for sent, _ in chunks))
+            phones = sum(1 for ph in phonemize(sents, lang) for p in ph.split() if p != "|")
+            speech_s = frames * self.codec.hop / self.sample_rate + GAP_S * (len(chunks) - 1)
+            pace = style_pace(style, phones, speech_s)
+        return voice, pace, Room.for_style(style, self.sample_rate)
 
     def _speaker(self, name: str | None, prompt, lang: str) -> int | None:
         if name is None:
@@ -322,8 +372,10 @@ class DurationTTS:
 
     def stream_chunks(self, chunks: list[tuple[str, list[int]]], voice: PromptVoice | VoiceShift | None = None,
                       pace: float = 1.0, block_tokens: int = STREAM_BLOCK, lang: str = "en",
-                      speaker: int | None = None) -> Iterator[np.ndarray]:
-        """:meth:`stream` of chunks already made by :meth:`text_chunks` (the server validates first)."""
+                      speaker: int | None = None, room: Callable[[np.ndarray], np.ndarray] | None = None
+                      ) -> Iterator[np.ndarray]:
+        """:meth:`stream` of chunks already made by :meth:`text_chunks` (the server validates first); ``room``:
+        a style's :class:`~speechlm.tasks.tts_style.Room`, applied to every block (pauses included)."""
         from speechlm.tasks.tts import FADE_S, GAP_S
 
         gap = np.zeros(int(GAP_S * self.sample_rate), np.float32)
@@ -333,7 +385,7 @@ class DurationTTS:
         for i, (_, ids) in enumerate(chunks):
             _, blocks = self.render(self.features(ids, pace, voice, lang, speaker)[0], block_tokens)
             if i:
-                yield gap
+                yield limiter(room(gap)) if room is not None else gap
             first = True
             for b in blocks:
                 if first and n_fade:
@@ -341,7 +393,7 @@ class DurationTTS:
                     m = min(n_fade, len(b))
                     b[:m] *= np.linspace(0.0, 1.0, m, dtype=np.float32)
                 first = False
-                yield limiter(b)
+                yield limiter(room(b) if room is not None else b)
 
 
 def default_model_for(model: str | os.PathLike | None, lang: str) -> str | os.PathLike | None:
