@@ -100,6 +100,24 @@ def test_speed_and_voices_change_the_audio(client):
     assert a != b
 
 
+def test_instructions_are_a_style_description(client):
+    """OpenAI's ``instructions`` set the style (speechlm tts --description): a woman's voice is higher."""
+    import soundfile as sf
+
+    from speechlm.pipeline.tags import pitch_mean_hz
+
+    def pitch(body: dict) -> float:
+        r = client.post("/v1/audio/speech", json={"input": "The weather will be sunny tomorrow.",
+                                                   "response_format": "wav", **body})
+        assert r.status_code == 200, r.text
+        wav, sr = sf.read(io.BytesIO(r.content), dtype="float32")
+        return pitch_mean_hz(wav, sr)
+
+    assert pitch({}) < 200 < 235 < pitch({"instructions": "A woman speaks in a high voice."})
+    assert client.post("/v1/audio/speech", json={"input": "Hi.", "voice": "nova",  # beside a voice: pace, room
+                                                 "instructions": "slowly, with a little echo"}).status_code == 200
+
+
 def test_sse_stream_carries_base64_audio(client):
     r = client.post("/v1/audio/speech", json={"input": "Hi there.", "response_format": "pcm", "stream_format": "sse"})
     events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
@@ -118,7 +136,9 @@ def test_sse_stream_carries_base64_audio(client):
     ({"input": "hi", "model": "tts-9"}, 404, "model_not_found"),
     ({"input": "hi", "response_format": "xyz"}, 422, "invalid_request"),
     ({"input": "hi", "speed": 9}, 422, "invalid_request"),
-    ({"input": "hi", "instructions": "whisper sadly"}, 422, "unsupported_instructions"),
+    ({"input": "hi", "instructions": "whisper sadly"}, 422, "invalid_instructions"),
+    ({"input": "hi", "instructions": "a deep voice", "voice": "nova"}, 422, "invalid_instructions"),
+    ({"input": "hi", "instructions": "quickly", "speed": 1.5}, 422, "invalid_instructions"),
     ({"input": "?!..."}, 422, "invalid_input"),
 ])
 def test_bad_requests_get_json_errors(client, body, status, code):
@@ -283,6 +303,15 @@ def test_page_speaks_in_headless_chromium(server, tmp_path):
         WebDriverWait(drv, 120).until(lambda d: d.execute_script("return document.body.dataset.lastDuration"))
         assert "err" not in drv.find_element(By.ID, "status").get_attribute("class")
         assert 0.5 < float(drv.execute_script("return document.body.dataset.lastDuration")) < 4.0
+        lang.select_by_value("en")  # a style description: the same sentence, slower
+        drv.find_element(By.ID, "style").send_keys("Someone speaks slowly.")
+        drv.execute_script("document.body.dataset.lastDuration = ''")
+        text.clear()
+        text.send_keys("Good morning. The page speaks.")
+        drv.find_element(By.ID, "speak").click()
+        WebDriverWait(drv, 60).until(lambda d: d.execute_script("return document.body.dataset.lastDuration"))
+        assert "err" not in drv.find_element(By.ID, "status").get_attribute("class")
+        assert float(drv.execute_script("return document.body.dataset.lastDuration")) > 1.15 * duration
         drv.save_screenshot(str(tmp_path / "serve_page.png"))
     finally:
         drv.quit()

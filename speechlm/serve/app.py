@@ -6,8 +6,10 @@ Endpoints (JSON errors ``{"error": {"message", "type", "code"}}`` everywhere, ne
   ``instructions``, ``stream_format``), plus ``language`` (default ``en``; ``cs``/``es``/``fr``/``it``/``nl`` are
   spoken by ``tts_multilingual``, loaded on first use; the voices shift its voice for that language). The audio is
   sent as it is made (chunked; ``stream_format: "sse"`` gives base64 deltas as server-sent events).
-  ``instructions`` (style descriptions) are refused: the model has no style control, and ignoring them would look
-  like it worked.
+  ``instructions``: a style description (``speechlm tts --description``: gender, pitch, pitch range, pace,
+  background noise, room echo; :mod:`speechlm.tasks.tts_style`); beside a voice other than ``default`` only
+  the pace, noise and room; one that sets nothing it can realise is refused (422), as is one that contradicts
+  the voice or ``speed``.
 - ``GET /v1/models``; ``GET/POST /v1/voices``, ``DELETE /v1/voices/{id}``; ``POST /v1/audio/transcriptions``
   (Whisper base, OpenAI's schema); ``POST /v1/audio/edit`` (audio + transcript + target -> edited audio).
 - ``GET /health``, ``GET /metrics`` (Prometheus), ``GET /`` (the page).
@@ -164,7 +166,8 @@ def create_app(cfg: ServeConfig, tts=None):
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from speechlm.errors import SpeechLMError
-    from speechlm.tasks.tts_duration import MULTILINGUAL_LANGS, DurationTTS
+    from speechlm.tasks.tts_duration import MULTILINGUAL_LANGS, DurationTTS, PromptVoice
+    from speechlm.tasks.tts_style import check_style
 
     torch.set_num_threads(cfg.threads)
     if tts is None:
@@ -262,23 +265,29 @@ def create_app(cfg: ServeConfig, tts=None):
             raise ApiError(404, f"unknown model {req.model!r} (models: {', '.join(MODEL_ALIASES)})", "model_not_found")
         if req.response_format == "aac":
             raise ApiError(422, f"response_format aac is not supported ({', '.join(FORMATS)})", "unsupported_format")
-        if req.instructions:
-            raise ApiError(422, "instructions (style descriptions) are not supported: the model has no style "
-                           "control; choose a voice instead", "unsupported_instructions")
         text = check_text(req.input, cfg.max_chars)
         model = await run_in_threadpool(model_for, req.language)
         shift = resolve_voice(req.voice, model, req.language)
+        pace = 1.0 / req.speed
+        style = None
+        if req.instructions:  # a style description (speechlm.tasks.tts_style); with a voice other than the
+            try:  # default only its pace, noise and room
+                style = check_style(req.instructions, None if shift is None else f"voice {req.voice!r}", pace)
+            except SpeechLMError as exc:
+                raise ApiError(422, str(exc), "invalid_instructions") from None
         try:
             chunks = model.text_chunks(text, req.language, cfg.max_chars)
         except SpeechLMError as exc:
             raise ApiError(422, str(exc), "invalid_input") from None
+        voice, pace, room = await run_in_threadpool(model.apply_style, style, chunks,
+                                                    None if shift is None else PromptVoice(shift), pace,
+                                                    req.language)
         await slots.acquire()
         stop = threading.Event()
         deadline = time.monotonic() + cfg.timeout_s
-        pace = 1.0 / req.speed
 
         def blocks() -> Iterator[np.ndarray]:
-            for b in model.stream_chunks(chunks, shift, pace, lang=req.language):
+            for b in model.stream_chunks(chunks, voice, pace, lang=req.language, room=room):
                 if time.monotonic() > deadline:
                     metrics.reject("timeout")
                     raise TimeoutError

@@ -289,7 +289,7 @@ class DurationTTS:
         style = self._read_style(description, prompt, speaker, pace)
         spk = self._speaker(speaker, prompt, lang)
         voice = self._voice(prompt, prompt_sr, prompt_text, lang, adapt_steps)
-        voice, pace, room = self._styled(style, chunks, voice, pace, lang, spk)
+        voice, pace, room = self.apply_style(style, chunks, voice, pace, lang, spk)
         codes, pieces = [], []
         for _, ids in chunks:
             c, blocks = self.render(self.features(ids, pace, voice, lang, spk)[0])
@@ -320,7 +320,7 @@ class DurationTTS:
         style = self._read_style(description, prompt, speaker, pace)
         spk = self._speaker(speaker, prompt, lang)
         voice = self._voice(prompt, prompt_sr, prompt_text, lang, adapt_steps)
-        voice, pace, room = self._styled(style, chunks, voice, pace, lang, spk)
+        voice, pace, room = self.apply_style(style, chunks, voice, pace, lang, spk)
         return self.stream_chunks(chunks, voice, pace, block_tokens, lang, spk, room)
 
     def _read_style(self, description: str | None, prompt, speaker: str | None, pace: float):
@@ -336,9 +336,11 @@ class DurationTTS:
             log.warning("style description: %s not understood (ignored)", ", ".join(style.unknown))
         return style
 
-    def _styled(self, style, chunks: list[tuple[str, list[int]]], voice: PromptVoice | None, pace: float,
-                lang: str, speaker: int | None):
-        """(voice, pace, room) with ``style`` applied (as they were, and no room, without one)."""
+    def apply_style(self, style, chunks: list[tuple[str, list[int]]], voice: PromptVoice | None, pace: float,
+                    lang: str = "en", speaker: int | None = None):
+        """(voice, pace, room) for :meth:`stream_chunks` with ``style`` (a checked
+        :class:`~speechlm.text.style.Style`, :func:`~speechlm.tasks.tts_style.check_style`) applied to the
+        ``chunks`` of :meth:`text_chunks`; as they were, and no room, for None."""
         if style is None:
             return voice, pace, None
         from speechlm.tasks.tts_style import Room, style_pace, style_shift

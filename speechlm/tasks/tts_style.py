@@ -78,7 +78,8 @@ def check_style(description: str, voice_from: str | None = None, pace: float = 1
                             "give one or the other (beside a voice, a description may set the pace, background "
                             "noise and room echo)")
     if "rate_bin" in style.tags and abs(pace - 1.0) > 1e-9:
-        raise TTSInputError("the description sets the pace, and so does --pace: give one or the other")
+        raise TTSInputError("the description sets the pace, and so does the pace option (--pace, the server's "
+                            "speed): give one or the other")
     return style
 
 
