@@ -264,6 +264,12 @@ def watermark_regions(r: dict) -> str:
     return to_markdown(r)
 
 
+def tts_style_eval(r: dict) -> str:
+    from tts_style_eval import to_markdown
+
+    return to_markdown(r)
+
+
 def pipeline_models(r: dict) -> str:
     from pipeline_models_bench import to_markdown  # benchmarks/ is this script's folder
 
@@ -277,6 +283,7 @@ RENDERERS = {"serve_bench": serve_bench, "tts_eval": tts_eval, "edit_eval": edit
 RENDERERS["pipeline_models"] = pipeline_models
 RENDERERS["watermark_regions"] = watermark_regions
 RENDERERS["tts_text_patterns"] = tts_text_patterns
+RENDERERS["tts_style_eval"] = tts_style_eval
 
 
 def render(name: str) -> str:

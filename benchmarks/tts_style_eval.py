@@ -60,6 +60,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--dev", action="store_true", help="development sentences (benchmarks/tts_decode_ablation.py's "
+                   "pool) instead of the held-out texts: for design runs")
     args = p.parse_args()
 
     import torch
@@ -73,7 +75,14 @@ def main() -> int:
     from speechlm.text.wer import word_errors
 
     torch.set_num_threads(args.threads)
-    utts = pick_sentences(str(ROOT / SENTENCES), args.n)
+    if args.dev:
+        from types import SimpleNamespace
+
+        from tts_decode_ablation import dev_sentences
+
+        utts = [SimpleNamespace(id=f"dev_{i}", text=t) for i, t in enumerate(dev_sentences(args.n))]
+    else:
+        utts = pick_sentences(str(ROOT / SENTENCES), args.n)
     if not utts:
         raise SystemExit(f"no sentences: {SENTENCES} is missing (scripts/get_real_speech.sh)")
     tts = TTS.load()
@@ -89,14 +98,34 @@ def main() -> int:
             c = word_errors(u.text, judge.transcribe(wav, tts.sample_rate, "en"))
             item[system] = {"tags": measured(wav, tts.sample_rate, u.text), "errors": c.errors, "words": c.ref_len}
         items.append(item)
+    whisper = whisper_check(tts, judge, [u.text for u in utts[:20]])
     res = {"kind": "tts_style_eval", "n": len(items), "model": tts.am.model_id, "judge": "whisper-base",
-           "sentences": SENTENCES, "command": "benchmarks/tts_style_eval.py " + " ".join(sys.argv[1:]),
-           "rows": summarise(items), "items": items}
+           "sentences": "development sentences" if args.dev else SENTENCES,
+           "command": "benchmarks/tts_style_eval.py " + " ".join(sys.argv[1:]),
+           "rows": summarise(items), "whisper": whisper, "items": items}
     print(to_markdown(res))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
     return 0
+
+
+def whisper_check(tts, judge, texts: list[str]) -> dict:
+    """"Someone whispers." against no description on ``texts``: YIN's voiced frames (the pipeline's pitch track)
+    and Whisper-base WER."""
+    from speechlm.pipeline.tags import pitch_track
+    from speechlm.text.wer import word_errors
+
+    out = {"n": len(texts)}
+    for system, kw in (("whispered", {"description": "Someone whispers."}), ("plain", {})):
+        voiced = errors = words = 0
+        for t in texts:
+            wav = tts.generate(t, **kw).wav
+            voiced += pitch_track(wav, tts.sample_rate).size
+            c = word_errors(t, judge.transcribe(wav, tts.sample_rate, "en"))
+            errors, words = errors + c.errors, words + c.ref_len
+        out[system] = {"voiced_frames": voiced, "wer": errors / max(words, 1)}
+    return out
 
 
 def summarise(items: list[dict]) -> dict:
@@ -127,7 +156,9 @@ NAMES = {"gender": "gender", "pitch_bin": "pitch (low / moderate / high for the 
 
 def to_markdown(res: dict) -> str:
     r = res["rows"]
-    lines = [f"{res['n']} held-out sentences (`{res['sentences']}`), each with a random description written by the "
+    where = ("development sentences" if res["sentences"] == "development sentences"
+             else f"held-out sentences (`{res['sentences']}`)")
+    lines = [f"{res['n']} {where}, each with a random description written by the "
              f"data pipeline's `describe`; `{res['model']}`; the pipeline's taggers measure the output", "",
              "| described tag | sentences | measured as described: with the description | without (default voice) "
              "| per value, with the description |", "|---|---|---|---|---|"]
@@ -138,6 +169,12 @@ def to_markdown(res: dict) -> str:
     lines += ["", f"Whisper-base WER: with the descriptions {r['wer_described']:.3f} (over the "
               f"{r['no_noise_sentences']} sentences that asked for no noise {r['wer_described_no_noise']:.3f}); the "
               f"same sentences without {r['wer_plain']:.3f} ({r['wer_plain_no_noise']:.3f})."]
+    w = res.get("whisper")
+    if w:
+        lines += ["", f"\"Someone whispers.\" on the first {w['n']} sentences: {w['whispered']['voiced_frames']} "
+                  f"frames the tagger's pitch tracker calls voiced (without the description "
+                  f"{w['plain']['voiced_frames']}); Whisper-base WER {w['whispered']['wer']:.3f} "
+                  f"({w['plain']['wer']:.3f})."]
     return "\n".join(lines)
 
 

@@ -111,7 +111,12 @@ def test_bad_tts_and_edit_only_values(capsys, tmp_path, wav) -> None:
     _fails(["tts", "Hello.", "-o", out, "--prompt", wav, "--prompt-text", "hi", "--model", "lm_default",
             "--adapt-steps", "10"], capsys, "--adapt-steps")
     _fails(["tts", "Hello.", "-o", out, "--description", "a calm voice"], capsys,
-           "style descriptions are not supported yet", "--description")
+           "nothing in the style description", "calm not understood")
+    _fails(["tts", "Hello.", "-o", out, "--description", "a deep voice", "--prompt", wav], capsys,
+           "description sets the voice's pitch", "prompt")
+    _fails(["tts", "Hello.", "-o", out, "--description", "quickly", "--pace", "1.2"], capsys, "pace")
+    _fails(["tts", "Hello.", "-o", out, "--description", "quickly", "--model", "lm_default"], capsys,
+           "--description is for the duration-based models")
     _fails(["codec", "encode", wav, "-o", str(tmp_path / "t.npz"), "--threads", "0"], capsys, "--threads")
 
 

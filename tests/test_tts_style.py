@@ -42,8 +42,9 @@ def test_phrases_are_read_in_context():
     assert parse_description("an even, flat voice").tags == {"range_bin": "monotone"}
     assert parse_description("the other woman").tags == {"gender": "female"}  # "he" is not inside "the"/"other"
     s = parse_description("A cheerful girl whispers sadly, slowly")
-    assert s.tags == {"gender": "female", "range_bin": "expressive", "rate_bin": "slow"}
-    assert s.unknown == ("whispers", "sadly")
+    assert s.tags == {"gender": "female", "range_bin": "expressive", "rate_bin": "slow", "phonation": "whispered"}
+    assert s.unknown == ("sadly",)
+    assert parse_description("he said it under his breath").tags == {"phonation": "whispered", "gender": "male"}
 
 
 def test_descriptions_that_cannot_be_realised_are_refused():
@@ -56,6 +57,7 @@ def test_descriptions_that_cannot_be_realised_are_refused():
     with pytest.raises(TTSInputError, match="and so does the prompt"):
         check_style("a deep voice", "prompt")
     assert check_style("slowly, in a large hall", "prompt").tags == {"rate_bin": "slow", "reverb_bin": "distant"}
+    assert check_style("whispering", "prompt").tags == {"phonation": "whispered"}  # a whisper in the prompt's voice
     with pytest.raises(TTSInputError, match="--pace"):
         check_style("quickly", None, pace=1.3)
 
@@ -97,7 +99,7 @@ def tts():
 
 
 def test_the_tts_speaks_as_described(tts):
-    from speechlm.pipeline.tags import pitch_mean_hz, snr_estimate_db
+    from speechlm.pipeline.tags import pitch_mean_hz, pitch_track, snr_estimate_db
 
     text = "The weather will be sunny tomorrow afternoon."
     plain = tts.generate(text)
@@ -106,6 +108,9 @@ def test_the_tts_speaks_as_described(tts):
     assert pitch_mean_hz(plain.wav, 16000) < 200 < 235 < pitch_mean_hz(high.wav, 16000)
     slow = tts.generate(text, description="Someone speaks slowly.")
     assert slow.duration > 1.2 * plain.duration
+    whispered = tts.generate(text, description="Someone whispers.")  # no voiced frames, the same words
+    assert pitch_track(whispered.wav, 16000).size < 0.2 * pitch_track(plain.wav, 16000).size
+    assert abs(whispered.duration - plain.duration) < 0.05
     noisy = tts.generate(text, description="over loud background noise")
     assert snr_estimate_db(noisy.wav, 16000) < 10 < snr_estimate_db(plain.wav, 16000)
     # streamed: the same audio block by block (the noise runs on; only the final 10-ms fade-out differs)

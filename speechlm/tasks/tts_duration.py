@@ -21,6 +21,7 @@ made (first audio after one sentence's model pass and one codec block).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import logging
@@ -60,16 +61,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PromptVoice:
-    """A prompt's voice: the shift from the model's voice, the decoder adapted to it (None: not adapted), the
-    transcript it was adapted on, and the seconds it took to make."""
+    """A prompt's voice: the shift from the model's voice (None: the model's own), the decoder adapted to it
+    (None: not adapted), the transcript it was adapted on, and the seconds it took to make; ``whisper``: every
+    frame unvoiced (a style description's whisper)."""
 
-    shift: VoiceShift
+    shift: VoiceShift | None
     am: AcousticTTSModel | None = None
     transcript: str | None = None
     seconds: float = 0.0
     blend: float = ADAPT_BLEND  # frames = shifted + blend * (adapted - shifted)
-
-
+    whisper: bool = False
 
 
 class DurationTTS:
@@ -253,9 +254,12 @@ class DurationTTS:
                 ids, pace, None if voice is None else voice.shift, speaker)
             if speaker is not None:  # the voice at the default's level (LEVEL_C0)
                 feat[:, 0] += LEVEL_C0 - self.am.speaker_stats(speaker).mcep_mean[0]
-            return feat, dur
-        base, dur = self.am.features(ids, pace, voice.shift)  # the same durations: the predictors are frozen
-        return base + voice.blend * (voice.am.features(ids, pace, voice.shift)[0] - base), dur
+        else:
+            base, dur = self.am.features(ids, pace, voice.shift)  # the same durations: the predictors are frozen
+            feat = base + voice.blend * (voice.am.features(ids, pace, voice.shift)[0] - base)
+        if voice is not None and voice.whisper:  # no voicing: WORLD excites every frame with noise
+            feat[:, self.am.config.n_mcep + 1] = 0.0
+        return feat, dur
 
     # --- generation -------------------------------------------------------------------------------
     def render(self, feat: np.ndarray, block_tokens: int | None = None
@@ -343,19 +347,29 @@ class DurationTTS:
         ``chunks`` of :meth:`text_chunks`; as they were, and no room, for None."""
         if style is None:
             return voice, pace, None
-        from speechlm.tasks.tts_style import Room, style_pace, style_shift
+        from speechlm.tasks.tts_style import Room, f0_span_st, style_pace, style_shift
         from speechlm.text.symbols import SPECIALS
 
-        shift = style_shift(self.am.voice_of(lang), style)
+        tags = style.tags
+        # the model's own frames for the text (tens of ms a sentence): the F0 span a range scales, the durations
+        # a pace rescales (a voice shift changes neither the durations nor, in semitones, the span's shape)
+        own = ([self.features(ids, 1.0, voice, lang, speaker) for _, ids in chunks]
+               if "range_bin" in tags or "rate_bin" in tags else [])
+        span = None
+        if "range_bin" in tags:
+            m = self.am.config.n_mcep
+            span = f0_span_st(np.concatenate([f[f[:, m + 1] > 0.5, m] for f, _ in own]))
+        shift = style_shift(self.am.voice_of(lang), style, span)
         if shift is not None:
             voice = PromptVoice(shift)
-        if "rate_bin" in style.tags:  # phones per second of the text at the model's own pace, as the tagger
+        if tags.get("phonation") == "whispered":
+            voice = PromptVoice(None, whisper=True) if voice is None else dataclasses.replace(voice, whisper=True)
+        if "rate_bin" in tags:  # phones per second of the text at the model's own pace, as the tagger counts
             from speechlm.tasks.tts import GAP_S
             from speechlm.text.g2p import phonemize
 
             frames = 0  # from the first to the last phone of every chunk, plus the pauses between chunks
-            for _, ids in chunks:
-                dur = self.features(ids, 1.0, voice, lang, speaker)[1]
+            for (_, ids), (_, dur) in zip(chunks, own, strict=True):
                 where = [k for k, i in enumerate(ids) if len(SPECIALS) <= i < len(self.symbols)]
                 frames += int(dur[where[0] : where[-1] + 1].sum()) if where else 0
             sents = list(dict.fromkeys(sent for sent, _ in chunks))

@@ -9,7 +9,8 @@ own words) back into the same tags, TextrolSpeech-style:
 - ``range_bin``: ``monotone`` | ``moderate`` | ``expressive`` (the pitch range);
 - ``rate_bin``: ``slow`` | ``moderate`` | ``fast``;
 - ``noise_bin``: ``quiet`` | ``slightly noisy`` | ``noisy``;
-- ``reverb_bin``: ``close`` | ``slightly distant`` | ``distant``.
+- ``reverb_bin``: ``close`` | ``slightly distant`` | ``distant``;
+- and one the pipeline does not tag: ``phonation``: ``whispered``.
 
 Matching is by words and phrases (case-insensitive, whole words), more specific phrases first ("no background
 noise" is quiet, not noisy; "at an even pace" is a pace, not a flat voice); a tag that is not mentioned is left
@@ -39,7 +40,8 @@ REVERB = {"close": ("close to the microphone", "with a close, dry sound", "up cl
                                "in a slightly reverberant room"),
           "distant": ("far from the microphone", "with a lot of echo", "in a very reverberant room")}
 
-TAGS = ("gender", "pitch_bin", "range_bin", "rate_bin", "noise_bin", "reverb_bin")
+TAGS = ("gender", "pitch_bin", "range_bin", "rate_bin", "noise_bin", "reverb_bin")  # the pipeline's
+EXTRA_TAGS = ("phonation",)
 VOICE_TAGS = ("gender", "pitch_bin", "range_bin")  # what a voice prompt sets instead
 
 # (tag, value, pattern), tried in this order; a match's words are used up, so later patterns do not see them.
@@ -67,6 +69,7 @@ _PATTERNS: tuple[tuple[str, str, str], ...] = (
     ("range_bin", "monotone", r"monotone|monotonous|flat|even|robotic|droning|dull|unexpressive"),
     ("range_bin", "expressive", r"lively|expressive|animated|excited|energetic|dynamic|cheerful|enthusiastic|"
                                 r"emphatic|varied"),
+    ("phonation", "whispered", r"whisper(s|ed|ing|y)?|in a whisper|hushed|under (his|her|their) breath"),
     ("gender", "female", r"woman|women|female|girl|lady|she|her"),
     ("gender", "male", r"man|men|male|guy|boy|gentleman|he|his"),
 )
@@ -107,4 +110,4 @@ def parse_description(text: str) -> Style:
         s = rx.sub(lambda m: " " * len(m.group(0)), s)
     words = re.findall(r"[a-z][a-z'-]*", s)
     unknown = tuple(w for w in words if w not in _FILLER)
-    return Style({t: tags[t] for t in TAGS if t in tags}, unknown)
+    return Style({t: tags[t] for t in TAGS + EXTRA_TAGS if t in tags}, unknown)
