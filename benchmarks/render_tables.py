@@ -270,6 +270,12 @@ def tts_style_eval(r: dict) -> str:
     return to_markdown(r)
 
 
+def vc_eval(r: dict) -> str:
+    from vc_eval import to_markdown
+
+    return to_markdown(r)
+
+
 def pipeline_models(r: dict) -> str:
     from pipeline_models_bench import to_markdown  # benchmarks/ is this script's folder
 
@@ -284,6 +290,7 @@ RENDERERS["pipeline_models"] = pipeline_models
 RENDERERS["watermark_regions"] = watermark_regions
 RENDERERS["tts_text_patterns"] = tts_text_patterns
 RENDERERS["tts_style_eval"] = tts_style_eval
+RENDERERS["vc_eval"] = vc_eval
 
 
 def render(name: str) -> str:

@@ -60,6 +60,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--page", default=None, metavar="DIR",
+                   help="also write a listening page: DIR/index.html with the first 20 sentences, described and not")
     p.add_argument("--dev", action="store_true", help="development sentences (benchmarks/tts_decode_ablation.py's "
                    "pool) instead of the held-out texts: for design runs")
     args = p.parse_args()
@@ -68,6 +70,7 @@ def main() -> int:
     from tqdm import tqdm
     from tts_eval import SENTENCES, pick_sentences
 
+    from speechlm.audio.io import save_audio
     from speechlm.eval.whisper import WhisperJudge
     from speechlm.pipeline.describe import describe
     from speechlm.tasks.tts import TTS
@@ -95,6 +98,8 @@ def main() -> int:
         item = {"id": u.id, "text": u.text, "description": desc, "asked": asked}
         for system, kw in (("described", {"description": desc}), ("plain", {})):
             wav = tts.generate(u.text, **kw).wav
+            if args.page and i < PAGE_N:
+                save_audio(Path(args.page) / system / f"{u.id}.wav", wav, tts.sample_rate)
             c = word_errors(u.text, judge.transcribe(wav, tts.sample_rate, "en"))
             item[system] = {"tags": measured(wav, tts.sample_rate, u.text), "errors": c.errors, "words": c.ref_len}
         items.append(item)
@@ -104,10 +109,27 @@ def main() -> int:
            "command": "benchmarks/tts_style_eval.py " + " ".join(sys.argv[1:]),
            "rows": summarise(items), "whisper": whisper, "items": items}
     print(to_markdown(res))
+    if args.page:
+        from types import SimpleNamespace
+
+        from codec_intelligibility import write_page
+
+        rows = [SimpleNamespace(id=it["id"], text=f"{it['text']} | asked: {it['description']} | heard by the "
+                                f"tagger: {_heard(it['described']['tags'], it['asked'])}") for it in items]
+        print("listening page:", write_page(Path(args.page), rows, ["described", "plain"],
+                                            to_markdown(res).splitlines(), n=PAGE_N,
+                                            title="Style descriptions: described and not"))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
     return 0
+
+
+PAGE_N = 20
+
+
+def _heard(tags: dict, asked: dict) -> str:
+    return ", ".join(f"{t.removesuffix('_bin')} {tags.get(t)}" for t in asked)
 
 
 def whisper_check(tts, judge, texts: list[str]) -> dict:

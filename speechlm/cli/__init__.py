@@ -33,6 +33,7 @@ GROUPS: dict[str, str] = {
     "acoustic": "speechlm.cli.acoustic",
     "tts": "speechlm.cli.tts",
     "edit": "speechlm.cli.edit",
+    "vc": "speechlm.cli.vc",
     "models": "speechlm.cli.models",
     "serve": "speechlm.cli.serve",
     "provenance": "speechlm.cli.provenance",

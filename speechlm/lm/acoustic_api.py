@@ -71,6 +71,7 @@ class VoiceStats:
 
 WARPS = np.round(np.arange(0.80, 1.2501, 0.01), 2)  # frequency-warp factors searched (>1 moves formants up)
 MATCH_HZ = 5000.0  # spectra are matched below this frequency
+BAND_USE = 0.9  # of a band-limited recording's edge, the part whose spectrum is trusted (the rest is the channel's)
 
 
 def _log_spectra(mcep: np.ndarray) -> np.ndarray:
@@ -107,17 +108,33 @@ def warp_mcep(mcep: np.ndarray, r: float) -> np.ndarray:
     return pyworld().code_spectral_envelope(sp, SAMPLE_RATE, mcep.shape[1]).astype(np.float32)
 
 
-def best_warp(source: np.ndarray, target: np.ndarray) -> float:
+def best_warp(source: np.ndarray, target: np.ndarray, match_hz: float = MATCH_HZ) -> float:
     """The factor in :data:`WARPS` whose warp of the mean envelope ``source [D]`` best matches ``target [D]``
-    below :data:`MATCH_HZ` (log spectra compared after removing their mean difference)."""
+    below ``match_hz`` (log spectra compared after removing their mean difference)."""
     from speechlm.tokenizers.source_filter.world import FFT_SIZE, SAMPLE_RATE
 
     ls, lt = _log_spectra(np.stack([source, target]))
-    k = int(MATCH_HZ / SAMPLE_RATE * FFT_SIZE) + 1
+    k = int(match_hz / SAMPLE_RATE * FFT_SIZE) + 1
     cand = np.stack([_warp_log(ls[None], r)[0] for r in WARPS])
     d = cand[:, :k] - lt[None, :k]
     d -= d.mean(1, keepdims=True)
     return float(WARPS[int(np.argmin((d**2).mean(1)))])
+
+
+def _held_above(source: np.ndarray, target: np.ndarray, top_hz: float) -> np.ndarray:
+    """A target mean envelope ``[D]`` (mel-cepstra) whose log-spectral difference from ``source [D]`` is kept
+    below ``top_hz`` and held above it at its mean over 0.89-1 x ``top_hz`` (c0 as the target's)."""
+    from speechlm.tokenizers.source_filter.world import FFT_SIZE, SAMPLE_RATE, pyworld
+
+    ls, lt = _log_spectra(np.stack([source, target]))
+    f = np.arange(ls.shape[0]) * SAMPLE_RATE / FFT_SIZE
+    d = lt - ls
+    near = (f >= 0.89 * top_hz) & (f <= top_hz)
+    d = np.where(f > top_hz, d[near].mean() if near.any() else 0.0, d)
+    out = pyworld().code_spectral_envelope(np.ascontiguousarray(np.exp(ls + d)[None]), SAMPLE_RATE, len(target))[0]
+    out = out.astype(np.float32)
+    out[0] = target[0]
+    return out
 
 
 @dataclass(frozen=True)
@@ -129,8 +146,20 @@ class VoiceShift:
     warp: float = 1.0
 
     @classmethod
-    def between(cls, source: VoiceStats, target: VoiceStats) -> VoiceShift:
-        return cls(source, target, best_warp(source.mcep_mean, target.mcep_mean))
+    def between(cls, source: VoiceStats, target: VoiceStats, band_hz: float | None = None) -> VoiceShift:
+        """The shift from ``source`` to ``target``. ``band_hz``: the band edge of the narrower of the two
+        recordings (:func:`~speechlm.audio.bandwidth.band_edge_hz`; None = full band). Above :data:`BAND_USE` of
+        it the mean envelopes describe the channel, not the voice: the warp is matched below that, and the
+        equaliser above it holds its level just below instead of following a roll-off."""
+        from speechlm.tokenizers.source_filter.world import SAMPLE_RATE
+
+        if band_hz is None or band_hz >= SAMPLE_RATE / 2:
+            return cls(source, target, best_warp(source.mcep_mean, target.mcep_mean))
+        top = BAND_USE * band_hz
+        warp = best_warp(source.mcep_mean, target.mcep_mean, min(MATCH_HZ, top))
+        mean = warp_mcep(source.mcep_mean[None], warp)[0] if warp != 1.0 else source.mcep_mean
+        held = VoiceStats(target.lf0_mean, target.lf0_std, _held_above(mean, target.mcep_mean, top))
+        return cls(source, held, warp)
 
     def apply(self, feat: np.ndarray, n_mcep: int) -> np.ndarray:
         out = feat.copy()

@@ -37,8 +37,7 @@ PITCH_HZ = {"male": {"low": 80.0, "moderate": 112.0, "high": 160.0},
             "female": {"low": 148.0, "moderate": 192.0, "high": 255.0}}
 FEMALE_ABOVE_HZ = 165.0  # a model voice whose mean F0 is above this counts as a woman's (the default: 158 Hz)
 GENDER_WARP = 1.17  # male -> female envelope warp (formants move up ~17 %); female -> male is its inverse
-RANGE_ST = {"monotone": 2.5, "moderate": 6.5, "expressive": 14.0}  # 5-95 % F0 span (semitones) to reach; the
-# tagger reads spans lower in noise and echo (13 of 23 expressive ones read so at 12.5, development sentences)
+RANGE_ST = {"monotone": 2.5, "moderate": 6.5, "expressive": 12.5}  # 5-95 % F0 span (semitones) to reach
 MODEL_SPAN_ST = 7.0  # the default voice's typical span in one sentence, for when the text's own is not known;
 # the log-F0 spread is scaled by RANGE_ST / the span (the voice's spread is its corpus's, wider than a sentence's)
 RANGE_SCALE = (0.15, 3.0)
