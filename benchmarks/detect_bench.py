@@ -100,7 +100,7 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(1)
     from speechlm.safety.detector import Detector, eer
-    from speechlm.safety.detector_data import UNSEEN, channel_augment, load_corpus, prepare
+    from speechlm.safety.detector_data import STYLED, UNSEEN, channel_augment, load_corpus, prepare
 
     det = Detector.load(args.model)
     test = load_corpus(Path(args.corpus), ["test"])
@@ -114,28 +114,30 @@ def main() -> int:
     ss, s_audio, s_t = _scores(det, synth)
     speed = (h_audio + s_audio) / (h_t + s_t)
     thr = det.threshold
-    seen = np.array([c.source not in UNSEEN for c in synth])
+    seen = np.array([c.source not in UNSEEN + STYLED for c in synth])
+    styled = np.array([c.source in STYLED for c in synth])
     overall, _ = eer(hs, ss[seen])
     rows = {}
     for src in sorted({c.source for c in synth}):
         m = np.array([c.source == src for c in synth])
         rows[src] = {"n": int(m.sum()), "eer": eer(hs, ss[m])[0], "miss_at_threshold": float((ss[m] < thr).mean()),
-                     "unseen": src in UNSEEN}
+                     "unseen": src in UNSEEN, "styled": src in STYLED}
     humans = {}
     for src in sorted({c.source for c in human}):
         m = np.array([c.source == src for c in human])
         humans[src] = {"n": int(m.sum()), "false_alarm_at_threshold": float((hs[m] >= thr).mean())}
-    unseen_m = ~seen
+    unseen_m = ~seen & ~styled
     cs, _, _ = _scores(det, chan)
     cl = np.array([c.label for c in chan])
-    cseen = np.array([c.source not in UNSEEN for c in chan])
+    cseen = np.array([c.source not in UNSEEN + STYLED for c in chan])
+    cunseen = np.array([c.source in UNSEEN for c in chan])
     # shortcut check: synthetic band-limited to a telephone band vs wideband human recordings only
     from speechlm.audio.io import resample
 
     wide = [c for c in human if c.source in ("human/pocketsphinx_testdata", "human/codec2_examples")
             and _bandwidth_hz(c.wav) > 5000]
     tel = [type(c)(resample(resample(c.wav, 16000, 8000), 8000, 16000), 1, c.source, c.voice, c.split, c.id)
-           for c in synth if c.source not in UNSEEN]
+           for c in synth if c.source not in UNSEEN + STYLED]
     ws, _, _ = _scores(det, wide)
     ts, _, _ = _scores(det, tel)
     result = {
@@ -147,7 +149,8 @@ def main() -> int:
         "eer_unseen": eer(hs, ss[unseen_m])[0] if unseen_m.any() else None,
         "false_alarm_at_threshold": float((hs >= thr).mean()), "miss_at_threshold": float((ss < thr).mean()),
         "eer_channel_seen": eer(cs[(cl == 0)], cs[(cl == 1) & cseen])[0],
-        "eer_channel_unseen": eer(cs[cl == 0], cs[(cl == 1) & ~cseen])[0] if (~cseen).any() else None,
+        "eer_channel_unseen": eer(cs[cl == 0], cs[(cl == 1) & cunseen])[0] if cunseen.any() else None,
+        "eer_styled": eer(hs, ss[styled])[0] if styled.any() else None,
         "shortcut_tel_synthetic_vs_wideband_human": {"n_human": len(wide), "n_synthetic": len(tel),
                                                      "eer": eer(ws, ts)[0],
                                                      "miss_at_threshold": float((ts < thr).mean())},
@@ -202,13 +205,15 @@ def to_markdown(r: dict) -> str:
         f"| seen, every clip through a random channel (telephone band / Opus / MP3 / noise) | "
         f"{_pct(r['eer_channel_seen'])} | {_pct(a.get('eer_channel_seen'))} |",
         f"| never seen, through a random channel | {_pct(r['eer_channel_unseen'])} | – |",
+        *([f"| speechlm's own transforms, never trained on (TTS with a style description, voice conversion) | "
+           f"{_pct(r['eer_styled'])} | – |"] if r.get("eer_styled") is not None else []),
         f"| shortcut check: telephone-band synthetic vs wideband human ({sc['n_human']} clips) | {_pct(sc['eer'])} "
         "| – |",
         f"| AASIST, ASVspoof 2019 LA (published, other data) | – | {_pct(r['anchor_published']['eer'])} |", "",
         "| generator | clips | ours EER | missed at threshold | anchor EER |", "|---|---|---|---|---|",
     ]
     for k, v in r["per_generator"].items():
-        name = k + (" (never seen)" if v["unseen"] else "")
+        name = k + (" (never seen)" if v["unseen"] or v.get("styled") else "")
         lines.append(f"| {name} | {v['n']} | {_pct(v['eer'])} | {_pct(v['miss_at_threshold'])} | "
                      f"{_pct((a.get('per_generator') or {}).get(k))} |")
     lines += ["", "| human source | clips | false alarms at threshold |", "|---|---|---|"]

@@ -253,3 +253,23 @@ def test_combine_averages_members_and_sets_the_threshold_on_valid_humans(tmp_pat
         assert main(["detector", "combine", *argv, "--corpus", str(tmp_path / "c"), "-o", str(tmp_path / "bad")]) != 0
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
+def test_vc_clips_convert_each_recording_to_another_sources_voice():
+    from speechlm.safety.detector_data import Clip, vc_clips
+
+    def clip(source: str, i: int, seconds: float) -> Clip:
+        t = np.arange(int(16000 * seconds)) / 16000
+        return Clip((0.3 * np.sin(2 * np.pi * (100 + i) * t)).astype(np.float32), 0, source, source, "train",
+                    f"{source}_{i}")
+
+    voices = [clip("a", 1, 4.0), clip("b", 2, 4.0), clip("b", 3, 1.0)]  # b_3 is too short to be a target
+    seen = []
+
+    def convert(wav: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, int]:
+        seen.append(len(target))
+        return wav * 0.5, 16000
+
+    out = list(vc_clips(convert, [clip("a", 4, 2.0), clip("b", 5, 2.0)], voices, "train"))
+    assert [c.id for c in out] == ["vc_a_4", "vc_b_5"] and all(c.label == 1 and c.split == "train" for c in out)
+    assert seen == [4 * 16000, 4 * 16000]  # each to a 3-10 s recording of the other source

@@ -76,8 +76,36 @@ def _build(args: argparse.Namespace) -> int:
             codecs[name] = Codec.load(name)
         return codecs[name]
 
+    def styled(text: str, seed: int) -> tuple[np.ndarray, int, str]:  # a random description, as the pipeline
+        import random  # writes them
+
+        from speechlm.pipeline.describe import describe
+
+        nonlocal tts_model
+        if tts_model is None:
+            tts_model = TTS.load()
+        rng = random.Random(f"styled:{seed}")
+        tags = {"gender": rng.choice(["female", "male", None]), "rate_bin": rng.choice(["slow", "fast", None]),
+                "pitch_bin": rng.choice(["low", "high", None]), "pitch_range_st": rng.choice([2.0, 12.0, None]),
+                "noise_bin": rng.choice(["slightly noisy", "noisy", None]),
+                "reverb_bin": rng.choice(["slightly distant", "distant", None])}
+        desc = describe(tags, seed) if any(tags.values()) else "A woman speaks."
+        if rng.random() < 0.2:
+            desc += " She whispers." if tags["gender"] == "female" else " Whispering."
+        r = tts_model.generate(text, description=desc)
+        return r.wav, r.sample_rate, desc
+
+    def convert(wav: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, int]:
+        from speechlm.tasks.vc import convert_voice
+
+        nonlocal tts_model
+        if tts_model is None:
+            tts_model = TTS.load()
+        r = convert_voice(tts_model, wav, 16000, target, 16000)
+        return r.wav, r.sample_rate
+
     build_corpus(Path(args.out), real, tts, codec, seed=args.seed, only=args.only,
-                 log=lambda s: print(s, flush=True))
+                 log=lambda s: print(s, flush=True), styled=styled, convert=convert)
     return 0
 
 

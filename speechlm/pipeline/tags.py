@@ -74,13 +74,12 @@ def pitch_range_st(track: np.ndarray) -> float:
 def count_phones(text: str, lang: str) -> int:
     """Phones of ``text`` by the project's G2P (word separators not counted); 0 for an unknown language."""
     from speechlm.errors import SpeechLMError
-    from speechlm.text.g2p import phonemize
+    from speechlm.text.g2p import count_phones as g2p_phones
 
     try:  # Whisper names Mandarin "zh", the G2P "cmn"; other shared codes are the same
-        ph = phonemize([text], {"zh": "cmn"}.get(lang, lang))[0]
+        return g2p_phones(text, {"zh": "cmn"}.get(lang, lang))
     except SpeechLMError:
         return 0
-    return sum(1 for p in ph.split() if p != "|")
 
 
 # Silero speech probability that bounds the speaking-rate span: 0.3, below Silero's usual 0.5, because noise and

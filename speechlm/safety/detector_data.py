@@ -53,6 +53,9 @@ FLITE_TEST = ("awb", "rms")
 FESTIVAL_TEST = (("kal_diphone", "en"), ("ked_diphone", "en"), ("cmu_us_slt_arctic_hts", "en"),
                  ("pc_diphone", "it"), ("lp_diphone", "it"))
 UNSEEN = ("festival", "codec_pitch")
+# speechlm's own transforms: TTS with a style description (noise, echo, whisper, another gender) and voice
+# conversion of recordings; benchmarked apart from the other generators
+STYLED = ("tts_styled", "vc")
 
 
 @dataclass
@@ -332,17 +335,25 @@ class CorpusSizes:
     codec_test: int = 80
     festival_test: int = 150
     codec_pitch_test: int = 80
+    styled_train: int = 240
+    styled_test: int = 100
+    vc_train: int = 200
+    vc_test: int = 80
 
 
 def build_corpus(out: Path, real: Path, tts: Callable[[str, int, np.ndarray | None], tuple[np.ndarray, int]],
                  codecs: Callable[[str], object], sizes: CorpusSizes = CorpusSizes(), seed: int = 0,
-                 only: Iterable[str] | None = None, log: Callable[[str], None] = print) -> list[Path]:
+                 only: Iterable[str] | None = None, log: Callable[[str], None] = print,
+                 styled: Callable[[str, int], tuple[np.ndarray, int, str]] | None = None,
+                 convert: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, int]] | None = None) -> list[Path]:
     """Render or read every source into ``out/<source>.npz`` (a source whose file exists is kept).
 
     Args:
         tts: ``tts(text, seed, prompt_wav16 | None) -> (wav, sr)``: speechlm's default TTS.
         codecs: ``codecs(name) -> codec`` with ``encode(wav, sr)`` / ``decode(tokens)`` (``Codec.load``).
         only: build only these source names (default: all).
+        styled: ``styled(text, seed) -> (wav, sr, description)``: the TTS with a style description.
+        convert: ``convert(wav16, target_wav16) -> (wav, sr)``: voice conversion.
     """
     from speechlm.data.sentences import SentenceSampler
 
@@ -432,4 +443,34 @@ def build_corpus(out: Path, real: Path, tts: Callable[[str, int, np.ndarray | No
                                                     resynth_sources("train", sizes.codec_train), "train"))
     make("codec_pitch_test", lambda: codec_clips("codec_pitch", codecs("codec_pitch"),
                                                  resynth_sources("test", sizes.codec_pitch_test), "test"))
+    rs = random.Random(f"styled:{seed}")  # its own draws: a source built alone is the one a full build makes
+    if styled is not None:
+        make("tts_styled_train", lambda: generator_clips(
+            "tts_styled", lambda text, i: styled(text, 100000 + i), rs.sample(train_en, sizes.styled_train),
+            "train"))
+        make("tts_styled_test", lambda: generator_clips(
+            "tts_styled", styled, random.Random(f"styled_test:{seed}").choices(en_test, k=sizes.styled_test),
+            "test"))
+    if convert is not None:
+        make("vc_train", lambda: vc_clips(convert, resynth_sources("train", sizes.vc_train), human("train"),
+                                          "train"))
+        make("vc_test", lambda: vc_clips(convert, resynth_sources("test", sizes.vc_test), human("test")))
     return written
+
+
+def vc_clips(convert: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, int]], sources: list[Clip],
+             voices: list[Clip], split: str = "test") -> Iterator[Clip]:
+    """Recordings converted (``convert(wav, target)``) to the voice of another recording of 3-10 s from another
+    source of the same split."""
+    targets = [v for v in voices if 3 * SR <= len(v.wav) <= 10 * SR]
+    for i, c in enumerate(sources):
+        others = [v for v in targets if v.source != c.source]
+        if not others:
+            continue
+        try:
+            wav, sr = convert(c.wav, others[(7 * i) % len(others)].wav)
+        except SpeechLMError:
+            continue
+        wav = prepare(wav, sr)
+        if len(wav) >= SR // 4:
+            yield Clip(wav, 1, "vc", "vc", split, f"vc_{c.id}")

@@ -285,8 +285,8 @@ class DurationTTS:
         ``prompt_text`` (default: what :attr:`hear` hears); see :meth:`voice`. ``speaker``: a multi-speaker
         model's training voice for ``lang`` (:meth:`speakers`) instead of the language's default; not with a
         prompt. ``description``: a style description (:mod:`speechlm.tasks.tts_style`: gender, pitch, pitch
-        range, pace, noise, room; with a prompt or speaker only the last three). The codec LM's sampling options
-        are accepted and not needed (the model is deterministic)."""
+        range, pace, a whisper, noise, room; with a prompt or speaker not the first three). The codec LM's
+        sampling options are accepted and not needed (the model is deterministic)."""
         _check_pace(pace)
         t0 = time.perf_counter()
         chunks = self.text_chunks(text, lang, max_chars)
@@ -366,14 +366,13 @@ class DurationTTS:
             voice = PromptVoice(None, whisper=True) if voice is None else dataclasses.replace(voice, whisper=True)
         if "rate_bin" in tags:  # phones per second of the text at the model's own pace, as the tagger counts
             from speechlm.tasks.tts import GAP_S
-            from speechlm.text.g2p import phonemize
+            from speechlm.text.g2p import count_phones
 
             frames = 0  # from the first to the last phone of every chunk, plus the pauses between chunks
             for (_, ids), (_, dur) in zip(chunks, own, strict=True):
                 where = [k for k, i in enumerate(ids) if len(SPECIALS) <= i < len(self.symbols)]
                 frames += int(dur[where[0] : where[-1] + 1].sum()) if where else 0
-            sents = list(dict.fromkeys(sent for sent, _ in chunks))
-            phones = sum(1 for ph in phonemize(sents, lang) for p in ph.split() if p != "|")
+            phones = sum(count_phones(sent, lang) for sent in dict.fromkeys(sent for sent, _ in chunks))
             speech_s = frames * self.codec.hop / self.sample_rate + GAP_S * (len(chunks) - 1)
             pace = style_pace(style, phones, speech_s)
         return voice, pace, Room.for_style(style, self.sample_rate)

@@ -391,6 +391,11 @@ def phonemize(texts: Sequence[str], lang: str, stress: bool = False) -> list[str
     return [format_phonemes(p) for p in phonemize_batch(texts, lang, stress)]
 
 
+def count_phones(text: str, lang: str) -> int:
+    """Phones of ``text`` by :func:`phonemize` (word separators not counted): what a speaking rate counts."""
+    return sum(1 for p in phonemize([text], lang)[0].split() if p != "|")
+
+
 def phonemize_words(text: str, lang: str, stress: bool = False) -> list[tuple[str, list[str]]]:
     """One text -> [(word, [phone, ...]), ...] in reading order (words as :func:`split_words`, cmn: see notes).
 
