@@ -63,9 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "Whisper, smoother to DNSMOS; docs/tts.md#measured)")
     p.add_argument("--description", default=None,
                    help="style description, e.g. \"A woman speaks quickly in a high, lively voice with a little "
-                   "room echo.\": sets gender, pitch (low/moderate/high), pitch range (flat/lively), pace, "
-                   "background noise and room echo, in the words the data pipeline's descriptions use "
-                   "(docs/tts.md#style-descriptions); with --prompt or --speaker only pace, noise and echo. "
+                   "room echo.\": sets gender, pitch (low/moderate/high), pitch range (flat/lively), pace, a "
+                   "whisper, background noise and room echo, in the words the data pipeline's descriptions use "
+                   "(docs/tts.md#style-descriptions); with --prompt or --speaker not gender, pitch or range. "
                    "Duration-based models only")
     p.add_argument("--max-chars", type=int, default=2000, help="refuse longer text (default 2000)")
     p.add_argument("--no-sign", action="store_true",

@@ -6,10 +6,10 @@ Endpoints (JSON errors ``{"error": {"message", "type", "code"}}`` everywhere, ne
   ``instructions``, ``stream_format``), plus ``language`` (default ``en``; ``cs``/``es``/``fr``/``it``/``nl`` are
   spoken by ``tts_multilingual``, loaded on first use; the voices shift its voice for that language). The audio is
   sent as it is made (chunked; ``stream_format: "sse"`` gives base64 deltas as server-sent events).
-  ``instructions``: a style description (``speechlm tts --description``: gender, pitch, pitch range, pace,
-  background noise, room echo; :mod:`speechlm.tasks.tts_style`); beside a voice other than ``default`` only
-  the pace, noise and room; one that sets nothing it can realise is refused (422), as is one that contradicts
-  the voice or ``speed``.
+  ``instructions``: a style description (``speechlm tts --description``: gender, pitch, pitch range, pace, a
+  whisper, background noise, room echo; :mod:`speechlm.tasks.tts_style`); beside a voice other than
+  ``default`` not gender, pitch or range; one that sets nothing it can realise is refused (422), as is one that
+  contradicts the voice or ``speed``.
 - ``GET /v1/models``; ``GET/POST /v1/voices``, ``DELETE /v1/voices/{id}``; ``POST /v1/audio/transcriptions``
   (Whisper base, OpenAI's schema); ``POST /v1/audio/edit`` (audio + transcript + target -> edited audio).
 - ``GET /health``, ``GET /metrics`` (Prometheus), ``GET /`` (the page).
@@ -271,7 +271,7 @@ def create_app(cfg: ServeConfig, tts=None):
         pace = 1.0 / req.speed
         style = None
         if req.instructions:  # a style description (speechlm.tasks.tts_style); with a voice other than the
-            try:  # default only its pace, noise and room
+            try:  # default, not its gender, pitch or range
                 style = check_style(req.instructions, None if shift is None else f"voice {req.voice!r}", pace)
             except SpeechLMError as exc:
                 raise ApiError(422, str(exc), "invalid_instructions") from None
