@@ -68,7 +68,7 @@ def main() -> int:
     from speechlm.eval.whisper import WhisperJudge
     from speechlm.pipeline.tags import tag
     from speechlm.tasks.tts import TTS
-    from speechlm.tasks.vc import convert_voice
+    from speechlm.tasks.vc import analyse, convert_voice
     from speechlm.text.wer import word_errors
     from speechlm.tokenizers.semantic.api import SemanticTokenizer
     from speechlm.tokenizers.semantic.bridge import Bridge
@@ -88,7 +88,7 @@ def main() -> int:
         src = load_audio(u.audio_path(root), sr=SR)[0][0]
         tgt, tid = pool[i % len(pool)]
         outs = {"source": src,
-                "resynthesis": np.concatenate(list(tts.render(_analysis(tts, src))[1]))[: len(src)],
+                "resynthesis": np.concatenate(list(tts.render(analyse(tts, src))[1]))[: len(src)],
                 "ours_vc": convert_voice(tts, src, SR, tgt, SR).wav}
         w, wsr = bridge.decode(units.encode(src, SR), tgt, SR)
         outs["bridge"] = w if wsr == SR else resample(w, wsr, SR)
@@ -114,14 +114,6 @@ def main() -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
     return 0
-
-
-def _analysis(tts, wav: np.ndarray) -> np.ndarray:
-    from speechlm.lm.acoustic_data import frame_features
-
-    feat = frame_features(np.ascontiguousarray(wav, np.float64), tts.am.sub_frames, tts.am.analysis)
-    pad = -len(feat) % tts.am.sub_frames
-    return np.concatenate([feat, np.repeat(feat[-1:], pad, 0)]) if pad else feat
 
 
 def summarise(items: list[dict]) -> dict:

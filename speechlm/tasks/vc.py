@@ -66,6 +66,18 @@ def check_vc_request(target: Any, description: str | None):
     return style
 
 
+def analyse(tts, wav: np.ndarray) -> np.ndarray:
+    """``wav [T]`` at the TTS's rate -> its source-filter frames ``[T' * S, F]`` as the TTS model predicts them
+    (:func:`~speechlm.lm.acoustic_data.frame_features` at the model's rate and F0 analysis), the last frame
+    repeated to whole codec frames (what the frame decoder takes; the audio's tail is cut after synthesis)."""
+    from speechlm.lm.acoustic_data import frame_features
+
+    am = tts.am
+    feat = frame_features(np.ascontiguousarray(wav, np.float64), am.sub_frames, am.analysis)
+    pad = -len(feat) % am.sub_frames
+    return np.concatenate([feat, np.repeat(feat[-1:], pad, 0)]) if pad else feat
+
+
 def convert_voice(tts, wav: np.ndarray, sr: int, target: str | os.PathLike | np.ndarray | None = None,
                   target_sr: int | None = None, description: str | None = None) -> VCResult:
     """``wav [T]`` (or ``[C, T]``) at ``sr`` in the voice of ``target`` (a file, or a waveform with
@@ -75,7 +87,6 @@ def convert_voice(tts, wav: np.ndarray, sr: int, target: str | os.PathLike | np.
     from speechlm.audio.io import resample
     from speechlm.audio.limiter import limit_peak
     from speechlm.lm.acoustic_api import VoiceShift, VoiceStats
-    from speechlm.lm.acoustic_data import frame_features
     from speechlm.tasks.tts import read_prompt
     from speechlm.tasks.tts_style import Room, f0_span_st, style_shift
 
@@ -90,8 +101,8 @@ def convert_voice(tts, wav: np.ndarray, sr: int, target: str | os.PathLike | np.
         target_wav, target_sr = read_prompt(target, target_sr)
     out_sr = tts.sample_rate
     x = resample(wav, sr, out_sr) if sr != out_sr else np.asarray(wav, np.float32)
-    am, m = tts.am, tts.am.config.n_mcep
-    feat = frame_features(np.ascontiguousarray(x, np.float64), am.sub_frames, am.analysis)
+    m = tts.am.config.n_mcep
+    feat = analyse(tts, x)
     voiced = feat[:, m + 1] > 0.5
     if voiced.sum() < 10:
         raise TTSInputError("the recording has almost no voiced speech (under 0.2 s): nothing to convert")
@@ -107,9 +118,6 @@ def convert_voice(tts, wav: np.ndarray, sr: int, target: str | os.PathLike | np.
         feat = shift.apply(feat, m)
     if style is not None and style.tags.get("phonation") == "whispered":
         feat[:, m + 1] = 0.0
-    pad = -len(feat) % am.sub_frames  # whole codec frames for the decoder; the tail is cut below
-    if pad:
-        feat = np.concatenate([feat, np.repeat(feat[-1:], pad, 0)])
     y = np.concatenate(list(tts.render(feat)[1]))[: len(x)]
     y = np.pad(y, (0, len(x) - len(y)))
     room = Room.for_style(style, out_sr) if style is not None else None
