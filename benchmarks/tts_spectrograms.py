@@ -11,6 +11,18 @@ import json
 from pathlib import Path
 
 
+def panel(ax, wav, title: str, fontsize: int = 9) -> None:
+    """One 16-kHz waveform ``[T]`` as a spectrogram on ``ax`` (0-8 kHz, a faint dither so silence has a floor)."""
+    import numpy as np
+
+    ax.specgram(wav + 1e-6 * np.random.default_rng(0).standard_normal(len(wav)), NFFT=512, Fs=16000, noverlap=384,
+                cmap="magma", vmin=-110)
+    ax.set_title(title, fontsize=fontsize, loc="left")
+    ax.set_xlim(0, max(len(wav) / 16000, 0.1))
+    ax.set_ylim(0, 8000)
+    ax.set_ylabel("Hz")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="an OUT folder of benchmarks/tts_eval.py")
@@ -31,12 +43,8 @@ def main() -> int:
     fig, axes = plt.subplots(len(systems), 1, figsize=(10, 1.9 * len(systems)))
     for ax, s in zip(np.atleast_1d(axes), systems):
         wav = load_audio(run / s / f"{args.id}.wav", sr=16000)[0][0]
-        ax.specgram(wav + 1e-6 * np.random.default_rng(0).standard_normal(len(wav)), NFFT=512, Fs=16000,
-                    noverlap=384, cmap="magma", vmin=-110)
         hyp = res["utterances"][args.id].get(s, {}).get("hyp", "") if s != "prompts" else "(the voice prompt)"
-        ax.set_title(f"{s}: {hyp}", fontsize=9, loc="left")
-        ax.set_ylim(0, 8000)
-        ax.set_ylabel("Hz")
+        panel(ax, wav, f"{s}: {hyp}")
     np.atleast_1d(axes)[-1].set_xlabel("s")
     fig.suptitle(res["utterances"][args.id]["text"], fontsize=10)
     fig.tight_layout()

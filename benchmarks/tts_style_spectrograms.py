@@ -22,8 +22,8 @@ def main() -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
     import torch
+    from tts_spectrograms import panel  # benchmarks/ is this script's folder
 
     from speechlm.eval.whisper import WhisperJudge
     from speechlm.pipeline.tags import tag
@@ -36,14 +36,9 @@ def main() -> int:
         wav = tts.generate(args.text, description=d).wav
         t = tag(wav, tts.sample_rate, args.text)
         heard = judge.transcribe(wav, tts.sample_rate, "en")
-        ax.specgram(wav + 1e-6 * np.random.default_rng(0).standard_normal(len(wav)), NFFT=512, Fs=16000,
-                    noverlap=384, cmap="magma", vmin=-110)
         f0 = f"{t['pitch_mean_hz']:.0f} Hz" if t.get("pitch_mean_hz") else "no pitch"
-        ax.set_title(f"{d or '(no description)'}  [tagger: {t.get('gender')}, {f0}, {t['speaking_rate']:.1f} "
-                     f"phones/s, SNR {t['snr_db']:.0f} dB]  Whisper: {heard}", fontsize=8, loc="left")
-        ax.set_xlim(0, max(len(wav) / tts.sample_rate, 0.1))
-        ax.set_ylim(0, 8000)
-        ax.set_ylabel("Hz")
+        panel(ax, wav, f"{d or '(no description)'}  [tagger: {t.get('gender')}, {f0}, {t['speaking_rate']:.1f} "
+              f"phones/s, SNR {t['snr_db']:.0f} dB]  Whisper: {heard}", fontsize=8)
     axes[-1].set_xlabel("s")
     fig.tight_layout()
     fig.savefig(args.output, dpi=80)
