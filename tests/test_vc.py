@@ -63,6 +63,8 @@ def test_bad_requests_are_refused(tts, recording):
         convert_voice(tts, recording[:1000], 16000, description="a deep voice")
     with pytest.raises(TTSInputError, match="no voiced speech"):
         convert_voice(tts, np.zeros(16000, np.float32), 16000, description="a deep voice")
+    with pytest.raises(TTSInputError, match="the target voice is silent"):
+        convert_voice(tts, recording, 16000, target=np.zeros(32000, np.float32), target_sr=16000)
 
 
 def test_cli_writes_a_marked_signed_file_and_refuses_before_loading(tmp_path, recording, capsys):

@@ -47,10 +47,11 @@ def _vc(args: argparse.Namespace) -> int:
     from speechlm.audio.io import save_audio
     from speechlm.cli.tts import mark_output, sign_output
     from speechlm.tasks.tts import TTS, load_prompt_audio
-    from speechlm.tasks.vc import convert_voice, load_vc_audio
+    from speechlm.tasks.vc import as_target, convert_voice, load_vc_audio
 
     wav, sr = load_vc_audio(args.input)
-    target, target_sr = load_prompt_audio(args.target) if args.target is not None else (None, None)
+    with as_target():
+        target, target_sr = load_prompt_audio(args.target) if args.target is not None else (None, None)
     torch.set_num_threads(args.threads)
     tts = TTS.load()
     res = convert_voice(tts, wav, sr, target, target_sr, args.description)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +49,15 @@ def load_vc_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """A recording to convert -> (``wav [T]``, rate); over :data:`MAX_VC_S` is refused before decoding."""
     return load_capped(path, MAX_VC_S, lambda s: TTSInputError(
         f"the recording is {s:.1f} s long; voice conversion takes {MIN_VC_S:g}-{MAX_VC_S:g} s (split it)"))
+
+
+@contextmanager
+def as_target() -> Iterator[None]:
+    """The TTS's checks of a voice prompt, worded for the target voice of a conversion."""
+    try:
+        yield
+    except TTSInputError as exc:
+        raise TTSInputError(str(exc).replace("the prompt", "the target voice")) from None
 
 
 def check_vc_request(target: Any, description: str | None):
@@ -98,7 +109,8 @@ def convert_voice(tts, wav: np.ndarray, sr: int, target: str | os.PathLike | np.
                             f"{MIN_VC_S:g}-{MAX_VC_S:g} s")
     target_wav = None
     if target is not None:
-        target_wav, target_sr = read_prompt(target, target_sr)
+        with as_target():
+            target_wav, target_sr = read_prompt(target, target_sr)
     out_sr = tts.sample_rate
     x = resample(wav, sr, out_sr) if sr != out_sr else np.asarray(wav, np.float32)
     m = tts.am.config.n_mcep
@@ -111,7 +123,8 @@ def convert_voice(tts, wav: np.ndarray, sr: int, target: str | os.PathLike | np.
         t16 = mono_finite(target_wav, "the target voice")
         t16 = resample(t16, target_sr, out_sr) if target_sr != out_sr else t16
         band = min(band_edge_hz(x, out_sr), band_edge_hz(t16, out_sr)) if BAND_AWARE else None
-        shift = VoiceShift.between(source, tts.voice_shift(t16, out_sr).target, band)
+        with as_target():
+            shift = VoiceShift.between(source, tts.voice_shift(t16, out_sr).target, band)
     else:
         shift = style_shift(source, style, f0_span_st(feat[voiced, m]))
     if shift is not None:
