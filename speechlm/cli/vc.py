@@ -53,6 +53,9 @@ def _vc(args: argparse.Namespace) -> int:
     with as_target():
         target, target_sr = load_prompt_audio(args.target) if args.target is not None else (None, None)
     torch.set_num_threads(args.threads)
+    if len(wav) / sr > 20:  # analysis and synthesis: about 8-12x real time on one core
+        print(f"converting {len(wav) / sr:.0f} s of audio (about {len(wav) / sr / 10:.0f} s on one core)...",
+              file=sys.stderr)
     tts = TTS.load()
     res = convert_voice(tts, wav, sr, target, target_sr, args.description)
     out, payload = mark_output(res.wav, res.sample_rate, tts, args.no_watermark, "vc")
