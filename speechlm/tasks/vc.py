@@ -29,7 +29,7 @@ import numpy as np
 
 from speechlm.tasks.tts import TTSInputError, load_capped, mono_finite
 
-MAX_VC_S = 600.0  # a recording to convert: at most 10 minutes (analysed whole: about 35 s on one core)
+MAX_VC_S = 600.0  # a recording to convert: at most 10 minutes (analysed whole: about a minute on one core)
 MIN_VC_S = 0.3
 BAND_AWARE = True  # a telephone recording (or target) is not equalised above its band edge (VoiceShift.between)
 
