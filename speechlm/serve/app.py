@@ -279,15 +279,15 @@ def create_app(cfg: ServeConfig, tts=None):
             chunks = model.text_chunks(text, req.language, cfg.max_chars)
         except SpeechLMError as exc:
             raise ApiError(422, str(exc), "invalid_input") from None
-        voice, pace, room = await run_in_threadpool(model.apply_style, style, chunks,
-                                                    None if shift is None else PromptVoice(shift), pace,
-                                                    req.language)
         await slots.acquire()
         stop = threading.Event()
         deadline = time.monotonic() + cfg.timeout_s
 
         def blocks() -> Iterator[np.ndarray]:
-            for b in model.stream_chunks(chunks, voice, pace, lang=req.language, room=room):
+            # the description's pace and range need a model pass: in the worker, inside the slot and the timeout
+            voice, p, room = model.apply_style(style, chunks, None if shift is None else PromptVoice(shift), pace,
+                                               req.language)
+            for b in model.stream_chunks(chunks, voice, p, lang=req.language, room=room):
                 if time.monotonic() > deadline:
                     metrics.reject("timeout")
                     raise TimeoutError
