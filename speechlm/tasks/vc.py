@@ -31,7 +31,6 @@ from speechlm.tasks.tts import TTSInputError, load_capped, mono_finite
 
 MAX_VC_S = 600.0  # a recording to convert: at most 10 minutes (analysed whole: about a minute on one core)
 MIN_VC_S = 0.3
-BAND_AWARE = True  # a telephone recording (or target) is not equalised above its band edge (VoiceShift.between)
 
 
 @dataclass
@@ -122,7 +121,8 @@ def convert_voice(tts, wav: np.ndarray, sr: int, target: str | os.PathLike | np.
     if target_wav is not None:
         t16 = mono_finite(target_wav, "the target voice")
         t16 = resample(t16, target_sr, out_sr) if target_sr != out_sr else t16
-        band = min(band_edge_hz(x, out_sr), band_edge_hz(t16, out_sr)) if BAND_AWARE else None
+        # a telephone recording (or target) is not equalised above its band edge (VoiceShift.between)
+        band = min(band_edge_hz(x, out_sr), band_edge_hz(t16, out_sr))
         with as_target():
             shift = VoiceShift.between(source, tts.voice_shift(t16, out_sr).target, band)
     else:
