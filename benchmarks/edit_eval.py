@@ -48,6 +48,11 @@ def main() -> int:
                    help="duration model: leave the new words' pitch where the model puts it")
     p.add_argument("--adapt-steps", type=int, default=0,
                    help="duration model: also adapt its decoder to each recording for this many steps (default 0)")
+    p.add_argument("--context-words", type=int, default=None,
+                   help="duration model: unchanged words regenerated each side of a change (default: the shipped "
+                        "setting, speechlm.tasks.edit.CONTEXT_WORDS)")
+    p.add_argument("--pause-s", type=float, default=None,
+                   help="duration model: ... stopping at a pause at least this long (default: PAUSE_S)")
     p.add_argument("--edits", choices=("random", "plausible"), default="random",
                    help="random: any word of the other sentences; plausible: a word that follows the previous "
                    "word (and precedes the next) somewhere in the prompt texts (see plausible_edit)")
@@ -76,6 +81,7 @@ def main() -> int:
                     and len(w) > 3})
     tts = TTS.load(args.model)
     duration_model = tts_kind(args.model) == "acoustic"
+    context = {k: v for k, v in (("context_words", args.context_words), ("pause_s", args.pause_s)) if v is not None}
     judge = WhisperJudge.load("base", threads=args.threads)
     from speechlm.text.wer import word_errors
 
@@ -103,7 +109,7 @@ def main() -> int:
         wav = load_audio(u.audio_path(root), sr=SR)[0][0]
         try:
             res = (edit_duration(tts, wav, SR, u.text, target, adapt_steps=args.adapt_steps,
-                                 match_pace=args.match_pace, match_f0=args.match_f0) if duration_model
+                                 match_pace=args.match_pace, match_f0=args.match_f0, **context) if duration_model
                    else edit(tts, wav, SR, u.text, target, seed=args.seed))
         except SpeechLMError as exc:
             failed.append({"id": u.id, "error": str(exc)})
@@ -132,7 +138,9 @@ def main() -> int:
         corr = float(np.corrcoef(kept_out, kept_in)[0, 1]) if len(kept_out) > 100 and kept_in.std() > 0 else 1.0
         corrs.append(corr)
         steps = pitch_steps(res.wav, res.out_spans)
+        regenerated = sum(b - a for a, b in res.out_spans) / max(len(res.wav), 1)
         rows.append({"id": u.id, "text": u.text, "target": target, "wer": c.rate, "corr_outside": corr,
+                     "regenerated": regenerated,
                      "new_word_heard": new_word_heard(words, k, target, hyp), "hyp": hyp, "pitch_steps": steps,
                      **row_anchor})
     all_steps = [x for r in rows for x in r["pitch_steps"]]
@@ -145,7 +153,9 @@ def main() -> int:
            "corr_outside_median": float(np.median(corrs)) if corrs else None,
            "new_word_heard": float(np.mean([r["new_word_heard"] for r in rows])) if rows else None,
            "pitch_step_median": float(np.median(all_steps)) if all_steps else None,
-           "pitch_step_mean": float(np.mean(all_steps)) if all_steps else None, "pitch_step_cuts": len(all_steps)}
+           "pitch_step_mean": float(np.mean(all_steps)) if all_steps else None, "pitch_step_cuts": len(all_steps),
+           "regenerated_mean": float(np.mean([r["regenerated"] for r in rows])) if rows else None,
+           "regenerated_median": float(np.median([r["regenerated"] for r in rows])) if rows else None}
     if piper is not None and rows:
         res.update({"wer_piper_target": e_anchor / max(n_anchor, 1),
                     "new_word_heard_piper": float(np.mean([r["new_word_heard_piper"] for r in rows]))})
@@ -158,7 +168,8 @@ def main() -> int:
                + (f" (Piper {res['new_word_heard_piper']:.2f})" if "new_word_heard_piper" in res else "")
                + f"; correlation outside the edits min {res['corr_outside_min']:.4f}, "
                f"median {res['corr_outside_median']:.4f}"
-               + (f"; pitch step at the cuts median {res['pitch_step_median']:.3f}" if all_steps else ""))
+               + (f"; pitch step at the cuts median {res['pitch_step_median']:.3f}" if all_steps else "")
+               + (f"; share of the audio regenerated mean {res['regenerated_mean']:.2f}" if rows else ""))
     body = "".join(f"<tr><td>{html.escape(r['text'])}</td><td>{html.escape(r['target'])}</td>"
                    f"<td><audio controls preload='none' src='original/{r['id']}.wav'></audio></td>"
                    f"<td><audio controls preload='none' src='edited/{r['id']}.wav'></audio></td>"

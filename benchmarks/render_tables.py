@@ -213,6 +213,9 @@ def edit_eval(r: dict) -> str:
     if r.get("pitch_step_median") is not None:
         lines.append(f"| pitch step across a cut: median / mean log-F0 change (160 ms each side, "
                      f"{r['pitch_step_cuts']} cuts) | {r['pitch_step_median']:.3f} / {r['pitch_step_mean']:.3f} |")
+    if r.get("regenerated_mean") is not None:
+        lines.append(f"| share of the edited audio regenerated (mean / median) | {r['regenerated_mean']:.2f} / "
+                     f"{r['regenerated_median']:.2f} |")
     return "\n".join(lines)
 
 

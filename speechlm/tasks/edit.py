@@ -340,14 +340,16 @@ def _cut_points(spans: list[tuple[float, float]], total: float) -> list[float]:
 
 
 def edit_duration(tts, wav: np.ndarray, sr: int, transcript: str, target: str, lang: str = "en",
-                  adapt_steps: int = 0, match_pace: bool = True, match_f0: bool = True) -> EditResult:
+                  adapt_steps: int = 0, match_pace: bool = True, match_f0: bool = True,
+                  context_words: int = CONTEXT_WORDS, pause_s: float = PAUSE_S) -> EditResult:
     """Edit with the duration-based model (:class:`~speechlm.tasks.tts_duration.DurationTTS`): the target
     sentence is spoken in the recording's own voice (:meth:`DurationTTS.voice` of its first 20 s: the voice
     shift; with ``adapt_steps`` > 0 also the decoder adapted on them and their aligned words, which made 50
     held-out edits less intelligible, docs/tts.md#editing) and, with ``match_pace``, at the recording's tempo
     (:func:`matched_pace` of the unchanged words), with ``match_f0`` its pitch joined to the recording's at both
     cuts (:func:`continue_f0`), and the
-    stretch of it that holds the changed words and the unchanged words joined to them (:func:`with_context`), cut
+    stretch of it that holds the changed words and the unchanged words joined to them (:func:`with_context`: up to
+    ``context_words`` each side, stopping at a pause of ``pause_s``), cut
     at the middles of the pauses around them (where the model's durations put them), replaces the same stretch of
     the recording (cut the same way, after forced alignment), at the recording's loudness, with ``XFADE_S``
     crossfades. Everything else is the original audio."""
@@ -383,7 +385,7 @@ def edit_duration(tts, wav: np.ndarray, sr: int, transcript: str, target: str, l
     frame_s = hop / sr_out / tts.am.sub_frames  # seconds per row of feat
     src_cut = _cut_points([(w.start_s, w.end_s) for w in al.words], dur)
     dst_cut = _cut_points(gwords, len(feat) * frame_s)
-    spliced = with_context(changes, [(w.start_s, w.end_s) for w in al.words], len(dst))
+    spliced = with_context(changes, [(w.start_s, w.end_s) for w in al.words], len(dst), context_words, pause_s)
     if match_f0:
         from speechlm.lm.acoustic_data import frame_features
 
