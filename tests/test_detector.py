@@ -273,3 +273,35 @@ def test_vc_clips_convert_each_recording_to_another_sources_voice():
     out = list(vc_clips(convert, [clip("a", 4, 2.0), clip("b", 5, 2.0)], voices, "train"))
     assert [c.id for c in out] == ["vc_a_4", "vc_b_5"] and all(c.label == 1 and c.split == "train" for c in out)
     assert seen == [4 * 16000, 4 * 16000]  # each to a 3-10 s recording of the other source
+
+
+def _vowel(seconds: float = 0.6, f0: float = 140.0) -> np.ndarray:
+    """A buzzy vowel-like tone: harmonics of ``f0`` under two formant-like peaks, with a noise floor."""
+    t = np.arange(int(16000 * seconds)) / 16000
+    x = sum(np.exp(-((k * f0 - 700) / 300) ** 2 - 0.0) * np.sin(2 * np.pi * k * f0 * t)
+            + 0.5 * np.exp(-((k * f0 - 1200) / 300) ** 2) * np.sin(2 * np.pi * k * f0 * t) for k in range(1, 40))
+    x = x + 0.01 * np.random.default_rng(0).standard_normal(len(t))
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("vocoder", ["world", "griffin_lim", "lpc"])
+def test_copy_synthesis_keeps_length_and_level_and_changes_the_waveform(vocoder):
+    from speechlm.safety.copy_synthesis import copy_synthesis
+
+    x = _vowel()
+    y = copy_synthesis(x, vocoder, np.random.default_rng(0))
+    assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all() and np.abs(y).max() <= 0.99
+    level = np.sqrt((y[2000:-2000] ** 2).mean()) / np.sqrt((x[2000:-2000] ** 2).mean())
+    assert 0.2 < level < 3.0, level  # the sound is still there
+    assert np.corrcoef(x, y)[0, 1] < 0.99  # ... but made again, not copied
+    with pytest.raises(ValueError, match="unknown vocoder"):
+        copy_synthesis(x, "wavenet")
+
+
+def test_vocoded_clips_are_synthetic_copies_of_the_recordings():
+    from speechlm.safety.detector_data import Clip, vocoded_clips
+
+    rec = [Clip(_vowel(1.0, 120.0 + 20 * i), 0, "human/x", "x", "train", f"x_{i}") for i in range(2)]
+    out = list(vocoded_clips("lpc", rec, "train", seed=0))
+    assert [c.id for c in out] == ["vocoded_lpc_x_0", "vocoded_lpc_x_1"]
+    assert all(c.label == 1 and c.source == "vocoded_lpc" and c.split == "train" for c in out)

@@ -16,6 +16,8 @@ Sources and splits (``train`` / ``valid`` are for training and choosing the thre
   (prompts of the test clips come from held-out recordings);
 - ``codec_sf`` (speechlm's default codec) resynthesis: of training recordings (train) and of held-out ones (test);
 - ``codec_default`` (the plain neural RVQ codec) resynthesis of training recordings: train only;
+- ``vocoded_{world, griffin_lim, lpc}``: training recordings re-rendered by classic vocoders
+  (:mod:`speechlm.safety.copy_synthesis`): train only;
 - unseen in training, test only: festival (kal/ked diphones, slt HTS, Italian diphones) and ``codec_pitch``
   resynthesis (a neural RVQ codec fine-tuned from ``codec_default`` with a pitch input and a harmonic decoder) of
   held-out recordings: the hard cases.
@@ -38,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from speechlm.errors import SpeechLMError
+from speechlm.safety.copy_synthesis import VOCODERS
 from speechlm.safety.detector import trim_silence
 
 SR = 16000
@@ -226,6 +229,17 @@ def generator_clips(name: str, generate: Callable[[str, int], tuple[np.ndarray, 
             yield Clip(wav, 1, name, voice, split, f"{name}_{split}_{i}")
 
 
+def vocoded_clips(vocoder: str, sources: list[Clip], split: str, seed: int) -> Iterator[Clip]:
+    """Recordings re-rendered by a classic vocoder (:mod:`speechlm.safety.copy_synthesis`): the same speakers,
+    words and channels as the human clips, so only the vocoder tells them apart."""
+    from speechlm.safety.copy_synthesis import copy_synthesis
+
+    for i, c in enumerate(sources):
+        wav = trim_silence(copy_synthesis(c.wav, vocoder, np.random.default_rng([seed, i])), SR)
+        if len(wav) >= SR // 4:
+            yield Clip(wav, 1, f"vocoded_{vocoder}", vocoder, split, f"vocoded_{vocoder}_{c.id}")
+
+
 def codec_clips(name: str, codec, sources: list[Clip], split: str) -> Iterator[Clip]:
     """Resynthesis (encode + decode) of recordings through a speechlm codec (``Codec.load(name)``)."""
     for c in sources:
@@ -339,6 +353,7 @@ class CorpusSizes:
     styled_test: int = 100
     vc_train: int = 200
     vc_test: int = 80
+    vocoded_train: int = 400  # per vocoder (copy_synthesis.VOCODERS)
 
 
 def build_corpus(out: Path, real: Path, tts: Callable[[str, int, np.ndarray | None], tuple[np.ndarray, int]],
@@ -443,6 +458,11 @@ def build_corpus(out: Path, real: Path, tts: Callable[[str, int, np.ndarray | No
                                                     resynth_sources("train", sizes.codec_train), "train"))
     make("codec_pitch_test", lambda: codec_clips("codec_pitch", codecs("codec_pitch"),
                                                  resynth_sources("test", sizes.codec_pitch_test), "test"))
+    for v in VOCODERS:  # copy synthesis of the training recordings (each vocoder its own draw of them)
+        make(f"vocoded_{v}_train", lambda v=v: vocoded_clips(v, random.Random(f"vocoded:{v}:{seed}").sample(
+            [c for c in human("train") if c.split == "train" and len(c.wav) <= 8 * SR],
+            min(sizes.vocoded_train, sum(c.split == "train" and len(c.wav) <= 8 * SR for c in human("train")))),
+            "train", seed))
     rs = random.Random(f"styled:{seed}")  # its own draws: a source built alone is the one a full build makes
     if styled is not None:
         make("tts_styled_train", lambda: generator_clips(
