@@ -3,9 +3,10 @@
 A detector trained on human speech from a few sources and synthetic speech from others can learn who is speaking,
 in which language and through which channel instead of how the waveform was made, and then flags unfamiliar
 human recordings (docs/safety.md). Re-rendering the human training recordings themselves through vocoders gives
-synthetic clips with the same speakers, words and channels as the human ones, so only the vocoder's traces tell
-the pair apart (Wang & Yamagishi, "Spoofed training data for speech spoofing countermeasure can be efficiently
-created using neural vocoders", ICASSP 2023, with neural vocoders; here three signal-processing ones):
+synthetic clips with the same speakers and words as the human ones (Wang & Yamagishi, "Spoofed training data for
+speech spoofing countermeasure can be efficiently created using neural vocoders", ICASSP 2023, with neural
+vocoders; here three signal-processing ones). The copies are clean: a recording's Vorbis or telephone-codec traces
+are not re-applied (doing so made the detector worse, docs/experiments/2026-12-06-copy-synthesis-detector.md).
 
 - ``world``: WORLD analysis and synthesis at full resolution (DIO + StoneMask, CheapTrick, D4C; 5-ms frames).
 - ``griffin_lim``: an 80-band mel spectrogram inverted by Griffin-Lim (the phase of early neural TTS).

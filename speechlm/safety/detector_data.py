@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from speechlm.errors import SpeechLMError
-from speechlm.safety.copy_synthesis import VOCODERS
+from speechlm.safety.copy_synthesis import VOCODERS, copy_synthesis
 from speechlm.safety.detector import trim_silence
 
 SR = 16000
@@ -230,10 +230,8 @@ def generator_clips(name: str, generate: Callable[[str, int], tuple[np.ndarray, 
 
 
 def vocoded_clips(vocoder: str, sources: list[Clip], split: str, seed: int) -> Iterator[Clip]:
-    """Recordings re-rendered by a classic vocoder (:mod:`speechlm.safety.copy_synthesis`): the same speakers,
-    words and channels as the human clips, so only the vocoder tells them apart."""
-    from speechlm.safety.copy_synthesis import copy_synthesis
-
+    """Recordings re-rendered by a classic vocoder (:mod:`speechlm.safety.copy_synthesis`): the same speakers and
+    words as the human clips (the vocoder's output is clean: the recording's own codec traces are not kept)."""
     for i, c in enumerate(sources):
         wav = trim_silence(copy_synthesis(c.wav, vocoder, np.random.default_rng([seed, i])), SR)
         if len(wav) >= SR // 4:
@@ -445,9 +443,10 @@ def build_corpus(out: Path, real: Path, tts: Callable[[str, int, np.ndarray | No
     make("tts_duration_test", lambda: generator_clips(
         "tts_duration", tts_gen("test"), [r.choice(en_test) for _ in range(sizes.tts_test)], "test"))
 
-    def resynth_sources(split: str, n: int) -> list[Clip]:
+    def resynth_sources(split: str, n: int, draw: str | None = None) -> list[Clip]:
+        """``n`` recordings of ``split`` up to 8 s, drawn with the seed string ``draw`` (default: the codecs')."""
         pool = [c for c in human(split) if c.split == split and len(c.wav) <= 8 * SR]
-        return random.Random(f"resynth:{split}:{seed}").sample(pool, min(n, len(pool)))
+        return random.Random(draw or f"resynth:{split}:{seed}").sample(pool, min(n, len(pool)))
 
     make("codec_sf_train", lambda: codec_clips("codec_sf", codecs("codec_sf"),
                                                resynth_sources("train", sizes.codec_train), "train"))
@@ -459,10 +458,8 @@ def build_corpus(out: Path, real: Path, tts: Callable[[str, int, np.ndarray | No
     make("codec_pitch_test", lambda: codec_clips("codec_pitch", codecs("codec_pitch"),
                                                  resynth_sources("test", sizes.codec_pitch_test), "test"))
     for v in VOCODERS:  # copy synthesis of the training recordings (each vocoder its own draw of them)
-        make(f"vocoded_{v}_train", lambda v=v: vocoded_clips(v, random.Random(f"vocoded:{v}:{seed}").sample(
-            [c for c in human("train") if c.split == "train" and len(c.wav) <= 8 * SR],
-            min(sizes.vocoded_train, sum(c.split == "train" and len(c.wav) <= 8 * SR for c in human("train")))),
-            "train", seed))
+        make(f"vocoded_{v}_train", lambda v=v: vocoded_clips(
+            v, resynth_sources("train", sizes.vocoded_train, f"vocoded:{v}:{seed}"), "train", seed))
     rs = random.Random(f"styled:{seed}")  # its own draws: a source built alone is the one a full build makes
     if styled is not None:
         make("tts_styled_train", lambda: generator_clips(
