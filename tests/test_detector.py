@@ -305,3 +305,18 @@ def test_vocoded_clips_are_synthetic_copies_of_the_recordings():
     out = list(vocoded_clips("lpc", rec, "train", seed=0))
     assert [c.id for c in out] == ["vocoded_lpc_x_0", "vocoded_lpc_x_1"]
     assert all(c.label == 1 and c.source == "vocoded_lpc" and c.split == "train" for c in out)
+
+
+def test_featurize_in_worker_processes_gives_the_same_features(tmp_path):
+    """Features made in two worker processes equal those made in one (the workers hand back numpy arrays: torch
+    tensors would each hold a shared-memory file descriptor, and a few thousand clips ran out of them)."""
+    from speechlm.safety.detector_data import load_clips
+    from speechlm.safety.detector_train import TrainConfig, featurize
+
+    _toy_corpus(tmp_path / "c", np.random.default_rng(1))
+    clips = load_clips(tmp_path / "c" / "toy.npz")[:6]
+    one = featurize(clips, TrainConfig(workers=1, aug_views=1), log=lambda s: None)
+    two = featurize(clips, TrainConfig(workers=2, aug_views=1), log=lambda s: None)
+    for split in ("train", "valid"):
+        for a, b in zip(one[split], two[split], strict=True):
+            assert all(isinstance(v, torch.Tensor) and torch.equal(v, w) for v, w in zip(a.views, b.views, strict=True))

@@ -86,10 +86,12 @@ def _split_valid(clips: list[Clip], frac: float, seed: int) -> list[Clip]:
     return clips
 
 
-def _featurize_one(job: tuple[Clip, TrainConfig, int]) -> list[torch.Tensor]:
+def _featurize_one(job: tuple[Clip, TrainConfig, int]) -> list[np.ndarray]:
+    # numpy, not torch tensors: a tensor returned from a worker process travels as a shared-memory file
+    # descriptor, and a corpus of a few thousand clips runs out of them (BrokenProcessPool)
     c, cfg, i = job
     torch.set_num_threads(1)
-    return _views(c, cfg, np.random.default_rng([cfg.seed, i]))
+    return [v.numpy() for v in _views(c, cfg, np.random.default_rng([cfg.seed, i]))]
 
 
 def featurize(clips: list[Clip], cfg: TrainConfig, log=print) -> dict[str, list[_Item]]:
@@ -105,7 +107,7 @@ def featurize(clips: list[Clip], cfg: TrainConfig, log=print) -> dict[str, list[
     else:
         views = [_featurize_one(j) for j in jobs]
     for c, v in zip(clips, views):
-        out[c.split].append(_Item(v, c.label, c.source))
+        out[c.split].append(_Item([torch.from_numpy(x) for x in v], c.label, c.source))
     log(f"features: {len(clips)} clips in {time.time() - t0:.0f} s")
     return out
 
