@@ -14,6 +14,7 @@ import torch
 from conftest import require_path, require_tool
 
 from speechlm.cli import main
+from speechlm.errors import SpeechLMError
 from speechlm.safety.detector import (
     DEFAULT_MODEL_DIR,
     Detector,
@@ -22,7 +23,9 @@ from speechlm.safety.detector import (
     NetConfig,
     build_net,
     eer,
+    features,
     lfb,
+    phase_features,
     segment_bounds,
     trim_silence,
 )
@@ -38,6 +41,44 @@ def test_lfb_shape_and_gain_only_shifts_it():
     assert f.shape == (cfg.n_bands, 16000 // cfg.hop_length + 1)
     # a gain is a constant offset in log energy, which the network's per-band mean removal cancels
     assert torch.allclose(lfb(x * 0.5, cfg) - f, torch.full_like(f, float(np.log(0.25))), atol=1e-3)
+
+
+def test_phase_features_see_what_the_magnitude_cannot():
+    """The phase channels: their shape, gain does not move them, and a change of phase alone (the same magnitude
+    spectrum: a zero-phase pulse train vs the same harmonics at random phases) moves them while the LFB barely
+    changes."""
+    cfg = FeatureConfig(phase_bands=32)
+    t = np.arange(16000) / 16000
+    rng = np.random.default_rng(0)
+    harmonics = [(k * 125.0, 1.0 / k) for k in range(1, 60)]
+    floor = 1e-3 * rng.standard_normal(16000)  # a noise floor: between the harmonics phase is defined
+    pulses = (sum(a * np.cos(2 * np.pi * f * t) for f, a in harmonics) * 0.05 + floor).astype(np.float32)
+    scattered = sum(a * np.cos(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) for f, a in harmonics)
+    scattered = (scattered * 0.05 + floor).astype(np.float32)
+    ph = phase_features(pulses, cfg)
+    assert ph.shape == (96, 16000 // cfg.hop_length + 1) and cfg.channels == 256
+    assert torch.allclose(phase_features(pulses * 0.3, cfg), ph, atol=1e-3)
+    both = features(pulses, cfg)
+    assert both.shape == (256, ph.shape[1]) and torch.equal(both[:160], lfb(pulses, cfg))
+    mid = slice(5, -5)
+    lfb_change = (lfb(scattered, cfg) - lfb(pulses, cfg))[:, mid].abs().mean()
+    phase_change = (phase_features(scattered, cfg) - ph)[:32, mid].abs().mean()  # the group-delay cosines
+    assert lfb_change < 0.2 and phase_change > 0.1
+    assert features(pulses, FeatureConfig()).shape[0] == 160  # phase_bands 0: the LFB alone, as before
+
+
+def test_net_keeps_the_phase_channels_level():
+    """The per-band mean over time is removed from the LFB channels only: an offset there changes nothing, an
+    offset in a phase channel changes the logit."""
+    cfg = DetectorConfig(features=FeatureConfig(phase_bands=4), net=NetConfig(channels=16))
+    net = build_net(cfg).eval()
+    x = torch.randn(2, cfg.features.channels, 120)
+    lfb_offset, phase_offset = x.clone(), x.clone()
+    lfb_offset[:, :160] += 3.0
+    phase_offset[:, 160:] += 3.0
+    with torch.no_grad():
+        assert torch.allclose(net(lfb_offset), net(x), atol=1e-4)
+        assert not torch.allclose(net(phase_offset), net(x), atol=1e-3)
 
 
 def test_segments_cover_the_file():
@@ -255,6 +296,38 @@ def test_combine_averages_members_and_sets_the_threshold_on_valid_humans(tmp_pat
         assert len(err.splitlines()) == 1 and not (tmp_path / "bad").exists()
 
 
+def test_combine_mixes_members_with_and_without_phase_features(tmp_path, capsys):
+    """A phase member and an LFB-only member combine into one ensemble: the LFB member reads the leading LFB
+    channels of the phase features, whichever order they were given; other phase band counts are refused."""
+    from speechlm.safety.detector import DetectorEnsemble
+    from speechlm.train.checkpoint import save_checkpoint
+
+    _toy_corpus(tmp_path / "c", np.random.default_rng(0))
+    plain = DetectorConfig(net=NetConfig(channels=16))
+    phased = DetectorConfig(features=FeatureConfig(phase_bands=8), net=NetConfig(channels=16))
+    nets = {}
+    for name, cfg in (("plain", plain), ("phased", phased), ("other", DetectorConfig(
+            features=FeatureConfig(phase_bands=16), net=NetConfig(channels=16)))):
+        torch.manual_seed(len(nets))
+        nets[name] = build_net(cfg).eval()
+        save_checkpoint(tmp_path / name, model=nets[name], config={"detector": cfg.to_dict()}, step=5)
+    assert main(["detector", "combine", str(tmp_path / "phased"), str(tmp_path / "plain"), "--corpus",
+                 str(tmp_path / "c"), "-o", str(tmp_path / "ens")]) == 0
+    det = Detector.load(tmp_path / "ens")
+    assert isinstance(det.net, DetectorEnsemble) and det.config.features.phase_bands == 8
+    assert det.config.net.lfb_only_members == 1
+    x = torch.randn(2, phased.features.channels, 90)
+    with torch.no_grad():
+        want = (nets["plain"](x[:, :160]) + nets["phased"](x)) / 2
+        assert torch.allclose(det.net(x), want, atol=1e-5)
+    wav = np.random.default_rng(1).standard_normal(24000).astype(np.float32) * 0.1
+    assert 0.0 <= det.score_wav(wav, 16000).synthetic_score <= 1.0
+    capsys.readouterr()
+    assert main(["detector", "combine", str(tmp_path / "phased"), str(tmp_path / "other"), "--corpus",
+                 str(tmp_path / "c"), "-o", str(tmp_path / "bad")]) != 0
+    assert "phase" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
 def test_vc_clips_convert_each_recording_to_another_sources_voice():
     from speechlm.safety.detector_data import Clip, vc_clips
 
@@ -320,3 +393,20 @@ def test_featurize_in_worker_processes_gives_the_same_features(tmp_path):
     for split in ("train", "valid"):
         for a, b in zip(one[split], two[split], strict=True):
             assert all(isinstance(v, torch.Tensor) and torch.equal(v, w) for v, w in zip(a.views, b.views, strict=True))
+
+
+def test_load_corpus_excludes_files_or_sources_and_refuses_unknown_names(tmp_path, capsys):
+    """`--exclude` takes a corpus file name (`toy`, `toy.npz`) or a clip source (`tone`); a name matching neither
+    is a one-line error before training (it once matched nothing silently: `vocoded_lpc_train` is a file, not a
+    source)."""
+    from speechlm.safety.detector_data import load_corpus
+
+    _toy_corpus(tmp_path / "c", np.random.default_rng(0))
+    assert len(load_corpus(tmp_path / "c")) == 24
+    assert load_corpus(tmp_path / "c", exclude=["toy.npz"]) == [] == load_corpus(tmp_path / "c", exclude=["toy"])
+    kept = load_corpus(tmp_path / "c", ("train",), exclude=["tone"])
+    assert len(kept) == 9 and {c.source for c in kept} == {"human/noise"}
+    with pytest.raises(SpeechLMError, match="tone_train"):
+        load_corpus(tmp_path / "c", exclude=["tone_train", "tone"])
+    assert main(["detector", "train", str(tmp_path / "c"), "-o", str(tmp_path / "m"), "--exclude", "nope"]) != 0
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "m").exists()

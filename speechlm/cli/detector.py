@@ -29,13 +29,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", required=True, help="checkpoint folder to write")
     p.add_argument("--minutes", type=float, default=15.0, help="training time cap (default 15)")
     p.add_argument("--steps", type=int, default=2500, help="optimizer steps (default 2500)")
-    p.add_argument("--exclude", nargs="*", default=[], help="sources never to train on (besides test-only ones)")
+    p.add_argument("--exclude", nargs="*", default=[],
+                   help="corpus files (vocoded_lpc_train) or clip sources (vocoded_lpc) never to train on, "
+                   "besides the test-only ones; a name that matches nothing is an error")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--recording-aug", action="store_true",
                    help="also vary each augmented view's recording: EQ, compression, room (both classes alike)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--bands", type=int, default=160,
                    help="linear filterbank bands of the features, 0-8 kHz (default 160; the first model used 60)")
+    p.add_argument("--phase-bands", type=int, default=0,
+                   help="also phase features (group delay, instantaneous frequency) in this many bands, 3 channels "
+                   "each (0: none, the shipped members before 2026-12-06; 32 divides the 256 bins)")
     p = add_command(cmds, "combine", "average the logits of detectors trained alike (other seeds) into one, its "
                     "threshold set on the corpus's human valid clips", _combine)
     p.add_argument("models", nargs="+", help="two or more checkpoint folders of `speechlm detector train`")
@@ -114,6 +119,8 @@ def _train(args: argparse.Namespace) -> int:
 
     from speechlm.errors import SpeechLMError
 
+    if args.phase_bands < 0 or (args.phase_bands and 256 % args.phase_bands):
+        raise SpeechLMError(f"--phase-bands must be 0 or divide 256 (the bins below Nyquist), not {args.phase_bands}")
     if not 8 <= args.bands <= 256:
         raise SpeechLMError(f"--bands must be 8-256 (the STFT has 257 bins), not {args.bands}")
     if not list(Path(args.corpus).glob("*.npz")):
@@ -124,7 +131,7 @@ def _train(args: argparse.Namespace) -> int:
     out = train(Path(args.corpus), Path(args.out), TrainConfig(
         max_steps=args.steps, max_minutes=args.minutes, seed=args.seed, threads=args.threads,
         exclude=tuple(args.exclude), recording_aug=args.recording_aug,
-        detector=DetectorConfig(features=FeatureConfig(n_bands=args.bands))))
+        detector=DetectorConfig(features=FeatureConfig(n_bands=args.bands, phase_bands=args.phase_bands))))
     print(out)
     return 0
 

@@ -55,6 +55,13 @@ class FeatureConfig:
     n_bands: int = 160  # 50 Hz wide: finer than the 60 bands of the first model (docs/safety.md#detection)
     f_max: float = 8000.0
     segment_s: float = 2.0
+    # > 0: also phase features (:func:`phase_features`), 3 x phase_bands channels after the LFB; 0: LFB only
+    phase_bands: int = 0
+
+    @property
+    def channels(self) -> int:
+        """Feature channels: LFB bands, then the phase channels."""
+        return self.n_bands + 3 * self.phase_bands
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,9 @@ class NetConfig:
     dilations: tuple[int, ...] = (1, 2, 4)
     dropout: float = 0.2
     members: int = 1  # > 1: an ensemble of that many nets whose logits are averaged (DetectorEnsemble)
+    # the first lfb_only_members of an ensemble read the LFB channels alone (members trained without phase
+    # features, combined with ones trained with them)
+    lfb_only_members: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,15 +123,67 @@ def lfb(wav: np.ndarray | torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     Returns:
         float32 ``[n_bands, T // hop_length + 1]`` (natural log of power, floored at 1e-10).
     """
+    return _log_bands(_stft(wav, cfg), cfg)
+
+
+def _stft(wav: np.ndarray | torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """``[T] -> [n_fft // 2 + 1, T // hop_length + 1]`` complex (Hann window, centred frames; a clip shorter
+    than one window is zero-padded to it)."""
     x = torch.as_tensor(np.asarray(wav, np.float32))
     if x.numel() < cfg.n_fft:
         x = torch.nn.functional.pad(x, (0, cfg.n_fft - x.numel()))
+    return torch.stft(x, cfg.n_fft, cfg.hop_length, window=torch.hann_window(cfg.n_fft), center=True,
+                      return_complex=True)
+
+
+def _log_bands(spec: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     fb = _FB_CACHE.get(cfg)
     if fb is None:
         fb = _FB_CACHE[cfg] = _linear_filterbank(cfg)
-    spec = torch.stft(x, cfg.n_fft, cfg.hop_length, window=torch.hann_window(cfg.n_fft), center=True,
-                      return_complex=True).abs().pow(2)  # [F, T']
-    return torch.log(fb @ spec + 1e-10)
+    return torch.log(fb @ spec.abs().pow(2) + 1e-10)
+
+
+def phase_features(wav: np.ndarray | torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """What the magnitude spectrum throws away: a vocoder or codec makes its own phase (a minimum- or zero-phase
+    pulse, a random phase), a voice's phase comes from its glottis and vocal tract.
+
+    Per frame and per band (``cfg.phase_bands`` equal bands of the bins below Nyquist): the mean cosine and the
+    mean absolute value of the wrapped phase difference between neighbouring bins (the group delay: where in the
+    frame the energy sits, and how consistently), and the mean cosine of the wrapped instantaneous-frequency
+    deviation (the phase advance from the previous frame less the bin's own).
+
+    Args:
+        wav: mono float ``[T]`` at ``cfg.sample_rate``.
+
+    Returns:
+        float32 ``[3 * phase_bands, T // hop_length + 1]``.
+    """
+    return _phase_bands(_stft(wav, cfg), cfg)
+
+
+def _phase_bands(spec: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    n_bins = (cfg.n_fft // 2) // cfg.phase_bands * cfg.phase_bands
+    gd = torch.angle(spec[1 : n_bins + 1] * spec[:n_bins].conj())  # [n_bins, T']
+    k = torch.arange(n_bins, dtype=torch.float32)[:, None]
+    advance = torch.exp(-2j * math.pi * k * cfg.hop_length / cfg.n_fft)
+    ifd = torch.angle(spec[:n_bins, 1:] * spec[:n_bins, :-1].conj() * advance)  # [n_bins, T' - 1]
+    ifd = torch.cat([ifd[:, :1], ifd], dim=1) if ifd.shape[1] else torch.zeros_like(gd)
+
+    def band(a: torch.Tensor) -> torch.Tensor:
+        return a.reshape(cfg.phase_bands, -1, a.shape[-1]).mean(1)
+    return torch.cat([band(torch.cos(gd)), band(gd.abs()), band(torch.cos(ifd))])
+
+
+def features(wav: np.ndarray | torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """The detector's input: :func:`lfb`, then :func:`phase_features` where ``cfg.phase_bands`` > 0.
+
+    Returns:
+        float32 ``[cfg.channels, T // hop_length + 1]``.
+    """
+    spec = _stft(wav, cfg)
+    if not cfg.phase_bands:
+        return _log_bands(spec, cfg)
+    return torch.cat([_log_bands(spec, cfg), _phase_bands(spec, cfg)])
 
 
 def trim_silence(wav: np.ndarray, sr: int, threshold_db: float = TRIM_DB,
@@ -170,17 +232,23 @@ class DetectorNet(nn.Module):
     detection cheap."""
 
     def __init__(self, n_bands: int, channels: int = 128, dilations: tuple[int, ...] = (1, 2, 4),
-                 dropout: float = 0.2):
+                 dropout: float = 0.2, extra_channels: int = 0):
         super().__init__()
-        self.input_norm = nn.BatchNorm1d(n_bands)
-        self.front = nn.Sequential(nn.Conv1d(n_bands, channels, 5, stride=2, padding=2, bias=False),
+        self.n_bands = n_bands  # the LFB channels, whose mean over time is removed; then extra_channels (phase)
+        self.input_norm = nn.BatchNorm1d(n_bands + extra_channels)
+        self.front = nn.Sequential(nn.Conv1d(n_bands + extra_channels, channels, 5, stride=2, padding=2, bias=False),
                                    nn.BatchNorm1d(channels), nn.ReLU())
         self.blocks = nn.Sequential(*[_Residual(channels, d) for d in dilations])
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * channels, 64), nn.ReLU(), nn.Linear(64, 1))
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        """feats ``[B, n_bands, T]`` (log energies, T >= 2) -> logits ``[B]``."""
-        x = feats - feats.mean(dim=-1, keepdim=True)  # per-band mean over time: gain and fixed colouring go
+        """feats ``[B, n_bands + extra_channels, T]`` (log energies, then phase features; T >= 2) -> logits
+        ``[B]``."""
+        feats = feats[:, : self.input_norm.num_features]  # an LFB-only member of a phase ensemble: its channels
+        e = feats[:, : self.n_bands]
+        x = e - e.mean(dim=-1, keepdim=True)  # per-band mean over time: gain and fixed colouring go
+        if feats.shape[1] > self.n_bands:  # phase features are not levels: kept as they are
+            x = torch.cat([x, feats[:, self.n_bands :]], dim=1)
         x = self.blocks(self.front(self.input_norm(x)))  # [B, C, T/2]
         x = torch.cat([x.mean(dim=-1), x.std(dim=-1)], dim=1)
         return self.head(x).squeeze(-1)
@@ -199,10 +267,13 @@ class DetectorEnsemble(nn.Module):
 
 
 def build_net(cfg: DetectorConfig) -> DetectorNet | DetectorEnsemble:
-    def one() -> DetectorNet:
-        return DetectorNet(cfg.features.n_bands, cfg.net.channels, cfg.net.dilations, cfg.net.dropout)
+    def one(phase: bool = True) -> DetectorNet:
+        return DetectorNet(cfg.features.n_bands, cfg.net.channels, cfg.net.dilations, cfg.net.dropout,
+                           extra_channels=3 * cfg.features.phase_bands if phase else 0)
 
-    return one() if cfg.net.members <= 1 else DetectorEnsemble([one() for _ in range(cfg.net.members)])
+    if cfg.net.members <= 1:
+        return one()
+    return DetectorEnsemble([one(i >= cfg.net.lfb_only_members) for i in range(cfg.net.members)])
 
 
 # ---------------------------------------------------------------------------------------------------- API
@@ -287,7 +358,7 @@ class Detector:
         f = self.config.features
         seg = int(round(f.segment_s * f.sample_rate))
         bounds = segment_bounds(len(wav16), seg)
-        feats = lfb(wav16, f)  # [n_bands, frames]; segments are frame slices of one STFT
+        feats = features(wav16, f)  # [channels, frames]; segments are frame slices of one STFT
         frames = [(s // f.hop_length, max(s // f.hop_length + 1, e // f.hop_length)) for s, e in bounds]
         width = max(b - a for a, b in frames)
         batch = torch.stack([torch.nn.functional.pad(feats[:, a:b], (0, width - (b - a)), mode="replicate")

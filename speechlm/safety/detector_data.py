@@ -15,6 +15,7 @@ Sources and splits (``train`` / ``valid`` are for training and choosing the thre
 - ``tts_duration`` (speechlm's default TTS), unprompted and prompted: train sentences vs held-out texts
   (prompts of the test clips come from held-out recordings);
 - ``codec_sf`` (speechlm's default codec) resynthesis: of training recordings (train) and of held-out ones (test);
+  ``codec_sf_channel``: more of it (train only), each recording through a random channel before the codec;
 - ``codec_default`` (the plain neural RVQ codec) resynthesis of training recordings: train only;
 - ``vocoded_{world, griffin_lim, lpc}``: training recordings re-rendered by classic vocoders
   (:mod:`speechlm.safety.copy_synthesis`): train only;
@@ -95,12 +96,30 @@ def load_clips(path: Path) -> list[Clip]:
                  m["split"], m["id"]) for i, m in enumerate(meta)]
 
 
-def load_corpus(folder: Path, splits: Iterable[str] | None = None) -> list[Clip]:
-    """Every cached source in ``folder`` (optionally only some splits)."""
+def load_corpus(folder: Path, splits: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> list[Clip]:
+    """Every cached source in ``folder`` (optionally only some splits), less ``exclude``: corpus file names
+    (``vocoded_lpc_train``, with or without ``.npz``) or clip sources (``vocoded_lpc``, ``human/klettres``).
+
+    Raises:
+        SpeechLMError: a name in ``exclude`` is neither a file of the corpus nor a source in it (a typo would
+            otherwise train on what it meant to leave out).
+    """
     keep = set(splits) if splits is not None else None
-    out = []
-    for p in sorted(Path(folder).glob("*.npz")):
-        out += [c for c in load_clips(p) if keep is None or c.split in keep]
+    names = {e.removesuffix(".npz") for e in exclude}
+    files = sorted(Path(folder).glob("*.npz"))
+    out, seen = [], set()
+    for p in files:
+        if p.stem in names:
+            seen.add(p.stem)
+            continue
+        for c in load_clips(p):
+            if c.source in names:
+                seen.add(c.source)
+            elif keep is None or c.split in keep:
+                out.append(c)
+    if names - seen:
+        raise SpeechLMError(f"{folder}: nothing to exclude named {', '.join(sorted(names - seen))} (give a corpus "
+                            f"file name such as {files[0].stem if files else 'espeak_train'} or a clip source)")
     return out
 
 
@@ -238,10 +257,14 @@ def vocoded_clips(vocoder: str, sources: list[Clip], split: str, seed: int) -> I
             yield Clip(wav, 1, f"vocoded_{vocoder}", vocoder, split, f"vocoded_{vocoder}_{c.id}")
 
 
-def codec_clips(name: str, codec, sources: list[Clip], split: str) -> Iterator[Clip]:
-    """Resynthesis (encode + decode) of recordings through a speechlm codec (``Codec.load(name)``)."""
+def codec_clips(name: str, codec, sources: list[Clip], split: str,
+                channel: np.random.Generator | None = None) -> Iterator[Clip]:
+    """Resynthesis (encode + decode) of recordings through a speechlm codec (``codec`` from ``Codec.load``),
+    clips named ``name``; with ``channel``, each recording first goes through a random :func:`channel_augment`
+    (a user resynthesises recordings of any channel: telephone, Opus, MP3, noisy)."""
     for c in sources:
-        tokens = codec.encode(c.wav, SR)
+        wav = c.wav if channel is None else channel_augment(c.wav, channel)[0]
+        tokens = codec.encode(wav, SR)
         wav, sr = codec.decode(tokens)
         wav = prepare(wav, sr)
         if len(wav) >= SR // 4:
@@ -345,6 +368,7 @@ class CorpusSizes:
     tts_test: int = 100
     codec_train: int = 220
     codec_test: int = 80
+    codec_channel_train: int = 660
     festival_test: int = 150
     codec_pitch_test: int = 80
     styled_train: int = 240
@@ -450,6 +474,12 @@ def build_corpus(out: Path, real: Path, tts: Callable[[str, int, np.ndarray | No
 
     make("codec_sf_train", lambda: codec_clips("codec_sf", codecs("codec_sf"),
                                                resynth_sources("train", sizes.codec_train), "train"))
+    # more of speechlm's own codec, each recording heard through a random channel first (codec_sf's short
+    # resynthesised clips were the seen generators' misses: docs/experiments/2026-12-06-codec-sf-detector.md)
+    make("codec_sf_channel_train", lambda: codec_clips(
+        "codec_sf_channel", codecs("codec_sf"),
+        resynth_sources("train", sizes.codec_channel_train, f"codec_sf_channel:{seed}"), "train",
+        channel=np.random.default_rng([seed, 11])))
     make("codec_sf_test", lambda: codec_clips("codec_sf", codecs("codec_sf"),
                                               resynth_sources("test", sizes.codec_test), "test"))
     # the plain neural RVQ codec (codec_pitch was fine-tuned from it): the training side's neural codec

@@ -8,7 +8,7 @@ is drawn equally often (so espeak-ng's many clips do not drown Piper's), then a 
 
 The threshold saved with the model is the equal-error threshold on the ``valid`` clips (10 % of each human
 source; synthetic valid clips are a seeded 10 % of each train source). Test-only sources (festival, codec_pitch)
-and ``--exclude`` sources are never read.
+and ``--exclude`` corpus files or sources are never read.
 
 :func:`combine` makes one detector of several trained alike (other seeds): their logits are averaged. The seeds'
 synthetic valid clips differ (each member trained on the others'), so its threshold comes from the human valid
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechlm.safety.detector import DetectorConfig, build_net, eer, lfb, num_params
+from speechlm.safety.detector import DetectorConfig, build_net, eer, features, num_params
 from speechlm.safety.detector_data import SR, UNSEEN, Clip, channel_augment, load_corpus, recording_augment
 from speechlm.train.schedule import warmup_cosine
 
@@ -58,14 +58,14 @@ class TrainConfig:
 
 @dataclass
 class _Item:
-    views: list[torch.Tensor]  # float16 [n_bands, T] each
+    views: list[torch.Tensor]  # float16 [channels, T] each
     label: int
     source: str
 
 
 def _views(c: Clip, cfg: TrainConfig, rng: np.random.Generator) -> list[torch.Tensor]:
     f = cfg.detector.features
-    out = [lfb(c.wav[: int(MAX_CLEAN_S * SR)], f).half()]
+    out = [features(c.wav[: int(MAX_CLEAN_S * SR)], f).half()]
     crop = int(cfg.aug_crop_s * SR)
     for _ in range(cfg.aug_views):
         start = int(rng.integers(0, max(1, len(c.wav) - crop + 1)))
@@ -73,7 +73,7 @@ def _views(c: Clip, cfg: TrainConfig, rng: np.random.Generator) -> list[torch.Te
         if cfg.recording_aug:
             wav, _ = recording_augment(wav, rng)
         wav, _ = channel_augment(wav, rng)
-        out.append(lfb(wav, f).half())
+        out.append(features(wav, f).half())
     return out
 
 
@@ -174,7 +174,7 @@ def train(corpus: Path, out: Path, cfg: TrainConfig = TrainConfig(), log=lambda 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     skip = set(UNSEEN) | set(cfg.exclude)
-    clips = [c for c in load_corpus(corpus, ("train", "valid")) if c.source not in skip]
+    clips = [c for c in load_corpus(corpus, ("train", "valid"), exclude=cfg.exclude) if c.source not in UNSEEN]
     if cfg.limit:
         per: dict[str, int] = {}
         clips = [c for c in clips if per.setdefault(c.source, 0) < cfg.limit and not per.update(
@@ -226,9 +226,10 @@ def train(corpus: Path, out: Path, cfg: TrainConfig = TrainConfig(), log=lambda 
 
 def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0.02,
             log=lambda s: print(s, flush=True)) -> Path:
-    """Average the logits of the detector checkpoints ``members`` (same features and net) into one checkpoint
-    ``out``; its threshold: the ``1 - false_alarm`` quantile of the scores of the corpus's human ``valid`` clips
-    (every view, as :func:`validate` scores them)."""
+    """Average the logits of the detector checkpoints ``members`` (same features and net; some may add the
+    same phase features, :func:`speechlm.safety.detector.phase_features`, the others read the LFB alone) into one
+    checkpoint ``out`` (members without phase features first); its threshold: the ``1 - false_alarm`` quantile
+    of the scores of the corpus's human ``valid`` clips (every view, as :func:`validate` scores them)."""
     from dataclasses import replace
 
     from speechlm.errors import SpeechLMError
@@ -241,12 +242,20 @@ def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0
         raise SpeechLMError(f"false_alarm must be in (0, 0.5), not {false_alarm}")
     check_destination(out)
     dets = [Detector.load(m) for m in members]
+    phase = max(d.config.features.phase_bands for d in dets)
     first = dets[0].config
     for m, d in zip(members, dets):
         if d.config.net.members != 1:
             raise SpeechLMError(f"{m} is an ensemble already; combine single models")
-        if d.config.features != first.features or d.config.net != first.net:
-            raise SpeechLMError(f"{m}: features or net differ from {members[0]}'s; members must be trained alike")
+        if (replace(d.config.features, phase_bands=0) != replace(first.features, phase_bands=0)
+                or d.config.net != first.net or d.config.features.phase_bands not in (0, phase)):
+            raise SpeechLMError(f"{m}: features or net differ from {members[0]}'s; members must be trained alike "
+                                "(with or without the same phase features)")
+    # members without phase features first: each reads the leading channels it was trained on
+    order = sorted(range(len(dets)), key=lambda i: dets[i].config.features.phase_bands > 0)
+    members, dets = [members[i] for i in order], [dets[i] for i in order]
+    lfb_only = sum(d.config.features.phase_bands == 0 for d in dets)
+    first = DetectorConfig(replace(first.features, phase_bands=phase), first.net)
     net = DetectorEnsemble([d.net for d in dets]).eval()
     cfg = TrainConfig(detector=first)
     clips = [c for c in load_corpus(corpus, ("valid",)) if c.label == 0 and c.source not in UNSEEN]
@@ -256,7 +265,8 @@ def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0
     scores = clip_scores(net, [v for it in items for v in it.views])
     thr = float(np.quantile(scores, 1.0 - false_alarm))
     log(f"{len(clips)} human valid clips ({len(scores)} views): threshold {thr:.4f} at {false_alarm:.1%} false alarms")
-    det = DetectorConfig(first.features, replace(first.net, members=len(dets)), round(thr, 6))
+    det = DetectorConfig(first.features, replace(first.net, members=len(dets),
+                                                 lfb_only_members=lfb_only if phase else 0), round(thr, 6))
     metas = [json.loads((resolve_model_dir(m) / "config.json").read_text(encoding="utf-8")) for m in members]
     extra = {"name": "detector_default", "members": [d.model_id for d in dets],
              "member_steps": [mt.get("step") for mt in metas],
