@@ -191,7 +191,8 @@ def test_models_lists_the_detector(capsys):
     assert main(["models", "--json"]) == 0
     models = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
     d = models["detector_default"]
-    assert d["kind"] == "detector" and d["default"] is True and d["size_mb"] < 5
+    # eight members (four with the phase channels), 2.4 M float32 parameters: under 10 MB
+    assert d["kind"] == "detector" and d["default"] is True and d["size_mb"] < 10
 
 
 def test_channel_augment_keeps_length_and_changes_the_signal():

@@ -3,17 +3,18 @@
 The detector (``speechlm detect FILE``) is a small convolutional network over log linear-frequency filterbank
 energies (LFB: 160 triangular bands equally spaced from 0 to 8 kHz, 60 in the first model; the LFCC front end
 without the DCT, which ASVspoof found more telling than mel bands because synthesis artefacts sit in the high
-band):
+band) and, where ``FeatureConfig.phase_bands`` > 0, phase channels from the same STFT (:func:`phase_features`:
+a vocoder or codec makes its own phase, which the magnitude does not show):
 
 1. the file is read, downmixed, resampled to 16 kHz and its leading/trailing silence (quieter than 45 dB below the
    peak) cut, so the padding a synthesizer adds (often exact digital zeros) says nothing;
 2. it is cut into 2-s segments (hop 2 s; the last one is aligned to the end; a file shorter than 2 s is one
    segment);
-3. each segment's LFB ``[n_bands, T]`` has its per-band mean removed (so loudness and a fixed channel colouring, e.g.
-   a telephone band, are not evidence on their own) and goes through a small time-delay network (1-D convs over
-   time with the bands as channels, dilated residual blocks, mean + standard-deviation pooling, a two-layer
-   head): one logit a segment; an ensemble (:class:`DetectorEnsemble`, the shipped model) averages the logits of
-   several such networks trained alike;
+3. each segment's features ``[channels, T]`` have the per-band mean of their LFB removed (so loudness and a fixed
+   channel colouring, e.g. a telephone band, are not evidence on their own) and go through a small time-delay
+   network (1-D convs over time with the bands as channels, dilated residual blocks, mean + standard-deviation
+   pooling, a two-layer head): one logit a segment; an ensemble (:class:`DetectorEnsemble`, the shipped model)
+   averages the logits of several such networks trained alike, with or without the phase channels;
 4. the file's score is the sigmoid of the mean segment logit; ``label`` is ``synthetic`` when it is at least
    the threshold saved with the model (a single model: the equal-error point of its validation set; an
    ensemble: 2 % false alarms on the human validation clips, :func:`speechlm.safety.detector_train.combine`).
