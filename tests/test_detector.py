@@ -409,5 +409,6 @@ def test_load_corpus_excludes_files_or_sources_and_refuses_unknown_names(tmp_pat
     assert len(kept) == 9 and {c.source for c in kept} == {"human/noise"}
     with pytest.raises(SpeechLMError, match="tone_train"):
         load_corpus(tmp_path / "c", exclude=["tone_train", "tone"])
-    assert main(["detector", "train", str(tmp_path / "c"), "-o", str(tmp_path / "m"), "--exclude", "nope"]) != 0
-    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+    for bad in (["--exclude", "nope"], ["--phase-bands", "7"]):
+        assert main(["detector", "train", str(tmp_path / "c"), "-o", str(tmp_path / "m"), *bad]) != 0
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
