@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="linear filterbank bands of the features, 0-8 kHz (default 160; the first model used 60)")
     p.add_argument("--phase-bands", type=int, default=0,
                    help="also phase features (group delay, instantaneous frequency) in this many bands, 3 channels "
-                   "each (0: none, the shipped members before 2026-12-06; 32 divides the 256 bins)")
+                   "each (0: none; the shipped model averages four members with 32 and four without)")
     p = add_command(cmds, "combine", "average the logits of detectors trained alike (other seeds) into one, its "
                     "threshold set on the corpus's human valid clips", _combine)
     p.add_argument("models", nargs="+", help="two or more checkpoint folders of `speechlm detector train`")
