@@ -412,3 +412,5 @@ def test_load_corpus_excludes_files_or_sources_and_refuses_unknown_names(tmp_pat
     for bad in (["--exclude", "nope"], ["--phase-bands", "7"]):
         assert main(["detector", "train", str(tmp_path / "c"), "-o", str(tmp_path / "m"), *bad]) != 0
         assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+    assert main(["detector", "build", "-o", str(tmp_path / "b"), "--vocoded", "0"]) != 0
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "b").exists()

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(scripts/get_real_speech.sh)")
     p.add_argument("-o", "--out", required=True, help="corpus folder (sources already there are kept)")
     p.add_argument("--only", nargs="*", default=None, help="build only these sources (e.g. espeak_train)")
+    p.add_argument("--vocoded", type=int, default=400,
+                   help="training recordings each classic vocoder re-renders (vocoded_*_train; default 400)")
     p.add_argument("--seed", type=int, default=0)
     p = add_command(cmds, "train", "train the detector on a corpus folder", _train)
     p.add_argument("corpus", help="folder written by `speechlm detector build`")
@@ -56,13 +58,15 @@ def _build(args: argparse.Namespace) -> int:
     from speechlm.errors import SpeechLMError
 
     real = Path(args.real)
+    if args.vocoded < 1:
+        raise SpeechLMError(f"--vocoded must be at least 1, not {args.vocoded}")
     if not (real / "fillets_cs" / "manifest.jsonl").is_file():
         raise SpeechLMError(f"{real}: no real-speech manifests; run scripts/get_real_speech.sh")
     import numpy as np
     import torch
 
     from speechlm import TTS, Codec
-    from speechlm.safety.detector_data import build_corpus
+    from speechlm.safety.detector_data import CorpusSizes, build_corpus
 
     torch.set_num_threads(1)
     tts_model = None
@@ -109,8 +113,8 @@ def _build(args: argparse.Namespace) -> int:
         r = convert_voice(tts_model, wav, 16000, target, 16000)
         return r.wav, r.sample_rate
 
-    build_corpus(Path(args.out), real, tts, codec, seed=args.seed, only=args.only,
-                 log=lambda s: print(s, flush=True), styled=styled, convert=convert)
+    build_corpus(Path(args.out), real, tts, codec, sizes=CorpusSizes(vocoded_train=args.vocoded), seed=args.seed,
+                 only=args.only, log=lambda s: print(s, flush=True), styled=styled, convert=convert)
     return 0
 
 
