@@ -475,7 +475,7 @@ def build_corpus(out: Path, real: Path, tts: Callable[[str, int, np.ndarray | No
     make("codec_sf_train", lambda: codec_clips("codec_sf", codecs("codec_sf"),
                                                resynth_sources("train", sizes.codec_train), "train"))
     # more of speechlm's own codec, each recording heard through a random channel first (codec_sf's short
-    # resynthesised clips were the seen generators' misses: docs/experiments/2026-12-06-codec-sf-detector.md)
+    # resynthesised clips were the seen generators' misses: docs/experiments/2026-12-06-phase-features-detector.md)
     make("codec_sf_channel_train", lambda: codec_clips(
         "codec_sf_channel", codecs("codec_sf"),
         resynth_sources("train", sizes.codec_channel_train, f"codec_sf_channel:{seed}"), "train",
