@@ -270,7 +270,7 @@ class DetectorEnsemble(nn.Module):
 def build_net(cfg: DetectorConfig) -> DetectorNet | DetectorEnsemble:
     def one(phase: bool = True) -> DetectorNet:
         return DetectorNet(cfg.features.n_bands, cfg.net.channels, cfg.net.dilations, cfg.net.dropout,
-                           extra_channels=3 * cfg.features.phase_bands if phase else 0)
+                           extra_channels=cfg.features.channels - cfg.features.n_bands if phase else 0)
 
     if cfg.net.members <= 1:
         return one()
