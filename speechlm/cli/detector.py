@@ -50,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", required=True, help="checkpoint folder to write")
     p.add_argument("--false-alarm", type=float, default=0.02,
                    help="share of the human valid clips scored at or above the threshold (default 0.02)")
+    p.add_argument("--clip-weight", type=float, default=0.0,
+                   help="also fit a logistic regression on whole-clip statistics (modulation spectrum, band "
+                   "spreads, pitch steadiness; speechlm/safety/clip_stats.py) on the corpus's train clips and give "
+                   "its logit this weight beside the members' mean (0: none; the shipped model: 0.5)")
+    p.add_argument("--clip-exclude", nargs="+", default=[], metavar="NAME",
+                   help="corpus files or sources the clip statistics are not fitted on")
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -149,5 +155,6 @@ def _combine(args: argparse.Namespace) -> int:
         raise SpeechLMError(f"{args.corpus}: no corpus (.npz) files; run `speechlm detector build` first")
     from speechlm.safety.detector_train import combine
 
-    print(combine([Path(m) for m in args.models], Path(args.corpus), Path(args.out), args.false_alarm))
+    print(combine([Path(m) for m in args.models], Path(args.corpus), Path(args.out), args.false_alarm,
+                  clip_weight=args.clip_weight, clip_exclude=tuple(args.clip_exclude)))
     return 0

@@ -15,7 +15,9 @@ a vocoder or codec makes its own phase, which the magnitude does not show):
    network (1-D convs over time with the bands as channels, dilated residual blocks, mean + standard-deviation
    pooling, a two-layer head): one logit a segment; an ensemble (:class:`DetectorEnsemble`, the shipped model)
    averages the logits of several such networks trained alike, with or without the phase channels;
-4. the file's score is the sigmoid of the mean segment logit; ``label`` is ``synthetic`` when it is at least
+4. the file's score is the sigmoid of the mean segment logit (where ``NetConfig.clip_weight`` > 0, averaged with
+   a logistic regression on whole-clip statistics, :mod:`speechlm.safety.clip_stats`; segment scores stay the
+   network's); ``label`` is ``synthetic`` when it is at least
    the threshold saved with the model (a single model: the equal-error point of its validation set; an
    ensemble: 2 % false alarms on the human validation clips, :func:`speechlm.safety.detector_train.combine`).
 
@@ -76,6 +78,9 @@ class NetConfig:
     # the first lfb_only_members of an ensemble read the LFB channels alone (members trained without phase
     # features, combined with ones trained with them)
     lfb_only_members: int = 0
+    # > 0: the file logit is (1 - clip_weight) x the members' mean + clip_weight x a logistic regression on
+    # whole-clip statistics (speechlm.safety.clip_stats.ClipHead, an ensemble's ``clip_head``)
+    clip_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -256,11 +261,13 @@ class DetectorNet(nn.Module):
 
 
 class DetectorEnsemble(nn.Module):
-    """Several :class:`DetectorNet` trained alike (other seeds): the mean of their logits ``[B]``."""
+    """Several :class:`DetectorNet` trained alike (other seeds): the mean of their logits ``[B]``; optionally a
+    ``clip_head`` (:class:`speechlm.safety.clip_stats.ClipHead`) that :class:`Detector` weighs in per file."""
 
-    def __init__(self, members: list[DetectorNet]):
+    def __init__(self, members: list[DetectorNet], clip_head: nn.Module | None = None):
         super().__init__()
         self.members = nn.ModuleList(members)
+        self.clip_head = clip_head
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """feats ``[B, n_bands, T]`` -> logits ``[B]``."""
@@ -274,7 +281,12 @@ def build_net(cfg: DetectorConfig) -> DetectorNet | DetectorEnsemble:
 
     if cfg.net.members <= 1:
         return one()
-    return DetectorEnsemble([one(i >= cfg.net.lfb_only_members) for i in range(cfg.net.members)])
+    head = None
+    if cfg.net.clip_weight > 0:
+        from speechlm.safety.clip_stats import ClipHead, dim
+
+        head = ClipHead(dim(cfg.features))
+    return DetectorEnsemble([one(i >= cfg.net.lfb_only_members) for i in range(cfg.net.members)], head)
 
 
 # ---------------------------------------------------------------------------------------------------- API
@@ -377,7 +389,13 @@ class Detector:
         if len(x) < f.sample_rate // 10:
             raise DetectorError("the audio is silent or shorter than 0.1 s: nothing to judge")
         bounds, logits = self.segment_logits(x)
-        score = float(torch.sigmoid(logits.mean()))
+        file_logit = float(logits.mean())
+        w = self.config.net.clip_weight
+        if w > 0:
+            from speechlm.safety.clip_stats import clip_logit
+
+            file_logit = (1 - w) * file_logit + w * clip_logit(self.net.clip_head, x, f)
+        score = 1.0 / (1.0 + math.exp(-file_logit))
         segs = [Segment(s / f.sample_rate, e / f.sample_rate, float(torch.sigmoid(v)))
                 for (s, e), v in zip(bounds, logits)]
         label = "synthetic" if score >= self.threshold else "human"

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechlm.safety.detector import DetectorConfig, build_net, eer, features, num_params
+from speechlm.safety.clip_stats import ClipHead, clip_logit, clip_statistics
+from speechlm.safety.detector import DetectorConfig, FeatureConfig, build_net, eer, features, num_params
 from speechlm.safety.detector_data import SR, UNSEEN, Clip, channel_augment, load_corpus, recording_augment
 from speechlm.train.schedule import warmup_cosine
 
@@ -63,9 +64,10 @@ class _Item:
     source: str
 
 
-def _views(c: Clip, cfg: TrainConfig, rng: np.random.Generator) -> list[torch.Tensor]:
-    f = cfg.detector.features
-    out = [features(c.wav[: int(MAX_CLEAN_S * SR)], f).half()]
+def _view_wavs(c: Clip, cfg: TrainConfig, rng: np.random.Generator) -> list[np.ndarray]:
+    """A clip's views: the clip (its first ``MAX_CLEAN_S``), then ``aug_views`` random crops through a random
+    channel (and recording, ``recording_aug``)."""
+    out = [c.wav[: int(MAX_CLEAN_S * SR)]]
     crop = int(cfg.aug_crop_s * SR)
     for _ in range(cfg.aug_views):
         start = int(rng.integers(0, max(1, len(c.wav) - crop + 1)))
@@ -73,8 +75,12 @@ def _views(c: Clip, cfg: TrainConfig, rng: np.random.Generator) -> list[torch.Te
         if cfg.recording_aug:
             wav, _ = recording_augment(wav, rng)
         wav, _ = channel_augment(wav, rng)
-        out.append(features(wav, f).half())
+        out.append(wav)
     return out
+
+
+def _views(c: Clip, cfg: TrainConfig, rng: np.random.Generator) -> list[torch.Tensor]:
+    return [features(w, cfg.detector.features).half() for w in _view_wavs(c, cfg, rng)]
 
 
 def _split_valid(clips: list[Clip], frac: float, seed: int) -> list[Clip]:
@@ -224,12 +230,83 @@ def train(corpus: Path, out: Path, cfg: TrainConfig = TrainConfig(), log=lambda 
                            data_summary=summary)
 
 
-def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0.02,
-            log=lambda s: print(s, flush=True)) -> Path:
+CLIP_CROP_S = 3  # the clip head's augmented view: the clip's first seconds through a random channel
+
+
+def _clip_stats_one(job: tuple[Clip, FeatureConfig, int, int]) -> np.ndarray:
+    c, feats, seed, i = job
+    torch.set_num_threads(1)
+    rng = np.random.default_rng([seed, i])
+    crop, _ = channel_augment(c.wav[: CLIP_CROP_S * SR], rng)
+    return torch.stack([clip_statistics(c.wav, feats), clip_statistics(crop, feats)]).numpy()
+
+
+def fit_clip_head(corpus: Path, feats: FeatureConfig, exclude: tuple[str, ...] = (), per_human: int = 1500,
+                  per_synthetic: int = 250, l2: float = 1e-3, seed: int = 0, workers: int = 2,
+                  log=lambda s: print(s, flush=True)) -> ClipHead:
+    """Fit :class:`speechlm.safety.clip_stats.ClipHead` on the corpus's ``train`` clips (seen generators, less
+    ``exclude``; at most ``per_human`` / ``per_synthetic`` clips a source, drawn with ``seed``): two views a clip
+    (the clip; its first 3 s through a random channel), class-balanced logistic loss + ``l2`` on the weights,
+    L-BFGS. The human ``valid`` clips stay out (the ensemble's threshold is set on them)."""
+    from speechlm.errors import SpeechLMError
+
+    clips = [c for c in load_corpus(corpus, ("train",), exclude=exclude) if c.source not in UNSEEN]
+    by: dict[tuple[int, str], list[Clip]] = {}
+    for c in clips:
+        by.setdefault((c.label, c.source), []).append(c)
+    rnd = random.Random(seed)
+    clips = [c for (label, _), group in by.items()
+             for c in rnd.sample(group, min(len(group), per_synthetic if label else per_human))]
+    if not any(c.label == 0 for c in clips) or not any(c.label == 1 for c in clips):
+        raise SpeechLMError(f"{corpus}: the clip statistics need human and synthetic train clips")
+    t0 = time.time()
+    jobs = [(c, feats, seed, i) for i, c in enumerate(clips)]
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as ex:
+            stats = list(ex.map(_clip_stats_one, jobs, chunksize=32))
+    else:
+        stats = [_clip_stats_one(j) for j in jobs]
+    x = torch.from_numpy(np.concatenate(stats))  # [2N, D]: two views a clip
+    y = torch.tensor([float(c.label) for c in clips for _ in range(2)])
+    head = ClipHead(x.shape[1])
+    head.mean.copy_(x.mean(0))
+    head.std.copy_(x.std(0) + 1e-6)
+    z = (x - head.mean) / head.std
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    pos = float(y.mean())
+    weight = torch.where(y > 0, 0.5 / pos, 0.5 / (1 - pos))
+    opt = torch.optim.LBFGS([w, b], max_iter=500)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, y, weight=weight)
+                + l2 * w.pow(2).sum())
+        loss.backward()
+        return loss
+    opt.step(closure)
+    with torch.no_grad():
+        head.linear.weight.copy_(w[None])
+        head.linear.bias.copy_(b)
+        s = head(x).numpy()
+    y_np = y.numpy()
+    log(f"clip statistics: {len(clips)} clips x 2 views, {x.shape[1]} statistics, {time.time() - t0:.0f} s; "
+        f"train EER {eer(s[y_np == 0], s[y_np == 1])[0]:.4f}")
+    return head.eval()
+
+
+def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0.02, clip_weight: float = 0.0,
+            clip_exclude: tuple[str, ...] = (), log=lambda s: print(s, flush=True)) -> Path:
     """Average the logits of the detector checkpoints ``members`` (same features and net; some may add the
     same phase features, :func:`speechlm.safety.detector.phase_features`, the others read the LFB alone) into one
     checkpoint ``out`` (members without phase features first); its threshold: the ``1 - false_alarm`` quantile
-    of the scores of the corpus's human ``valid`` clips (every view, as :func:`validate` scores them)."""
+    of the scores of the corpus's human ``valid`` clips (every view, as :func:`validate` scores them).
+
+    ``clip_weight`` > 0: also fit a logistic regression on whole-clip statistics (:func:`fit_clip_head`, on the
+    train clips less ``clip_exclude``) and weigh its logit in so (``NetConfig.clip_weight``); the threshold is
+    then set on the combined scores."""
     from dataclasses import replace
 
     from speechlm.errors import SpeechLMError
@@ -240,6 +317,8 @@ def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0
         raise SpeechLMError("combining needs at least two detector checkpoints")
     if not 0.0 < false_alarm < 0.5:
         raise SpeechLMError(f"false_alarm must be in (0, 0.5), not {false_alarm}")
+    if not 0.0 <= clip_weight < 1.0:
+        raise SpeechLMError(f"clip_weight must be in [0, 1), not {clip_weight}")
     check_destination(out)
     dets = [Detector.load(m) for m in members]
     phase = max(d.config.features.phase_bands for d in dets)
@@ -261,17 +340,26 @@ def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0
     clips = [c for c in load_corpus(corpus, ("valid",)) if c.label == 0 and c.source not in UNSEEN]
     if not clips:
         raise SpeechLMError(f"{corpus}: no human valid clips to set the threshold on")
+    if clip_weight:
+        net.clip_head = fit_clip_head(corpus, first.features, tuple(clip_exclude), workers=cfg.workers, log=log)
     items = featurize(clips, cfg, log)["valid"]
     scores = clip_scores(net, [v for it in items for v in it.views])
+    if clip_weight:
+        # the same views featurize drew (its generator per clip index), scored by the head too
+        wavs = [w for i, c in enumerate(clips) for w in _view_wavs(c, cfg, np.random.default_rng([cfg.seed, i]))]
+        head = np.array([clip_logit(net.clip_head, w, first.features) for w in wavs])
+        net_logit = np.log(np.clip(scores, 1e-7, 1 - 1e-7) / np.clip(1 - scores, 1e-7, 1))
+        scores = 1.0 / (1.0 + np.exp(-((1 - clip_weight) * net_logit + clip_weight * head)))
     thr = float(np.quantile(scores, 1.0 - false_alarm))
     log(f"{len(clips)} human valid clips ({len(scores)} views): threshold {thr:.4f} at {false_alarm:.1%} false alarms")
-    det = DetectorConfig(first.features, replace(first.net, members=len(dets),
+    det = DetectorConfig(first.features, replace(first.net, members=len(dets), clip_weight=clip_weight,
                                                  lfb_only_members=lfb_only if phase else 0), round(thr, 6))
     metas = [json.loads((resolve_model_dir(m) / "config.json").read_text(encoding="utf-8")) for m in members]
     extra = {"name": "detector_default", "members": [d.model_id for d in dets],
              "member_steps": [mt.get("step") for mt in metas],
              "member_minutes": [(mt.get("extra") or {}).get("minutes") for mt in metas],
              "threshold_rule": f"{false_alarm:.0%} false alarms on the human valid clips",
+             "clip_exclude": sorted(clip_exclude),
              "valid_human_clips": len(clips)}
     return save_checkpoint(out, model=net, config={"detector": det.to_dict()}, step=0, extra=extra,
                            data_summary={"corpus": str(corpus), "members": [str(m) for m in members]})
