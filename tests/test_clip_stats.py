@@ -87,7 +87,8 @@ def test_combine_with_clip_weight_mixes_the_head_in(tmp_path, capsys):
     meta = json.loads((tmp_path / "ens" / "config.json").read_text())
     assert meta["config"]["detector"]["net"]["clip_weight"] == 0.5
     capsys.readouterr()
-    for bad in (["--clip-weight", "1.5"], ["--clip-weight", "0.5", "--clip-exclude", "no_such_source"]):
+    for bad in (["--clip-weight", "1.5"], ["--clip-weight", "0.5", "--clip-views", "0"],
+                ["--clip-weight", "0.5", "--clip-exclude", "no_such_source"]):
         assert main(["detector", "combine", *members, "--corpus", str(tmp_path / "c"), "-o", str(tmp_path / "bad"),
                      *bad]) != 0
         err = capsys.readouterr().err.strip()

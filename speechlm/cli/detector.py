@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "its logit this weight beside the members' mean (0: none; the shipped model: 0.5)")
     p.add_argument("--clip-exclude", nargs="+", default=[], metavar="NAME",
                    help="corpus files or sources the clip statistics are not fitted on")
+    p.add_argument("--clip-views", type=int, default=1,
+                   help="3-s crops of each training clip through a random channel, beside the clip, for the clip "
+                   "statistics (default 1)")
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -156,5 +159,5 @@ def _combine(args: argparse.Namespace) -> int:
     from speechlm.safety.detector_train import combine
 
     print(combine([Path(m) for m in args.models], Path(args.corpus), Path(args.out), args.false_alarm,
-                  clip_weight=args.clip_weight, clip_exclude=tuple(args.clip_exclude)))
+                  clip_weight=args.clip_weight, clip_exclude=tuple(args.clip_exclude), clip_views=args.clip_views))
     return 0

@@ -233,21 +233,28 @@ def train(corpus: Path, out: Path, cfg: TrainConfig = TrainConfig(), log=lambda 
 CLIP_CROP_S = 3  # the clip head's augmented view: the clip's first seconds through a random channel
 
 
-def _clip_stats_one(job: tuple[Clip, FeatureConfig, int, int]) -> np.ndarray:
-    c, feats, seed, i = job
+def _clip_stats_one(job: tuple[Clip, FeatureConfig, int, int, int]) -> np.ndarray:
+    """``[1 + channel_views, D]``: the clip; its first ``CLIP_CROP_S`` through a random channel; further random
+    crops of that length through random channels."""
+    c, feats, seed, i, channel_views = job
     torch.set_num_threads(1)
     rng = np.random.default_rng([seed, i])
-    crop, _ = channel_augment(c.wav[: CLIP_CROP_S * SR], rng)
-    return torch.stack([clip_statistics(c.wav, feats), clip_statistics(crop, feats)]).numpy()
+    crop = CLIP_CROP_S * SR
+    views = [clip_statistics(c.wav, feats)]
+    for k in range(channel_views):
+        start = 0 if k == 0 else int(rng.integers(0, max(1, len(c.wav) - crop + 1)))
+        views.append(clip_statistics(channel_augment(c.wav[start : start + crop], rng)[0], feats))
+    return torch.stack(views).numpy()
 
 
 def fit_clip_head(corpus: Path, feats: FeatureConfig, exclude: tuple[str, ...] = (), per_human: int = 1500,
-                  per_synthetic: int = 250, l2: float = 1e-3, seed: int = 0, workers: int = 2,
+                  per_synthetic: int = 250, l2: float = 1e-3, seed: int = 0, workers: int = 2, channel_views: int = 1,
                   log=lambda s: print(s, flush=True)) -> ClipHead:
     """Fit :class:`speechlm.safety.clip_stats.ClipHead` on the corpus's ``train`` clips (seen generators, less
-    ``exclude``; at most ``per_human`` / ``per_synthetic`` clips a source, drawn with ``seed``): two views a clip
-    (the clip; its first 3 s through a random channel), class-balanced logistic loss + ``l2`` on the weights,
-    L-BFGS. The human ``valid`` clips stay out (the ensemble's threshold is set on them)."""
+    ``exclude``; at most ``per_human`` / ``per_synthetic`` clips a source, drawn with ``seed``): the clip and
+    ``channel_views`` 3-s crops of it through a random channel (the first from its start); class-balanced
+    logistic loss + ``l2`` on the weights, L-BFGS. The human ``valid`` clips stay out (the ensemble's threshold
+    is set on them)."""
     from speechlm.errors import SpeechLMError
 
     clips = [c for c in load_corpus(corpus, ("train",), exclude=exclude) if c.source not in UNSEEN]
@@ -260,7 +267,7 @@ def fit_clip_head(corpus: Path, feats: FeatureConfig, exclude: tuple[str, ...] =
     if not any(c.label == 0 for c in clips) or not any(c.label == 1 for c in clips):
         raise SpeechLMError(f"{corpus}: the clip statistics need human and synthetic train clips")
     t0 = time.time()
-    jobs = [(c, feats, seed, i) for i, c in enumerate(clips)]
+    jobs = [(c, feats, seed, i, channel_views) for i, c in enumerate(clips)]
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -268,8 +275,8 @@ def fit_clip_head(corpus: Path, feats: FeatureConfig, exclude: tuple[str, ...] =
             stats = list(ex.map(_clip_stats_one, jobs, chunksize=32))
     else:
         stats = [_clip_stats_one(j) for j in jobs]
-    x = torch.from_numpy(np.concatenate(stats))  # [2N, D]: two views a clip
-    y = torch.tensor([float(c.label) for c in clips for _ in range(2)])
+    x = torch.from_numpy(np.concatenate(stats))  # [(1 + channel_views) N, D]
+    y = torch.tensor([float(c.label) for c in clips for _ in range(1 + channel_views)])
     head = ClipHead(x.shape[1])
     head.mean.copy_(x.mean(0))
     head.std.copy_(x.std(0) + 1e-6)
@@ -292,21 +299,22 @@ def fit_clip_head(corpus: Path, feats: FeatureConfig, exclude: tuple[str, ...] =
         head.linear.bias.copy_(b)
         s = head(x).numpy()
     y_np = y.numpy()
-    log(f"clip statistics: {len(clips)} clips x 2 views, {x.shape[1]} statistics, {time.time() - t0:.0f} s; "
+    log(f"clip statistics: {len(clips)} clips x {1 + channel_views} views, {x.shape[1]} statistics, "
+        f"{time.time() - t0:.0f} s; "
         f"train EER {eer(s[y_np == 0], s[y_np == 1])[0]:.4f}")
     return head.eval()
 
 
 def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0.02, clip_weight: float = 0.0,
-            clip_exclude: tuple[str, ...] = (), log=lambda s: print(s, flush=True)) -> Path:
+            clip_exclude: tuple[str, ...] = (), clip_views: int = 1, log=lambda s: print(s, flush=True)) -> Path:
     """Average the logits of the detector checkpoints ``members`` (same features and net; some may add the
     same phase features, :func:`speechlm.safety.detector.phase_features`, the others read the LFB alone) into one
     checkpoint ``out`` (members without phase features first); its threshold: the ``1 - false_alarm`` quantile
     of the scores of the corpus's human ``valid`` clips (every view, as :func:`validate` scores them).
 
     ``clip_weight`` > 0: also fit a logistic regression on whole-clip statistics (:func:`fit_clip_head`, on the
-    train clips less ``clip_exclude``) and weigh its logit in so (``NetConfig.clip_weight``); the threshold is
-    then set on the combined scores."""
+    train clips less ``clip_exclude``, ``clip_views`` channel views a clip) and weigh its logit in so
+    (``NetConfig.clip_weight``); the threshold is then set on the combined scores."""
     from dataclasses import replace
 
     from speechlm.errors import SpeechLMError
@@ -319,6 +327,8 @@ def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0
         raise SpeechLMError(f"false_alarm must be in (0, 0.5), not {false_alarm}")
     if not 0.0 <= clip_weight < 1.0:
         raise SpeechLMError(f"clip_weight must be in [0, 1), not {clip_weight}")
+    if clip_views < 1:
+        raise SpeechLMError(f"clip_views must be at least 1, not {clip_views}")
     check_destination(out)
     dets = [Detector.load(m) for m in members]
     phase = max(d.config.features.phase_bands for d in dets)
@@ -341,7 +351,8 @@ def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0
     if not clips:
         raise SpeechLMError(f"{corpus}: no human valid clips to set the threshold on")
     if clip_weight:
-        net.clip_head = fit_clip_head(corpus, first.features, tuple(clip_exclude), workers=cfg.workers, log=log)
+        net.clip_head = fit_clip_head(corpus, first.features, tuple(clip_exclude), workers=cfg.workers,
+                                      channel_views=clip_views, log=log)
     items = featurize(clips, cfg, log)["valid"]
     scores = clip_scores(net, [v for it in items for v in it.views])
     if clip_weight:
@@ -359,7 +370,7 @@ def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0
              "member_steps": [mt.get("step") for mt in metas],
              "member_minutes": [(mt.get("extra") or {}).get("minutes") for mt in metas],
              "threshold_rule": f"{false_alarm:.0%} false alarms on the human valid clips",
-             "clip_exclude": sorted(clip_exclude),
+             "clip_exclude": sorted(clip_exclude), "clip_views": clip_views,
              "valid_human_clips": len(clips)}
     return save_checkpoint(out, model=net, config={"detector": det.to_dict()}, step=0, extra=extra,
                            data_summary={"corpus": str(corpus), "members": [str(m) for m in members]})
