@@ -15,26 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechlm.safety.clip_stats import clip_logit
 from speechlm.safety.detector import Detector
 from speechlm.safety.detector_data import UNSEEN, load_corpus
-from speechlm.safety.detector_train import TrainConfig, _view_wavs, clip_scores, featurize
+from speechlm.safety.detector_train import view_scores
 
 STYLED = ("tts_styled", "vc")
-
-
-def valid_human_scores(det: Detector, corpus: Path) -> np.ndarray:
-    """File scores of the human valid clips' views, as `combine` computes them for the threshold."""
-    cfg = TrainConfig(detector=det.config)
-    clips = [c for c in load_corpus(corpus, ("valid",)) if c.label == 0 and c.source not in UNSEEN]
-    items = featurize(clips, cfg, log=lambda s: None)["valid"]
-    p = np.clip(clip_scores(det.net, [v for it in items for v in it.views]), 1e-7, 1 - 1e-7)
-    w = det.config.net.clip_weight
-    if not w:
-        return p
-    wavs = [v for i, c in enumerate(clips) for v in _view_wavs(c, cfg, np.random.default_rng([cfg.seed, i]))]
-    head = np.array([clip_logit(det.net.clip_head, v, det.config.features) for v in wavs])
-    return 1 / (1 + np.exp(-((1 - w) * np.log(p / (1 - p)) + w * head)))
 
 
 def main() -> None:
@@ -44,7 +29,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     det = Detector.load(args.model)
-    valid = valid_human_scores(det, Path(args.corpus))
+    humans = [c for c in load_corpus(Path(args.corpus), ("valid",)) if c.label == 0 and c.source not in UNSEEN]
+    valid = view_scores(det.net, det.config, humans, log=lambda s: None)
     test = load_corpus(Path(args.corpus), ("test",))
     score = np.array([det.score_wav(c.wav, 16000).synthetic_score for c in test])
     label = np.array([c.label for c in test])

@@ -130,6 +130,11 @@ class ClipHead(nn.Module):
         return self.linear((stats - self.mean) / self.std).squeeze(-1)
 
 
+def mix_logits(net_logit, clip_logit, weight: float):
+    """The file logit: ``(1 - weight) * net_logit + weight * clip_logit`` (floats or arrays alike)."""
+    return (1 - weight) * net_logit + weight * clip_logit
+
+
 @torch.no_grad()
 def clip_logit(head: ClipHead, wav: np.ndarray, features: FeatureConfig,
                cfg: ClipStatsConfig = ClipStatsConfig()) -> float:

@@ -392,9 +392,9 @@ class Detector:
         file_logit = float(logits.mean())
         w = self.config.net.clip_weight
         if w > 0:
-            from speechlm.safety.clip_stats import clip_logit
+            from speechlm.safety.clip_stats import clip_logit, mix_logits
 
-            file_logit = (1 - w) * file_logit + w * clip_logit(self.net.clip_head, x, f)
+            file_logit = mix_logits(file_logit, clip_logit(self.net.clip_head, x, f), w)
         score = 1.0 / (1.0 + math.exp(-file_logit))
         segs = [Segment(s / f.sample_rate, e / f.sample_rate, float(torch.sigmoid(v)))
                 for (s, e), v in zip(bounds, logits)]

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechlm.safety.clip_stats import ClipHead, clip_logit, clip_statistics
+from speechlm.safety.clip_stats import ClipHead, clip_logit, clip_statistics, mix_logits
 from speechlm.safety.detector import DetectorConfig, FeatureConfig, build_net, eer, features, num_params
 from speechlm.safety.detector_data import SR, UNSEEN, Clip, channel_augment, load_corpus, recording_augment
 from speechlm.train.schedule import warmup_cosine
@@ -305,6 +305,23 @@ def fit_clip_head(corpus: Path, feats: FeatureConfig, exclude: tuple[str, ...] =
     return head.eval()
 
 
+def view_scores(net: torch.nn.Module, config: DetectorConfig, clips: list[Clip], log=print) -> np.ndarray:
+    """File scores ``[N x (1 + aug_views)]`` of every view of ``clips`` (the views :func:`featurize` draws): the
+    sigmoid of the networks' mean segment logit, mixed with ``net.clip_head``'s logit of the same view where
+    ``config.net.clip_weight`` > 0 (as :meth:`speechlm.safety.detector.Detector.score_wav` scores a file)."""
+    cfg = TrainConfig(detector=config)
+    t0 = time.time()
+    wavs = [v for i, c in enumerate(clips) for v in _view_wavs(c, cfg, np.random.default_rng([cfg.seed, i]))]
+    scores = clip_scores(net, [features(v, config.features).half() for v in wavs])
+    w = config.net.clip_weight
+    log(f"{len(clips)} clips, {len(wavs)} views scored in {time.time() - t0:.0f} s")
+    if not w:
+        return scores
+    head = np.array([clip_logit(net.clip_head, v, config.features) for v in wavs])
+    p = np.clip(scores, 1e-7, 1 - 1e-7)
+    return 1.0 / (1.0 + np.exp(-mix_logits(np.log(p / (1 - p)), head, w)))
+
+
 def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0.02, clip_weight: float = 0.0,
             clip_exclude: tuple[str, ...] = (), clip_views: int = 1, log=lambda s: print(s, flush=True)) -> Path:
     """Average the logits of the detector checkpoints ``members`` (same features and net; some may add the
@@ -353,14 +370,8 @@ def combine(members: list[Path], corpus: Path, out: Path, false_alarm: float = 0
     if clip_weight:
         net.clip_head = fit_clip_head(corpus, first.features, tuple(clip_exclude), workers=cfg.workers,
                                       channel_views=clip_views, log=log)
-    items = featurize(clips, cfg, log)["valid"]
-    scores = clip_scores(net, [v for it in items for v in it.views])
-    if clip_weight:
-        # the same views featurize drew (its generator per clip index), scored by the head too
-        wavs = [w for i, c in enumerate(clips) for w in _view_wavs(c, cfg, np.random.default_rng([cfg.seed, i]))]
-        head = np.array([clip_logit(net.clip_head, w, first.features) for w in wavs])
-        net_logit = np.log(np.clip(scores, 1e-7, 1 - 1e-7) / np.clip(1 - scores, 1e-7, 1))
-        scores = 1.0 / (1.0 + np.exp(-((1 - clip_weight) * net_logit + clip_weight * head)))
+    scores = view_scores(net, DetectorConfig(first.features, replace(first.net, clip_weight=clip_weight)), clips,
+                         log)
     thr = float(np.quantile(scores, 1.0 - false_alarm))
     log(f"{len(clips)} human valid clips ({len(scores)} views): threshold {thr:.4f} at {false_alarm:.1%} false alarms")
     det = DetectorConfig(first.features, replace(first.net, members=len(dets), clip_weight=clip_weight,
