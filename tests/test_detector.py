@@ -414,3 +414,36 @@ def test_load_corpus_excludes_files_or_sources_and_refuses_unknown_names(tmp_pat
         assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
     assert main(["detector", "build", "-o", str(tmp_path / "b"), "--vocoded", "0"]) != 0
     assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
+
+
+def test_coded_clips_among_the_held_out_humans_load_as_a_never_seen_codec(tmp_path):
+    """codec2-examples' f2400 / m2400 are coded copies of forig / morig: load_corpus counts them as synthetic
+    (a never-seen source), the originals stay human."""
+    from speechlm.safety.detector_data import UNSEEN, Clip, load_corpus, save_clips
+
+    wav = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    (tmp_path / "c").mkdir()
+    save_clips(tmp_path / "c" / "human_test.npz", [
+        Clip(wav, 0, "human/codec2_examples", cid, "test", cid) for cid in ("codec2_forig", "codec2_f2400")])
+    got = {c.id: (c.label, c.source) for c in load_corpus(tmp_path / "c")}
+    assert got["codec2_forig"] == (0, "human/codec2_examples")
+    assert got["codec2_f2400"][0] == 1 and got["codec2_f2400"][1] in UNSEEN
+
+
+def test_codec2_clips_resynthesise_through_the_debian_codec():
+    """Each recording comes back through Codec 2 (8 kHz): about as long, not the same samples, a mode named."""
+    require_tool("c2enc")
+    require_tool("c2dec")
+    from speechlm.safety.detector_data import CODEC2_MODES, Clip, codec2_clips
+
+    t = np.arange(24000) / 16000
+    voiced = (0.3 * np.sign(np.sin(2 * np.pi * 120 * t)) * np.hanning(24000)).astype(np.float32)
+    voiced = np.convolve(voiced, np.hanning(15) / 7, mode="same").astype(np.float32)
+    src = [Clip(voiced, 0, "human/x", "x", "test", f"x{i}") for i in range(2)]
+    out = list(codec2_clips(src, "test", 0))
+    assert len(out) == 2 and all(c.label == 1 and c.source == "codec2" for c in out)
+    assert all(c.voice.removeprefix("codec2_") in CODEC2_MODES for c in out)
+    for c in out:
+        assert abs(len(c.wav) - len(voiced)) < 0.3 * len(voiced)
+        n = min(len(c.wav), len(voiced))
+        assert not np.allclose(c.wav[:n], voiced[:n], atol=1e-3)

@@ -56,7 +56,13 @@ FLITE_TRAIN = ("slt", "kal16")
 FLITE_TEST = ("awb", "rms")
 FESTIVAL_TEST = (("kal_diphone", "en"), ("ked_diphone", "en"), ("cmu_us_slt_arctic_hts", "en"),
                  ("pc_diphone", "it"), ("lp_diphone", "it"))
-UNSEEN = ("festival", "codec_pitch")
+# the held-out human manifests hold two clips that are codec outputs, not recordings: codec2-examples' f2400 and
+# m2400 (2400 bit/s) are forig and morig coded (the same utterance, log envelopes correlated 0.96 / 0.97 at a
+# 30-70 ms delay); load_corpus counts them as synthetic, a never-seen codec
+CODED_HUMAN_IDS = {"codec2_f2400": "codec2_examples_coded", "codec2_m2400": "codec2_examples_coded"}
+# generators and codecs no detector trains on: the hard case
+UNSEEN = ("festival", "codec_pitch", "codec2", "codec2_examples_coded")
+CODEC2_MODES = ("3200", "2400", "1600", "1300", "700C")
 # speechlm's own transforms: TTS with a style description (noise, echo, whisper, another gender) and voice
 # conversion of recordings; benchmarked apart from the other generators
 STYLED = ("tts_styled", "vc")
@@ -99,6 +105,7 @@ def load_clips(path: Path) -> list[Clip]:
 def load_corpus(folder: Path, splits: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> list[Clip]:
     """Every cached source in ``folder`` (optionally only some splits), less ``exclude``: corpus file names
     (``vocoded_lpc_train``, with or without ``.npz``) or clip sources (``vocoded_lpc``, ``human/klettres``).
+    The codec outputs among the held-out human clips (``CODED_HUMAN_IDS``) come back synthetic.
 
     Raises:
         SpeechLMError: a name in ``exclude`` is neither a file of the corpus nor a source in it (a typo would
@@ -113,6 +120,8 @@ def load_corpus(folder: Path, splits: Iterable[str] | None = None, exclude: Iter
             seen.add(p.stem)
             continue
         for c in load_clips(p):
+            if c.label == 0 and c.id in CODED_HUMAN_IDS:
+                c.label, c.source = 1, CODED_HUMAN_IDS[c.id]
             if c.source in names:
                 seen.add(c.source)
             elif keep is None or c.split in keep:
@@ -271,6 +280,28 @@ def codec_clips(name: str, codec, sources: list[Clip], split: str,
             yield Clip(wav, 1, name, name, split, f"{name}_{c.id}")
 
 
+def codec2_clips(sources: list[Clip], split: str, seed: int) -> Iterator[Clip]:
+    """Recordings through Codec 2 (Debian's ``c2enc`` / ``c2dec``, 8 kHz, a random mode of ``CODEC2_MODES`` each):
+    a low-rate vocoder no detector trains on."""
+    from speechlm.audio.io import resample
+
+    rng = random.Random(f"codec2:{split}:{seed}")
+    with tempfile.TemporaryDirectory() as td:
+        raw, bits, out = (Path(td) / n for n in ("in.raw", "c.bit", "out.raw"))
+        for c in sources:
+            mode = rng.choice(CODEC2_MODES)
+            x = resample(c.wav, SR, 8000)
+            (np.clip(x, -1, 1) * 32767).astype("<i2").tofile(raw)
+            try:
+                subprocess.run(["c2enc", mode, str(raw), str(bits)], check=True, capture_output=True, timeout=60)
+                subprocess.run(["c2dec", mode, str(bits), str(out)], check=True, capture_output=True, timeout=60)
+            except (subprocess.SubprocessError, OSError):
+                continue
+            wav = prepare(np.fromfile(out, "<i2").astype(np.float32) / 32768, 8000)
+            if len(wav) >= SR // 4:
+                yield Clip(wav, 1, "codec2", f"codec2_{mode}", split, f"codec2_{c.id}")
+
+
 # ------------------------------------------------------------------------------------------- augmentation
 
 def _lossy(wav: np.ndarray, fmt: str, subtype: str, level: float) -> np.ndarray:
@@ -371,6 +402,7 @@ class CorpusSizes:
     codec_channel_train: int = 660
     festival_test: int = 150
     codec_pitch_test: int = 80
+    codec2_test: int = 80
     styled_train: int = 240
     styled_test: int = 100
     vc_train: int = 200
@@ -487,6 +519,9 @@ def build_corpus(out: Path, real: Path, tts: Callable[[str, int, np.ndarray | No
                                                     resynth_sources("train", sizes.codec_train), "train"))
     make("codec_pitch_test", lambda: codec_clips("codec_pitch", codecs("codec_pitch"),
                                                  resynth_sources("test", sizes.codec_pitch_test), "test"))
+    make("codec2_test", lambda: codec2_clips(
+        [c for c in resynth_sources("test", sizes.codec2_test + 20, f"codec2:{seed}")
+         if c.id not in CODED_HUMAN_IDS][: sizes.codec2_test], "test", seed))
     for v in VOCODERS:  # copy synthesis of the training recordings (each vocoder its own draw of them)
         make(f"vocoded_{v}_train", lambda v=v: vocoded_clips(
             v, resynth_sources("train", sizes.vocoded_train, f"vocoded:{v}:{seed}"), "train", seed))
