@@ -4,10 +4,11 @@ the detector never saw, through random transmission channels, a band-limit short
     .venv/bin/speechlm detector build --real data/real -o runs/detect/corpus
     .venv/bin/python benchmarks/detect_bench.py runs/detect/corpus [--model detector_default]
 
-Human clips are the held-out recordings (asterisk-core en/fr/es/it, pocketsphinx-testdata, codec2-examples);
-synthetic clips are the corpus's ``test`` split (held-out espeak-ng variants and flite voices, held-out texts for
-Piper and speechlm's TTS, codec_sf resynthesis of held-out recordings, the never-seen festival and
-codec_pitch, and, reported apart, speechlm's TTS with a style description and its voice conversion of held-out
+Human clips are the held-out recordings (asterisk-core en/fr/es/it, pocketsphinx-testdata, codec2-examples less
+its two coded samples); synthetic clips are the corpus's ``test`` split (held-out espeak-ng variants and flite
+voices, held-out texts for Piper and speechlm's TTS, codec_sf resynthesis of held-out recordings, the never-seen
+festival, codec_pitch, Codec 2 resynthesis of held-out recordings and codec2-examples' two coded samples, and,
+reported apart, speechlm's TTS with a style description and its voice conversion of held-out
 recordings). Anchors in the same run: a logistic regression on each clip's LFB mean and standard deviation
 (60 bands whatever the model uses: the classic LFCC + linear back-end, trained here on the same training clips),
 and AASIST's published EER on
@@ -202,7 +203,8 @@ def to_markdown(r: dict) -> str:
         "| condition | ours EER | LFB + logistic regression (anchor, same run) |", "|---|---|---|",
         f"| generators seen in training (held-out voices, texts) | {_pct(r['eer_seen_generators'])} | "
         f"{_pct(a.get('eer_seen_generators'))} |",
-        f"| generators never seen (festival, codec_pitch) | {_pct(r['eer_unseen'])} | {_pct(a.get('eer_unseen'))} |",
+        f"| generators never seen ({', '.join(k for k, v in sorted(r['per_generator'].items()) if v['unseen'])}) "
+        f"| {_pct(r['eer_unseen'])} | {_pct(a.get('eer_unseen'))} |",
         f"| seen, every clip through a random channel (telephone band / Opus / MP3 / noise) | "
         f"{_pct(r['eer_channel_seen'])} | {_pct(a.get('eer_channel_seen'))} |",
         f"| never seen, through a random channel | {_pct(r['eer_channel_unseen'])} | – |",
