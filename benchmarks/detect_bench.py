@@ -34,15 +34,18 @@ ANCHOR_BANDS = 60  # the anchor's LFB bands (LFCC-style; fixed across models)
 AASIST = {"name": "AASIST (Jung et al. 2022), ASVspoof 2019 LA eval, published", "eer": 0.0083}
 
 
-def _scores(det, clips) -> tuple[np.ndarray, float, float]:
-    """File scores of clips, their total audio seconds and the seconds the detector took (one thread)."""
-    out, audio_s, t = [], 0.0, 0.0
+def _scores(det, clips) -> tuple[np.ndarray, list[np.ndarray], float, float]:
+    """File scores of clips, each clip's segment scores, their total audio seconds and the seconds the detector
+    took (one thread)."""
+    out, segs, audio_s, t = [], [], 0.0, 0.0
     for c in clips:
         t0 = time.perf_counter()
-        out.append(det.score_wav(c.wav, 16000).synthetic_score)
+        r = det.score_wav(c.wav, 16000)
         t += time.perf_counter() - t0
+        out.append(r.synthetic_score)
+        segs.append(np.array([s.synthetic_score for s in r.segments]))
         audio_s += len(c.wav) / 16000
-    return np.array(out), audio_s, t
+    return np.array(out), segs, audio_s, t
 
 
 def _stats(x: torch.Tensor) -> torch.Tensor:
@@ -112,8 +115,8 @@ def main() -> int:
     rng = np.random.default_rng(123)
     chan = [type(c)(prepare(channel_augment(c.wav, rng)[0], 16000), c.label, c.source, c.voice, c.split, c.id)
             for c in test]
-    hs, h_audio, h_t = _scores(det, human)
-    ss, s_audio, s_t = _scores(det, synth)
+    hs, h_segs, h_audio, h_t = _scores(det, human)
+    ss, s_segs, s_audio, s_t = _scores(det, synth)
     speed = (h_audio + s_audio) / (h_t + s_t)
     thr = det.threshold
     seen = np.array([c.source not in UNSEEN + STYLED for c in synth])
@@ -129,7 +132,7 @@ def main() -> int:
         m = np.array([c.source == src for c in human])
         humans[src] = {"n": int(m.sum()), "false_alarm_at_threshold": float((hs[m] >= thr).mean())}
     unseen_m = ~seen & ~styled
-    cs, _, _ = _scores(det, chan)
+    cs, _, _, _ = _scores(det, chan)
     cl = np.array([c.label for c in chan])
     cseen = np.array([c.source not in UNSEEN + STYLED for c in chan])
     cunseen = np.array([c.source in UNSEEN for c in chan])
@@ -140,8 +143,12 @@ def main() -> int:
             and _bandwidth_hz(c.wav) > 5000]
     tel = [type(c)(resample(resample(c.wav, 16000, 8000), 8000, 16000), 1, c.source, c.voice, c.split, c.id)
            for c in synth if c.source not in UNSEEN + STYLED]
-    ws, _, _ = _scores(det, wide)
-    ts, _, _ = _scores(det, tel)
+    ws, _, _, _ = _scores(det, wide)
+    ts, _, _, _ = _scores(det, tel)
+    # every 2-s segment judged on its own (what `speechlm detect` prints per segment, to find a generated stretch)
+    seg_h = np.concatenate(h_segs)
+    seg_seen = np.concatenate([x for x, m in zip(s_segs, seen) if m])
+    seg_unseen = np.concatenate([x for x, m in zip(s_segs, unseen_m) if m] or [np.zeros(0)])
     result = {
         "kind": "detect_bench", "model": det.model_id, "threshold": thr, "threshold_rule": _threshold_rule(args.model),
         "params": sum(p.numel() for p in det.net.parameters()),
@@ -156,6 +163,11 @@ def main() -> int:
         "shortcut_tel_synthetic_vs_wideband_human": {"n_human": len(wide), "n_synthetic": len(tel),
                                                      "eer": eer(ws, ts)[0],
                                                      "miss_at_threshold": float((ts < thr).mean())},
+        "segments": {"n_human": len(seg_h), "n_seen": len(seg_seen), "n_unseen": len(seg_unseen),
+                     "eer_seen": eer(seg_h, seg_seen)[0],
+                     "eer_unseen": eer(seg_h, seg_unseen)[0] if len(seg_unseen) else None,
+                     "human_at_threshold": float((seg_h >= thr).mean()),
+                     "seen_missed_at_threshold": float((seg_seen < thr).mean())},
         "per_generator": rows, "per_human_source": humans,
         "speed_x_realtime_1_thread": speed, "anchor_published": AASIST,
         "command": "speechlm detector build --real data/real -o runs/detect/corpus && python "
@@ -196,6 +208,7 @@ def _pct(x: float | None) -> str:
 def to_markdown(r: dict) -> str:
     a = r.get("anchor_lfb_lr") or {}
     sc = r["shortcut_tel_synthetic_vs_wideband_human"]
+    sg = r.get("segments")
     lines = [
         f"`{r['model']}` ({r['params']} parameters), {r['n_human']} held-out human recordings vs {r['n_synthetic']} "
         f"synthetic clips of held-out voices/texts/recordings; threshold {r['threshold']:.3f} "
@@ -208,6 +221,9 @@ def to_markdown(r: dict) -> str:
         f"| seen, every clip through a random channel (telephone band / Opus / MP3 / noise) | "
         f"{_pct(r['eer_channel_seen'])} | {_pct(a.get('eer_channel_seen'))} |",
         f"| never seen, through a random channel | {_pct(r['eer_channel_unseen'])} | – |",
+        *([f"| every 2-s segment on its own, seen / never seen ({sg['n_human']} human, {sg['n_seen']} + "
+           f"{sg['n_unseen']} synthetic segments; human segments at the threshold {_pct(sg['human_at_threshold'])})"
+           f" | {_pct(sg['eer_seen'])} / {_pct(sg['eer_unseen'])} | – |"] if sg else []),
         *([f"| speechlm's TTS with a style description and its voice conversion (held-out texts, recordings) | "
            f"{_pct(r['eer_styled'])} | – |"] if r.get("eer_styled") is not None else []),
         f"| shortcut check: telephone-band synthetic vs wideband human ({sc['n_human']} clips) | {_pct(sc['eer'])} "

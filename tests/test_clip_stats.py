@@ -84,6 +84,15 @@ def test_combine_with_clip_weight_mixes_the_head_in(tmp_path, capsys):
     _, logits = det.segment_logits(x)
     mixed = 0.5 * float(logits.mean()) + 0.5 * clip_logit(det.net.clip_head, x, cfg.features)
     assert det.score_wav(tone, 16000).synthetic_score == pytest.approx(1 / (1 + np.exp(-mixed)), abs=1e-5)
+    # a longer file: each segment's score mixes its network logit with the head's on that segment alone
+    long = np.concatenate([tone, noise, tone])
+    x = det.prepare(long, 16000)
+    bounds, logits = det.segment_logits(x)
+    r = det.score_wav(long, 16000)
+    assert len(bounds) == len(r.segments) > 1
+    for (a, b), v, seg in zip(bounds, logits, r.segments):
+        want = 0.5 * float(v) + 0.5 * clip_logit(det.net.clip_head, x[a:b], cfg.features)
+        assert seg.synthetic_score == pytest.approx(1 / (1 + np.exp(-want)), abs=1e-5)
     meta = json.loads((tmp_path / "ens" / "config.json").read_text())
     assert meta["config"]["detector"]["net"]["clip_weight"] == 0.5
     capsys.readouterr()

@@ -9,8 +9,8 @@ EPILOG = """\
 The score is the detector's probability that the speech was made by a synthesizer, vocoder or speech codec
 (speechlm's TTS and codecs, espeak-ng, flite, Piper, ...) rather than recorded from a person; `label` is
 "synthetic" when it reaches the model's threshold. A person through a telephone line, Opus or MP3 is human.
-The shipped file score mixes the networks' segment scores with a regression on whole-clip statistics; the
-per-segment scores are the networks' alone (read them against each other to find a generated stretch).
+The shipped model averages small networks over 2-s segments with a regression on whole-clip statistics, for the
+file and for each segment; a segment at or above the threshold is where the generated speech likely is.
 Train your own with `speechlm detector build`, `train` and `combine`; measured quality: docs/safety.md.
 
   speechlm detect speech.wav

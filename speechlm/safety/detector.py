@@ -16,8 +16,8 @@ a vocoder or codec makes its own phase, which the magnitude does not show):
    pooling, a two-layer head): one logit a segment; an ensemble (:class:`DetectorEnsemble`, the shipped model)
    averages the logits of several such networks trained alike, with or without the phase channels;
 4. the file's score is the sigmoid of the mean segment logit (where ``NetConfig.clip_weight`` > 0, averaged with
-   a logistic regression on whole-clip statistics, :mod:`speechlm.safety.clip_stats`; segment scores stay the
-   network's); ``label`` is ``synthetic`` when it is at least
+   a logistic regression on whole-clip statistics, :mod:`speechlm.safety.clip_stats`, which also judges each
+   segment on its own for the segment scores); ``label`` is ``synthetic`` when it is at least
    the threshold saved with the model (a single model: the equal-error point of its validation set; an
    ensemble: 2 % false alarms on the human validation clips, :func:`speechlm.safety.detector_train.combine`).
 
@@ -389,15 +389,22 @@ class Detector:
         if len(x) < f.sample_rate // 10:
             raise DetectorError("the audio is silent or shorter than 0.1 s: nothing to judge")
         bounds, logits = self.segment_logits(x)
+        seg_logits = [float(v) for v in logits]
         file_logit = float(logits.mean())
         w = self.config.net.clip_weight
-        if w > 0:
+        if w > 0:  # the whole-clip regression: over the file's 6-s windows, and over each segment
             from speechlm.safety.clip_stats import clip_logit, mix_logits
 
-            file_logit = mix_logits(file_logit, clip_logit(self.net.clip_head, x, f), w)
+            head = clip_logit(self.net.clip_head, x, f)
+            file_logit = mix_logits(file_logit, head, w)
+            if len(bounds) > 1:
+                seg_logits = [mix_logits(v, clip_logit(self.net.clip_head, x[s:e], f), w)
+                              for (s, e), v in zip(bounds, seg_logits)]
+            else:  # one segment: the whole file, as the windows saw it
+                seg_logits = [file_logit]
         score = 1.0 / (1.0 + math.exp(-file_logit))
-        segs = [Segment(s / f.sample_rate, e / f.sample_rate, float(torch.sigmoid(v)))
-                for (s, e), v in zip(bounds, logits)]
+        segs = [Segment(s / f.sample_rate, e / f.sample_rate, 1.0 / (1.0 + math.exp(-v)))
+                for (s, e), v in zip(bounds, seg_logits)]
         label = "synthetic" if score >= self.threshold else "human"
         return Detection(score, label, self.threshold, len(x) / f.sample_rate, segs, self.model_id)
 
