@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from speechlm.safety.detector import FeatureConfig, lfb, phase_features, segment_bounds
+from speechlm.safety.detector import FeatureConfig, segment_bounds
+from speechlm.safety.detector import features as detector_features
 
 
 @dataclass(frozen=True)
@@ -108,11 +109,12 @@ def clip_statistics(wav: np.ndarray | torch.Tensor, features: FeatureConfig,
         float32 ``[dim(features, cfg)]``.
     """
     x = torch.as_tensor(np.asarray(wav, np.float32))[: int(cfg.window_s * features.sample_rate)]
-    bands = lfb(x, features)
+    both = detector_features(x, features)  # the LFB, then the phase channels, from one STFT
+    bands = both[: features.n_bands]
     fine = _log_power(x, cfg.hires_n_fft, features.hop_length)
     parts = [_spread(bands), _spread(fine[cfg.hires_lo : cfg.hires_lo + cfg.hires_bins])]
     if features.phase_bands:
-        parts.append(_spread(phase_features(x, features)))
+        parts.append(_spread(both[features.n_bands :]))
     parts += [_pitch_peak(fine), _modulation(bands, cfg)]
     return torch.cat(parts).float()
 
