@@ -34,6 +34,16 @@ ANCHOR_BANDS = 60  # the anchor's LFB bands (LFCC-style; fixed across models)
 AASIST = {"name": "AASIST (Jung et al. 2022), ASVspoof 2019 LA eval, published", "eer": 0.0083}
 
 
+def _manifest_paths(real: Path) -> dict[str, str]:
+    """Clip id -> original audio file, from the real-speech manifests (empty when there are none)."""
+    out = {}
+    for m in sorted(real.glob("*/manifest.jsonl")):
+        for line in m.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            out[row["id"]] = row["audio"]
+    return out
+
+
 def _scores(det, clips) -> tuple[np.ndarray, list[np.ndarray], float, float]:
     """File scores of clips, each clip's segment scores, their total audio seconds and the seconds the detector
     took (one thread)."""
@@ -102,6 +112,8 @@ def main() -> int:
     p.add_argument("--model", default=None)
     p.add_argument("--out", default=str(ROOT / "docs" / "results" / "detect_bench__default.json"))
     p.add_argument("--no-anchor", action="store_true")
+    p.add_argument("--real", default=str(ROOT / "data" / "real"),
+                   help="real-speech manifests: the held-out human clips are also scored from their original files")
     args = p.parse_args()
     torch.set_num_threads(1)
     from speechlm.safety.detector import Detector, eer
@@ -149,6 +161,11 @@ def main() -> int:
     seg_h = np.concatenate(h_segs)
     seg_seen = np.concatenate([x for x, m in zip(s_segs, seen) if m])
     seg_unseen = np.concatenate([x for x, m in zip(s_segs, unseen_m) if m] or [np.zeros(0)])
+    # the human clips as a user would score them: from the original files (8-kHz telephone prompts, say), not the
+    # corpus's 16-kHz 16-bit copies
+    files = _manifest_paths(Path(args.real))
+    from_files = [(i, files[c.id]) for i, c in enumerate(human) if c.id in files and Path(files[c.id]).exists()]
+    hf = np.array([det.score_file(path).synthetic_score for _, path in from_files])
     result = {
         "kind": "detect_bench", "model": det.model_id, "threshold": thr, "threshold_rule": _threshold_rule(args.model),
         "params": sum(p.numel() for p in det.net.parameters()),
@@ -168,6 +185,10 @@ def main() -> int:
                      "eer_unseen": eer(seg_h, seg_unseen)[0] if len(seg_unseen) else None,
                      "human_at_threshold": float((seg_h >= thr).mean()),
                      "seen_missed_at_threshold": float((seg_seen < thr).mean())},
+        "human_from_files": {"n": len(hf), "false_alarm_at_threshold": float((hf >= thr).mean()) if len(hf) else None,
+                             "corpus_copies_false_alarm_at_threshold":
+                                 float((hs[[i for i, _ in from_files]] >= thr).mean()) if len(hf) else None,
+                             "eer_seen": eer(hf, ss[seen])[0] if len(hf) else None},
         "per_generator": rows, "per_human_source": humans,
         "speed_x_realtime_1_thread": speed, "anchor_published": AASIST,
         "command": "speechlm detector build --real data/real -o runs/detect/corpus && python "
@@ -209,6 +230,7 @@ def to_markdown(r: dict) -> str:
     a = r.get("anchor_lfb_lr") or {}
     sc = r["shortcut_tel_synthetic_vs_wideband_human"]
     sg = r.get("segments")
+    hf = r.get("human_from_files")
     lines = [
         f"`{r['model']}` ({r['params']} parameters), {r['n_human']} held-out human recordings vs {r['n_synthetic']} "
         f"synthetic clips of held-out voices/texts/recordings; threshold {r['threshold']:.3f} "
@@ -226,6 +248,10 @@ def to_markdown(r: dict) -> str:
            f" | {_pct(sg['eer_seen'])} / {_pct(sg['eer_unseen'])} | – |"] if sg else []),
         *([f"| speechlm's TTS with a style description and its voice conversion (held-out texts, recordings) | "
            f"{_pct(r['eer_styled'])} | – |"] if r.get("eer_styled") is not None else []),
+        *([f"| seen, the {hf['n']} human clips scored from their original files (false alarms at the threshold "
+           f"{_pct(hf['false_alarm_at_threshold'])}; from the corpus copies "
+           f"{_pct(hf['corpus_copies_false_alarm_at_threshold'])}) "
+           f"| {_pct(hf['eer_seen'])} | – |"] if hf and hf.get("n") else []),
         f"| shortcut check: telephone-band synthetic vs wideband human ({sc['n_human']} clips) | {_pct(sc['eer'])} "
         "| – |",
         f"| AASIST, ASVspoof 2019 LA (published, other data) | – | {_pct(r['anchor_published']['eer'])} |", "",
