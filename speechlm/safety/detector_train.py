@@ -308,7 +308,8 @@ def fit_clip_head(corpus: Path, feats: FeatureConfig, exclude: tuple[str, ...] =
 def view_scores(net: torch.nn.Module, config: DetectorConfig, clips: list[Clip], log=print) -> np.ndarray:
     """File scores ``[N x (1 + aug_views)]`` of every view of ``clips`` (the views :func:`featurize` draws): the
     sigmoid of the networks' mean segment logit, mixed with ``net.clip_head``'s logit of the same view where
-    ``config.net.clip_weight`` > 0 (as :meth:`speechlm.safety.detector.Detector.score_wav` scores a file)."""
+    ``config.net.clip_weight`` > 0 (mixed as :meth:`speechlm.safety.detector.Detector.score_wav` mixes them; the
+    views are scored as training saw them, without that method's trimming and 16-bit steps)."""
     cfg = TrainConfig(detector=config)
     t0 = time.time()
     wavs = [v for i, c in enumerate(clips) for v in _view_wavs(c, cfg, np.random.default_rng([cfg.seed, i]))]
