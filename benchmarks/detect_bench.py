@@ -58,14 +58,9 @@ def _scores(det, clips) -> tuple[np.ndarray, list[np.ndarray], float, float]:
     return np.array(out), segs, audio_s, t
 
 
-def _stats(x: torch.Tensor) -> torch.Tensor:
-    x = x.float()
-    x = x - x.mean(dim=1, keepdim=True)
-    return torch.cat([x.std(dim=1), (x[:, 1:] - x[:, :-1]).std(dim=1)])
-
-
 def lfb_lr_anchor(train_clips, cfg) -> callable:
     """Logistic regression on per-clip LFB statistics (std of each band and of its frame-to-frame change)."""
+    from speechlm.safety.clip_stats import fit_head, spread
     from speechlm.safety.detector import lfb
     from speechlm.safety.detector_data import channel_augment
 
@@ -73,27 +68,13 @@ def lfb_lr_anchor(train_clips, cfg) -> callable:
     xs, ys = [], []
     for c in train_clips:
         for wav in (c.wav, channel_augment(c.wav[: 3 * 16000], rng)[0]):
-            xs.append(_stats(lfb(wav, cfg)))
+            xs.append(spread(lfb(wav, cfg)))
             ys.append(float(c.label))
-    x, y = torch.stack(xs), torch.tensor(ys)
-    mu, sd = x.mean(0), x.std(0) + 1e-6
-    w = torch.zeros(x.shape[1], requires_grad=True)
-    b = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=200)
-    pos = float(y.mean())
-    weight = torch.where(y > 0, 0.5 / pos, 0.5 / (1 - pos))
-
-    def closure():
-        opt.zero_grad()
-        loss = (torch.nn.functional.binary_cross_entropy_with_logits((x - mu) / sd @ w + b, y, weight=weight)
-                + 1e-3 * w.pow(2).sum())
-        loss.backward()
-        return loss
-    opt.step(closure)
+    head = fit_head(torch.stack(xs), torch.tensor(ys), l2=1e-3, max_iter=200)
 
     def score(wav: np.ndarray) -> float:
         with torch.no_grad():
-            return float(torch.sigmoid((_stats(lfb(wav, cfg)) - mu) / sd @ w + b))
+            return float(torch.sigmoid(head(spread(lfb(wav, cfg))[None])[0]))
     return score
 
 

@@ -56,7 +56,7 @@ def dim(features: FeatureConfig, cfg: ClipStatsConfig = ClipStatsConfig()) -> in
             + (len(cfg.mod_edges) - 1) * (features.n_bands // cfg.band_group))
 
 
-def _spread(x: torch.Tensor) -> torch.Tensor:
+def spread(x: torch.Tensor) -> torch.Tensor:
     """``[C, T] -> [2C]``: std over time of the mean-removed rows and of their frame-to-frame change."""
     x = x - x.mean(dim=1, keepdim=True)
     d = x[:, 1:] - x[:, :-1] if x.shape[1] > 1 else torch.zeros_like(x)
@@ -112,9 +112,9 @@ def clip_statistics(wav: np.ndarray | torch.Tensor, features: FeatureConfig,
     both = detector_features(x, features)  # the LFB, then the phase channels, from one STFT
     bands = both[: features.n_bands]
     fine = _log_power(x, cfg.hires_n_fft, features.hop_length)
-    parts = [_spread(bands), _spread(fine[cfg.hires_lo : cfg.hires_lo + cfg.hires_bins])]
+    parts = [spread(bands), spread(fine[cfg.hires_lo : cfg.hires_lo + cfg.hires_bins])]
     if features.phase_bands:
-        parts.append(_spread(both[features.n_bands :]))
+        parts.append(spread(both[features.n_bands :]))
     parts += [_pitch_peak(fine), _modulation(bands, cfg)]
     return torch.cat(parts).float()
 
@@ -135,6 +135,32 @@ class ClipHead(nn.Module):
 def mix_logits(net_logit, clip_logit, weight: float):
     """The file logit: ``(1 - weight) * net_logit + weight * clip_logit`` (floats or arrays alike)."""
     return (1 - weight) * net_logit + weight * clip_logit
+
+
+def fit_head(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-3, max_iter: int = 500) -> ClipHead:
+    """A :class:`ClipHead` fitted to statistics ``x [N, D]`` and labels ``y [N]`` (1: synthetic): standardised,
+    class-balanced logistic loss + ``l2`` on the weights, L-BFGS (``max_iter`` iterations)."""
+    head = ClipHead(x.shape[1])
+    head.mean.copy_(x.mean(0))
+    head.std.copy_(x.std(0) + 1e-6)
+    z = (x - head.mean) / head.std
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    pos = float(y.mean())
+    weight = torch.where(y > 0, 0.5 / pos, 0.5 / (1 - pos))
+    opt = torch.optim.LBFGS([w, b], max_iter=max_iter)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, y, weight=weight)
+                + l2 * w.pow(2).sum())
+        loss.backward()
+        return loss
+    opt.step(closure)
+    with torch.no_grad():
+        head.linear.weight.copy_(w[None])
+        head.linear.bias.copy_(b)
+    return head.eval()
 
 
 @torch.no_grad()

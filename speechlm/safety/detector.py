@@ -416,8 +416,8 @@ class Detector:
                               for (s, e), v in zip(bounds, seg_logits)]
             else:  # one segment: the whole file, as the windows saw it
                 seg_logits = [file_logit]
-        score = 1.0 / (1.0 + math.exp(-file_logit))
-        segs = [Segment(s / f.sample_rate, e / f.sample_rate, 1.0 / (1.0 + math.exp(-v)))
+        score = _sigmoid(file_logit)
+        segs = [Segment(s / f.sample_rate, e / f.sample_rate, _sigmoid(v))
                 for (s, e), v in zip(bounds, seg_logits)]
         label = "synthetic" if score >= self.threshold else "human"
         return Detection(score, label, self.threshold, len(x) / f.sample_rate, segs, self.model_id)
@@ -431,6 +431,10 @@ class Detector:
 
 def num_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
+
+
+def _sigmoid(v: float) -> float:
+    return 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))  # no overflow either way
 
 
 def logit(p: float) -> float:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechlm.safety.clip_stats import ClipHead, clip_logit, clip_statistics, mix_logits
+from speechlm.safety.clip_stats import ClipHead, clip_logit, clip_statistics, fit_head, mix_logits
 from speechlm.safety.detector import DetectorConfig, FeatureConfig, build_net, eer, features, num_params
 from speechlm.safety.detector_data import SR, UNSEEN, Clip, channel_augment, load_corpus, recording_augment
 from speechlm.train.schedule import warmup_cosine
@@ -277,26 +277,8 @@ def fit_clip_head(corpus: Path, feats: FeatureConfig, exclude: tuple[str, ...] =
         stats = [_clip_stats_one(j) for j in jobs]
     x = torch.from_numpy(np.concatenate(stats))  # [(1 + channel_views) N, D]
     y = torch.tensor([float(c.label) for c in clips for _ in range(1 + channel_views)])
-    head = ClipHead(x.shape[1])
-    head.mean.copy_(x.mean(0))
-    head.std.copy_(x.std(0) + 1e-6)
-    z = (x - head.mean) / head.std
-    w = torch.zeros(x.shape[1], requires_grad=True)
-    b = torch.zeros(1, requires_grad=True)
-    pos = float(y.mean())
-    weight = torch.where(y > 0, 0.5 / pos, 0.5 / (1 - pos))
-    opt = torch.optim.LBFGS([w, b], max_iter=500)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = (torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, y, weight=weight)
-                + l2 * w.pow(2).sum())
-        loss.backward()
-        return loss
-    opt.step(closure)
+    head = fit_head(x, y, l2)
     with torch.no_grad():
-        head.linear.weight.copy_(w[None])
-        head.linear.bias.copy_(b)
         s = head(x).numpy()
     y_np = y.numpy()
     log(f"clip statistics: {len(clips)} clips x {1 + channel_views} views, {x.shape[1]} statistics, "
